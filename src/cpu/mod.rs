@@ -1,0 +1,425 @@
+//! The reference backend on ndarray: forward, backprop and the optimizers written op by op, as
+//! the math reads. It is the oracle the GPU backend is tested against, and it is made fast
+//! without being made obscure: every buffer is allocated once per batch size, matrix products
+//! write into them (`linalg::gemm`), and bias + activation are applied in one pass.
+
+pub mod linalg;
+
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip, s};
+
+use crate::backend::{Backend, Stats};
+use crate::data::{Dataset, Targets};
+use crate::error::{Error, Result};
+use crate::net::{Activation, Network, Output, sigmoid};
+use crate::optim::{self, OptimState, Optimizer};
+use crate::params::Params;
+
+/// Rows per chunk when evaluating or predicting: bounds memory, not results.
+const EVAL_CHUNK: usize = 1024;
+
+/// Activations, deltas and gradients for batches of up to `rows` samples.
+struct Workspace {
+    rows: usize,
+    /// `acts[0]` is the input batch, `acts[l + 1]` the output of layer `l`.
+    acts: Vec<Array2<f32>>,
+    /// `deltas[l]`: gradient of the loss w.r.t. the pre-activation of layer `l`.
+    deltas: Vec<Array2<f32>>,
+    grads: Params,
+    /// Per-sample target values (one-hot for labels).
+    targets: Array2<f32>,
+}
+
+impl Workspace {
+    fn new(net: &Network, rows: usize) -> Self {
+        Workspace {
+            rows,
+            acts: net
+                .sizes()
+                .iter()
+                .map(|&n| Array2::zeros((rows, n)))
+                .collect(),
+            deltas: net.sizes()[1..]
+                .iter()
+                .map(|&n| Array2::zeros((rows, n)))
+                .collect(),
+            grads: Params::zeros(net),
+            targets: Array2::zeros((rows, net.outputs())),
+        }
+    }
+}
+
+/// The ndarray reference backend.
+pub struct CpuBackend {
+    net: Network,
+    params: Params,
+    optimizer: Optimizer,
+    state: OptimState,
+    train: Option<Dataset>,
+    work: Option<Workspace>,
+    stats: Stats,
+    threads: usize,
+}
+
+impl CpuBackend {
+    /// A backend training `params` (shaped like `net`) with `optimizer`, on one thread.
+    pub fn new(net: &Network, params: Params, optimizer: Optimizer) -> Result<Self> {
+        params.check_shape(net, "initial parameters")?;
+        let state = OptimState::new(&optimizer, &params);
+        Ok(CpuBackend {
+            net: net.clone(),
+            params,
+            optimizer,
+            state,
+            train: None,
+            work: None,
+            stats: Stats::default(),
+            threads: 1,
+        })
+    }
+
+    /// Uses up to `threads` threads in the matrix products (1 is fastest for small batches).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
+    /// The workspace for batches of `rows`, reallocated only when the size grows.
+    fn workspace(&mut self, rows: usize) -> &mut Workspace {
+        if self.work.as_ref().is_none_or(|w| w.rows < rows) {
+            self.work = Some(Workspace::new(&self.net, rows));
+        }
+        self.work.as_mut().expect("just set")
+    }
+
+    /// Forward pass over the first `b` rows of `work.acts[0]`; leaves every layer's output in
+    /// `work.acts` (the last one as probabilities or sigmoids).
+    fn forward(net: &Network, params: &Params, work: &mut Workspace, b: usize, threads: usize) {
+        let layers = net.layers();
+        for l in 0..layers {
+            let (before, after) = work.acts.split_at_mut(l + 1);
+            let x = before[l].slice(s![..b, ..]);
+            let mut a = after[0].slice_mut(s![..b, ..]);
+            linalg::gemm(
+                1.0,
+                x,
+                params.layers[l].w.view(),
+                0.0,
+                a.view_mut(),
+                threads,
+            );
+            let act = (l + 1 < layers).then_some(net.hidden());
+            bias_activation(a.view_mut(), &params.layers[l].b, act);
+        }
+        if net.output() == Output::SigmoidMse {
+            let out = work.acts[layers].slice_mut(s![..b, ..]);
+            out.into_iter().for_each(|v| *v = sigmoid(*v));
+        }
+    }
+
+    /// Turns the logits in the last activation into outputs, writes the output delta, and
+    /// returns the batch's summed loss and correct count.
+    fn output_delta(net: &Network, work: &mut Workspace, b: usize) -> Stats {
+        let layers = net.layers();
+        let mut out = work.acts[layers].slice_mut(s![..b, ..]);
+        let t = work.targets.slice(s![..b, ..]);
+        let mut delta = work.deltas[layers - 1].slice_mut(s![..b, ..]);
+        let mut stats = Stats {
+            samples: b as u64,
+            ..Stats::default()
+        };
+        let k = out.ncols() as f32;
+        for ((mut o, t), mut d) in out
+            .rows_mut()
+            .into_iter()
+            .zip(t.rows())
+            .zip(delta.rows_mut())
+        {
+            let (loss, correct) = match net.output() {
+                Output::SoftmaxCrossEntropy => softmax_cross_entropy(o.view_mut(), t),
+                Output::SigmoidMse => mse(o.view(), t),
+            };
+            stats.loss_sum += loss as f64;
+            stats.correct += correct as u64;
+            // Softmax-CE: (p - y)/B. MSE: d/dz mean((a-y)^2) = 2(a-y)/(B·K) · a(1-a).
+            Zip::from(&mut d).and(&o).and(&t).for_each(|d, &a, &y| {
+                *d = match net.output() {
+                    Output::SoftmaxCrossEntropy => (a - y) / b as f32,
+                    Output::SigmoidMse => 2.0 * (a - y) / (b as f32 * k) * a * (1.0 - a),
+                }
+            });
+        }
+        stats
+    }
+
+    /// Backprop from the output delta: every layer's weight and bias gradient.
+    fn backward(net: &Network, params: &Params, work: &mut Workspace, b: usize, threads: usize) {
+        for l in (0..net.layers()).rev() {
+            let x = work.acts[l].slice(s![..b, ..]);
+            let delta = work.deltas[l].slice(s![..b, ..]);
+            let g = &mut work.grads.layers[l];
+            linalg::gemm(1.0, x.t(), delta, 0.0, g.w.view_mut(), threads);
+            column_sums(delta, g.b.view_mut());
+            if l > 0 {
+                let (lower, upper) = work.deltas.split_at_mut(l);
+                let delta = upper[0].slice(s![..b, ..]);
+                let mut prev = lower[l - 1].slice_mut(s![..b, ..]);
+                linalg::gemm(
+                    1.0,
+                    delta,
+                    params.layers[l].w.t(),
+                    0.0,
+                    prev.view_mut(),
+                    threads,
+                );
+                let act = net.hidden();
+                Zip::from(&mut prev)
+                    .and(work.acts[l].slice(s![..b, ..]))
+                    .for_each(|d, &a| *d *= act.derivative_from_output(a));
+            }
+        }
+    }
+
+    /// Loads the rows `indices` of `data` and their targets into the workspace.
+    fn load_batch(work: &mut Workspace, data: &Dataset, indices: &[u32]) {
+        let b = indices.len();
+        data.gather_inputs(indices, work.acts[0].slice_mut(s![..b, ..]));
+        for (r, &i) in indices.iter().enumerate() {
+            let mut row = work.targets.row_mut(r);
+            data.target_row(i as usize, row.as_slice_mut().expect("contiguous rows"));
+        }
+    }
+
+    fn check_data(&self, data: &Dataset, what: &str) -> Result<()> {
+        if data.features() != self.net.inputs() || data.targets().width() != self.net.outputs() {
+            return Err(Error::Shape {
+                what: what.to_string(),
+                expected: format!(
+                    "{} inputs, {} targets",
+                    self.net.inputs(),
+                    self.net.outputs()
+                ),
+                got: format!(
+                    "{} inputs, {} targets",
+                    data.features(),
+                    data.targets().width()
+                ),
+            });
+        }
+        if self.net.output() == Output::SoftmaxCrossEntropy
+            && matches!(data.targets(), Targets::Values { .. })
+        {
+            // Soft targets are fine for cross-entropy as long as each row sums to one; the
+            // loss below handles them. Nothing to check beyond the width.
+        }
+        Ok(())
+    }
+}
+
+/// `z += b` row-wise, then `a = f(z)` in the same pass when `act` is given.
+pub fn bias_activation(mut z: ArrayViewMut2<f32>, b: &Array1<f32>, act: Option<Activation>) {
+    for mut row in z.rows_mut() {
+        match act {
+            Some(act) => Zip::from(&mut row)
+                .and(b)
+                .for_each(|z, &b| *z = act.apply(*z + b)),
+            None => Zip::from(&mut row).and(b).for_each(|z, &b| *z += b),
+        }
+    }
+}
+
+/// `out[j] = Σ_i m[i, j]`: the bias gradient.
+pub fn column_sums(m: ArrayView2<f32>, mut out: ArrayViewMut1<f32>) {
+    out.fill(0.0);
+    for row in m.rows() {
+        Zip::from(&mut out).and(&row).for_each(|o, &v| *o += v);
+    }
+}
+
+/// Index of the largest value (the first of equal ones), as the GPU kernel picks it.
+pub fn argmax(v: impl IntoIterator<Item = f32>) -> usize {
+    let mut best = (0, f32::NEG_INFINITY);
+    for (i, x) in v.into_iter().enumerate() {
+        if x > best.1 {
+            best = (i, x);
+        }
+    }
+    best.0
+}
+
+/// Replaces the logits `z` by `softmax(z)` (computed after subtracting the row max) and returns
+/// the cross-entropy `Σ_k y_k (lse(z) - z_k)` and whether the arg-max matches the target's.
+pub fn softmax_cross_entropy(
+    mut z: ArrayViewMut1<f32>,
+    y: ndarray::ArrayView1<f32>,
+) -> (f32, bool) {
+    let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = z.iter().map(|&v| (v - max).exp()).sum();
+    let lse = sum.ln();
+    let loss = z.iter().zip(y).map(|(&v, &y)| y * (lse - (v - max))).sum();
+    let correct = argmax(z.iter().copied()) == argmax(y.iter().copied());
+    z.mapv_inplace(|v| (v - max).exp() / sum);
+    (loss, correct)
+}
+
+/// Mean over outputs of `(a - y)²`, and whether the prediction matches (0.5 threshold for one
+/// output, arg-max for several).
+pub fn mse(a: ndarray::ArrayView1<f32>, y: ndarray::ArrayView1<f32>) -> (f32, bool) {
+    let loss = a
+        .iter()
+        .zip(y)
+        .map(|(&a, &y)| (a - y) * (a - y))
+        .sum::<f32>()
+        / a.len() as f32;
+    let correct = if a.len() == 1 {
+        (a[0] >= 0.5) == (y[0] >= 0.5)
+    } else {
+        argmax(a.iter().copied()) == argmax(y.iter().copied())
+    };
+    (loss, correct)
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> String {
+        "cpu".to_string()
+    }
+
+    fn network(&self) -> &Network {
+        &self.net
+    }
+
+    fn optimizer(&self) -> Optimizer {
+        self.optimizer
+    }
+
+    fn set_train_data(&mut self, data: &Dataset) -> Result<()> {
+        self.check_data(data, "training set")?;
+        self.train = Some(data.clone());
+        Ok(())
+    }
+
+    fn train_batches(&mut self, order: &[u32], batch_size: usize, lr: f32) -> Result<()> {
+        if batch_size == 0 {
+            return Err(Error::arg("batch_size", "at least 1", 0));
+        }
+        let data = self.train.take().ok_or_else(|| {
+            Error::arg(
+                "training set",
+                "set_train_data before train_batches",
+                "none",
+            )
+        })?;
+        let result = (|| {
+            if let Some(&bad) = order.iter().find(|&&i| i as usize >= data.len()) {
+                return Err(Error::arg(
+                    "order",
+                    format!("indices below {}", data.len()),
+                    bad,
+                ));
+            }
+            let rows = batch_size.min(order.len());
+            let threads = self.threads;
+            self.workspace(rows);
+            let work = self.work.as_mut().expect("allocated above");
+            for batch in order.chunks(batch_size) {
+                let b = batch.len();
+                Self::load_batch(work, &data, batch);
+                Self::forward(&self.net, &self.params, work, b, threads);
+                let stats = Self::output_delta(&self.net, work, b);
+                self.stats.add(stats);
+                Self::backward(&self.net, &self.params, work, b, threads);
+                optim::apply(
+                    &self.optimizer,
+                    lr,
+                    &mut self.params,
+                    &work.grads,
+                    &mut self.state,
+                );
+            }
+            Ok(())
+        })();
+        self.train = Some(data);
+        result
+    }
+
+    fn take_stats(&mut self) -> Result<Stats> {
+        Ok(std::mem::take(&mut self.stats))
+    }
+
+    fn evaluate(&mut self, data: &Dataset) -> Result<Stats> {
+        self.check_data(data, "evaluation set")?;
+        let threads = self.threads;
+        let rows = EVAL_CHUNK.min(data.len()).max(1);
+        self.workspace(rows);
+        let work = self.work.as_mut().expect("allocated above");
+        let mut total = Stats::default();
+        let indices: Vec<u32> = (0..data.len() as u32).collect();
+        for chunk in indices.chunks(rows) {
+            let b = chunk.len();
+            Self::load_batch(work, data, chunk);
+            Self::forward(&self.net, &self.params, work, b, threads);
+            total.add(Self::output_delta(&self.net, work, b));
+        }
+        Ok(total)
+    }
+
+    fn predict(&mut self, inputs: ArrayView2<f32>) -> Result<Array2<f32>> {
+        if inputs.ncols() != self.net.inputs() {
+            return Err(Error::Shape {
+                what: "predict inputs".into(),
+                expected: format!("{} columns", self.net.inputs()),
+                got: format!("{} columns", inputs.ncols()),
+            });
+        }
+        let threads = self.threads;
+        let rows = EVAL_CHUNK.min(inputs.nrows()).max(1);
+        self.workspace(rows);
+        let work = self.work.as_mut().expect("allocated above");
+        let layers = self.net.layers();
+        let mut out = Array2::zeros((inputs.nrows(), self.net.outputs()));
+        for (x, mut o) in inputs
+            .axis_chunks_iter(Axis(0), rows)
+            .zip(out.axis_chunks_iter_mut(Axis(0), rows))
+        {
+            let b = x.nrows();
+            work.acts[0].slice_mut(s![..b, ..]).assign(&x);
+            Self::forward(&self.net, &self.params, work, b, threads);
+            if self.net.output() == Output::SoftmaxCrossEntropy {
+                for mut row in work.acts[layers].slice_mut(s![..b, ..]).rows_mut() {
+                    let zeros = Array1::zeros(row.len());
+                    softmax_cross_entropy(row.view_mut(), zeros.view());
+                }
+            }
+            o.assign(&work.acts[layers].slice(s![..b, ..]));
+        }
+        Ok(out)
+    }
+
+    fn params(&mut self) -> Result<Params> {
+        Ok(self.params.clone())
+    }
+
+    fn set_params(&mut self, params: &Params) -> Result<()> {
+        params.check_shape(&self.net, "parameters")?;
+        self.params = params.clone();
+        Ok(())
+    }
+
+    fn optim_state(&mut self) -> Result<OptimState> {
+        Ok(self.state.clone())
+    }
+
+    fn set_optim_state(&mut self, state: &OptimState) -> Result<()> {
+        if state.slots.len() != self.optimizer.slots() {
+            return Err(Error::Shape {
+                what: format!("{} optimizer state", self.optimizer),
+                expected: format!("{} slots", self.optimizer.slots()),
+                got: format!("{} slots", state.slots.len()),
+            });
+        }
+        for slot in &state.slots {
+            slot.check_shape(&self.net, "optimizer state")?;
+        }
+        self.state = state.clone();
+        Ok(())
+    }
+}

@@ -1,0 +1,292 @@
+//! Datasets: inputs kept compact (MNIST as u8 pixels) and converted per batch, targets as class
+//! labels or real values, and the seeded batch order.
+
+pub mod download;
+pub mod idx;
+mod locate;
+
+pub use locate::{DatasetKind, MnistFiles, locate};
+
+use ndarray::{ArrayViewMut2, s};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_pcg::Pcg64Mcg;
+
+use crate::error::{Error, Result};
+
+/// Inputs, one row of `features` values per sample.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Inputs {
+    /// Bytes (pixels), mapped to `x = byte · scale + shift` when a batch is built.
+    U8(Vec<u8>),
+    /// Real values, mapped the same way (scale 1, shift 0 leaves them as they are).
+    F32(Vec<f32>),
+}
+
+/// What the network should output for each sample.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Targets {
+    /// A class index `< classes` per sample; one-hot for the loss.
+    Labels { labels: Vec<u8>, classes: usize },
+    /// `width` real values per sample.
+    Values { values: Vec<f32>, width: usize },
+}
+
+impl Targets {
+    /// Values per sample (classes for labels).
+    pub fn width(&self) -> usize {
+        match self {
+            Targets::Labels { classes, .. } => *classes,
+            Targets::Values { width, .. } => *width,
+        }
+    }
+}
+
+/// The affine map from stored input values to network inputs: `x = v · scale + shift`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Normalize {
+    pub scale: f32,
+    pub shift: f32,
+}
+
+impl Normalize {
+    /// Leaves values unchanged.
+    pub const IDENTITY: Normalize = Normalize {
+        scale: 1.0,
+        shift: 0.0,
+    };
+    /// Bytes to [0, 1] (the tutorials' `x / 255`).
+    pub const UNIT: Normalize = Normalize {
+        scale: 1.0 / 255.0,
+        shift: 0.0,
+    };
+
+    /// Maps bytes to zero mean and unit variance over the whole set (`(v - mean) / std`).
+    pub fn standardize(pixels: &[u8]) -> Normalize {
+        let n = pixels.len().max(1) as f64;
+        let mean = pixels.iter().map(|&p| p as f64).sum::<f64>() / n;
+        let var = pixels
+            .iter()
+            .map(|&p| (p as f64 - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        let std = var.sqrt().max(1e-12);
+        Normalize {
+            scale: (1.0 / std) as f32,
+            shift: (-mean / std) as f32,
+        }
+    }
+}
+
+/// A set of samples and their targets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    len: usize,
+    features: usize,
+    inputs: Inputs,
+    targets: Targets,
+    /// Applied to inputs when batches are built.
+    pub normalize: Normalize,
+}
+
+impl Dataset {
+    /// Builds a dataset, checking that inputs and targets agree in count and range.
+    pub fn new(
+        features: usize,
+        inputs: Inputs,
+        targets: Targets,
+        normalize: Normalize,
+    ) -> Result<Self> {
+        let stored = match &inputs {
+            Inputs::U8(v) => v.len(),
+            Inputs::F32(v) => v.len(),
+        };
+        if features == 0 || stored % features != 0 {
+            return Err(Error::Shape {
+                what: "dataset inputs".into(),
+                expected: format!("a positive multiple of {features} values"),
+                got: format!("{stored} values"),
+            });
+        }
+        let len = stored / features;
+        let (target_len, width) = match &targets {
+            Targets::Labels { labels, classes } => {
+                if let Some((i, &l)) = labels
+                    .iter()
+                    .enumerate()
+                    .find(|(_, l)| **l as usize >= *classes)
+                {
+                    return Err(Error::arg(
+                        "label",
+                        format!("labels below {classes}"),
+                        format!("{l} at index {i}"),
+                    ));
+                }
+                (labels.len(), 1)
+            }
+            Targets::Values { values, width } => (values.len(), (*width).max(1)),
+        };
+        if target_len != len * width {
+            return Err(Error::Shape {
+                what: "dataset targets".into(),
+                expected: format!("{} values ({len} samples × {width})", len * width),
+                got: format!("{target_len} values"),
+            });
+        }
+        Ok(Dataset {
+            len,
+            features,
+            inputs,
+            targets,
+            normalize,
+        })
+    }
+
+    /// Real-valued inputs and targets given as rows (the seed exercises).
+    pub fn from_rows(inputs: &[Vec<f32>], targets: &[Vec<f32>]) -> Result<Self> {
+        let features = inputs.first().map_or(0, Vec::len);
+        let width = targets.first().map_or(0, Vec::len);
+        if inputs.iter().any(|r| r.len() != features) || targets.iter().any(|r| r.len() != width) {
+            return Err(Error::Shape {
+                what: "dataset rows".into(),
+                expected: "rows of equal length".into(),
+                got: "ragged rows".into(),
+            });
+        }
+        Dataset::new(
+            features,
+            Inputs::F32(inputs.concat()),
+            Targets::Values {
+                values: targets.concat(),
+                width,
+            },
+            Normalize::IDENTITY,
+        )
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Values per sample.
+    pub fn features(&self) -> usize {
+        self.features
+    }
+
+    /// The stored inputs.
+    pub fn inputs(&self) -> &Inputs {
+        &self.inputs
+    }
+
+    /// The targets.
+    pub fn targets(&self) -> &Targets {
+        &self.targets
+    }
+
+    /// The first `n` samples (for quick runs and tests).
+    pub fn head(&self, n: usize) -> Dataset {
+        let n = n.min(self.len);
+        let f = self.features;
+        let inputs = match &self.inputs {
+            Inputs::U8(v) => Inputs::U8(v[..n * f].to_vec()),
+            Inputs::F32(v) => Inputs::F32(v[..n * f].to_vec()),
+        };
+        let targets = match &self.targets {
+            Targets::Labels { labels, classes } => Targets::Labels {
+                labels: labels[..n].to_vec(),
+                classes: *classes,
+            },
+            Targets::Values { values, width } => Targets::Values {
+                values: values[..n * width].to_vec(),
+                width: *width,
+            },
+        };
+        Dataset {
+            len: n,
+            features: f,
+            inputs,
+            targets,
+            normalize: self.normalize,
+        }
+    }
+
+    /// Writes the normalised inputs of samples `indices` into the rows of `x`.
+    pub fn gather_inputs(&self, indices: &[u32], mut x: ArrayViewMut2<f32>) {
+        let f = self.features;
+        let Normalize { scale, shift } = self.normalize;
+        for (r, &i) in indices.iter().enumerate() {
+            let i = i as usize;
+            let mut row = x.slice_mut(s![r, ..]);
+            let row = row.as_slice_mut().expect("batch rows are contiguous");
+            match &self.inputs {
+                Inputs::U8(v) => {
+                    for (o, &p) in row.iter_mut().zip(&v[i * f..(i + 1) * f]) {
+                        *o = p as f32 * scale + shift;
+                    }
+                }
+                Inputs::F32(v) => {
+                    for (o, &p) in row.iter_mut().zip(&v[i * f..(i + 1) * f]) {
+                        *o = p * scale + shift;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The target row of sample `i` as values (one-hot for labels), written into `out`.
+    pub fn target_row(&self, i: usize, out: &mut [f32]) {
+        match &self.targets {
+            Targets::Labels { labels, .. } => {
+                out.fill(0.0);
+                out[labels[i] as usize] = 1.0;
+            }
+            Targets::Values { values, width } => {
+                out.copy_from_slice(&values[i * width..(i + 1) * width])
+            }
+        }
+    }
+}
+
+/// The order in which an epoch visits the samples: a permutation of `0..len` drawn from
+/// `(seed, epoch)`, so that any epoch can be reproduced (and resumed) on its own.
+pub fn epoch_order(len: usize, seed: u64, epoch: u64) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..len as u32).collect();
+    let mut rng = Pcg64Mcg::seed_from_u64(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    order.shuffle(&mut rng);
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_order_is_a_seeded_permutation() {
+        let a = epoch_order(1000, 7, 3);
+        assert_eq!(a, epoch_order(1000, 7, 3));
+        assert_ne!(a, epoch_order(1000, 7, 4));
+        let mut sorted = a.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..1000).collect::<Vec<u32>>());
+    }
+
+    #[test]
+    fn labels_out_of_range_are_rejected() {
+        let d = Dataset::new(
+            2,
+            Inputs::U8(vec![0; 4]),
+            Targets::Labels {
+                labels: vec![1, 3],
+                classes: 3,
+            },
+            Normalize::UNIT,
+        );
+        assert!(d.is_err());
+    }
+}

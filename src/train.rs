@@ -1,0 +1,174 @@
+//! The training loop over any [`Backend`]: epochs of seeded batch orders, a learning-rate
+//! schedule, progress events, and the timing that the benchmarks report.
+
+use std::time::{Duration, Instant};
+
+use crate::backend::{Backend, Stats};
+use crate::data::{Dataset, epoch_order};
+use crate::error::{Error, Result};
+
+/// How the learning rate changes over the run.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub enum Schedule {
+    /// The same rate throughout.
+    #[default]
+    Constant,
+    /// Half a cosine from `lr` down to `lr · floor` over all epochs of the run.
+    Cosine { floor: f32 },
+}
+
+impl Schedule {
+    /// The rate at `progress` ∈ [0, 1] of the run.
+    pub fn rate(&self, lr: f32, progress: f64) -> f32 {
+        match *self {
+            Schedule::Constant => lr,
+            Schedule::Cosine { floor } => {
+                let c = 0.5 * (1.0 + (std::f64::consts::PI * progress.clamp(0.0, 1.0)).cos());
+                (lr as f64 * (floor as f64 + (1.0 - floor as f64) * c)) as f32
+            }
+        }
+    }
+}
+
+/// What to train for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Epochs to run in total (a resumed run counts those already done).
+    pub epochs: u64,
+    pub batch_size: usize,
+    pub lr: f32,
+    pub schedule: Schedule,
+    /// Seeds the batch order of every epoch.
+    pub seed: u64,
+    /// Batches per call into the backend, and so per progress event and per read-back.
+    pub batches_per_tick: usize,
+}
+
+impl TrainConfig {
+    /// Checks the ranges a run needs.
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(Error::arg("batch size", "at least 1", self.batch_size));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(Error::arg("learning rate", "a positive number", self.lr));
+        }
+        if self.batches_per_tick == 0 {
+            return Err(Error::arg("batches per tick", "at least 1", 0));
+        }
+        Ok(())
+    }
+}
+
+/// What the loop reports as it goes.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// Some batches are done.
+    Progress {
+        epoch: u64,
+        /// Samples done in this epoch.
+        done: usize,
+        total: usize,
+        /// Loss and accuracy of the batches since the last event.
+        stats: Stats,
+        lr: f32,
+        /// Training samples per second in this epoch so far.
+        samples_per_second: f64,
+    },
+    /// An epoch is done.
+    Epoch(EpochReport),
+}
+
+/// One finished epoch.
+#[derive(Clone, Debug)]
+pub struct EpochReport {
+    /// 1-based.
+    pub epoch: u64,
+    /// Mean of the per-batch losses and accuracies seen during the epoch.
+    pub train: Stats,
+    /// The test set after the epoch, if one was given.
+    pub test: Option<Stats>,
+    /// Training time of the epoch (order, steps, read-backs; not the evaluation).
+    pub seconds: f64,
+}
+
+/// The whole run.
+#[derive(Clone, Debug, Default)]
+pub struct RunReport {
+    pub epochs: Vec<EpochReport>,
+}
+
+impl RunReport {
+    /// Training seconds summed over epochs.
+    pub fn train_seconds(&self) -> f64 {
+        self.epochs.iter().map(|e| e.seconds).sum()
+    }
+
+    /// Median over epochs of samples per second.
+    pub fn median_samples_per_second(&self, samples: usize) -> f64 {
+        let mut rates: Vec<f64> = self.epochs.iter().map(|e| samples as f64 / e.seconds).collect();
+        rates.sort_by(f64::total_cmp);
+        match rates.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => rates[n / 2],
+            n => 0.5 * (rates[n / 2 - 1] + rates[n / 2]),
+        }
+    }
+}
+
+/// Trains `backend` on `train` from epoch `start_epoch` (0 for a fresh run) to `cfg.epochs`,
+/// evaluating on `test` after each epoch, and calls `on_event` as it goes.
+pub fn train(
+    backend: &mut dyn Backend,
+    train: &Dataset,
+    test: Option<&Dataset>,
+    cfg: &TrainConfig,
+    start_epoch: u64,
+    mut on_event: impl FnMut(&Event),
+) -> Result<RunReport> {
+    cfg.validate()?;
+    if train.is_empty() {
+        return Err(Error::arg("training set", "at least one sample", 0));
+    }
+    backend.set_train_data(train)?;
+    backend.take_stats()?; // start from clean counters
+    let n = train.len();
+    let per_tick = cfg.batches_per_tick * cfg.batch_size;
+    let steps_per_epoch = n.div_ceil(cfg.batch_size);
+    let mut report = RunReport::default();
+    for epoch in start_epoch..cfg.epochs {
+        let started = Instant::now();
+        let mut busy = Duration::ZERO;
+        let order = epoch_order(n, cfg.seed, epoch);
+        let mut epoch_stats = Stats::default();
+        for (tick, chunk) in order.chunks(per_tick).enumerate() {
+            let step = epoch as usize * steps_per_epoch + tick * cfg.batches_per_tick;
+            let progress = step as f64 / (cfg.epochs as usize * steps_per_epoch) as f64;
+            let lr = cfg.schedule.rate(cfg.lr, progress);
+            backend.train_batches(chunk, cfg.batch_size, lr)?;
+            let stats = backend.take_stats()?;
+            epoch_stats.add(stats);
+            busy = started.elapsed();
+            let done = (tick * per_tick + chunk.len()).min(n);
+            on_event(&Event::Progress {
+                epoch: epoch + 1,
+                done,
+                total: n,
+                stats,
+                lr,
+                samples_per_second: done as f64 / busy.as_secs_f64(),
+            });
+        }
+        let seconds = busy.as_secs_f64();
+        let test = test.map(|t| backend.evaluate(t)).transpose()?;
+        let epoch_report = EpochReport {
+            epoch: epoch + 1,
+            train: epoch_stats,
+            test,
+            seconds,
+        };
+        on_event(&Event::Epoch(epoch_report.clone()));
+        report.epochs.push(epoch_report);
+    }
+    Ok(report)
+}
