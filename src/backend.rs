@@ -123,3 +123,33 @@ impl fmt::Display for BackendKind {
         })
     }
 }
+
+/// Settings that only some backends use.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// CPU threads for the matrix products.
+    pub threads: usize,
+    /// GPU adapter, by a case-insensitive substring of its name.
+    pub adapter: Option<String>,
+}
+
+/// Builds the backend `kind` names for `net`, starting from `params`.
+pub fn create(
+    kind: BackendKind,
+    net: &Network,
+    params: Params,
+    optimizer: Optimizer,
+    options: &Options,
+) -> Result<Box<dyn Backend>> {
+    let cpu = |params| -> Result<Box<dyn Backend>> {
+        Ok(Box::new(
+            crate::cpu::CpuBackend::new(net, params, optimizer)?.with_threads(options.threads),
+        ))
+    };
+    match kind {
+        BackendKind::Cpu | BackendKind::Auto => cpu(params),
+        BackendKind::Gpu => Err(Error::NoAdapter(
+            "the GPU backend is not wired in yet".into(),
+        )),
+    }
+}

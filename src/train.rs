@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::backend::{Backend, Stats};
-use crate::data::{Dataset, epoch_order};
+use crate::data::{Dataset, add_shifts, epoch_order};
 use crate::error::{Error, Result};
 
 /// How the learning rate changes over the run.
@@ -42,6 +42,9 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Batches per call into the backend, and so per progress event and per read-back.
     pub batches_per_tick: usize,
+    /// Shift each training image by up to this many pixels in x and y, drawn anew every
+    /// epoch (0: no augmentation). Needs image-shaped inputs.
+    pub augment: u8,
 }
 
 impl TrainConfig {
@@ -55,6 +58,13 @@ impl TrainConfig {
         }
         if self.batches_per_tick == 0 {
             return Err(Error::arg("batches per tick", "at least 1", 0));
+        }
+        if self.augment > 7 {
+            return Err(Error::arg(
+                "augment",
+                "a shift of 0 to 7 pixels",
+                self.augment,
+            ));
         }
         Ok(())
     }
@@ -106,7 +116,11 @@ impl RunReport {
 
     /// Median over epochs of samples per second.
     pub fn median_samples_per_second(&self, samples: usize) -> f64 {
-        let mut rates: Vec<f64> = self.epochs.iter().map(|e| samples as f64 / e.seconds).collect();
+        let mut rates: Vec<f64> = self
+            .epochs
+            .iter()
+            .map(|e| samples as f64 / e.seconds)
+            .collect();
         rates.sort_by(f64::total_cmp);
         match rates.len() {
             0 => f64::NAN,
@@ -130,6 +144,20 @@ pub fn train(
     if train.is_empty() {
         return Err(Error::arg("training set", "at least one sample", 0));
     }
+    if train.len() > crate::data::Sample::MAX_INDEX as usize + 1 {
+        return Err(Error::arg(
+            "training set",
+            "at most 2^24 samples",
+            train.len(),
+        ));
+    }
+    if cfg.augment > 0 && train.image.is_none() {
+        return Err(Error::arg(
+            "augment",
+            "a dataset of images",
+            "inputs without an image shape",
+        ));
+    }
     backend.set_train_data(train)?;
     backend.take_stats()?; // start from clean counters
     let n = train.len();
@@ -139,7 +167,10 @@ pub fn train(
     for epoch in start_epoch..cfg.epochs {
         let started = Instant::now();
         let mut busy = Duration::ZERO;
-        let order = epoch_order(n, cfg.seed, epoch);
+        let mut order = epoch_order(n, cfg.seed, epoch);
+        if cfg.augment > 0 {
+            add_shifts(&mut order, cfg.augment, cfg.seed, epoch);
+        }
         let mut epoch_stats = Stats::default();
         for (tick, chunk) in order.chunks(per_tick).enumerate() {
             let step = epoch as usize * steps_per_epoch + tick * cfg.batches_per_tick;

@@ -8,7 +8,7 @@ pub mod linalg;
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip, s};
 
 use crate::backend::{Backend, Stats};
-use crate::data::{Dataset, Targets};
+use crate::data::{Dataset, Sample, Targets};
 use crate::error::{Error, Result};
 use crate::net::{Activation, Network, Output, sigmoid};
 use crate::optim::{self, OptimState, Optimizer};
@@ -185,7 +185,8 @@ impl CpuBackend {
         data.gather_inputs(indices, work.acts[0].slice_mut(s![..b, ..]));
         for (r, &i) in indices.iter().enumerate() {
             let mut row = work.targets.row_mut(r);
-            data.target_row(i as usize, row.as_slice_mut().expect("contiguous rows"));
+            let i = Sample::decode(i).index as usize;
+            data.target_row(i, row.as_slice_mut().expect("contiguous rows"));
         }
     }
 
@@ -309,7 +310,8 @@ impl Backend for CpuBackend {
             )
         })?;
         let result = (|| {
-            if let Some(&bad) = order.iter().find(|&&i| i as usize >= data.len()) {
+            let index = |&e: &u32| Sample::decode(e).index as usize;
+            if let Some(bad) = order.iter().map(index).find(|&i| i >= data.len()) {
                 return Err(Error::arg(
                     "order",
                     format!("indices below {}", data.len()),

@@ -123,8 +123,8 @@ pub fn load(images: &Path, labels: &Path, classes: usize) -> Result<Dataset> {
             found: format!("{l} at index {i}"),
         });
     }
-    let features = imgs.features();
-    Dataset::new(
+    let (features, shape) = (imgs.features(), (imgs.rows, imgs.cols));
+    let mut data = Dataset::new(
         features,
         Inputs::U8(imgs.pixels),
         Targets::Labels {
@@ -132,7 +132,9 @@ pub fn load(images: &Path, labels: &Path, classes: usize) -> Result<Dataset> {
             classes,
         },
         Normalize::UNIT,
-    )
+    )?;
+    data.image = Some(shape);
+    Ok(data)
 }
 
 /// An open IDX file, positioned after what has been read so far.

@@ -8,8 +8,8 @@ mod locate;
 pub use locate::{DatasetKind, MnistFiles, locate};
 
 use ndarray::{ArrayViewMut2, s};
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
 use crate::error::{Error, Result};
@@ -87,6 +87,8 @@ pub struct Dataset {
     targets: Targets,
     /// Applied to inputs when batches are built.
     pub normalize: Normalize,
+    /// `(rows, cols)` when each sample is an image; needed to shift it (augmentation).
+    pub image: Option<(usize, usize)>,
 }
 
 impl Dataset {
@@ -139,6 +141,7 @@ impl Dataset {
             inputs,
             targets,
             normalize,
+            image: None,
         })
     }
 
@@ -213,28 +216,50 @@ impl Dataset {
             inputs,
             targets,
             normalize: self.normalize,
+            image: self.image,
         }
     }
 
-    /// Writes the normalised inputs of samples `indices` into the rows of `x`.
-    pub fn gather_inputs(&self, indices: &[u32], mut x: ArrayViewMut2<f32>) {
+    /// Writes the normalised inputs of the samples `order` names into the rows of `x`. An
+    /// entry may carry a shift (see [`Sample`]): the image moves by `(dx, dy)` pixels and the
+    /// uncovered border reads as a 0 byte.
+    pub fn gather_inputs(&self, order: &[u32], mut x: ArrayViewMut2<f32>) {
         let f = self.features;
         let Normalize { scale, shift } = self.normalize;
-        for (r, &i) in indices.iter().enumerate() {
-            let i = i as usize;
+        let value = |i: usize| match &self.inputs {
+            Inputs::U8(v) => v[i] as f32,
+            Inputs::F32(v) => v[i],
+        };
+        for (r, &entry) in order.iter().enumerate() {
+            let Sample { index, dx, dy } = Sample::decode(entry);
+            let base = index as usize * f;
             let mut row = x.slice_mut(s![r, ..]);
             let row = row.as_slice_mut().expect("batch rows are contiguous");
-            match &self.inputs {
-                Inputs::U8(v) => {
-                    for (o, &p) in row.iter_mut().zip(&v[i * f..(i + 1) * f]) {
-                        *o = p as f32 * scale + shift;
+            match self.image {
+                Some((h, w)) if (dx, dy) != (0, 0) => {
+                    for (p, o) in row.iter_mut().enumerate() {
+                        let (y, x) = ((p / w) as i32 - dy as i32, (p % w) as i32 - dx as i32);
+                        let inside = y >= 0 && x >= 0 && (y as usize) < h && (x as usize) < w;
+                        let v = if inside {
+                            value(base + y as usize * w + x as usize)
+                        } else {
+                            0.0
+                        };
+                        *o = v * scale + shift;
                     }
                 }
-                Inputs::F32(v) => {
-                    for (o, &p) in row.iter_mut().zip(&v[i * f..(i + 1) * f]) {
-                        *o = p * scale + shift;
+                _ => match &self.inputs {
+                    Inputs::U8(v) => {
+                        for (o, &p) in row.iter_mut().zip(&v[base..base + f]) {
+                            *o = p as f32 * scale + shift;
+                        }
                     }
-                }
+                    Inputs::F32(v) => {
+                        for (o, &p) in row.iter_mut().zip(&v[base..base + f]) {
+                            *o = p * scale + shift;
+                        }
+                    }
+                },
             }
         }
     }
@@ -250,6 +275,52 @@ impl Dataset {
                 out.copy_from_slice(&values[i * width..(i + 1) * width])
             }
         }
+    }
+}
+
+/// One entry of a batch order: a sample index and an optional shift of its image, packed in a
+/// `u32` so that the order stays one flat index buffer on every backend: bits 0–23 the index,
+/// bits 24–27 `dx` and 28–31 `dy` as 4-bit two's-complement numbers (−8..=7). A plain index
+/// is an entry with no shift.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sample {
+    pub index: u32,
+    pub dx: i8,
+    pub dy: i8,
+}
+
+impl Sample {
+    /// Largest sample index an entry can hold.
+    pub const MAX_INDEX: u32 = (1 << 24) - 1;
+
+    /// Packs the entry (`dx`, `dy` in −8..=7, `index` ≤ `MAX_INDEX`).
+    pub fn encode(self) -> u32 {
+        debug_assert!(self.index <= Self::MAX_INDEX);
+        debug_assert!((-8..=7).contains(&self.dx) && (-8..=7).contains(&self.dy));
+        self.index | ((self.dx as u32 & 0xF) << 24) | ((self.dy as u32 & 0xF) << 28)
+    }
+
+    /// Unpacks an entry.
+    pub fn decode(entry: u32) -> Sample {
+        let nibble = |n: u32| (((n & 0xF) as i8) << 4) >> 4; // sign-extend 4 bits
+        Sample {
+            index: entry & Self::MAX_INDEX,
+            dx: nibble(entry >> 24),
+            dy: nibble(entry >> 28),
+        }
+    }
+}
+
+/// Adds a random shift of at most `max_shift` pixels in each direction to every entry of
+/// `order`, drawn from `(seed, epoch)` (augmentation by translation).
+pub fn add_shifts(order: &mut [u32], max_shift: u8, seed: u64, epoch: u64) {
+    let m = max_shift.min(7) as i8;
+    let mut rng = Pcg64Mcg::seed_from_u64(!seed ^ epoch.wrapping_mul(0xD1B5_4A32_D192_ED03));
+    for entry in order.iter_mut() {
+        let index = Sample::decode(*entry).index;
+        let dx = rng.random_range(-m..=m);
+        let dy = rng.random_range(-m..=m);
+        *entry = Sample { index, dx, dy }.encode();
     }
 }
 
@@ -274,6 +345,61 @@ mod tests {
         let mut sorted = a.clone();
         sorted.sort();
         assert_eq!(sorted, (0..1000).collect::<Vec<u32>>());
+    }
+
+    #[test]
+    fn sample_entries_round_trip() {
+        for index in [0, 1, 59_999, Sample::MAX_INDEX] {
+            for dx in -8..=7 {
+                for dy in -8..=7 {
+                    let s = Sample { index, dx, dy };
+                    assert_eq!(Sample::decode(s.encode()), s);
+                }
+            }
+        }
+        assert_eq!(
+            Sample::decode(1234),
+            Sample {
+                index: 1234,
+                dx: 0,
+                dy: 0
+            }
+        );
+    }
+
+    #[test]
+    fn shifted_gather_moves_the_image() {
+        // A 3x3 image with one lit pixel in the centre, shifted right by 1 and up by 1.
+        let mut px = vec![0u8; 9];
+        px[4] = 255;
+        let mut d = Dataset::new(
+            9,
+            Inputs::U8(px),
+            Targets::Labels {
+                labels: vec![0],
+                classes: 2,
+            },
+            Normalize::UNIT,
+        )
+        .unwrap();
+        d.image = Some((3, 3));
+        let mut x = ndarray::Array2::zeros((1, 9));
+        d.gather_inputs(
+            &[Sample {
+                index: 0,
+                dx: 1,
+                dy: -1,
+            }
+            .encode()],
+            x.view_mut(),
+        );
+        let lit: Vec<usize> = x
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v > 0.5)
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(lit, vec![2]); // row 0, column 2
     }
 
     #[test]

@@ -1,0 +1,329 @@
+//! Trains the 784-64-64-10 network on MNIST (or Fashion-MNIST) and reports test accuracy.
+//!
+//! `cargo run --release --example mnist -- --help` lists the flags. The last line on stdout is
+//! one JSON object with the run's results.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Parser, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use soma::data::{DatasetKind, locate};
+use soma::train::{Event, Schedule, TrainConfig, train};
+use soma::{
+    Activation, BackendKind, Init, Network, Normalize, Optimizer, Output, Params, checkpoint,
+};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum OptimizerArg {
+    Sgd,
+    Momentum,
+    Adam,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ScheduleArg {
+    Constant,
+    Cosine,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ScaleArg {
+    /// x / 255, in [0, 1] (the tutorials').
+    Unit,
+    /// Zero mean, unit variance over the training set.
+    Standard,
+}
+
+/// Train a dense network on MNIST with soma.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Where to train: cpu, gpu, or auto (a hardware GPU if present, else the CPU).
+    #[arg(long, default_value = "auto", value_parser = parse_backend)]
+    backend: BackendKind,
+    /// GPU adapter to use, by a case-insensitive substring of its name.
+    #[arg(long)]
+    adapter: Option<String>,
+    /// Epochs in total (a resumed run counts the ones already done).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    epochs: u64,
+    /// Samples per mini-batch.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    batch_size: u64,
+    /// Peak learning rate (default: 0.1 for sgd and momentum, 0.002 for adam).
+    #[arg(long, value_parser = parse_lr)]
+    lr: Option<f32>,
+    /// Optimizer.
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Momentum)]
+    optimizer: OptimizerArg,
+    /// L2 weight decay (default: 1e-4 for momentum, 0 for the others).
+    #[arg(long)]
+    weight_decay: Option<f32>,
+    /// Learning-rate schedule over the run.
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Cosine)]
+    schedule: ScheduleArg,
+    /// Hidden layer sizes, comma separated.
+    #[arg(long, default_value = "64,64", value_parser = parse_hidden)]
+    hidden: HiddenSizes,
+    /// Hidden activation: sigmoid, tanh, relu or leaky-relu.
+    #[arg(long, default_value = "sigmoid", value_parser = parse_activation)]
+    activation: Activation,
+    /// Weight initialisation: uniform (PyTorch's nn.Linear), xavier or he.
+    #[arg(long, default_value = "uniform", value_parser = parse_init)]
+    init: Init,
+    /// Input scaling.
+    #[arg(long, value_enum, default_value_t = ScaleArg::Standard)]
+    scale: ScaleArg,
+    /// Shift training images by up to N pixels (random each epoch); 0 turns it off.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=7))]
+    augment: u8,
+    /// Seed of the initialisation and of the batch order.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Directory holding the four IDX files (else $MNIST_DIR, ./data/mnist, or a download).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Which dataset: mnist or fashion.
+    #[arg(long, default_value = "mnist", value_parser = parse_dataset)]
+    dataset: DatasetKind,
+    /// Never download missing data.
+    #[arg(long)]
+    offline: bool,
+    /// Use only the first N training images (quick runs).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Save a checkpoint here at the end of the run (atomically: never half-written).
+    #[arg(long)]
+    save: Option<PathBuf>,
+    /// Start from this checkpoint (parameters, optimizer state and epoch count).
+    #[arg(long)]
+    load: Option<PathBuf>,
+    /// CPU threads for the matrix products (1 is fastest at small batches).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    threads: u64,
+    /// Batches per progress tick (and per GPU submit and read-back).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    tick: u64,
+}
+
+#[derive(Clone, Debug)]
+struct HiddenSizes(Vec<usize>);
+
+fn parse_hidden(s: &str) -> Result<HiddenSizes, String> {
+    let sizes = s
+        .split(',')
+        .map(|p| match p.trim().parse::<usize>() {
+            Ok(0) | Err(_) => Err(format!("`{p}` is not a positive layer size")),
+            Ok(n) => Ok(n),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if sizes.is_empty() {
+        return Err("expected at least one hidden layer size".into());
+    }
+    Ok(HiddenSizes(sizes))
+}
+
+fn parse_lr(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a positive learning rate")),
+    }
+}
+
+fn parse_backend(s: &str) -> Result<BackendKind, String> {
+    s.parse().map_err(|e: soma::Error| e.to_string())
+}
+fn parse_activation(s: &str) -> Result<Activation, String> {
+    s.parse().map_err(|e: soma::Error| e.to_string())
+}
+fn parse_init(s: &str) -> Result<Init, String> {
+    s.parse().map_err(|e: soma::Error| e.to_string())
+}
+fn parse_dataset(s: &str) -> Result<DatasetKind, String> {
+    s.parse().map_err(|e: soma::Error| e.to_string())
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(&args) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: &Args) -> soma::Result<()> {
+    let files = locate(args.dataset, args.data.as_deref(), !args.offline)?;
+    let load_started = Instant::now();
+    let (mut train_set, mut test_set) = files.load()?;
+    if let Some(n) = args.limit {
+        train_set = train_set.head(n);
+    }
+    let normalize = match (args.scale, train_set.inputs()) {
+        (ScaleArg::Standard, soma::Inputs::U8(pixels)) => Normalize::standardize(pixels),
+        _ => Normalize::UNIT,
+    };
+    train_set.normalize = normalize;
+    test_set.normalize = normalize;
+    eprintln!(
+        "data: {} ({} train, {} test) from {} in {:.2} s",
+        args.dataset,
+        train_set.len(),
+        test_set.len(),
+        files.dir.display(),
+        load_started.elapsed().as_secs_f64()
+    );
+
+    let mut sizes = vec![train_set.features()];
+    sizes.extend(&args.hidden.0);
+    sizes.push(10);
+    let net = Network::new(&sizes, args.activation, Output::SoftmaxCrossEntropy)?;
+    let (optimizer, default_lr) = match args.optimizer {
+        OptimizerArg::Sgd => (Optimizer::Sgd, 0.1),
+        OptimizerArg::Momentum => (Optimizer::momentum(), 0.1),
+        OptimizerArg::Adam => (Optimizer::adam(), 0.002),
+    };
+    let default_decay = if optimizer.name() == "momentum" {
+        1e-4
+    } else {
+        0.0
+    };
+    let optimizer = optimizer.with_weight_decay(args.weight_decay.unwrap_or(default_decay));
+    let lr = args.lr.unwrap_or(default_lr);
+
+    let (params, state, start_epoch) = match &args.load {
+        Some(path) => {
+            let ckpt = checkpoint::load_into(path, &net)?;
+            if ckpt.optimizer.name() != optimizer.name() {
+                return Err(soma::Error::Checkpoint {
+                    path: path.clone(),
+                    reason: format!(
+                        "saved with optimizer {}, the run asks for {}",
+                        ckpt.optimizer, optimizer
+                    ),
+                });
+            }
+            eprintln!(
+                "resuming from {} after epoch {}",
+                path.display(),
+                ckpt.epoch
+            );
+            (ckpt.params, Some(ckpt.state), ckpt.epoch)
+        }
+        None => (Params::init(&net, args.init, args.seed), None, 0),
+    };
+
+    let opts = soma::backend::Options {
+        threads: args.threads as usize,
+        adapter: args.adapter.clone(),
+    };
+    let mut backend = soma::backend::create(args.backend, &net, params, optimizer, &opts)?;
+    if let Some(state) = &state {
+        backend.set_optim_state(state)?;
+    }
+    eprintln!(
+        "network: {net}, {} parameters; backend: {}; {optimizer} lr {lr} ({:?}), batch {}",
+        net.parameter_count(),
+        backend.name(),
+        args.schedule,
+        args.batch_size
+    );
+
+    let cfg = TrainConfig {
+        epochs: args.epochs,
+        batch_size: args.batch_size as usize,
+        lr,
+        schedule: match args.schedule {
+            ScheduleArg::Constant => Schedule::Constant,
+            ScheduleArg::Cosine => Schedule::Cosine { floor: 0.0 },
+        },
+        seed: args.seed,
+        batches_per_tick: args.tick as usize,
+        augment: args.augment,
+    };
+
+    let bar = ProgressBar::new(train_set.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "epoch {prefix:>3} [{bar:30}] {pos:>6}/{len} {msg} ({elapsed})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    let mut save_error = None;
+    let report = train(
+        backend.as_mut(),
+        &train_set,
+        Some(&test_set),
+        &cfg,
+        start_epoch,
+        |event| match event {
+            Event::Progress {
+                epoch,
+                done,
+                stats,
+                samples_per_second,
+                ..
+            } => {
+                bar.set_prefix(epoch.to_string());
+                bar.set_position(*done as u64);
+                bar.set_message(format!(
+                    "loss {:.4}  {:.0} samples/s",
+                    stats.mean_loss(),
+                    samples_per_second
+                ));
+            }
+            Event::Epoch(e) => {
+                let test = e.test.expect("a test set is given");
+                bar.suspend(|| {
+                    eprintln!(
+                        "epoch {:>3}: train loss {:.4}  test loss {:.4}  test accuracy {:.2}%  {:.2} s ({:.0} samples/s)",
+                        e.epoch,
+                        e.train.mean_loss(),
+                        test.mean_loss(),
+                        100.0 * test.accuracy(),
+                        e.seconds,
+                        train_set.len() as f64 / e.seconds
+                    )
+                });
+                bar.reset();
+            }
+        },
+    );
+    bar.finish_and_clear();
+    let report = report?;
+
+    if let Some(path) = &args.save {
+        let ckpt = checkpoint::Checkpoint {
+            network: net.clone(),
+            params: backend.params()?,
+            optimizer,
+            state: backend.optim_state()?,
+            epoch: args.epochs,
+        };
+        if let Err(e) = checkpoint::save(path, &ckpt) {
+            save_error = Some(e);
+        } else {
+            eprintln!("saved {}", path.display());
+        }
+    }
+    if let Some(e) = save_error {
+        return Err(e);
+    }
+
+    let final_train = backend.evaluate(&train_set)?;
+    let last = report.epochs.last();
+    let json = serde_json::json!({
+        "backend": backend.name(),
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "optimizer": optimizer.name(),
+        "lr": lr,
+        "test_accuracy": last.and_then(|e| e.test).map(|t| t.accuracy()),
+        "train_seconds": report.train_seconds(),
+        "samples_per_second": report.median_samples_per_second(train_set.len()),
+        "final_train_loss": final_train.mean_loss(),
+    });
+    println!("{json}");
+    Ok(())
+}
