@@ -1,0 +1,46 @@
+// Activation functions shared by the kernels that need them (prepended to matmul.wgsl and
+// loss.wgsl at pipeline build time: WGSL has no includes). Codes follow `Activation::code()`;
+// code 4 is the identity (the last layer's logits). Derivatives are written in terms of the
+// OUTPUT `a = f(z)`, as in `src/net.rs`, so backprop needs only the stored activations.
+
+const ACT_IDENTITY: u32 = 4u;
+const LEAKY_SLOPE: f32 = 0.01;
+
+// Same branch structure as the CPU's `sigmoid`: never forms exp(+large).
+fn sigmoid(z: f32) -> f32 {
+    if z >= 0.0 {
+        return 1.0 / (1.0 + exp(-z));
+    }
+    let e = exp(z);
+    return e / (1.0 + e);
+}
+
+// Some drivers evaluate tanh as (e^2z - 1)/(e^2z + 1), which is NaN once e^2z overflows; the
+// builtin is kept near zero, where the rewrite below would lose relative precision.
+fn tanh_stable(z: f32) -> f32 {
+    if abs(z) < 0.5 {
+        return tanh(z);
+    }
+    let t = exp(-2.0 * abs(z));
+    return sign(z) * (1.0 - t) / (1.0 + t);
+}
+
+fn act_apply(code: u32, z: f32) -> f32 {
+    switch code {
+        case 0u: { return sigmoid(z); }
+        case 1u: { return tanh_stable(z); }
+        case 2u: { return max(z, 0.0); }
+        case 3u: { return select(LEAKY_SLOPE * z, z, z > 0.0); }
+        default: { return z; }
+    }
+}
+
+fn act_derivative_from_output(code: u32, a: f32) -> f32 {
+    switch code {
+        case 0u: { return a * (1.0 - a); }
+        case 1u: { return 1.0 - a * a; }
+        case 2u: { return select(0.0, 1.0, a > 0.0); }
+        case 3u: { return select(LEAKY_SLOPE, 1.0, a > 0.0); }
+        default: { return 1.0; }
+    }
+}

@@ -1,0 +1,18 @@
+// The per-step record every step kernel can read (bound with a dynamic offset, one record per
+// step, written once per `train_batches` call). Mirrors `kernels::StepRecord`.
+struct Step {
+    rows: u32,          // rows of this batch (a smaller final batch just has fewer)
+    index_offset: u32,  // where this batch's sample indices start in the index buffer
+    lr: f32,
+    c1: f32,            // Adam bias corrections 1 - beta^t, computed on the host
+    c2: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+// Rows of the current dispatch: from the step record when `from_step` is set (training), else
+// the fixed count (standalone ops, evaluation chunks of a known size).
+fn rows_of(fixed: u32, from_step: u32, s: Step) -> u32 {
+    return select(fixed, s.rows, from_step != 0u);
+}

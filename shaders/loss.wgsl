@@ -1,0 +1,172 @@
+// Output layer + loss + gradient in one pass, and the batch's loss and correct count added into a
+// small device stats record, so that training accumulates them over many steps with no
+// read-back. ONE workgroup: each thread takes rows lid, lid + WG, ...; the partial sums are then
+// reduced in workgroup memory and thread 0 adds them into `stats` (compensated, so that a whole
+// epoch of f32 additions keeps the precision of the CPU's f64 sum). One workgroup also means no
+// float atomics are needed: dispatches touching `stats` are ordered by the pass.
+
+override WG: u32 = 256u;
+
+const SOFTMAX_CE: u32 = 0u;
+const SIGMOID_MSE: u32 = 1u;
+
+const TARGET_LABELS: u32 = 0u;  // targets[i] is the class of sample i
+const TARGET_VALUES: u32 = 1u;  // targets[i * n + j] are the f32 bits of the target values
+const TARGET_NONE: u32 = 2u;    // prediction: outputs only
+
+struct Dims {
+    n: u32,          // outputs per row
+    kind: u32,
+    target_kind: u32,
+    rows: u32,
+    rows_from_step: u32,
+    index_offset: u32,  // used when not from the step record
+    _pad0: u32,
+    _pad1: u32,
+}
+
+struct Stats {
+    loss: f32,
+    loss_compensation: f32,
+    correct: u32,
+    samples: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> out: array<f32>;    // logits in, outputs out
+@group(0) @binding(1) var<storage, read_write> delta: array<f32>;  // dL/dz of the last layer
+@group(0) @binding(2) var<storage, read> targets: array<u32>;
+@group(0) @binding(3) var<storage, read> index: array<u32>;
+@group(0) @binding(4) var<storage, read_write> stats: Stats;
+@group(0) @binding(5) var<uniform> dims: Dims;
+@group(0) @binding(6) var<uniform> step: Step;
+
+var<workgroup> loss_part: array<f32, WG>;
+var<workgroup> correct_part: array<u32, WG>;
+
+fn target_value(sample: u32, j: u32) -> f32 {
+    if dims.target_kind == TARGET_LABELS {
+        return select(0.0, 1.0, targets[sample] == j);
+    }
+    return bitcast<f32>(targets[sample * dims.n + j]);
+}
+
+// Arg-max of the target row (first max wins, as `cpu::argmax`).
+fn target_argmax(sample: u32) -> u32 {
+    if dims.target_kind == TARGET_LABELS {
+        return targets[sample];
+    }
+    var best = 0u;
+    var best_v = -3.40282347e38;
+    for (var j = 0u; j < dims.n; j++) {
+        let v = target_value(sample, j);
+        if v > best_v {
+            best = j;
+            best_v = v;
+        }
+    }
+    return best;
+}
+
+// Arg-max of this row of `out` (first max wins).
+fn out_argmax(base: u32) -> u32 {
+    var best = 0u;
+    var best_v = -3.40282347e38;
+    for (var j = 0u; j < dims.n; j++) {
+        let v = out[base + j];
+        if v > best_v {
+            best = j;
+            best_v = v;
+        }
+    }
+    return best;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) lid: u32) {
+    let rows = select(dims.rows, step.rows, dims.rows_from_step != 0u);
+    let first = select(dims.index_offset, step.index_offset, dims.rows_from_step != 0u);
+    let n = dims.n;
+    let has_targets = dims.target_kind != TARGET_NONE;
+    let bf = f32(rows);
+    var loss_sum = 0.0;
+    var correct = 0u;
+
+    for (var r = lid; r < rows; r += WG) {
+        let base = r * n;
+        var sample = 0u;
+        if has_targets {
+            sample = index[first + r];
+        }
+        if dims.kind == SOFTMAX_CE {
+            var mx = -3.40282347e38;
+            for (var j = 0u; j < n; j++) {
+                mx = max(mx, out[base + j]);
+            }
+            var sum = 0.0;
+            for (var j = 0u; j < n; j++) {
+                sum += exp(out[base + j] - mx);
+            }
+            let lse = log(sum);
+            if has_targets {
+                // Arg-max on the logits, before softmax can round two of them together.
+                if out_argmax(base) == target_argmax(sample) {
+                    correct += 1u;
+                }
+            }
+            var row_loss = 0.0;
+            for (var j = 0u; j < n; j++) {
+                let z = out[base + j] - mx;
+                let p = exp(z) / sum;
+                out[base + j] = p;
+                if has_targets {
+                    let y = target_value(sample, j);
+                    row_loss += y * (lse - z);
+                    delta[base + j] = (p - y) / bf;
+                }
+            }
+            loss_sum += row_loss;
+        } else {
+            let k = f32(n);
+            var row_loss = 0.0;
+            for (var j = 0u; j < n; j++) {
+                let a = sigmoid(out[base + j]);
+                out[base + j] = a;
+                if has_targets {
+                    let y = target_value(sample, j);
+                    row_loss += (a - y) * (a - y);
+                    delta[base + j] = 2.0 * (a - y) / (bf * k) * a * (1.0 - a);
+                }
+            }
+            loss_sum += row_loss / k;
+            if has_targets {
+                if n == 1u {
+                    if (out[base] >= 0.5) == (target_value(sample, 0u) >= 0.5) {
+                        correct += 1u;
+                    }
+                } else if out_argmax(base) == target_argmax(sample) {
+                    correct += 1u;
+                }
+            }
+        }
+    }
+
+    loss_part[lid] = loss_sum;
+    correct_part[lid] = correct;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if lid < s {
+            loss_part[lid] += loss_part[lid + s];
+            correct_part[lid] += correct_part[lid + s];
+        }
+        workgroupBarrier();
+    }
+    if lid == 0u && has_targets {
+        // Kahan summation into the running total.
+        let y = loss_part[0] - stats.loss_compensation;
+        let t = stats.loss + y;
+        stats.loss_compensation = (t - stats.loss) - y;
+        stats.loss = t;
+        stats.correct += correct_part[0];
+        stats.samples += rows;
+    }
+}

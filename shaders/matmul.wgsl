@@ -1,0 +1,155 @@
+// C = op(A) · op(B) with an epilogue, register-blocked: each workgroup computes a
+// TILE_M × TILE_N block of C, each thread a 4 × 4 sub-block held in registers, with K walked in
+// TILE_K slices staged in workgroup memory. (On lavapipe the 4×4 blocking is ~5× a plain tile.)
+//
+// Forms (override constants, so the branches fold away per pipeline):
+//   TRANS_A = false, TRANS_B = false: A·B     (forward:     x · W)
+//   TRANS_A = true,  TRANS_B = false: Aᵀ·B    (weights:     xᵀ · dz, plus the bias row)
+//   TRANS_A = false, TRANS_B = true:  A·Bᵀ    (input grad:  dz · Wᵀ)
+//
+// `ones_row` appends an implicit row of ones to op(A): row `m` of C is then the column sums of
+// op(B), which is the bias gradient; with `b` stored right after `W` the dW kernel writes both.
+
+override TILE_M: u32 = 64u;
+override TILE_N: u32 = 64u;
+override TILE_K: u32 = 16u;
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+
+const EPI_NONE: u32 = 0u;
+const EPI_BIAS_ACT: u32 = 1u;   // c = act(acc + bias[j])
+const EPI_MUL_DERIV: u32 = 2u;  // c = acc * f'(aux[i, j]) with f' from the stored output
+
+const ROWS_M: u32 = 1u;  // m comes from the step record
+const ROWS_K: u32 = 2u;  // k comes from the step record
+
+struct Dims {
+    m: u32,
+    n: u32,
+    k: u32,
+    rows_dim: u32,
+    lda: u32,
+    ldb: u32,
+    ldc: u32,
+    epilogue: u32,
+    act: u32,
+    ones_row: u32,
+    bias_offset: u32,  // where the bias starts in `b` (it follows W in the parameter layout)
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> c: array<f32>;
+@group(0) @binding(3) var<storage, read> aux: array<f32>;
+@group(0) @binding(4) var<uniform> dims: Dims;
+@group(0) @binding(5) var<uniform> step: Step;
+
+var<workgroup> a_tile: array<f32, TILE_M * TILE_K>;  // k-major: a_tile[kk * TILE_M + i]
+var<workgroup> b_tile: array<f32, TILE_N * TILE_K>;  // k-major: b_tile[kk * TILE_N + j]
+
+fn load_a(i: u32, kk: u32, m: u32, k: u32) -> f32 {
+    if kk >= k {
+        return 0.0;
+    }
+    if i == m && dims.ones_row != 0u {
+        return 1.0;
+    }
+    if i >= m {
+        return 0.0;
+    }
+    if TRANS_A {
+        return a[kk * dims.lda + i];
+    }
+    return a[i * dims.lda + kk];
+}
+
+fn load_b(kk: u32, j: u32, k: u32) -> f32 {
+    if kk >= k || j >= dims.n {
+        return 0.0;
+    }
+    if TRANS_B {
+        return b[j * dims.ldb + kk];
+    }
+    return b[kk * dims.ldb + j];
+}
+
+@compute @workgroup_size(TILE_N / 4u, TILE_M / 4u, 1)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let m = select(dims.m, step.rows, dims.rows_dim == ROWS_M);
+    let k = select(dims.k, step.rows, dims.rows_dim == ROWS_K);
+    let threads = (TILE_M / 4u) * (TILE_N / 4u);
+    let row0 = wg.y * TILE_M;
+    let col0 = wg.x * TILE_N;
+    let ty = lid.y * 4u;
+    let tx = lid.x * 4u;
+
+    var acc: array<vec4<f32>, 4>;
+    for (var r = 0u; r < 4u; r++) {
+        acc[r] = vec4<f32>(0.0);
+    }
+
+    for (var k0 = 0u; k0 < k; k0 += TILE_K) {
+        // Consecutive threads read consecutive addresses of whichever dimension is contiguous.
+        for (var e = li; e < TILE_M * TILE_K; e += threads) {
+            var i: u32;
+            var kk: u32;
+            if TRANS_A {
+                i = e % TILE_M;
+                kk = e / TILE_M;
+            } else {
+                kk = e % TILE_K;
+                i = e / TILE_K;
+            }
+            a_tile[kk * TILE_M + i] = load_a(row0 + i, k0 + kk, m, k);
+        }
+        for (var e = li; e < TILE_N * TILE_K; e += threads) {
+            var j: u32;
+            var kk: u32;
+            if TRANS_B {
+                kk = e % TILE_K;
+                j = e / TILE_K;
+            } else {
+                j = e % TILE_N;
+                kk = e / TILE_N;
+            }
+            b_tile[kk * TILE_N + j] = load_b(k0 + kk, col0 + j, k);
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TILE_K; kk++) {
+            let bo = kk * TILE_N + tx;
+            let bv = vec4<f32>(b_tile[bo], b_tile[bo + 1u], b_tile[bo + 2u], b_tile[bo + 3u]);
+            let ao = kk * TILE_M + ty;
+            acc[0] += a_tile[ao] * bv;
+            acc[1] += a_tile[ao + 1u] * bv;
+            acc[2] += a_tile[ao + 2u] * bv;
+            acc[3] += a_tile[ao + 3u] * bv;
+        }
+        workgroupBarrier();
+    }
+
+    let m_out = m + select(0u, 1u, dims.ones_row != 0u);
+    for (var r = 0u; r < 4u; r++) {
+        let i = row0 + ty + r;
+        if i >= m_out {
+            break;
+        }
+        for (var cc = 0u; cc < 4u; cc++) {
+            let j = col0 + tx + cc;
+            if j >= dims.n {
+                break;
+            }
+            var v = acc[r][cc];
+            if dims.epilogue == EPI_BIAS_ACT {
+                v = act_apply(dims.act, v + b[dims.bias_offset + j]);
+            } else if dims.epilogue == EPI_MUL_DERIV {
+                v = v * act_derivative_from_output(dims.act, aux[i * dims.ldc + j]);
+            }
+            c[i * dims.ldc + j] = v;
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The wgpu backend: the device ([`context`]), the compute pipelines built once from
+//! `shaders/*.wgsl` ([`kernels`]), the training backend that keeps everything resident
+//! ([`backend`]), and single-kernel entry points on host arrays for tests and benches ([`ops`]).
+
+pub mod backend;
+pub mod context;
+pub mod kernels;
+pub mod ops;
+
+pub use backend::{GpuBackend, GpuCounters};
+pub use context::{GpuContext, GpuOptions, hardware_adapter};
+pub use kernels::{Kernels, compile_wgsl};
+pub use ops::GpuOps;
