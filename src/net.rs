@@ -98,14 +98,47 @@ impl Activation {
     }
 }
 
-/// The logistic function, computed without overflow for large `|z|`.
+/// The logistic function `1 / (1 + e^-z)`. Branch-free (through [`exp`]) so that loops over
+/// slices vectorise; `e^-z` saturates to 0 or +∞ and the result to 1 or 0 without NaN.
 #[inline]
 pub fn sigmoid(z: f32) -> f32 {
-    if z >= 0.0 {
-        1.0 / (1.0 + (-z).exp())
+    1.0 / (1.0 + exp(-z))
+}
+
+/// `e^x` in f32 within 2 ulp of the correctly rounded value for x in [-87, 88] (0 below,
+/// +∞ above), written branch-free so that the compiler vectorises loops that call it; libm's
+/// `expf` is a scalar call and was a tenth of the CPU step's time.
+///
+/// Cody–Waite reduction `x = n·ln2 + r` with `|r| ≤ ln2/2`, then a degree-6 minimax polynomial
+/// for `e^r` (Cephes' `expf` coefficients) and `2^n` built in the exponent bits.
+#[inline]
+pub fn exp(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let xc = x.clamp(-87.3, 88.7);
+    // Round to nearest by the 1.5·2^23 trick: `round()` and `mul_add` are libm calls on the
+    // baseline x86-64 target, which would stop the loop from vectorising.
+    const ROUND: f32 = 12_582_912.0;
+    let n = (xc * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = xc - n * LN2_HI - n * LN2_LO;
+    let p = 1.987_569_1e-4_f32;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 5.000_000_1e-1;
+    let e = (p * r * r + r) + 1.0;
+    // 2^n with n in [-126, 128]: split so that each factor is a normal float.
+    let n = n as i32;
+    let half = n >> 1;
+    let pow = |k: i32| f32::from_bits(((k + 127) as u32) << 23);
+    let y = e * pow(half) * pow(n - half);
+    if x < -87.3 {
+        0.0
+    } else if x > 88.7 {
+        f32::INFINITY
     } else {
-        let e = z.exp();
-        e / (1.0 + e)
+        y
     }
 }
 
@@ -321,6 +354,24 @@ mod tests {
             assert_eq!(o.to_string().parse::<Output>().unwrap(), o);
         }
         assert!("swish".parse::<Activation>().is_err());
+    }
+
+    #[test]
+    fn exp_is_within_two_ulp_of_libm() {
+        // libm's expf is correctly rounded to within 1 ulp; ours must stay within 2 more.
+        let mut worst = 0u32;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let (a, b) = (exp(x), x.exp());
+            worst = worst.max(a.to_bits().abs_diff(b.to_bits()));
+            x += 0.001_37;
+        }
+        assert!(worst <= 3, "worst ulp distance {worst}");
+        assert_eq!(exp(-200.0), 0.0);
+        assert_eq!(exp(200.0), f32::INFINITY);
+        assert_eq!(sigmoid(-200.0), 0.0);
+        assert_eq!(sigmoid(200.0), 1.0);
+        assert!((sigmoid(0.0) - 0.5).abs() < 1e-7);
     }
 
     #[test]

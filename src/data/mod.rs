@@ -249,16 +249,8 @@ impl Dataset {
                     }
                 }
                 _ => match &self.inputs {
-                    Inputs::U8(v) => {
-                        for (o, &p) in row.iter_mut().zip(&v[base..base + f]) {
-                            *o = p as f32 * scale + shift;
-                        }
-                    }
-                    Inputs::F32(v) => {
-                        for (o, &p) in row.iter_mut().zip(&v[base..base + f]) {
-                            *o = p * scale + shift;
-                        }
-                    }
+                    Inputs::U8(v) => convert(&v[base..base + f], row, |p| p as f32, scale, shift),
+                    Inputs::F32(v) => convert(&v[base..base + f], row, |p| p, scale, shift),
                 },
             }
         }
@@ -275,6 +267,14 @@ impl Dataset {
                 out.copy_from_slice(&values[i * width..(i + 1) * width])
             }
         }
+    }
+}
+
+/// `out[i] = to_f32(src[i]) · scale + shift`, over equal-length slices so that it vectorises.
+#[inline]
+fn convert<T: Copy>(src: &[T], out: &mut [f32], to_f32: impl Fn(T) -> f32, scale: f32, shift: f32) {
+    for (o, &p) in out.iter_mut().zip(src) {
+        *o = to_f32(p) * scale + shift;
     }
 }
 
