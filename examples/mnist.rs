@@ -224,7 +224,7 @@ fn run(args: &Args) -> soma::Result<()> {
     eprintln!(
         "network: {net}, {} parameters; backend: {}; {optimizer} lr {lr} ({:?}), batch {}",
         net.parameter_count(),
-        backend.name(),
+        backend.details(),
         args.schedule,
         args.batch_size
     );

@@ -51,6 +51,12 @@ pub trait Backend {
     /// A short description (`cpu`, or `gpu: <adapter>`).
     fn name(&self) -> String;
 
+    /// A longer description for the start of a run (the GPU adds the adapter's backend,
+    /// device type and driver).
+    fn details(&self) -> String {
+        self.name()
+    }
+
     /// The network being trained.
     fn network(&self) -> &Network;
 
@@ -146,10 +152,22 @@ pub fn create(
             crate::cpu::CpuBackend::new(net, params, optimizer)?.with_threads(options.threads),
         ))
     };
+    let gpu = |params| -> Result<Box<dyn Backend>> {
+        let ctx = crate::gpu::GpuContext::new(&crate::gpu::GpuOptions {
+            adapter: options.adapter.clone(),
+        })?;
+        Ok(Box::new(crate::gpu::GpuBackend::new(
+            ctx, net, params, optimizer,
+        )?))
+    };
     match kind {
-        BackendKind::Cpu | BackendKind::Auto => cpu(params),
-        BackendKind::Gpu => Err(Error::NoAdapter(
-            "the GPU backend is not wired in yet".into(),
-        )),
+        BackendKind::Cpu => cpu(params),
+        BackendKind::Gpu => gpu(params),
+        // A named adapter is a request for the GPU; otherwise only hardware beats the CPU.
+        BackendKind::Auto if options.adapter.is_some() => gpu(params),
+        BackendKind::Auto => match crate::gpu::hardware_adapter() {
+            Some(_) => gpu(params),
+            None => cpu(params),
+        },
     }
 }
