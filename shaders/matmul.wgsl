@@ -74,6 +74,35 @@ fn load_b(kk: u32, j: u32, k: u32) -> f32 {
     return b[kk * dims.ldb + j];
 }
 
+fn epilogue(i: u32, j: u32, acc: f32) -> f32 {
+    if dims.epilogue == EPI_BIAS_ACT {
+        return act_apply(dims.act, acc + b[dims.bias_offset + j]);
+    } else if dims.epilogue == EPI_MUL_DERIV {
+        return acc * act_derivative_from_output(dims.act, aux[i * dims.ldc + j]);
+    }
+    return acc;
+}
+
+// Writes columns j..j+3 of row i of C (those inside C).
+fn store_row(i: u32, j: u32, m_out: u32, v: vec4<f32>) {
+    if i >= m_out {
+        return;
+    }
+    let at = i * dims.ldc;
+    if j < dims.n {
+        c[at + j] = epilogue(i, j, v.x);
+    }
+    if j + 1u < dims.n {
+        c[at + j + 1u] = epilogue(i, j + 1u, v.y);
+    }
+    if j + 2u < dims.n {
+        c[at + j + 2u] = epilogue(i, j + 2u, v.z);
+    }
+    if j + 3u < dims.n {
+        c[at + j + 3u] = epilogue(i, j + 3u, v.w);
+    }
+}
+
 @compute @workgroup_size(TILE_N / 4u, TILE_M / 4u, 1)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -88,10 +117,11 @@ fn main(
     let ty = lid.y * 4u;
     let tx = lid.x * 4u;
 
-    var acc: array<vec4<f32>, 4>;
-    for (var r = 0u; r < 4u; r++) {
-        acc[r] = vec4<f32>(0.0);
-    }
+    // Four named accumulators, not an array: naga would emit an array as function memory.
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
 
     for (var k0 = 0u; k0 < k; k0 += TILE_K) {
         // Consecutive threads read consecutive addresses of whichever dimension is contiguous.
@@ -124,32 +154,17 @@ fn main(
             let bo = kk * TILE_N + tx;
             let bv = vec4<f32>(b_tile[bo], b_tile[bo + 1u], b_tile[bo + 2u], b_tile[bo + 3u]);
             let ao = kk * TILE_M + ty;
-            acc[0] += a_tile[ao] * bv;
-            acc[1] += a_tile[ao + 1u] * bv;
-            acc[2] += a_tile[ao + 2u] * bv;
-            acc[3] += a_tile[ao + 3u] * bv;
+            acc0 += a_tile[ao] * bv;
+            acc1 += a_tile[ao + 1u] * bv;
+            acc2 += a_tile[ao + 2u] * bv;
+            acc3 += a_tile[ao + 3u] * bv;
         }
         workgroupBarrier();
     }
 
     let m_out = m + select(0u, 1u, dims.ones_row != 0u);
-    for (var r = 0u; r < 4u; r++) {
-        let i = row0 + ty + r;
-        if i >= m_out {
-            break;
-        }
-        for (var cc = 0u; cc < 4u; cc++) {
-            let j = col0 + tx + cc;
-            if j >= dims.n {
-                break;
-            }
-            var v = acc[r][cc];
-            if dims.epilogue == EPI_BIAS_ACT {
-                v = act_apply(dims.act, v + b[dims.bias_offset + j]);
-            } else if dims.epilogue == EPI_MUL_DERIV {
-                v = v * act_derivative_from_output(dims.act, aux[i * dims.ldc + j]);
-            }
-            c[i * dims.ldc + j] = v;
-        }
-    }
+    store_row(row0 + ty, col0 + tx, m_out, acc0);
+    store_row(row0 + ty + 1u, col0 + tx, m_out, acc1);
+    store_row(row0 + ty + 2u, col0 + tx, m_out, acc2);
+    store_row(row0 + ty + 3u, col0 + tx, m_out, acc3);
 }

@@ -1,0 +1,486 @@
+//! The CPU reference and the GPU backend held together: one generic suite run on both, and
+//! whole training runs (same init, same batch order) compared parameter by parameter.
+//! Needs a GPU adapter (lavapipe will do): without one the GPU halves print
+//! "SKIPPED: no GPU adapter" and pass, or fail under `SOMA_STRICT=1`. The full-epoch MNIST test
+//! also needs `MNIST_DIR`.
+
+mod common;
+
+use std::sync::{Arc, OnceLock};
+
+use ndarray::Array2;
+use rand::{Rng, SeedableRng};
+use rand_pcg::Pcg64Mcg;
+use soma::data::{MnistFiles, epoch_order};
+use soma::gpu::{GpuBackend, GpuContext, GpuOptions};
+use soma::{
+    Activation, Backend, CpuBackend, Dataset, Init, Inputs, Network, Normalize, Optimizer, Output,
+    Params, Stats, Targets,
+};
+
+/// Whole-run parameter parity, as max |gpu − cpu| / max |cpu param|. The kernels agree with
+/// the CPU to a few f32 ulps per op (see tests/gpu_ops.rs); 100 steps of SGD/momentum carry
+/// those differences forward roughly additively (lr·‖g‖ per step), staying near 1e-6 relative.
+/// 1e-4 leaves a margin of ~100 while any real defect (a wrong index, a missed bias, an
+/// optimizer term) moves parameters by ≥ 1e-2 relative.
+const PARAM_REL_SGD: f32 = 1e-4;
+/// Adam divides by √v̂: a gradient that is ~0 but not exactly 0 (rounding noise) still moves a
+/// parameter by up to lr per step, and its sign can differ between backends. So Adam is held to
+/// a bound in units of lr·steps: 0.1% of the largest possible total movement (100·lr). (Seen
+/// on lavapipe: ~1e-7 absolute, i.e. ~1e-3 of this bound.)
+const PARAM_ABS_ADAM_PER_LR_STEP: f32 = 1e-3;
+/// Loss sums of the same forward passes (f32 per sample, f64/compensated totals).
+const LOSS_REL: f64 = 1e-4;
+/// Correct counts may differ where two logits are within rounding of each other.
+const CORRECT_FRACTION: f64 = 1e-3;
+/// Accuracy after one real MNIST epoch: the task's bound (0.5 points).
+const MNIST_ACCURACY_POINTS: f64 = 0.5;
+
+fn context() -> Option<Arc<GpuContext>> {
+    static CTX: OnceLock<Option<Arc<GpuContext>>> = OnceLock::new();
+    let ctx = CTX.get_or_init(|| match GpuContext::new(&GpuOptions::default()) {
+        Ok(ctx) => {
+            eprintln!("GPU: {}", ctx.describe());
+            Some(Arc::new(ctx))
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            None
+        }
+    });
+    if ctx.is_none() {
+        common::skip("no GPU adapter");
+    }
+    ctx.clone()
+}
+
+fn gpu(net: &Network, params: Params, opt: Optimizer) -> Option<GpuBackend> {
+    let ctx = context()?;
+    Some(GpuBackend::new(ctx, net, params, opt).expect("GPU backend"))
+}
+
+/// MNIST-shaped data: 784 u8 pixels around a per-class template (with an always-black border,
+/// as in MNIST, so some weights get exactly zero gradient), 10 classes.
+fn mnist_like(len: usize, seed: u64) -> Dataset {
+    let mut rng = Pcg64Mcg::seed_from_u64(seed);
+    let templates: Vec<Vec<f32>> = (0..10)
+        .map(|_| (0..784).map(|_| rng.random::<f32>() * 255.0).collect())
+        .collect();
+    let mut pixels = Vec::with_capacity(len * 784);
+    let mut labels = Vec::with_capacity(len);
+    for _ in 0..len {
+        let c = rng.random_range(0..10u8);
+        labels.push(c);
+        for (j, &t) in templates[c as usize].iter().enumerate() {
+            let (r, col) = (j / 28, j % 28);
+            let border = r < 2 || r >= 26 || col < 2 || col >= 26;
+            let v = if border {
+                0.0
+            } else {
+                t * 0.6 + rng.random::<f32>() * 100.0
+            };
+            pixels.push(v.clamp(0.0, 255.0) as u8);
+        }
+    }
+    Dataset::new(
+        784,
+        Inputs::U8(pixels),
+        Targets::Labels {
+            labels,
+            classes: 10,
+        },
+        Normalize::UNIT,
+    )
+    .unwrap()
+}
+
+/// Real-valued inputs and targets in (0, 1) for a sigmoid-MSE net.
+fn regression(len: usize, inputs: usize, outputs: usize, seed: u64) -> Dataset {
+    let mut rng = Pcg64Mcg::seed_from_u64(seed);
+    let x: Vec<f32> = (0..len * inputs)
+        .map(|_| rng.random::<f32>() * 4.0)
+        .collect();
+    let y: Vec<f32> = (0..len * outputs).map(|_| rng.random::<f32>()).collect();
+    Dataset::new(
+        inputs,
+        Inputs::F32(x),
+        Targets::Values {
+            values: y,
+            width: outputs,
+        },
+        Normalize {
+            scale: 0.5,
+            shift: -1.0,
+        },
+    )
+    .unwrap()
+}
+
+fn xor() -> Dataset {
+    Dataset::from_rows(
+        &[vec![0., 0.], vec![0., 1.], vec![1., 0.], vec![1., 1.]],
+        &[vec![0.], vec![1.], vec![1.], vec![0.]],
+    )
+    .unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The generic suite: what every backend must do, run on both.
+
+fn suite_xor_learns(b: &mut dyn Backend) {
+    let data = xor();
+    b.set_train_data(&data).unwrap();
+    for _ in 0..2000 {
+        b.train_batches(&[0, 1, 2, 3], 4, 0.5).unwrap();
+    }
+    let stats = b.evaluate(&data).unwrap();
+    assert!(
+        stats.mean_loss() < 0.01,
+        "{}: XOR loss {}",
+        b.name(),
+        stats.mean_loss()
+    );
+    assert_eq!(stats.correct, 4, "{}", b.name());
+}
+
+fn suite_round_trips(b: &mut dyn Backend) {
+    let net = b.network().clone();
+    let p = Params::init(&net, Init::Xavier, 99);
+    b.set_params(&p).unwrap();
+    assert_eq!(b.params().unwrap(), p, "{}: params round trip", b.name());
+    let mut state = b.optim_state().unwrap();
+    state.step = 17;
+    for s in &mut state.slots {
+        *s = Params::init(&net, Init::Uniform, 5);
+    }
+    b.set_optim_state(&state).unwrap();
+    assert_eq!(
+        b.optim_state().unwrap(),
+        state,
+        "{}: state round trip",
+        b.name()
+    );
+}
+
+fn suite_stats_and_predict(b: &mut dyn Backend) {
+    let data = mnist_like(300, 4);
+    b.set_train_data(&data).unwrap();
+    let order = epoch_order(data.len(), 1, 0);
+    b.train_batches(&order, 64, 0.1).unwrap();
+    let s = b.take_stats().unwrap();
+    assert_eq!(s.samples, 300, "{}", b.name());
+    assert!(s.mean_loss().is_finite() && s.mean_loss() > 0.0);
+    assert_eq!(
+        b.take_stats().unwrap(),
+        Stats::default(),
+        "{}: stats reset",
+        b.name()
+    );
+    let mut x = Array2::zeros((37, 784));
+    data.gather_inputs(&(0..37).collect::<Vec<u32>>(), x.view_mut());
+    let p = b.predict(x.view()).unwrap();
+    assert_eq!(p.dim(), (37, 10));
+    for row in p.rows() {
+        assert!(
+            (row.sum() - 1.0).abs() < 1e-5,
+            "{}: probabilities sum to 1",
+            b.name()
+        );
+    }
+}
+
+fn suite_bad_calls_are_errors(b: &mut dyn Backend) {
+    assert!(b.train_batches(&[0], 1, 0.1).is_err(), "train before data");
+    let data = xor();
+    b.set_train_data(&data).unwrap();
+    assert!(b.train_batches(&[0, 1], 0, 0.1).is_err(), "batch 0");
+    assert!(
+        b.train_batches(&[0, 4], 2, 0.1).is_err(),
+        "index out of range"
+    );
+    let wrong = regression(3, 5, 1, 1);
+    assert!(b.set_train_data(&wrong).is_err(), "shape mismatch");
+    assert!(
+        b.predict(Array2::zeros((2, 3)).view()).is_err(),
+        "predict width"
+    );
+    let other = Network::new(&[2, 3, 1], Activation::Tanh, Output::SigmoidMse).unwrap();
+    assert!(
+        b.set_params(&Params::init(&other, Init::Uniform, 1))
+            .is_err()
+    );
+}
+
+fn xor_net() -> Network {
+    Network::new(&[2, 4, 1], Activation::Sigmoid, Output::SigmoidMse).unwrap()
+}
+
+fn small_softmax_net() -> Network {
+    Network::new(
+        &[784, 32, 10],
+        Activation::Relu,
+        Output::SoftmaxCrossEntropy,
+    )
+    .unwrap()
+}
+
+/// Runs `check` on a fresh CPU backend and a fresh GPU backend.
+fn on_both(net: Network, opt: Optimizer, check: fn(&mut dyn Backend)) {
+    let params = Params::init(&net, Init::Uniform, 1);
+    check(&mut CpuBackend::new(&net, params.clone(), opt).unwrap());
+    if let Some(mut g) = gpu(&net, params, opt) {
+        check(&mut g);
+    }
+}
+
+#[test]
+fn both_backends_learn_xor() {
+    on_both(xor_net(), Optimizer::momentum(), suite_xor_learns);
+}
+
+#[test]
+fn both_backends_round_trip_params_and_state() {
+    on_both(xor_net(), Optimizer::adam(), suite_round_trips);
+}
+
+#[test]
+fn both_backends_count_stats_and_predict_probabilities() {
+    on_both(small_softmax_net(), Optimizer::Sgd, suite_stats_and_predict);
+}
+
+#[test]
+fn both_backends_reject_bad_calls() {
+    on_both(xor_net(), Optimizer::Sgd, suite_bad_calls_are_errors);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Whole training runs, step for step.
+
+/// Trains the same init with the same order on both backends; returns (cpu, gpu) params and
+/// stats, or None without an adapter.
+fn train_both(
+    net: &Network,
+    opt: Optimizer,
+    data: &Dataset,
+    steps: usize,
+    batch: usize,
+    lr: f32,
+) -> Option<((Params, Stats), (Params, Stats), Option<GpuBackend>)> {
+    let params = Params::init(net, Init::Uniform, 42);
+    let mut g = gpu(net, params.clone(), opt)?;
+    let mut c = CpuBackend::new(net, params, opt).unwrap();
+    // Whole epochs plus a partial one, so the call also runs a smaller final batch.
+    let mut order = Vec::new();
+    let mut epoch = 0;
+    while order.len() < steps * batch {
+        order.extend(epoch_order(data.len(), 7, epoch));
+        epoch += 1;
+    }
+    order.truncate(steps * batch - batch / 2);
+    c.set_train_data(data).unwrap();
+    g.set_train_data(data).unwrap();
+    c.train_batches(&order, batch, lr).unwrap();
+    g.train_batches(&order, batch, lr).unwrap();
+    let cs = c.take_stats().unwrap();
+    let gs = g.take_stats().unwrap();
+    Some((
+        (c.params().unwrap(), cs),
+        (g.params().unwrap(), gs),
+        Some(g),
+    ))
+}
+
+fn max_abs(p: &Params) -> f32 {
+    p.layers
+        .iter()
+        .flat_map(|l| l.w.iter().chain(l.b.iter()))
+        .fold(0.0, |m, v| m.max(v.abs()))
+}
+
+fn assert_stats_agree(what: &str, c: Stats, g: Stats) {
+    assert_eq!(c.samples, g.samples, "{what}: samples");
+    let rel = (c.loss_sum - g.loss_sum).abs() / c.loss_sum.abs().max(1e-12);
+    assert!(
+        rel <= LOSS_REL,
+        "{what}: loss sum cpu {} gpu {}",
+        c.loss_sum,
+        g.loss_sum
+    );
+    let dc = (c.correct as f64 - g.correct as f64).abs();
+    assert!(
+        dc <= CORRECT_FRACTION * c.samples as f64 + 1.0,
+        "{what}: correct cpu {} gpu {}",
+        c.correct,
+        g.correct
+    );
+}
+
+fn check_run(what: &str, net: &Network, opt: Optimizer, data: &Dataset, batch: usize, lr: f32) {
+    let steps = 100;
+    let Some(((cp, cs), (gp, gs), g)) = train_both(net, opt, data, steps, batch, lr) else {
+        return;
+    };
+    let diff = cp.max_abs_diff(&gp);
+    match opt {
+        Optimizer::Adam { .. } => {
+            let bound = PARAM_ABS_ADAM_PER_LR_STEP * lr * steps as f32;
+            assert!(
+                diff <= bound,
+                "{what}: params differ by {diff} (bound {bound})"
+            );
+        }
+        _ => {
+            let bound = PARAM_REL_SGD * max_abs(&cp);
+            assert!(
+                diff <= bound,
+                "{what}: params differ by {diff} (bound {bound})"
+            );
+        }
+    }
+    assert!(diff > 0.0 || cp == gp);
+    assert_stats_agree(what, cs, gs);
+    let g = g.expect("gpu backend");
+    let c = g.counters();
+    assert_eq!(c.steps, steps as u64, "{what}: steps");
+    assert_eq!(
+        c.dispatches,
+        (steps * g.dispatches_per_step()) as u64,
+        "{what}: dispatches"
+    );
+    assert_eq!(
+        c.submits,
+        steps.div_ceil(256) as u64,
+        "{what}: one submit per 256 steps"
+    );
+    eprintln!(
+        "{what}: max |Δparam| = {diff:e}, loss cpu {} gpu {}",
+        cs.loss_sum, gs.loss_sum
+    );
+}
+
+fn optimizers() -> [(Optimizer, f32, Activation); 3] {
+    [
+        (Optimizer::Sgd, 0.1, Activation::Sigmoid),
+        (
+            Optimizer::momentum().with_weight_decay(5e-4),
+            0.05,
+            Activation::Relu,
+        ),
+        (
+            Optimizer::adam().with_weight_decay(1e-4),
+            1e-3,
+            Activation::LeakyRelu,
+        ),
+    ]
+}
+
+#[test]
+fn softmax_training_runs_agree_for_every_optimizer() {
+    let data = mnist_like(2000, 11);
+    for (opt, lr, act) in optimizers() {
+        let net = Network::new(&[784, 64, 64, 10], act, Output::SoftmaxCrossEntropy).unwrap();
+        check_run(
+            &format!("softmax-CE {net} {opt:?}"),
+            &net,
+            opt,
+            &data,
+            64,
+            lr,
+        );
+    }
+}
+
+#[test]
+fn mse_training_runs_agree_for_every_optimizer() {
+    let data = regression(95, 8, 3, 12);
+    for (opt, lr, _) in optimizers() {
+        let net = Network::new(&[8, 16, 3], Activation::Tanh, Output::SigmoidMse).unwrap();
+        check_run(
+            &format!("sigmoid-MSE {net} {opt:?}"),
+            &net,
+            opt,
+            &data,
+            10,
+            lr,
+        );
+    }
+}
+
+#[test]
+fn evaluation_agrees_after_training() {
+    let data = mnist_like(1500, 13);
+    let net = Network::new(
+        &[784, 64, 10],
+        Activation::Tanh,
+        Output::SoftmaxCrossEntropy,
+    )
+    .unwrap();
+    let Some((_, (gp, _), Some(mut g))) = train_both(&net, Optimizer::Sgd, &data, 20, 32, 0.1)
+    else {
+        return;
+    };
+    // Evaluate the GPU's parameters on both, so only the forward passes are compared; 1500
+    // rows span two evaluation chunks.
+    let mut c = CpuBackend::new(&net, gp, Optimizer::Sgd).unwrap();
+    let cs = c.evaluate(&data).unwrap();
+    let gs = g.evaluate(&data).unwrap();
+    assert_stats_agree("evaluation", cs, gs);
+    let mut x = Array2::zeros((1100, 784));
+    data.gather_inputs(&(0..1100).collect::<Vec<u32>>(), x.view_mut());
+    let (pc, pg) = (c.predict(x.view()).unwrap(), g.predict(x.view()).unwrap());
+    let d = (&pc - &pg).mapv(f32::abs).fold(0.0f32, |m, &v| m.max(v));
+    assert!(d < 1e-5, "predictions differ by {d}");
+}
+
+#[test]
+fn one_mnist_epoch_reaches_cpu_accuracy() {
+    let Some(dir) = common::mnist_dir() else {
+        common::skip("MNIST_DIR is not set");
+        return;
+    };
+    let Some(ctx) = context() else { return };
+    let files = match MnistFiles::in_dir(&dir) {
+        Ok(f) => f,
+        Err(missing) => {
+            common::skip(&format!(
+                "MNIST files missing in {}: {missing:?}",
+                dir.display()
+            ));
+            return;
+        }
+    };
+    let (train, test) = files.load().unwrap();
+    let net = Network::new(
+        &[784, 64, 64, 10],
+        Activation::Relu,
+        Output::SoftmaxCrossEntropy,
+    )
+    .unwrap();
+    let params = Params::init(&net, Init::Uniform, 1);
+    let mut c = CpuBackend::new(&net, params.clone(), Optimizer::Sgd).unwrap();
+    let mut g = GpuBackend::new(ctx, &net, params, Optimizer::Sgd).unwrap();
+    let order = epoch_order(train.len(), 1, 0);
+    let mut accuracy = Vec::new();
+    for b in [&mut c as &mut dyn Backend, &mut g] {
+        let t = std::time::Instant::now();
+        b.set_train_data(&train).unwrap();
+        b.train_batches(&order, 64, 0.1).unwrap();
+        let s = b.take_stats().unwrap();
+        let e = b.evaluate(&test).unwrap();
+        eprintln!(
+            "{}: epoch loss {:.4}, test accuracy {:.2}% in {:.1?}",
+            b.name(),
+            s.mean_loss(),
+            100.0 * e.accuracy(),
+            t.elapsed()
+        );
+        accuracy.push(100.0 * e.accuracy());
+    }
+    assert!(accuracy[0] > 90.0, "CPU learns: {}", accuracy[0]);
+    assert!(
+        (accuracy[0] - accuracy[1]).abs() <= MNIST_ACCURACY_POINTS,
+        "test accuracy cpu {:.2}% vs gpu {:.2}%",
+        accuracy[0],
+        accuracy[1]
+    );
+}
