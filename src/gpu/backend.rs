@@ -919,6 +919,7 @@ impl Backend for GpuBackend {
     }
 
     fn optim_state(&mut self) -> Result<OptimState> {
+        self.ctx.check("optim_state")?;
         let n = self.layout.total;
         let slots = self.optimizer.slots();
         let flat = if slots > 0 {

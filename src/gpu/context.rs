@@ -189,6 +189,11 @@ impl GpuContext {
         }));
         let on_lost = Arc::clone(&failure);
         device.set_device_lost_callback(move |reason, message| {
+            let message = if message.is_empty() {
+                "no further detail from the driver".to_string()
+            } else {
+                message
+            };
             record(&on_lost, format!("device lost ({reason:?}): {message}"));
         });
         let limits = device.limits();
@@ -218,6 +223,11 @@ impl GpuContext {
     /// The first device loss or uncaptured error seen so far, as an [`Error::Gpu`] naming
     /// `context` (what was being attempted when it was noticed).
     pub fn check(&self, context: &str) -> Result<()> {
+        // A non-blocking poll: wgpu delivers device loss from its maintenance, so without it a
+        // destroyed device could go unnoticed until the next blocking wait.
+        if let Err(e) = self.device.poll(wgpu::PollType::Poll) {
+            record(&self.failure, format!("device poll failed: {e}"));
+        }
         match self.failure.lock() {
             Ok(f) => match f.as_ref() {
                 Some(msg) => Err(Error::gpu(context, msg)),

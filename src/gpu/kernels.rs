@@ -48,6 +48,12 @@ pub struct Kernel {
     pub layout: wgpu::BindGroupLayout,
 }
 
+impl std::fmt::Debug for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kernel").field("name", &self.name).finish()
+    }
+}
+
 impl Kernel {
     /// A bind group for this kernel; `resources` in binding order.
     pub fn bind(
