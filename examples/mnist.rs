@@ -9,7 +9,7 @@ use std::time::Instant;
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use soma::data::{DatasetKind, locate};
-use soma::train::{Event, Schedule, TrainConfig, train};
+use soma::train::{Event, Schedule, TrainConfig, train_with};
 use soma::{
     Activation, BackendKind, Init, Network, Normalize, Optimizer, Output, Params, checkpoint,
 };
@@ -93,7 +93,8 @@ struct Args {
     /// Use only the first N training images (quick runs).
     #[arg(long)]
     limit: Option<usize>,
-    /// Save a checkpoint here at the end of the run (atomically: never half-written).
+    /// Save a checkpoint here after every epoch (atomically: never half-written). A run
+    /// resumed from it with the same flags continues exactly as if never stopped.
     #[arg(long)]
     save: Option<PathBuf>,
     /// Start from this checkpoint (parameters, optimizer state and epoch count).
@@ -250,8 +251,22 @@ fn run(args: &Args) -> soma::Result<()> {
         .expect("valid template")
         .progress_chars("=> "),
     );
-    let mut save_error = None;
-    let report = train(
+    let save = |backend: &mut dyn soma::Backend, epoch: u64| -> soma::Result<()> {
+        let Some(path) = &args.save else {
+            return Ok(());
+        };
+        checkpoint::save(
+            path,
+            &checkpoint::Checkpoint {
+                network: net.clone(),
+                params: backend.params()?,
+                optimizer,
+                state: backend.optim_state()?,
+                epoch,
+            },
+        )
+    };
+    let report = train_with(
         backend.as_mut(),
         &train_set,
         Some(&test_set),
@@ -289,26 +304,13 @@ fn run(args: &Args) -> soma::Result<()> {
                 bar.reset();
             }
         },
+        save,
     );
     bar.finish_and_clear();
     let report = report?;
 
     if let Some(path) = &args.save {
-        let ckpt = checkpoint::Checkpoint {
-            network: net.clone(),
-            params: backend.params()?,
-            optimizer,
-            state: backend.optim_state()?,
-            epoch: args.epochs,
-        };
-        if let Err(e) = checkpoint::save(path, &ckpt) {
-            save_error = Some(e);
-        } else {
-            eprintln!("saved {}", path.display());
-        }
-    }
-    if let Some(e) = save_error {
-        return Err(e);
+        eprintln!("saved {}", path.display());
     }
 
     let final_train = backend.evaluate(&train_set)?;
@@ -318,7 +320,8 @@ fn run(args: &Args) -> soma::Result<()> {
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "optimizer": optimizer.name(),
-        "lr": lr,
+        // Through the shortest decimal form, so that 0.1f32 prints as 0.1.
+        "lr": lr.to_string().parse::<f64>().unwrap_or(f64::NAN),
         "test_accuracy": last.and_then(|e| e.test).map(|t| t.accuracy()),
         "train_seconds": report.train_seconds(),
         "samples_per_second": report.median_samples_per_second(train_set.len()),

@@ -138,7 +138,25 @@ pub fn train(
     test: Option<&Dataset>,
     cfg: &TrainConfig,
     start_epoch: u64,
+    on_event: impl FnMut(&Event),
+) -> Result<RunReport> {
+    train_with(backend, train, test, cfg, start_epoch, on_event, |_, _| {
+        Ok(())
+    })
+}
+
+/// [`train`], calling `after_epoch(backend, epochs_done)` at the end of every epoch (after the
+/// evaluation), where a checkpoint can be saved. Because the batch order and the schedule
+/// depend only on the seed, the epoch and the step, a run resumed from such a checkpoint with
+/// the same configuration continues exactly as the uninterrupted run would have.
+pub fn train_with(
+    backend: &mut dyn Backend,
+    train: &Dataset,
+    test: Option<&Dataset>,
+    cfg: &TrainConfig,
+    start_epoch: u64,
     mut on_event: impl FnMut(&Event),
+    mut after_epoch: impl FnMut(&mut dyn Backend, u64) -> Result<()>,
 ) -> Result<RunReport> {
     cfg.validate()?;
     if train.is_empty() {
@@ -200,6 +218,7 @@ pub fn train(
         };
         on_event(&Event::Epoch(epoch_report.clone()));
         report.epochs.push(epoch_report);
+        after_epoch(backend, epoch + 1)?;
     }
     Ok(report)
 }
