@@ -271,12 +271,8 @@ fn cpu_loss(
 }
 
 fn assert_all_close(what: &str, got: &Array2<f32>, want: &Array2<f32>, abs: f64) {
-    for (idx, (&g, &w)) in got
-        .indexed_iter()
-        .map(|(i, g)| (i, g))
-        .zip(want.iter())
-        .map(|((i, g), w)| (i, (g, w)))
-    {
+    assert_eq!(got.dim(), want.dim(), "{what}: shape");
+    for ((idx, &g), &w) in got.indexed_iter().zip(want.iter()) {
         assert!(
             ((g - w) as f64).abs() <= abs * (1.0 + w.abs() as f64),
             "{what} at {idx:?}: gpu {g} vs cpu {w}"

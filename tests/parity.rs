@@ -73,7 +73,7 @@ fn mnist_like(len: usize, seed: u64) -> Dataset {
         labels.push(c);
         for (j, &t) in templates[c as usize].iter().enumerate() {
             let (r, col) = (j / 28, j % 28);
-            let border = r < 2 || r >= 26 || col < 2 || col >= 26;
+            let border = !(2..26).contains(&r) || !(2..26).contains(&col);
             let v = if border {
                 0.0
             } else {
@@ -256,6 +256,9 @@ fn both_backends_reject_bad_calls() {
 // ---------------------------------------------------------------------------------------------
 // Whole training runs, step for step.
 
+/// (cpu params and stats), (gpu params and stats), and the GPU backend.
+type Run = ((Params, Stats), (Params, Stats), Option<GpuBackend>);
+
 /// Trains the same init with the same order on both backends; returns (cpu, gpu) params and
 /// stats, or None without an adapter.
 fn train_both(
@@ -265,7 +268,7 @@ fn train_both(
     steps: usize,
     batch: usize,
     lr: f32,
-) -> Option<((Params, Stats), (Params, Stats), Option<GpuBackend>)> {
+) -> Option<Run> {
     let params = Params::init(net, Init::Uniform, 42);
     let mut g = gpu(net, params.clone(), opt)?;
     let mut c = CpuBackend::new(net, params, opt).unwrap();

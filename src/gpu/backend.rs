@@ -150,6 +150,10 @@ enum KernelId {
     Gather,
 }
 
+/// A dispatch before binding: kernel, buffers (dims and step records are appended), the
+/// dims record's (offset, size), and the grid.
+type Planned<'a> = (KernelId, Vec<wgpu::BindingResource<'a>>, (u64, u64), Grid);
+
 /// The dispatches of one step (training) or one chunk (evaluation, prediction), bound once.
 struct Program {
     dispatches: Vec<Dispatch>,
@@ -381,8 +385,7 @@ impl GpuBackend {
         let step_bytes = std::mem::size_of::<StepRecord>() as u64;
         let mut rec = Records::new(ctx);
         // (kernel, bindings before the dims record, dims record, grid)
-        let mut plan: Vec<(KernelId, Vec<wgpu::BindingResource<'_>>, (u64, u64), Grid)> =
-            Vec::new();
+        let mut plan: Vec<Planned<'_>> = Vec::new();
 
         let gather = k::GatherDims {
             features: net.inputs() as u32,
