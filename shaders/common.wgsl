@@ -16,3 +16,15 @@ struct Step {
 fn rows_of(fixed: u32, from_step: u32, s: Step) -> u32 {
     return select(fixed, s.rows, from_step != 0u);
 }
+
+// An order entry is a sample index (bits 0-23) and a shift of its image (bits 24-27 dx, 28-31
+// dy, 4-bit two's complement); see `data::Sample`. Plain indices have no shift.
+fn sample_index(entry: u32) -> u32 {
+    return entry & 0xffffffu;
+}
+
+fn sample_shift(entry: u32) -> vec2<i32> {
+    // Arithmetic right shifts sign-extend the nibbles.
+    let e = bitcast<i32>(entry);
+    return vec2<i32>((e << 4u) >> 28u, e >> 28u);
+}

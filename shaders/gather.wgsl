@@ -16,14 +16,18 @@ struct Dims {
     rows: u32,
     rows_from_step: u32,
     index_offset: u32,
-    _pad: u32,
+    height: u32,  // image shape for shifted entries; 0 when samples are not images
+    width: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> data: array<u32>;
 @group(0) @binding(1) var<storage, read> index: array<u32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(0) @binding(3) var<uniform> dims: Dims;
-@group(0) @binding(4) var<uniform> step: Step;
+@group(0) @binding(3) var<storage, read> dims: Dims;
+@group(0) @binding(4) var<storage, read> step: Step;
 
 @compute @workgroup_size(WG)
 fn main(
@@ -39,7 +43,20 @@ fn main(
     }
     let r = e / f;
     let col = e - r * f;
-    let p = index[first + r] * f + col;
+    let entry = index[first + r];
+    var p = sample_index(entry) * f + col;
+    let d = sample_shift(entry);
+    if dims.width != 0u && (d.x != 0 || d.y != 0) {
+        // Shifted image: this pixel shows the source pixel (y - dy, x - dx), or a 0 byte
+        // where that falls outside the image.
+        let y = i32(col / dims.width) - d.y;
+        let x = i32(col % dims.width) - d.x;
+        if y < 0 || x < 0 || y >= i32(dims.height) || x >= i32(dims.width) {
+            out[e] = dims.shift;
+            return;
+        }
+        p = sample_index(entry) * f + u32(y) * dims.width + u32(x);
+    }
     var v: f32;
     if dims.kind == INPUT_U8 {
         v = f32((data[p >> 2u] >> ((p & 3u) * 8u)) & 0xffu);

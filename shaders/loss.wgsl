@@ -37,8 +37,8 @@ struct Stats {
 @group(0) @binding(2) var<storage, read> targets: array<u32>;
 @group(0) @binding(3) var<storage, read> index: array<u32>;
 @group(0) @binding(4) var<storage, read_write> stats: Stats;
-@group(0) @binding(5) var<uniform> dims: Dims;
-@group(0) @binding(6) var<uniform> step: Step;
+@group(0) @binding(5) var<storage, read> dims: Dims;
+@group(0) @binding(6) var<storage, read> step: Step;
 
 var<workgroup> loss_part: array<f32, WG>;
 var<workgroup> correct_part: array<u32, WG>;
@@ -95,7 +95,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         let base = r * n;
         var sample = 0u;
         if has_targets {
-            sample = index[first + r];
+            sample = sample_index(index[first + r]);
         }
         if dims.kind == SOFTMAX_CE {
             var mx = -3.40282347e38;

@@ -42,8 +42,8 @@ struct Dims {
 @group(0) @binding(1) var<storage, read> b: array<f32>;
 @group(0) @binding(2) var<storage, read_write> c: array<f32>;
 @group(0) @binding(3) var<storage, read> aux: array<f32>;
-@group(0) @binding(4) var<uniform> dims: Dims;
-@group(0) @binding(5) var<uniform> step: Step;
+@group(0) @binding(4) var<storage, read> dims: Dims;
+@group(0) @binding(5) var<storage, read> step: Step;
 
 var<workgroup> a_tile: array<f32, TILE_M * TILE_K>;  // k-major: a_tile[kk * TILE_M + i]
 var<workgroup> b_tile: array<f32, TILE_N * TILE_K>;  // k-major: b_tile[kk * TILE_N + j]

@@ -31,8 +31,8 @@ struct Dims {
 @group(0) @binding(0) var<storage, read_write> params: array<f32>;
 @group(0) @binding(1) var<storage, read> grads: array<f32>;
 @group(0) @binding(2) var<storage, read_write> slots: array<f32>;
-@group(0) @binding(3) var<uniform> dims: Dims;
-@group(0) @binding(4) var<uniform> step: Step;
+@group(0) @binding(3) var<storage, read> dims: Dims;
+@group(0) @binding(4) var<storage, read> step: Step;
 
 @compute @workgroup_size(WG)
 fn main(

@@ -13,8 +13,8 @@ struct Dims {
 
 @group(0) @binding(0) var<storage, read> m: array<f32>;
 @group(0) @binding(1) var<storage, read_write> sums: array<f32>;
-@group(0) @binding(2) var<uniform> dims: Dims;
-@group(0) @binding(3) var<uniform> step: Step;
+@group(0) @binding(2) var<storage, read> dims: Dims;
+@group(0) @binding(3) var<storage, read> step: Step;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {

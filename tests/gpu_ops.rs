@@ -11,6 +11,7 @@ use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use soma::cpu;
+use soma::data::Sample;
 use soma::gpu::ops::{MatmulSpec, OpTargets};
 use soma::gpu::{GpuContext, GpuOps, GpuOptions};
 use soma::{Activation, Dataset, Inputs, Normalize, Optimizer, Output, Targets};
@@ -408,6 +409,45 @@ fn every_optimizer_matches_cpu_update_over_several_steps() {
             }
         }
     }
+}
+
+#[test]
+fn shifted_image_gather_matches_cpu() {
+    let Some(ops) = ops() else { return };
+    let mut rng = Pcg64Mcg::seed_from_u64(9);
+    // 5x7 images (not square, so swapped axes would show), every shift from -3 to 3.
+    let (h, w, len) = (5usize, 7usize, 4usize);
+    let pixels: Vec<u8> = (0..len * h * w)
+        .map(|_| rng.random_range(1..=255))
+        .collect();
+    let norm = Normalize {
+        scale: 1.0 / 255.0,
+        shift: -0.25,
+    };
+    let mut ds = Dataset::new(
+        h * w,
+        Inputs::U8(pixels),
+        Targets::Labels {
+            labels: vec![0; len],
+            classes: 2,
+        },
+        norm,
+    )
+    .unwrap();
+    ds.image = Some((h, w));
+    let mut entries = Vec::new();
+    for dx in -3..=3i8 {
+        for dy in -3..=3i8 {
+            let index = rng.random_range(0..len as u32);
+            entries.push(Sample { index, dx, dy }.encode());
+        }
+    }
+    let mut want = Array2::zeros((entries.len(), h * w));
+    ds.gather_inputs(&entries, want.view_mut());
+    let got = ops
+        .gather_images(ds.inputs(), h * w, &entries, norm, ds.image)
+        .unwrap();
+    assert_all_close("shifted gather", &got, &want, ULPS_ABS);
 }
 
 #[test]

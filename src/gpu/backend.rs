@@ -17,9 +17,9 @@ use ndarray::{Array1, Array2, ArrayView2};
 
 use super::context::GpuContext;
 use super::kernels::{self as k, Kernel, Kernels, Records, StepRecord, range};
-use super::ops::{loss_kind, pack_inputs, upload, usage_out, usage_storage, usage_uniform};
+use super::ops::{loss_kind, pack_inputs, upload, usage_out, usage_params, usage_storage};
 use crate::backend::{Backend, Stats};
-use crate::data::{Dataset, Inputs, Normalize, Targets};
+use crate::data::{Dataset, Inputs, Normalize, Sample, Targets};
 use crate::error::{Error, Result};
 use crate::net::Network;
 use crate::optim::{OptimState, Optimizer};
@@ -119,6 +119,8 @@ struct DeviceData {
     input_kind: u32,
     target_kind: u32,
     normalize: Normalize,
+    /// `(rows, cols)` of image samples, for shifted gathers.
+    image: Option<(usize, usize)>,
 }
 
 /// How a dispatch's workgroup count follows the batch's rows.
@@ -219,11 +221,11 @@ impl GpuBackend {
             usage_out(),
         )?;
         let step_stride = (std::mem::size_of::<StepRecord>() as u64)
-            .next_multiple_of(ctx.limits.min_uniform_buffer_offset_alignment as u64);
+            .next_multiple_of(ctx.limits.min_storage_buffer_offset_alignment as u64);
         let steps = ctx.buffer(
             "step records",
             step_stride * STEPS_PER_SUBMIT as u64,
-            usage_uniform(),
+            usage_params(),
         )?;
         let stats = ctx.buffer("training stats", 16, usage_out())?;
         let eval_stats = ctx.buffer("evaluation stats", 16, usage_out())?;
@@ -364,6 +366,7 @@ impl GpuBackend {
             input_kind,
             target_kind,
             normalize: data.normalize,
+            image: data.image,
         })
     }
 
@@ -393,6 +396,8 @@ impl GpuBackend {
             scale: data.normalize.scale,
             shift: data.normalize.shift,
             rows_from_step: 1,
+            height: data.image.map_or(0, |(h, _)| h as u32),
+            width: data.image.map_or(0, |(_, w)| w as u32),
             ..Default::default()
         };
         plan.push((
@@ -765,7 +770,8 @@ impl Backend for GpuBackend {
                 )
             })?
             .len;
-        if let Some(&bad) = order.iter().find(|&&i| i as usize >= len) {
+        let index = |&e: &u32| Sample::decode(e).index as usize;
+        if let Some(bad) = order.iter().map(index).find(|&i| i >= len) {
             return Err(Error::arg("order", format!("indices below {len}"), bad));
         }
         if order.is_empty() {
@@ -884,6 +890,7 @@ impl Backend for GpuBackend {
             input_kind: k::INPUT_F32,
             target_kind: k::TARGET_NONE,
             normalize: Normalize::IDENTITY,
+            image: None,
         };
         let out_bytes = (rows * outputs * 4) as u64;
         let out = self

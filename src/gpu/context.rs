@@ -16,8 +16,9 @@ pub struct GpuOptions {
     pub adapter: Option<String>,
 }
 
-/// Most storage buffers any soma kernel binds in one stage (the loss kernel).
-pub const STORAGE_BUFFERS_NEEDED: u32 = 5;
+/// Most storage buffers any soma kernel binds in one stage (the loss kernel: five data
+/// buffers, its dimensions and the step record, which are storage too; see `kernels::Slot`).
+pub const STORAGE_BUFFERS_NEEDED: u32 = 7;
 /// Invocations per workgroup of the largest kernel (the 64×64 matmul tile, 16×16 threads).
 pub const INVOCATIONS_NEEDED: u32 = 256;
 /// Workgroup memory of the largest kernel (two 64×16 f32 matmul tiles).

@@ -31,15 +31,21 @@ pub const COLSUM_WG: u32 = 64;
 pub const ACT_IDENTITY: u32 = 4;
 
 /// How a kernel binds each slot, in binding order.
+///
+/// The small parameter records (`Uniform`, `Step`) are bound as read-only *storage* buffers,
+/// not uniform buffers: Mesa's lavapipe inlines uniform-buffer values that steer control flow
+/// into the shader and recompiles it, which cost ~28 ms per dispatch of the loss kernel (every
+/// step's record differs). On hardware GPUs a few scalar loads from a storage buffer cost the
+/// same as from a uniform one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Slot {
     /// Storage buffer, read-only.
     Read,
     /// Storage buffer, read-write.
     Write,
-    /// Uniform record fixed per bind group.
+    /// Parameter record fixed per bind group (read-only storage).
     Uniform,
-    /// The per-step record: a uniform bound with a dynamic offset.
+    /// The per-step record (read-only storage), bound with a dynamic offset.
     Step,
 }
 
@@ -153,7 +159,7 @@ fn layout_entry(binding: u32, slot: Slot) -> wgpu::BindGroupLayoutEntry {
         Slot::Read | Slot::Write => wgpu::BufferBindingType::Storage {
             read_only: slot == Slot::Read,
         },
-        Slot::Uniform | Slot::Step => wgpu::BufferBindingType::Uniform,
+        Slot::Uniform | Slot::Step => wgpu::BufferBindingType::Storage { read_only: true },
     };
     wgpu::BindGroupLayoutEntry {
         binding,
@@ -430,7 +436,10 @@ pub struct GatherDims {
     pub rows: u32,
     pub rows_from_step: u32,
     pub index_offset: u32,
-    pub _pad: u32,
+    /// Image shape for shifted entries (0 when the samples are not images).
+    pub height: u32,
+    pub width: u32,
+    pub _pad: [u32; 3],
 }
 
 /// Workgroups for `n` elements at `wg` per group, folded into 2-D when one dimension's
@@ -454,7 +463,7 @@ pub struct Records {
 impl Records {
     pub fn new(ctx: &GpuContext) -> Records {
         Records {
-            align: ctx.limits.min_uniform_buffer_offset_alignment.max(16) as u64,
+            align: ctx.limits.min_storage_buffer_offset_alignment.max(16) as u64,
             bytes: Vec::new(),
         }
     }
@@ -472,7 +481,7 @@ impl Records {
         let buf = ctx.buffer(
             what,
             self.bytes.len() as u64,
-            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
         )?;
         ctx.queue.write_buffer(&buf, 0, &self.bytes);
         Ok(buf)

@@ -60,12 +60,7 @@ impl GpuOps {
     pub fn new(ctx: impl Into<Arc<GpuContext>>) -> Result<GpuOps> {
         let ctx = ctx.into();
         let kernels = Kernels::new(&ctx)?;
-        let step = upload(
-            &ctx,
-            "op step",
-            &[k::StepRecord::default()],
-            usage_uniform(),
-        )?;
+        let step = upload(&ctx, "op step", &[k::StepRecord::default()], usage_params())?;
         Ok(GpuOps { ctx, kernels, step })
     }
 
@@ -424,6 +419,19 @@ impl GpuOps {
         indices: &[u32],
         normalize: Normalize,
     ) -> Result<Array2<f32>> {
+        self.gather_images(inputs, features, indices, normalize, None)
+    }
+
+    /// [`GpuOps::gather`] of image samples of shape `image` (rows, cols), whose order entries
+    /// may carry shifts ([`crate::data::Sample`]).
+    pub fn gather_images(
+        &self,
+        inputs: &Inputs,
+        features: usize,
+        indices: &[u32],
+        normalize: Normalize,
+        image: Option<(usize, usize)>,
+    ) -> Result<Array2<f32>> {
         let ctx = &self.ctx;
         let rows = indices.len();
         let (kind, data) = pack_inputs(inputs);
@@ -437,6 +445,8 @@ impl GpuOps {
             scale: normalize.scale,
             shift: normalize.shift,
             rows: rows as u32,
+            height: image.map_or(0, |(h, _)| h as u32),
+            width: image.map_or(0, |(_, w)| w as u32),
             ..Default::default()
         });
         let dims_buf = rec.upload(ctx, "gather dims")?;
@@ -498,8 +508,8 @@ pub(crate) fn usage_out() -> wgpu::BufferUsages {
     wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC
 }
 
-pub(crate) fn usage_uniform() -> wgpu::BufferUsages {
-    wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST
+pub(crate) fn usage_params() -> wgpu::BufferUsages {
+    wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST
 }
 
 /// A buffer holding `data` (checked against the device's limits first).
