@@ -18,6 +18,7 @@ use ndarray::{Array1, Array2, ArrayView2};
 use super::context::GpuContext;
 use super::kernels::{self as k, Kernel, Kernels, Records, StepRecord, range};
 use super::ops::{loss_kind, pack_inputs, upload, usage_out, usage_params, usage_storage};
+use super::profile::{KernelTime, Profiler};
 use crate::backend::{Backend, Stats};
 use crate::data::{Dataset, Inputs, Normalize, Sample, Targets};
 use crate::error::{Error, Result};
@@ -140,6 +141,8 @@ struct Dispatch {
     kernel: KernelId,
     bind: wgpu::BindGroup,
     grid: Grid,
+    /// What it computes (`forward 2`, `weight grad 1`): the key of its profile total.
+    label: String,
 }
 
 #[derive(Clone, Copy)]
@@ -154,7 +157,13 @@ enum KernelId {
 
 /// A dispatch before binding: kernel, buffers (dims and step records are appended), the
 /// dims record's (offset, size), and the grid.
-type Planned<'a> = (KernelId, Vec<wgpu::BindingResource<'a>>, (u64, u64), Grid);
+type Planned<'a> = (
+    String,
+    KernelId,
+    Vec<wgpu::BindingResource<'a>>,
+    (u64, u64),
+    Grid,
+);
 
 /// The dispatches of one step (training) or one chunk (evaluation, prediction), bound once.
 struct Program {
@@ -197,6 +206,8 @@ pub struct GpuBackend {
     index_capacity: usize,
     program: Option<Program>,
     counters: GpuCounters,
+    /// Per-kernel timing, when enabled.
+    profiler: Option<Profiler>,
 }
 
 impl GpuBackend {
@@ -258,6 +269,7 @@ impl GpuBackend {
             index_capacity: 0,
             program: None,
             counters: GpuCounters::default(),
+            profiler: None,
         })
     }
 
@@ -401,6 +413,7 @@ impl GpuBackend {
             ..Default::default()
         };
         plan.push((
+            "gather".to_string(),
             KernelId::Gather,
             vec![
                 data.inputs.as_entire_binding(),
@@ -434,6 +447,7 @@ impl GpuBackend {
                 ..Default::default()
             };
             plan.push((
+                format!("forward {}", l + 1),
                 KernelId::MatmulNN,
                 vec![
                     work.acts[l].as_entire_binding(),
@@ -458,6 +472,7 @@ impl GpuBackend {
             ..Default::default()
         };
         plan.push((
+            "loss".to_string(),
             KernelId::Loss,
             vec![
                 work.acts[layers].as_entire_binding(),
@@ -486,6 +501,7 @@ impl GpuBackend {
                     ..Default::default()
                 };
                 plan.push((
+                    format!("weight grad {}", l + 1),
                     KernelId::MatmulTN,
                     vec![
                         work.acts[l].as_entire_binding(),
@@ -510,6 +526,7 @@ impl GpuBackend {
                         ..Default::default()
                     };
                     plan.push((
+                        format!("input grad {l}"),
                         KernelId::MatmulNT,
                         vec![
                             work.deltas[l].as_entire_binding(),
@@ -532,6 +549,7 @@ impl GpuBackend {
             let max = ctx.limits.max_compute_workgroups_per_dimension;
             let (gx, gy) = k::grid_1d(n, k::WG, max);
             plan.push((
+                "optimizer".to_string(),
                 KernelId::Optim,
                 vec![
                     self.params.as_entire_binding(),
@@ -547,7 +565,7 @@ impl GpuBackend {
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let dispatches = plan
             .into_iter()
-            .map(|(id, mut bindings, (off, size), grid)| {
+            .map(|(label, id, mut bindings, (off, size), grid)| {
                 bindings.push(range(&dims_buf, off, size));
                 bindings.push(range(&self.steps, 0, step_bytes));
                 let kernel = self.kernel(id);
@@ -555,6 +573,7 @@ impl GpuBackend {
                     kernel: id,
                     bind: kernel.bind(ctx, kernel.name, &bindings),
                     grid,
+                    label,
                 }
             })
             .collect();
@@ -576,7 +595,7 @@ impl GpuBackend {
         mut after: impl FnMut(&mut wgpu::CommandEncoder, usize),
         what: &str,
     ) -> Result<()> {
-        debug_assert!(records.len() <= STEPS_PER_SUBMIT);
+        debug_assert!(records.len() <= self.steps_per_submit());
         let ctx = Arc::clone(&self.ctx);
         let mut bytes = vec![0u8; self.step_stride as usize * records.len()];
         for (i, r) in records.iter().enumerate() {
@@ -591,36 +610,35 @@ impl GpuBackend {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(what) });
         let max = ctx.limits.max_compute_workgroups_per_dimension;
         let mut dispatches = 0u64;
+        let profiler = self.profiler.as_ref();
         for (s, r) in records.iter().enumerate() {
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some(what),
-                    timestamp_writes: None,
-                });
-                let offset = (s as u64 * self.step_stride) as u32;
-                for d in &program.dispatches {
-                    let (x, y) = match d.grid {
-                        Grid::Gather { features } => {
-                            k::grid_1d(r.rows as u64 * features as u64, k::WG, max)
-                        }
-                        Grid::Matmul(dims) => {
-                            let m = if dims.rows_dim == k::RowsDim::M as u32 {
-                                r.rows
-                            } else {
-                                dims.m
-                            };
-                            dims.grid(m)
-                        }
-                        Grid::Single => (1, 1),
-                        Grid::Fixed(x, y) => (x, y),
-                    };
-                    pass.set_pipeline(&self.kernel(d.kernel).pipeline);
-                    pass.set_bind_group(0, &d.bind, &[offset]);
-                    pass.dispatch_workgroups(x, y, 1);
-                    dispatches += 1;
+            let offset = (s as u64 * self.step_stride) as u32;
+            let desc = |writes| wgpu::ComputePassDescriptor {
+                label: Some(what),
+                timestamp_writes: writes,
+            };
+            match profiler {
+                // One pass per step; while profiling, one per dispatch, between timestamps.
+                None => {
+                    let mut pass = encoder.begin_compute_pass(&desc(None));
+                    for d in &program.dispatches {
+                        self.record(&mut pass, d, r, offset, max);
+                        dispatches += 1;
+                    }
+                }
+                Some(p) => {
+                    for d in &program.dispatches {
+                        let mut pass =
+                            encoder.begin_compute_pass(&desc(Some(p.writes(dispatches as u32))));
+                        self.record(&mut pass, d, r, offset, max);
+                        dispatches += 1;
+                    }
                 }
             }
             after(&mut encoder, s);
+        }
+        if let Some(p) = profiler {
+            p.resolve(&mut encoder, dispatches as u32);
         }
         ctx.queue.submit([encoder.finish()]);
         if let Some(e) = pollster::block_on(scope.pop()) {
@@ -628,7 +646,75 @@ impl GpuBackend {
         }
         self.counters.dispatches += dispatches;
         self.counters.submits += 1;
+        if let Some(p) = self.profiler.as_mut() {
+            let labels: Vec<&str> = program
+                .dispatches
+                .iter()
+                .map(|d| d.label.as_str())
+                .collect();
+            p.collect(&ctx, &labels, dispatches as u32)?;
+        }
         ctx.check(what)
+    }
+
+    /// Records one dispatch of step record `r` (bound at `offset`) into `pass`.
+    fn record(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        d: &Dispatch,
+        r: &StepRecord,
+        offset: u32,
+        max: u32,
+    ) {
+        let (x, y) = match d.grid {
+            Grid::Gather { features } => k::grid_1d(r.rows as u64 * features as u64, k::WG, max),
+            Grid::Matmul(dims) => {
+                let m = if dims.rows_dim == k::RowsDim::M as u32 {
+                    r.rows
+                } else {
+                    dims.m
+                };
+                dims.grid(m)
+            }
+            Grid::Single => (1, 1),
+            Grid::Fixed(x, y) => (x, y),
+        };
+        pass.set_pipeline(&self.kernel(d.kernel).pipeline);
+        pass.set_bind_group(0, &d.bind, &[offset]);
+        pass.dispatch_workgroups(x, y, 1);
+    }
+
+    /// Steps recorded per submit: all that the step buffer holds, or, while profiling, all
+    /// whose timestamps fit in the query set.
+    fn steps_per_submit(&self) -> usize {
+        match &self.profiler {
+            Some(_) => STEPS_PER_SUBMIT.min(Profiler::steps_per_submit(self.dispatches_per_step())),
+            None => STEPS_PER_SUBMIT,
+        }
+    }
+
+    /// Turns per-kernel GPU timing on (timestamp queries); `false` when the device cannot
+    /// time kernels. Profiling reads timestamps back after every submit: numbers from a
+    /// profiled run are per-kernel GPU times, not the throughput of an unprofiled one.
+    pub fn enable_profiling(&mut self) -> Result<bool> {
+        if self.profiler.is_none() {
+            self.profiler = Profiler::new(&self.ctx)?;
+        }
+        Ok(self.profiler.is_some())
+    }
+
+    /// GPU time per labelled dispatch since profiling was enabled or last reset.
+    pub fn kernel_times(&self) -> Vec<KernelTime> {
+        self.profiler
+            .as_ref()
+            .map_or_else(Vec::new, |p| p.totals().to_vec())
+    }
+
+    /// Starts the per-kernel totals again.
+    pub fn reset_kernel_times(&mut self) {
+        if let Some(p) = self.profiler.as_mut() {
+            p.reset();
+        }
     }
 
     fn check_data(&self, data: &Dataset, what: &str) -> Result<()> {
@@ -676,8 +762,9 @@ impl GpuBackend {
                 ..Default::default()
             })
             .collect();
-        for (g, group) in records.chunks(STEPS_PER_SUBMIT).enumerate() {
-            let first = g * STEPS_PER_SUBMIT;
+        let per_submit = self.steps_per_submit();
+        for (g, group) in records.chunks(per_submit).enumerate() {
+            let first = g * per_submit;
             self.run_program(
                 &program,
                 group,
@@ -826,7 +913,7 @@ impl Backend for GpuBackend {
                         }
                     })
                     .collect();
-                for group in records.chunks(STEPS_PER_SUBMIT) {
+                for group in records.chunks(self.steps_per_submit()) {
                     self.run_program(&program, group, |_, _| {}, "training steps")?;
                     self.counters.steps += group.len() as u64;
                 }

@@ -165,9 +165,12 @@ impl GpuContext {
                     continue;
                 }
             };
+            // Timestamp queries are optional: they only serve kernel profiling.
+            let required_features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
             let request = adapter.request_device(&wgpu::DeviceDescriptor {
                 label: Some("soma"),
                 required_limits: needed,
+                required_features,
                 ..Default::default()
             });
             match pollster::block_on(request) {

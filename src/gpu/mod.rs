@@ -6,8 +6,10 @@ pub mod backend;
 pub mod context;
 pub mod kernels;
 pub mod ops;
+pub mod profile;
 
 pub use backend::{GpuBackend, GpuCounters};
 pub use context::{GpuContext, GpuOptions, hardware_adapter};
 pub use kernels::{Kernels, compile_wgsl};
 pub use ops::GpuOps;
+pub use profile::KernelTime;
