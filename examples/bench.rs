@@ -254,6 +254,24 @@ fn child(args: &Args) -> Result<Value, String> {
         "train_loss_last_epoch": timed.last().map(|e| e.train.mean_loss()),
         "steps_per_epoch": steps_per_epoch,
     });
+    if let Engine::Gpu(gpu) = &mut engine {
+        // Per-kernel GPU time comes from one more, profiled epoch: timestamps change how steps
+        // are recorded, so they stay out of the throughput measured above.
+        if gpu.enable_profiling().map_err(s)? {
+            eprintln!("@phase profile");
+            let order = soma::data::epoch_order(n, args.seed, u64::MAX);
+            gpu.train_batches(&order, batch, args.lr).map_err(s)?;
+            gpu.take_stats().map_err(s)?;
+            let times: Vec<Value> = gpu
+                .kernel_times()
+                .iter()
+                .map(|t| json!({"kernel": t.label, "ms_per_step": 1e3 * t.seconds / steps_per_epoch as f64}))
+                .collect();
+            row["gpu_kernel_ms"] = json!(times);
+        } else {
+            row["gpu_kernel_ms"] = Value::Null;
+        }
+    }
     if let Engine::Gpu(gpu) = &engine {
         let per_epoch =
             |f: fn(&GpuCounters) -> u64| (f(&after) - f(&before)) as f64 / epochs_run as f64;
@@ -264,9 +282,6 @@ fn child(args: &Args) -> Result<Value, String> {
         row["dispatches_per_step"] = json!(dispatches / steps_per_epoch as f64);
         row["dispatches_per_step_expected"] = json!(gpu.dispatches_per_step());
         row["adapter_timestamp_query"] = json!(timestamps);
-        // soma's GPU backend records its passes without timestamp writes and opens the device
-        // without TIMESTAMP_QUERY, so per-kernel GPU time cannot be taken from outside it.
-        row["gpu_kernel_ms"] = Value::Null;
     }
     // Last: the high-water mark of the whole process (data, backend, workspaces).
     row["peak_rss_mib"] = json!(peak_rss_mib());
@@ -301,7 +316,7 @@ fn cpu_model() -> Option<String> {
     Some(line.split_once(':')?.1.trim().to_string())
 }
 
-/// Whether the adapter soma opened could write GPU timestamps (soma does not ask for them).
+/// Whether the adapter soma opened can write GPU timestamps.
 fn adapter_has_timestamps(info: &wgpu::AdapterInfo) -> bool {
     let instance =
         wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
@@ -617,7 +632,7 @@ fn print_table(machine: &Value, rows: &[Value], notes: &[String]) {
             gpu_cell("dispatches_per_epoch", 0),
             gpu_cell("submits_per_epoch", 0),
             gpu_cell("dispatches_per_step", 2),
-            if gpu { "n/a" } else { "–" },
+            if gpu { kernel_total(r) } else { "–".into() },
         ));
     }
     out.push('\n');
@@ -632,20 +647,66 @@ fn print_table(machine: &Value, rows: &[Value], notes: &[String]) {
         .any(|r| r["backend"] == "gpu" && r.get("error").is_none())
     {
         out.push_str(&format!(
-            "GPU time/kernel: n/a: soma's GPU backend records its compute passes without \
-             timestamp writes and opens the device without TIMESTAMP_QUERY (the adapter {} it).\n",
+            "GPU time/kernel: ms per step summed over the step's kernels, from timestamp queries \
+             in one extra profiled epoch (the adapter {} them); per kernel below.\n",
             match timestamp_support {
                 Some(true) => "supports",
                 Some(false) => "does not support",
                 None => "may or may not support",
             }
         ));
+        kernel_table(&mut out, rows);
     }
     for n in notes {
         out.push_str(&format!("Note: {n}\n"));
     }
     print!("{out}");
     let _ = std::io::Write::flush(&mut std::io::stdout());
+}
+
+/// The sum of a GPU row's per-kernel times, or `n/a`.
+fn kernel_total(r: &Value) -> String {
+    match r["gpu_kernel_ms"].as_array() {
+        Some(times) => {
+            let total: f64 = times.iter().filter_map(|t| t["ms_per_step"].as_f64()).sum();
+            format!("{total:.3} ms/step")
+        }
+        None => "n/a".into(),
+    }
+}
+
+/// One row per profiled GPU configuration, one column per labelled kernel (ms per step).
+fn kernel_table(out: &mut String, rows: &[Value]) {
+    let profiled: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["gpu_kernel_ms"].is_array())
+        .collect();
+    let Some(first) = profiled.first() else {
+        return;
+    };
+    let labels: Vec<String> = first["gpu_kernel_ms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["kernel"].as_str().map(str::to_string))
+        .collect();
+    out.push_str(&format!("\n| batch | {} |\n", labels.join(" | ")));
+    out.push_str(&format!("|---|{}\n", "---|".repeat(labels.len())));
+    for r in profiled {
+        let times = r["gpu_kernel_ms"].as_array().expect("filtered above");
+        let cells: Vec<String> = labels
+            .iter()
+            .map(|l| {
+                times
+                    .iter()
+                    .find(|t| t["kernel"].as_str() == Some(l))
+                    .and_then(|t| t["ms_per_step"].as_f64())
+                    .map_or("–".into(), |v| format!("{v:.3}"))
+            })
+            .collect();
+        out.push_str(&format!("| {} | {} |\n", r["batch"], cells.join(" | ")));
+    }
+    out.push('\n');
 }
 
 // ---------------------------------------------------------------------------------------------
