@@ -100,9 +100,9 @@ struct Args {
     /// Start from this checkpoint (parameters, optimizer state and epoch count).
     #[arg(long)]
     load: Option<PathBuf>,
-    /// CPU threads for the matrix products (1 is fastest at small batches).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
-    threads: u64,
+    /// CPU threads: each batch is split into row blocks, one per thread (default: all cores).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
+    threads: Option<u64>,
     /// Batches per progress tick (and per GPU submit and read-back).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
     tick: u64,
@@ -215,7 +215,10 @@ fn run(args: &Args) -> soma::Result<()> {
     };
 
     let opts = soma::backend::Options {
-        threads: args.threads as usize,
+        threads: args.threads.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            |t| t as usize,
+        ),
         adapter: args.adapter.clone(),
     };
     let mut backend = soma::backend::create(args.backend, &net, params, optimizer, &opts)?;

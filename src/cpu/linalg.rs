@@ -10,7 +10,8 @@ use gemm::Parallelism;
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 /// Below this many multiply-adds a product runs on one thread: splitting it costs more than
-/// the second core gives (measured at batch 64 in `benches/`).
+/// the second core gives. (The backend itself parallelises over row blocks and calls this with
+/// one thread; the threaded path serves direct callers of large products.)
 const PARALLEL_MIN_MACS: usize = 1 << 22;
 
 /// `c = alpha · a · b + beta · c` for any strides (transposed views included).

@@ -2,9 +2,16 @@
 //! the math reads. It is the oracle the GPU backend is tested against, and it is made fast
 //! without being made obscure: every buffer is allocated once per batch size, matrix products
 //! write into them (`linalg::gemm`), and bias + activation are applied in one pass.
+//!
+//! With several threads a batch is split into row blocks, one per thread: each runs the same
+//! forward and backward pass on its rows (deltas scaled by the whole batch's size), and the
+//! blocks' weight gradients are summed before the update. That is plain data parallelism, so
+//! the math reads the same; splitting inside each small matrix product instead cost more in
+//! synchronisation than the second core gave.
 
 pub mod linalg;
 
+use multiversion::multiversion;
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip, s};
 
 use crate::backend::{Backend, Stats};
@@ -16,6 +23,10 @@ use crate::params::Params;
 
 /// Rows per chunk when evaluating or predicting: bounds memory, not results.
 const EVAL_CHUNK: usize = 1024;
+
+/// Fewest rows worth a thread of their own: below this a block's matrix products are too small
+/// to pay for the hand-off.
+const MIN_ROWS_PER_THREAD: usize = 16;
 
 /// Activations, deltas and gradients for batches of up to `rows` samples.
 struct Workspace {
@@ -55,9 +66,11 @@ pub struct CpuBackend {
     optimizer: Optimizer,
     state: OptimState,
     train: Option<Dataset>,
-    work: Option<Workspace>,
+    /// One workspace per thread.
+    work: Vec<Workspace>,
     stats: Stats,
-    threads: usize,
+    /// Runs the row blocks when there is more than one thread.
+    pool: Option<rayon::ThreadPool>,
 }
 
 impl CpuBackend {
@@ -71,42 +84,98 @@ impl CpuBackend {
             optimizer,
             state,
             train: None,
-            work: None,
+            work: Vec::new(),
             stats: Stats::default(),
-            threads: 1,
+            pool: None,
         })
     }
 
-    /// Uses up to `threads` threads in the matrix products (1 is fastest for small batches).
+    /// Splits each batch over up to `threads` threads (blocks of at least
+    /// `MIN_ROWS_PER_THREAD` rows). If the thread pool cannot be built, runs on one.
     pub fn with_threads(mut self, threads: usize) -> Self {
-        self.threads = threads.max(1);
+        self.pool = (threads > 1)
+            .then(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .ok()
+            })
+            .flatten();
         self
     }
 
-    /// The workspace for batches of `rows`, reallocated only when the size grows.
-    fn workspace(&mut self, rows: usize) -> &mut Workspace {
-        if self.work.as_ref().is_none_or(|w| w.rows < rows) {
-            self.work = Some(Workspace::new(&self.net, rows));
+    fn threads(&self) -> usize {
+        self.pool.as_ref().map_or(1, |p| p.current_num_threads())
+    }
+
+    /// How many row blocks a batch of `b` rows is split into.
+    fn blocks(&self, b: usize) -> usize {
+        self.threads().min(b / MIN_ROWS_PER_THREAD).max(1)
+    }
+
+    /// Makes `blocks` workspaces of at least `rows` rows, reallocating only to grow.
+    fn workspaces(&mut self, blocks: usize, rows: usize) {
+        if self.work.len() < blocks || self.work.iter().any(|w| w.rows < rows) {
+            let rows = rows.max(self.work.first().map_or(0, |w| w.rows));
+            let count = blocks.max(self.work.len());
+            self.work = (0..count)
+                .map(|_| Workspace::new(&self.net, rows))
+                .collect();
         }
-        self.work.as_mut().expect("just set")
+    }
+
+    /// Runs `indices` of `data` forward (and, when `train`, backward) in row blocks, one per
+    /// thread, with the output deltas scaled for a batch of `batch` rows. Returns the summed
+    /// stats; the weight gradients are left summed in `work[0]`.
+    fn run_blocks(&mut self, data: &Dataset, indices: &[u32], batch: usize, train: bool) -> Stats {
+        let blocks = self.blocks(indices.len());
+        let rows = indices.len().div_ceil(blocks);
+        let (net, params) = (&self.net, &self.params);
+        let run = |work: &mut Workspace, part: &[u32]| {
+            let b = part.len();
+            Self::load_batch(work, data, part);
+            Self::forward(net, params, work, b);
+            let stats = Self::output_delta(net, work, b, batch);
+            if train {
+                Self::backward(net, params, work, b);
+            }
+            stats
+        };
+        let work = &mut self.work[..blocks];
+        let stats = match &self.pool {
+            Some(pool) if blocks > 1 => pool.install(|| {
+                use rayon::prelude::*;
+                work.par_iter_mut()
+                    .zip(indices.par_chunks(rows))
+                    .map(|(w, part)| run(w, part))
+                    .reduce(Stats::default, |mut a, b| {
+                        a.add(b);
+                        a
+                    })
+            }),
+            _ => run(&mut work[0], indices),
+        };
+        if train && blocks > 1 {
+            let (first, rest) = work.split_at_mut(1);
+            for other in rest.iter() {
+                for (g, o) in first[0].grads.layers.iter_mut().zip(&other.grads.layers) {
+                    g.w += &o.w;
+                    g.b += &o.b;
+                }
+            }
+        }
+        stats
     }
 
     /// Forward pass over the first `b` rows of `work.acts[0]`; leaves every layer's output in
     /// `work.acts` (the last one as probabilities or sigmoids).
-    fn forward(net: &Network, params: &Params, work: &mut Workspace, b: usize, threads: usize) {
+    fn forward(net: &Network, params: &Params, work: &mut Workspace, b: usize) {
         let layers = net.layers();
         for l in 0..layers {
             let (before, after) = work.acts.split_at_mut(l + 1);
             let x = before[l].slice(s![..b, ..]);
             let mut a = after[0].slice_mut(s![..b, ..]);
-            linalg::gemm(
-                1.0,
-                x,
-                params.layers[l].w.view(),
-                0.0,
-                a.view_mut(),
-                threads,
-            );
+            linalg::gemm(1.0, x, params.layers[l].w.view(), 0.0, a.view_mut(), 1);
             let act = (l + 1 < layers).then_some(net.hidden());
             bias_activation(a.view_mut(), &params.layers[l].b, act);
         }
@@ -116,9 +185,10 @@ impl CpuBackend {
         }
     }
 
-    /// Turns the logits in the last activation into outputs, writes the output delta, and
-    /// returns the batch's summed loss and correct count.
-    fn output_delta(net: &Network, work: &mut Workspace, b: usize) -> Stats {
+    /// Turns the logits in the last activation into outputs, writes the output delta for the
+    /// first `b` rows as part of a batch of `batch` rows, and returns their summed loss and
+    /// correct count.
+    fn output_delta(net: &Network, work: &mut Workspace, b: usize, batch: usize) -> Stats {
         let layers = net.layers();
         let mut out = work.acts[layers].slice_mut(s![..b, ..]);
         let t = work.targets.slice(s![..b, ..]);
@@ -143,8 +213,8 @@ impl CpuBackend {
             // Softmax-CE: (p - y)/B. MSE: d/dz mean((a-y)^2) = 2(a-y)/(B·K) · a(1-a).
             Zip::from(&mut d).and(&o).and(&t).for_each(|d, &a, &y| {
                 *d = match net.output() {
-                    Output::SoftmaxCrossEntropy => (a - y) / b as f32,
-                    Output::SigmoidMse => 2.0 * (a - y) / (b as f32 * k) * a * (1.0 - a),
+                    Output::SoftmaxCrossEntropy => (a - y) / batch as f32,
+                    Output::SigmoidMse => 2.0 * (a - y) / (batch as f32 * k) * a * (1.0 - a),
                 }
             });
         }
@@ -152,25 +222,18 @@ impl CpuBackend {
     }
 
     /// Backprop from the output delta: every layer's weight and bias gradient.
-    fn backward(net: &Network, params: &Params, work: &mut Workspace, b: usize, threads: usize) {
+    fn backward(net: &Network, params: &Params, work: &mut Workspace, b: usize) {
         for l in (0..net.layers()).rev() {
             let x = work.acts[l].slice(s![..b, ..]);
             let delta = work.deltas[l].slice(s![..b, ..]);
             let g = &mut work.grads.layers[l];
-            linalg::gemm(1.0, x.t(), delta, 0.0, g.w.view_mut(), threads);
+            linalg::gemm(1.0, x.t(), delta, 0.0, g.w.view_mut(), 1);
             column_sums(delta, g.b.view_mut());
             if l > 0 {
                 let (lower, upper) = work.deltas.split_at_mut(l);
                 let delta = upper[0].slice(s![..b, ..]);
                 let mut prev = lower[l - 1].slice_mut(s![..b, ..]);
-                linalg::gemm(
-                    1.0,
-                    delta,
-                    params.layers[l].w.t(),
-                    0.0,
-                    prev.view_mut(),
-                    threads,
-                );
+                linalg::gemm(1.0, delta, params.layers[l].w.t(), 0.0, prev.view_mut(), 1);
                 mul_derivative(prev, work.acts[l].slice(s![..b, ..]), net.hidden());
             }
         }
@@ -214,7 +277,9 @@ impl CpuBackend {
 }
 
 /// `z += b` row-wise, then `a = f(z)` in the same pass when `act` is given. Rows are walked as
-/// slices so that the loops vectorise (the activation is branch-free).
+/// slices so that the loops vectorise (the activation is branch-free); the function is compiled
+/// for AVX-512 and AVX2 too and picks the widest the CPU has at run time.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512dq+avx512vl", "x86_64+avx2+fma"))]
 pub fn bias_activation(mut z: ArrayViewMut2<f32>, b: &Array1<f32>, act: Option<Activation>) {
     let b = b.as_slice().expect("bias vectors are contiguous");
     for mut row in z.rows_mut() {
@@ -233,7 +298,9 @@ pub fn bias_activation(mut z: ArrayViewMut2<f32>, b: &Array1<f32>, act: Option<A
     }
 }
 
-/// `d *= f'(a)` element-wise, `f'` from the activation's output.
+/// `d *= f'(a)` element-wise, `f'` from the activation's output (multi-versioned like
+/// [`bias_activation`]).
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512dq+avx512vl", "x86_64+avx2+fma"))]
 pub fn mul_derivative(mut d: ArrayViewMut2<f32>, a: ArrayView2<f32>, act: Activation) {
     for (mut d, a) in d.rows_mut().into_iter().zip(a.rows()) {
         let d = d.as_slice_mut().expect("delta rows are contiguous");
@@ -339,21 +406,16 @@ impl Backend for CpuBackend {
                 ));
             }
             let rows = batch_size.min(order.len());
-            let threads = self.threads;
-            self.workspace(rows);
-            let work = self.work.as_mut().expect("allocated above");
+            let blocks = self.blocks(rows);
+            self.workspaces(blocks, rows.div_ceil(blocks));
             for batch in order.chunks(batch_size) {
-                let b = batch.len();
-                Self::load_batch(work, &data, batch);
-                Self::forward(&self.net, &self.params, work, b, threads);
-                let stats = Self::output_delta(&self.net, work, b);
+                let stats = self.run_blocks(&data, batch, batch.len(), true);
                 self.stats.add(stats);
-                Self::backward(&self.net, &self.params, work, b, threads);
                 optim::apply(
                     &self.optimizer,
                     lr,
                     &mut self.params,
-                    &work.grads,
+                    &self.work[0].grads,
                     &mut self.state,
                 );
             }
@@ -369,17 +431,13 @@ impl Backend for CpuBackend {
 
     fn evaluate(&mut self, data: &Dataset) -> Result<Stats> {
         self.check_data(data, "evaluation set")?;
-        let threads = self.threads;
         let rows = EVAL_CHUNK.min(data.len()).max(1);
-        self.workspace(rows);
-        let work = self.work.as_mut().expect("allocated above");
+        let blocks = self.blocks(rows);
+        self.workspaces(blocks, rows.div_ceil(blocks));
         let mut total = Stats::default();
         let indices: Vec<u32> = (0..data.len() as u32).collect();
         for chunk in indices.chunks(rows) {
-            let b = chunk.len();
-            Self::load_batch(work, data, chunk);
-            Self::forward(&self.net, &self.params, work, b, threads);
-            total.add(Self::output_delta(&self.net, work, b));
+            total.add(self.run_blocks(data, chunk, chunk.len(), false));
         }
         Ok(total)
     }
@@ -392,10 +450,9 @@ impl Backend for CpuBackend {
                 got: format!("{} columns", inputs.ncols()),
             });
         }
-        let threads = self.threads;
         let rows = EVAL_CHUNK.min(inputs.nrows()).max(1);
-        self.workspace(rows);
-        let work = self.work.as_mut().expect("allocated above");
+        self.workspaces(1, rows);
+        let work = &mut self.work[0];
         let layers = self.net.layers();
         let mut out = Array2::zeros((inputs.nrows(), self.net.outputs()));
         for (x, mut o) in inputs
@@ -404,7 +461,7 @@ impl Backend for CpuBackend {
         {
             let b = x.nrows();
             work.acts[0].slice_mut(s![..b, ..]).assign(&x);
-            Self::forward(&self.net, &self.params, work, b, threads);
+            Self::forward(&self.net, &self.params, work, b);
             if self.net.output() == Output::SoftmaxCrossEntropy {
                 for mut row in work.acts[layers].slice_mut(s![..b, ..]).rows_mut() {
                     let zeros = Array1::zeros(row.len());
