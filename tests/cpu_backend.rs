@@ -807,6 +807,45 @@ fn several_threads_give_the_same_training_as_one() {
 }
 
 #[test]
+fn uneven_row_blocks_match_one_thread() {
+    // Batch 37 splits into blocks of 19 and 18 rows on two threads, and 300 samples leave a
+    // final batch of 4, which runs as one block: every path of the split is exercised.
+    let net = Network::new(
+        &[4, 16, 3],
+        Activation::Sigmoid,
+        Output::SoftmaxCrossEntropy,
+    )
+    .unwrap();
+    let data = blobs(300);
+    let run = |threads: usize| {
+        let mut cpu = CpuBackend::new(
+            &net,
+            Params::init(&net, Init::Uniform, 5),
+            Optimizer::adam(),
+        )
+        .unwrap()
+        .with_threads(threads);
+        let config = TrainConfig {
+            batch_size: 37,
+            ..cfg(2, Schedule::Constant)
+        };
+        train(&mut cpu, &data, None, &config, 0, |_| {}).unwrap();
+        let stats = cpu.evaluate(&data).unwrap();
+        (cpu.params().unwrap(), stats)
+    };
+    let ((one, s1), (two, s2)) = (run(1), run(2));
+    // Two partial sums instead of one: rounding-level differences, which Adam's normalised
+    // steps keep at the size of lr·ε-scale noise over these 18 steps.
+    assert!(
+        max_abs_diff(&one, &two) < 1e-4,
+        "off by {}",
+        max_abs_diff(&one, &two)
+    );
+    assert_eq!(s1.samples, s2.samples);
+    assert!((s1.mean_loss() - s2.mean_loss()).abs() < 1e-4);
+}
+
+#[test]
 fn the_seed_exercises_converge() {
     // The XOR network of the crate docs, with SGD as the tutorials train it.
     let net = Network::new(&[2, 4, 1], Activation::Sigmoid, Output::SigmoidMse).unwrap();
