@@ -19,6 +19,7 @@ override TRANS_B: bool = false;
 const EPI_NONE: u32 = 0u;
 const EPI_BIAS_ACT: u32 = 1u;   // c = act(acc + bias[j])
 const EPI_MUL_DERIV: u32 = 2u;  // c = acc * f'(aux[i, j]) with f' from the stored output
+const EPI_OPTIM: u32 = 3u;      // acc is the gradient of parameter c[i, j]: update it in place
 
 const ROWS_M: u32 = 1u;  // m comes from the step record
 const ROWS_K: u32 = 2u;  // k comes from the step record
@@ -35,15 +36,17 @@ struct Dims {
     act: u32,
     ones_row: u32,
     bias_offset: u32,  // where the bias starts in `b` (it follows W in the parameter layout)
-    _pad: u32,
+    slot_base: u32,    // EPI_OPTIM: where this layer's optimizer state starts in `slots`
+    opt: OptimParams,  // EPI_OPTIM: the optimizer
 }
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;
 @group(0) @binding(2) var<storage, read_write> c: array<f32>;
 @group(0) @binding(3) var<storage, read> aux: array<f32>;
-@group(0) @binding(4) var<storage, read> dims: Dims;
-@group(0) @binding(5) var<storage, read> step: Step;
+@group(0) @binding(4) var<storage, read_write> slots: array<f32>;  // EPI_OPTIM only
+@group(0) @binding(5) var<storage, read> dims: Dims;
+@group(0) @binding(6) var<storage, read> step: Step;
 
 var<workgroup> a_tile: array<f32, TILE_M * TILE_K>;  // k-major: a_tile[kk * TILE_M + i]
 var<workgroup> b_tile: array<f32, TILE_N * TILE_K>;  // k-major: b_tile[kk * TILE_N + j]
@@ -74,7 +77,35 @@ fn load_b(kk: u32, j: u32, k: u32) -> f32 {
     return b[kk * dims.ldb + j];
 }
 
+// The optimizer step of parameter c[i, j] (with the bias as the ones-row, the layer's W and b
+// are one (in+1)×out block): the gradient never goes to memory, and the update needs no
+// dispatch or pass over the parameters of its own. Each element has one thread: no races.
+fn update_param(i: u32, j: u32, grad: f32) -> f32 {
+    let o = dims.opt;
+    let at = i * dims.ldc + j;
+    let s = dims.slot_base + at;
+    var s0 = 0.0;
+    var s1 = 0.0;
+    if o.kind != 0u {
+        s0 = slots[s];
+    }
+    if o.kind == 2u {
+        s1 = slots[o.slot_stride + s];
+    }
+    let u = optimizer_update(o, step.lr, step.c1, step.c2, c[at], grad, s0, s1);
+    if o.kind != 0u {
+        slots[s] = u.s0;
+    }
+    if o.kind == 2u {
+        slots[o.slot_stride + s] = u.s1;
+    }
+    return u.p;
+}
+
 fn epilogue(i: u32, j: u32, acc: f32) -> f32 {
+    if dims.epilogue == EPI_OPTIM {
+        return update_param(i, j, acc);
+    }
     if dims.epilogue == EPI_BIAS_ACT {
         return act_apply(dims.act, acc + b[dims.bias_offset + j]);
     } else if dims.epilogue == EPI_MUL_DERIV {

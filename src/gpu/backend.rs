@@ -134,7 +134,6 @@ enum Grid {
     Matmul(k::MatmulDims),
     /// The single-workgroup loss kernel.
     Single,
-    Fixed(u32, u32),
 }
 
 struct Dispatch {
@@ -151,7 +150,6 @@ enum KernelId {
     MatmulTN,
     MatmulNT,
     Loss,
-    Optim,
     Gather,
 }
 
@@ -187,7 +185,8 @@ pub struct GpuBackend {
     optimizer: Optimizer,
     layout: ParamLayout,
     params: wgpu::Buffer,
-    grads: wgpu::Buffer,
+    /// Read-write placeholder for the state slot of dispatches that update nothing.
+    scratch: wgpu::Buffer,
     slots: wgpu::Buffer,
     /// Optimizer steps taken (Adam's `t`).
     step: u64,
@@ -225,7 +224,9 @@ impl GpuBackend {
         let layout = ParamLayout::new(net, ctx.limits.min_storage_buffer_offset_alignment);
         let bytes = layout.total * 4;
         let params_buf = upload(&ctx, "parameters", &layout.pack(&params), usage_out())?;
-        let grads = ctx.buffer("gradients", bytes, usage_out())?;
+        // A read-write placeholder for the optimizer-state slot of dispatches without one; it
+        // cannot be `dummy`, which some of the same dispatches bind read-only.
+        let scratch = ctx.buffer("unused state slot", 16, usage_out())?;
         let slots = ctx.buffer(
             "optimizer state",
             bytes * optimizer.slots() as u64,
@@ -254,7 +255,7 @@ impl GpuBackend {
             optimizer,
             layout,
             params: params_buf,
-            grads,
+            scratch,
             slots,
             step: 0,
             steps,
@@ -279,10 +280,10 @@ impl GpuBackend {
     }
 
     /// Dispatches in one training step: gather, one forward matmul per layer, the loss, one
-    /// weight(+bias) gradient per layer, one input gradient per layer but the first, and the
-    /// optimizer: `3·layers + 2` (11 for 784-64-64-10).
+    /// input gradient per layer but the first, and one weight(+bias) gradient per layer whose
+    /// epilogue applies the optimizer: `3·layers + 1` (10 for 784-64-64-10).
     pub fn dispatches_per_step(&self) -> usize {
-        3 * self.net.layers() + 2
+        3 * self.net.layers() + 1
     }
 
     /// Work counters since creation.
@@ -296,7 +297,6 @@ impl GpuBackend {
             KernelId::MatmulTN => &self.kernels.matmul_tn,
             KernelId::MatmulNT => &self.kernels.matmul_nt,
             KernelId::Loss => &self.kernels.loss,
-            KernelId::Optim => &self.kernels.optim,
             KernelId::Gather => &self.kernels.gather,
         }
     }
@@ -454,6 +454,7 @@ impl GpuBackend {
                     range(&self.params, off, size),
                     work.acts[l + 1].as_entire_binding(),
                     self.dummy.as_entire_binding(),
+                    self.scratch.as_entire_binding(),
                 ],
                 rec.push(&dims),
                 Grid::Matmul(dims),
@@ -486,32 +487,19 @@ impl GpuBackend {
         ));
 
         if purpose == Purpose::Train {
+            // Backward, last layer first. Each layer's input gradient is formed before its
+            // weight-gradient kernel, whose epilogue applies the optimizer to W and b in place
+            // (the input gradient needs the weights of before the update).
+            let n = self.layout.total;
+            let opt = k::OptimParams::new(&self.optimizer, n as u32);
+            let slots = if self.optimizer.slots() == 0 {
+                &self.scratch
+            } else {
+                &self.slots
+            };
             for l in (0..layers).rev() {
                 let (i, o) = net.layer_shape(l);
                 let (off, size) = self.layout.layer_bytes(net, l);
-                // dW (i×o) and, in the ones-row, db: xᵀ·dz over the batch.
-                let dw = k::MatmulDims {
-                    m: i as u32,
-                    n: o as u32,
-                    rows_dim: k::RowsDim::K as u32,
-                    lda: i as u32,
-                    ldb: o as u32,
-                    ldc: o as u32,
-                    ones_row: 1,
-                    ..Default::default()
-                };
-                plan.push((
-                    format!("weight grad {}", l + 1),
-                    KernelId::MatmulTN,
-                    vec![
-                        work.acts[l].as_entire_binding(),
-                        work.deltas[l].as_entire_binding(),
-                        range(&self.grads, off, size),
-                        self.dummy.as_entire_binding(),
-                    ],
-                    rec.push(&dw),
-                    Grid::Matmul(dw),
-                ));
                 if l > 0 {
                     // delta_{l-1} = (delta_l · Wᵀ) ⊙ f'(a_l), with a_l this layer's input.
                     let dp = k::MatmulDims {
@@ -533,32 +521,41 @@ impl GpuBackend {
                             range(&self.params, off, size),
                             work.deltas[l - 1].as_entire_binding(),
                             work.acts[l].as_entire_binding(),
+                            self.scratch.as_entire_binding(),
                         ],
                         rec.push(&dp),
                         Grid::Matmul(dp),
                     ));
                 }
+                // xᵀ·dz over the batch is dW (i×o), and the ones-row adds db: the gradient of
+                // the layer's [W; b] block, handed straight to the optimizer in the epilogue.
+                let update = k::MatmulDims {
+                    m: i as u32,
+                    n: o as u32,
+                    rows_dim: k::RowsDim::K as u32,
+                    lda: i as u32,
+                    ldb: o as u32,
+                    ldc: o as u32,
+                    ones_row: 1,
+                    epilogue: k::Epilogue::Optim as u32,
+                    slot_base: self.layout.starts[l] as u32,
+                    opt,
+                    ..Default::default()
+                };
+                plan.push((
+                    format!("weight grad + update {}", l + 1),
+                    KernelId::MatmulTN,
+                    vec![
+                        work.acts[l].as_entire_binding(),
+                        work.deltas[l].as_entire_binding(),
+                        range(&self.params, off, size),
+                        self.dummy.as_entire_binding(),
+                        slots.as_entire_binding(),
+                    ],
+                    rec.push(&update),
+                    Grid::Matmul(update),
+                ));
             }
-            let n = self.layout.total;
-            let optim = k::OptimDims::new(&self.optimizer, n as u32, n as u32);
-            let slots = if self.optimizer.slots() == 0 {
-                &self.dummy
-            } else {
-                &self.slots
-            };
-            let max = ctx.limits.max_compute_workgroups_per_dimension;
-            let (gx, gy) = k::grid_1d(n, k::WG, max);
-            plan.push((
-                "optimizer".to_string(),
-                KernelId::Optim,
-                vec![
-                    self.params.as_entire_binding(),
-                    self.grads.as_entire_binding(),
-                    slots.as_entire_binding(),
-                ],
-                rec.push(&optim),
-                Grid::Fixed(gx, gy),
-            ));
         }
 
         let dims_buf = rec.upload(ctx, "step dims")?;
@@ -677,7 +674,6 @@ impl GpuBackend {
                 dims.grid(m)
             }
             Grid::Single => (1, 1),
-            Grid::Fixed(x, y) => (x, y),
         };
         pass.set_pipeline(&self.kernel(d.kernel).pipeline);
         pass.set_bind_group(0, &d.bind, &[offset]);

@@ -105,7 +105,7 @@ impl Kernels {
     pub fn new(ctx: &GpuContext) -> Result<Kernels> {
         use Slot::*;
         let matmul_src = format!("{ACTIVATION}\n{COMMON}\n{MATMUL}");
-        let matmul_slots = [Read, Read, Write, Read, Uniform, Step];
+        let matmul_slots = [Read, Read, Write, Read, Write, Uniform, Step];
         let tiles = [
             ("TILE_M", TILE_M as f64),
             ("TILE_N", TILE_N as f64),
@@ -290,6 +290,8 @@ pub enum Epilogue {
     BiasAct = 1,
     /// `c = acc · f'(aux[i, j])`.
     MulDerivative = 2,
+    /// `acc` is the gradient of parameter `c[i, j]`: apply the optimizer to it in place.
+    Optim = 3,
 }
 
 /// `shaders/matmul.wgsl`'s `Dims`.
@@ -307,7 +309,10 @@ pub struct MatmulDims {
     pub act: u32,
     pub ones_row: u32,
     pub bias_offset: u32,
-    pub _pad: u32,
+    /// `Epilogue::Optim`: where the layer's optimizer state starts in the slots buffer.
+    pub slot_base: u32,
+    /// `Epilogue::Optim`: the optimizer.
+    pub opt: OptimParams,
 }
 
 impl MatmulDims {
@@ -365,44 +370,38 @@ pub const OPTIM_MOMENTUM: u32 = 1;
 pub const OPTIM_ADAM: u32 = 2;
 
 /// `shaders/optim.wgsl`'s `Dims`.
+/// `common.wgsl`'s `OptimParams`: an optimizer's kind and hyper-parameters.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct OptimDims {
-    pub n: u32,
+pub struct OptimParams {
     pub kind: u32,
     pub slot_stride: u32,
-    pub _pad: u32,
     pub momentum: f32,
     pub weight_decay: f32,
     pub beta1: f32,
     pub beta2: f32,
     pub eps: f32,
-    pub use_step: u32,
-    pub fixed_lr: f32,
-    pub fixed_c1: f32,
-    pub fixed_c2: f32,
-    pub _pad1: [u32; 3],
+    pub _pad: u32,
 }
 
-impl OptimDims {
-    /// The record for `optimizer` over `n` values whose second slot starts at `slot_stride`.
-    pub fn new(optimizer: &crate::optim::Optimizer, n: u32, slot_stride: u32) -> OptimDims {
+impl OptimParams {
+    /// The record of `optimizer`, whose second state slot starts `slot_stride` values after
+    /// the first.
+    pub fn new(optimizer: &crate::optim::Optimizer, slot_stride: u32) -> OptimParams {
         use crate::optim::Optimizer;
-        let mut d = OptimDims {
-            n,
+        let mut o = OptimParams {
             slot_stride,
-            use_step: 1,
             ..Default::default()
         };
         match *optimizer {
-            Optimizer::Sgd => d.kind = OPTIM_SGD,
+            Optimizer::Sgd => o.kind = OPTIM_SGD,
             Optimizer::Momentum {
                 momentum,
                 weight_decay,
             } => {
-                d.kind = OPTIM_MOMENTUM;
-                d.momentum = momentum;
-                d.weight_decay = weight_decay;
+                o.kind = OPTIM_MOMENTUM;
+                o.momentum = momentum;
+                o.weight_decay = weight_decay;
             }
             Optimizer::Adam {
                 beta1,
@@ -410,14 +409,40 @@ impl OptimDims {
                 eps,
                 weight_decay,
             } => {
-                d.kind = OPTIM_ADAM;
-                d.beta1 = beta1;
-                d.beta2 = beta2;
-                d.eps = eps;
-                d.weight_decay = weight_decay;
+                o.kind = OPTIM_ADAM;
+                o.beta1 = beta1;
+                o.beta2 = beta2;
+                o.eps = eps;
+                o.weight_decay = weight_decay;
             }
         }
-        d
+        o
+    }
+}
+
+/// `shaders/optim.wgsl`'s `Dims`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct OptimDims {
+    pub n: u32,
+    pub use_step: u32,
+    pub fixed_lr: f32,
+    pub fixed_c1: f32,
+    pub fixed_c2: f32,
+    pub _pad: [u32; 3],
+    pub opt: OptimParams,
+}
+
+impl OptimDims {
+    /// The record for `optimizer` over `n` values whose second slot starts at `slot_stride`,
+    /// taking the learning rate and bias corrections from the step record.
+    pub fn new(optimizer: &crate::optim::Optimizer, n: u32, slot_stride: u32) -> OptimDims {
+        OptimDims {
+            n,
+            use_step: 1,
+            opt: OptimParams::new(optimizer, slot_stride),
+            ..Default::default()
+        }
     }
 }
 

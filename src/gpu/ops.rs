@@ -143,7 +143,7 @@ impl GpuOps {
             act,
             ones_row: spec.ones_row as u32,
             bias_offset,
-            _pad: 0,
+            ..Default::default()
         };
         let rows_out = m + spec.ones_row as usize;
         self.matmul_run(
@@ -229,6 +229,7 @@ impl GpuOps {
         let b_buf = upload(ctx, "matmul B", b, usage_storage())?;
         let aux_buf = upload(ctx, "matmul aux", aux.unwrap_or(&[0.0]), usage_storage())?;
         let c_buf = ctx.buffer("matmul C", (rows_out * n * 4) as u64, usage_out())?;
+        let slots_buf = ctx.buffer("matmul state slot", 16, usage_out())?;
         let mut rec = Records::new(ctx);
         let (off, size) = rec.push(dims);
         let dims_buf = rec.upload(ctx, "matmul dims")?;
@@ -240,6 +241,7 @@ impl GpuOps {
                 b_buf.as_entire_binding(),
                 c_buf.as_entire_binding(),
                 aux_buf.as_entire_binding(),
+                slots_buf.as_entire_binding(),
                 range(&dims_buf, off, size),
                 self.step_binding(),
             ],
