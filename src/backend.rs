@@ -95,6 +95,23 @@ pub trait Backend {
     fn set_optim_state(&mut self, state: &OptimState) -> Result<()>;
 }
 
+/// Checks that `data` has the input and target widths `net` needs (`what` names it in the
+/// error).
+pub(crate) fn check_data(net: &Network, data: &Dataset, what: &str) -> Result<()> {
+    if data.features() != net.inputs() || data.targets().width() != net.outputs() {
+        return Err(Error::Shape {
+            what: what.to_string(),
+            expected: format!("{} inputs, {} targets", net.inputs(), net.outputs()),
+            got: format!(
+                "{} inputs, {} targets",
+                data.features(),
+                data.targets().width()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Which backend to run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum BackendKind {

@@ -14,8 +14,8 @@ pub mod linalg;
 use multiversion::multiversion;
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip, s};
 
-use crate::backend::{Backend, Stats};
-use crate::data::{Dataset, Sample, Targets};
+use crate::backend::{Backend, Stats, check_data};
+use crate::data::{Dataset, Sample};
 use crate::error::{Error, Result};
 use crate::net::{Activation, Network, Output, exp, sigmoid};
 use crate::optim::{self, OptimState, Optimizer};
@@ -264,31 +264,6 @@ impl CpuBackend {
             data.target_row(i, row.as_slice_mut().expect("contiguous rows"));
         }
     }
-
-    fn check_data(&self, data: &Dataset, what: &str) -> Result<()> {
-        if data.features() != self.net.inputs() || data.targets().width() != self.net.outputs() {
-            return Err(Error::Shape {
-                what: what.to_string(),
-                expected: format!(
-                    "{} inputs, {} targets",
-                    self.net.inputs(),
-                    self.net.outputs()
-                ),
-                got: format!(
-                    "{} inputs, {} targets",
-                    data.features(),
-                    data.targets().width()
-                ),
-            });
-        }
-        if self.net.output() == Output::SoftmaxCrossEntropy
-            && matches!(data.targets(), Targets::Values { .. })
-        {
-            // Soft targets are fine for cross-entropy as long as each row sums to one; the
-            // loss below handles them. Nothing to check beyond the width.
-        }
-        Ok(())
-    }
 }
 
 /// `z += b` row-wise, then `a = f(z)` in the same pass when `act` is given. Rows are walked as
@@ -395,7 +370,7 @@ impl Backend for CpuBackend {
     }
 
     fn set_train_data(&mut self, data: &Dataset) -> Result<()> {
-        self.check_data(data, "training set")?;
+        check_data(&self.net, data, "training set")?;
         self.train = Some(data.clone());
         Ok(())
     }
@@ -447,7 +422,7 @@ impl Backend for CpuBackend {
     }
 
     fn evaluate(&mut self, data: &Dataset) -> Result<Stats> {
-        self.check_data(data, "evaluation set")?;
+        check_data(&self.net, data, "evaluation set")?;
         let rows = EVAL_CHUNK.min(data.len()).max(1);
         let blocks = self.blocks(rows);
         self.workspaces(blocks, rows.div_ceil(blocks));

@@ -19,7 +19,7 @@ use super::context::GpuContext;
 use super::kernels::{self as k, Kernel, Kernels, Records, StepRecord, range};
 use super::ops::{loss_kind, pack_inputs, upload, usage_out, usage_params, usage_storage};
 use super::profile::{KernelTime, Profiler};
-use crate::backend::{Backend, Stats};
+use crate::backend::{Backend, Stats, check_data};
 use crate::data::{Dataset, Inputs, Normalize, Sample, Targets};
 use crate::error::{Error, Result};
 use crate::net::Network;
@@ -713,25 +713,6 @@ impl GpuBackend {
         }
     }
 
-    fn check_data(&self, data: &Dataset, what: &str) -> Result<()> {
-        if data.features() != self.net.inputs() || data.targets().width() != self.net.outputs() {
-            return Err(Error::Shape {
-                what: what.to_string(),
-                expected: format!(
-                    "{} inputs, {} targets",
-                    self.net.inputs(),
-                    self.net.outputs()
-                ),
-                got: format!(
-                    "{} inputs, {} targets",
-                    data.features(),
-                    data.targets().width()
-                ),
-            });
-        }
-        Ok(())
-    }
-
     /// Runs `data` forward in chunks through `purpose`'s program; returns the program's
     /// chunk count and lets `after` record copies between chunks.
     fn forward_chunks(
@@ -821,7 +802,7 @@ impl Backend for GpuBackend {
 
     fn set_train_data(&mut self, data: &Dataset) -> Result<()> {
         self.ctx.check("uploading the training set")?;
-        self.check_data(data, "training set")?;
+        check_data(&self.net, data, "training set")?;
         self.train = None;
         self.program = None;
         let device_data = self.upload_data(data, "training")?;
@@ -926,7 +907,7 @@ impl Backend for GpuBackend {
 
     fn evaluate(&mut self, data: &Dataset) -> Result<Stats> {
         self.ctx.check("evaluate")?;
-        self.check_data(data, "evaluation set")?;
+        check_data(&self.net, data, "evaluation set")?;
         if data.is_empty() {
             return Ok(Stats::default());
         }
