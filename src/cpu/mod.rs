@@ -19,7 +19,7 @@ use crate::data::{Dataset, Sample};
 use crate::error::{Error, Result};
 use crate::net::{Activation, Network, Output, exp, sigmoid};
 use crate::optim::{self, OptimState, Optimizer};
-use crate::params::Params;
+use crate::params::{Layer, Params};
 
 /// Rows per chunk when evaluating or predicting: bounds memory, not results.
 const EVAL_CHUNK: usize = 1024;
@@ -140,7 +140,7 @@ impl CpuBackend {
 
     /// Runs `indices` of `data` forward (and, when `train`, backward) in row blocks, one per
     /// thread, with the output deltas scaled for a batch of `batch` rows. Returns the summed
-    /// stats; the weight gradients are left summed in `work[0]`.
+    /// stats; each block's weight gradients are left in its workspace.
     fn run_blocks(&mut self, data: &Dataset, indices: &[u32], batch: usize, train: bool) -> Stats {
         let blocks = self.blocks(indices.len());
         let rows = indices.len().div_ceil(blocks);
@@ -158,7 +158,7 @@ impl CpuBackend {
         let work = &mut self.work[..blocks];
         // Called inside `in_pool`, so the blocks go to the pool's threads without a hand-off
         // from (and a wake-up of) a thread outside it.
-        let stats = if blocks > 1 {
+        if blocks > 1 {
             use rayon::prelude::*;
             work.par_iter_mut()
                 .zip(indices.par_chunks(rows))
@@ -169,17 +169,89 @@ impl CpuBackend {
                 })
         } else {
             run(&mut work[0], indices)
-        };
-        if train && blocks > 1 {
-            let (first, rest) = work.split_at_mut(1);
-            for other in rest.iter() {
-                for (g, o) in first[0].grads.layers.iter_mut().zip(&other.grads.layers) {
-                    g.w += &o.w;
-                    g.b += &o.b;
-                }
-            }
         }
-        stats
+    }
+
+    /// Sums the `blocks` workspaces' gradients into the first one's and applies the optimizer.
+    /// Both are element-wise, so they run in parallel over row chunks of every tensor: the
+    /// threads stay busy between steps instead of one of them idling (and falling asleep)
+    /// through a serial update.
+    fn reduce_and_update(&mut self, blocks: usize, lr: f32) {
+        use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+        use rayon::prelude::*;
+
+        struct Chunk<'a> {
+            p: ArrayViewMut2<'a, f32>,
+            g: ArrayViewMut2<'a, f32>,
+            others: Vec<ArrayView2<'a, f32>>,
+            slots: Vec<ArrayViewMut2<'a, f32>>,
+        }
+        self.state.step += 1;
+        let (t, optimizer, parts) = (self.state.step, self.optimizer, self.threads);
+        let (first, rest) = self.work.split_at_mut(1);
+        let others = &rest[..blocks - 1];
+        let mut slot_layers: Vec<_> = self
+            .state
+            .slots
+            .iter_mut()
+            .map(|s| s.layers.iter_mut())
+            .collect();
+        let mut chunks = Vec::new();
+        for (l, (p, g)) in self
+            .params
+            .layers
+            .iter_mut()
+            .zip(&mut first[0].grads.layers)
+            .enumerate()
+        {
+            // W in row chunks (one per thread), then b as a one-row matrix.
+            let rows = p.w.nrows().div_ceil(parts).max(1);
+            let (mut slot_w, mut slot_b) = (Vec::new(), Vec::new());
+            for it in slot_layers.iter_mut() {
+                let Layer { w, b } = it.next().expect("a state tensor per layer");
+                slot_w.push(w.axis_chunks_iter_mut(Axis(0), rows));
+                slot_b.push(b.view_mut().insert_axis(Axis(0)));
+            }
+            let mut other_w: Vec<_> = others
+                .iter()
+                .map(|o| o.grads.layers[l].w.axis_chunks_iter(Axis(0), rows))
+                .collect();
+            let w_chunks = p.w.axis_chunks_iter_mut(Axis(0), rows);
+            for (pw, gw) in w_chunks.zip(g.w.axis_chunks_iter_mut(Axis(0), rows)) {
+                chunks.push(Chunk {
+                    p: pw,
+                    g: gw,
+                    others: other_w
+                        .iter_mut()
+                        .map(|o| o.next().expect("same rows"))
+                        .collect(),
+                    slots: slot_w
+                        .iter_mut()
+                        .map(|s| s.next().expect("same rows"))
+                        .collect(),
+                });
+            }
+            chunks.push(Chunk {
+                p: p.b.view_mut().insert_axis(Axis(0)),
+                g: g.b.view_mut().insert_axis(Axis(0)),
+                others: others
+                    .iter()
+                    .map(|o| o.grads.layers[l].b.view().insert_axis(Axis(0)))
+                    .collect(),
+                slots: slot_b,
+            });
+        }
+        let update = |mut c: Chunk<'_>| {
+            for o in &c.others {
+                c.g += o;
+            }
+            optimizer.update(lr, t, c.p, c.g.view(), &mut c.slots);
+        };
+        if blocks > 1 {
+            chunks.into_par_iter().for_each(update);
+        } else {
+            chunks.into_iter().for_each(update);
+        }
     }
 
     /// Forward pass over the first `b` rows of `work.acts[0]`; leaves every layer's output in
@@ -402,13 +474,18 @@ impl Backend for CpuBackend {
                 for batch in order.chunks(batch_size) {
                     let stats = this.run_blocks(&data, batch, batch.len(), true);
                     this.stats.add(stats);
-                    optim::apply(
-                        &this.optimizer,
-                        lr,
-                        &mut this.params,
-                        &this.work[0].grads,
-                        &mut this.state,
-                    );
+                    if this.blocks(batch.len()) > 1 {
+                        this.reduce_and_update(this.blocks(batch.len()), lr);
+                    } else {
+                        // The reference path: the whole update, tensor by tensor.
+                        optim::apply(
+                            &this.optimizer,
+                            lr,
+                            &mut this.params,
+                            &this.work[0].grads,
+                            &mut this.state,
+                        );
+                    }
                 }
             });
             Ok(())
