@@ -30,6 +30,8 @@ const LOSS_SUM_REL: f64 = 2e-5;
 /// (FMA) on the GPU; 5 steps on values of magnitude ≤ 1 stay within a few 1e-7.
 const OPTIM_ABS: f32 = 1e-6;
 
+/// m×k×n; the products choose their tile by C's size, and these cover both tiles (checked by
+/// `shapes_cover_both_tiles`).
 const SHAPES: [(usize, usize, usize); 5] = [
     (1, 1, 1),
     (7, 13, 5),
@@ -37,6 +39,19 @@ const SHAPES: [(usize, usize, usize); 5] = [
     (100, 784, 64),
     (257, 300, 129),
 ];
+
+#[test]
+fn shapes_cover_both_tiles() {
+    use soma::gpu::kernels::{LARGE_TILE, SMALL_TILE, choose_tile};
+    let tiles: Vec<_> = SHAPES
+        .iter()
+        .map(|&(m, _, n)| choose_tile(m as u32, n as u32))
+        .collect();
+    assert!(
+        tiles.contains(&SMALL_TILE) && tiles.contains(&LARGE_TILE),
+        "{tiles:?}"
+    );
+}
 
 fn ops() -> Option<&'static GpuOps> {
     static OPS: OnceLock<Option<GpuOps>> = OnceLock::new();

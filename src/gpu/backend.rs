@@ -131,7 +131,7 @@ enum Grid {
     Gather {
         features: u32,
     },
-    Matmul(k::MatmulDims),
+    Matmul(k::MatmulDims, k::Tile),
     /// The single-workgroup loss kernel.
     Single,
 }
@@ -146,9 +146,9 @@ struct Dispatch {
 
 #[derive(Clone, Copy)]
 enum KernelId {
-    MatmulNN,
-    MatmulTN,
-    MatmulNT,
+    MatmulNN(k::Tile),
+    MatmulTN(k::Tile),
+    MatmulNT(k::Tile),
     Loss,
     Gather,
 }
@@ -293,9 +293,12 @@ impl GpuBackend {
 
     fn kernel(&self, id: KernelId) -> &Kernel {
         match id {
-            KernelId::MatmulNN => &self.kernels.matmul_nn,
-            KernelId::MatmulTN => &self.kernels.matmul_tn,
-            KernelId::MatmulNT => &self.kernels.matmul_nt,
+            KernelId::MatmulNN(t) if t == k::SMALL_TILE => &self.kernels.matmul_nn_small,
+            KernelId::MatmulTN(t) if t == k::SMALL_TILE => &self.kernels.matmul_tn_small,
+            KernelId::MatmulNT(t) if t == k::SMALL_TILE => &self.kernels.matmul_nt_small,
+            KernelId::MatmulNN(_) => &self.kernels.matmul_nn,
+            KernelId::MatmulTN(_) => &self.kernels.matmul_tn,
+            KernelId::MatmulNT(_) => &self.kernels.matmul_nt,
             KernelId::Loss => &self.kernels.loss,
             KernelId::Gather => &self.kernels.gather,
         }
@@ -397,6 +400,8 @@ impl GpuBackend {
             .ok_or_else(|| Error::gpu("building a step", "no workspace"))?;
         let net = &self.net;
         let layers = net.layers();
+        // Tiles are chosen for the largest batch the workspace holds.
+        let rows = work.rows as u32;
         let step_bytes = std::mem::size_of::<StepRecord>() as u64;
         let mut rec = Records::new(ctx);
         // (kernel, bindings before the dims record, dims record, grid)
@@ -448,7 +453,7 @@ impl GpuBackend {
             };
             plan.push((
                 format!("forward {}", l + 1),
-                KernelId::MatmulNN,
+                KernelId::MatmulNN(k::choose_tile(rows, o as u32)),
                 vec![
                     work.acts[l].as_entire_binding(),
                     range(&self.params, off, size),
@@ -457,7 +462,7 @@ impl GpuBackend {
                     self.scratch.as_entire_binding(),
                 ],
                 rec.push(&dims),
-                Grid::Matmul(dims),
+                Grid::Matmul(dims, k::choose_tile(rows, o as u32)),
             ));
         }
 
@@ -515,7 +520,7 @@ impl GpuBackend {
                     };
                     plan.push((
                         format!("input grad {l}"),
-                        KernelId::MatmulNT,
+                        KernelId::MatmulNT(k::choose_tile(rows, i as u32)),
                         vec![
                             work.deltas[l].as_entire_binding(),
                             range(&self.params, off, size),
@@ -524,7 +529,7 @@ impl GpuBackend {
                             self.scratch.as_entire_binding(),
                         ],
                         rec.push(&dp),
-                        Grid::Matmul(dp),
+                        Grid::Matmul(dp, k::choose_tile(rows, i as u32)),
                     ));
                 }
                 // xᵀ·dz over the batch is dW (i×o), and the ones-row adds db: the gradient of
@@ -544,7 +549,7 @@ impl GpuBackend {
                 };
                 plan.push((
                     format!("weight grad + update {}", l + 1),
-                    KernelId::MatmulTN,
+                    KernelId::MatmulTN(k::choose_tile(i as u32 + 1, o as u32)),
                     vec![
                         work.acts[l].as_entire_binding(),
                         work.deltas[l].as_entire_binding(),
@@ -553,7 +558,7 @@ impl GpuBackend {
                         slots.as_entire_binding(),
                     ],
                     rec.push(&update),
-                    Grid::Matmul(update),
+                    Grid::Matmul(update, k::choose_tile(i as u32 + 1, o as u32)),
                 ));
             }
         }
@@ -665,13 +670,13 @@ impl GpuBackend {
     ) {
         let (x, y) = match d.grid {
             Grid::Gather { features } => k::grid_1d(r.rows as u64 * features as u64, k::WG, max),
-            Grid::Matmul(dims) => {
+            Grid::Matmul(dims, tile) => {
                 let m = if dims.rows_dim == k::RowsDim::M as u32 {
                     r.rows
                 } else {
                     dims.m
                 };
-                dims.grid(m)
+                dims.grid_for(m, tile)
             }
             Grid::Single => (1, 1),
         };

@@ -215,7 +215,13 @@ impl GpuOps {
         aux: Option<&[f32]>,
         rows_out: usize,
     ) -> Result<Array2<f32>> {
+        // The same tile rule as the training steps, so the tests exercise both tiles.
+        let tile = k::choose_tile(rows_out as u32, dims.n);
+        let small = tile == k::SMALL_TILE;
         let kernel = match (trans_a, trans_b) {
+            (false, false) if small => &self.kernels.matmul_nn_small,
+            (true, false) if small => &self.kernels.matmul_tn_small,
+            (false, true) if small => &self.kernels.matmul_nt_small,
             (false, false) => &self.kernels.matmul_nn,
             (true, false) => &self.kernels.matmul_tn,
             (false, true) => &self.kernels.matmul_nt,
@@ -246,7 +252,7 @@ impl GpuOps {
                 self.step_binding(),
             ],
         );
-        self.run(kernel, &bind, dims.grid(dims.m))?;
+        self.run(kernel, &bind, dims.grid_for(dims.m, tile))?;
         let c = self.read_f32("matmul C", &c_buf, rows_out * n)?;
         Array2::from_shape_vec((rows_out, n), c).map_err(|e| Error::gpu("matmul", e))
     }
