@@ -1,12 +1,13 @@
 //! The GPU training backend. Everything a run touches lives on the device for the whole run:
-//! the dataset (uploaded once, bytes packed four to a word), the parameters, gradients and
-//! optimizer slots (each ONE buffer with one shared layout, so the update is one dispatch),
-//! the activations and deltas (allocated for the largest batch), and the running loss/accuracy.
+//! the dataset (uploaded once, bytes packed four to a word), the parameters and the optimizer
+//! slots (each ONE buffer with one shared layout), the activations and deltas (allocated for the
+//! largest batch), and the running loss/accuracy. Gradients never reach memory: the
+//! weight-gradient kernels apply the optimizer in their epilogue.
 //!
 //! A training step is a fixed sequence of dispatches whose bind groups are built once
 //! ([`Program`]); what changes from step to step (rows, where the batch's indices start, the
-//! learning rate, Adam's bias corrections) is one record in a uniform buffer, selected with a
-//! dynamic offset. A `train_batches` call writes the order and the step records once, records
+//! learning rate, Adam's bias corrections) is one record in a small read-only storage buffer
+//! (see `kernels::Slot` for why not a uniform buffer), selected with a dynamic offset. A `train_batches` call writes the order and the step records once, records
 //! up to [`STEPS_PER_SUBMIT`] steps per command encoder and submits: no allocation, no bind
 //! group or pipeline creation and no read-back in the loop. Stats are read back only in
 //! `take_stats`.
@@ -190,7 +191,7 @@ pub struct GpuBackend {
     slots: wgpu::Buffer,
     /// Optimizer steps taken (Adam's `t`).
     step: u64,
-    /// [`STEPS_PER_SUBMIT`] step records at the uniform offset alignment.
+    /// [`STEPS_PER_SUBMIT`] step records at the storage offset alignment.
     steps: wgpu::Buffer,
     step_stride: u64,
     stats: wgpu::Buffer,

@@ -526,7 +526,7 @@ pub fn grid_1d(n: u64, wg: u32, max_per_dim: u32) -> (u32, u32) {
     }
 }
 
-/// Uniform records packed at the device's uniform offset alignment, uploaded as one buffer.
+/// Parameter records packed at the device's storage offset alignment, uploaded as one buffer.
 pub struct Records {
     align: u64,
     pub bytes: Vec<u8>,
@@ -548,7 +548,7 @@ impl Records {
         (offset, std::mem::size_of::<T>() as u64)
     }
 
-    /// Uploads the records into a new uniform buffer.
+    /// Uploads the records into a new (read-only storage) buffer.
     pub fn upload(&self, ctx: &GpuContext, what: &str) -> Result<wgpu::Buffer> {
         let buf = ctx.buffer(
             what,
