@@ -5,7 +5,7 @@
 //! weight-gradient kernels apply the optimizer in their epilogue.
 //!
 //! A training step is a fixed sequence of dispatches whose bind groups are built once
-//! ([`Program`]); what changes from step to step (rows, where the batch's indices start, the
+//! (`Program`); what changes from step to step (rows, where the batch's indices start, the
 //! learning rate, Adam's bias corrections) is one record in a small read-only storage buffer
 //! (see `kernels::Slot` for why not a uniform buffer), selected with a dynamic offset. A `train_batches` call writes the order and the step records once, records
 //! up to [`STEPS_PER_SUBMIT`] steps per command encoder and submits: no allocation, no bind
