@@ -167,6 +167,8 @@ type Planned<'a> = (
 /// The dispatches of one step (training) or one chunk (evaluation, prediction), bound once.
 struct Program {
     dispatches: Vec<Dispatch>,
+    /// The batch size its tiles were chosen for.
+    rows: usize,
     /// Holds the dims records the bind groups point into.
     _dims: wgpu::Buffer,
 }
@@ -393,6 +395,7 @@ impl GpuBackend {
         data: &DeviceData,
         index: &wgpu::Buffer,
         stats: &wgpu::Buffer,
+        rows: usize,
     ) -> Result<Program> {
         let ctx = &*self.ctx;
         let work = self
@@ -401,8 +404,8 @@ impl GpuBackend {
             .ok_or_else(|| Error::gpu("building a step", "no workspace"))?;
         let net = &self.net;
         let layers = net.layers();
-        // Tiles are chosen for the largest batch the workspace holds.
-        let rows = work.rows as u32;
+        // Tiles are chosen for the batch (or chunk) size the program runs, `rows`.
+        let rows = rows as u32;
         let step_bytes = std::mem::size_of::<StepRecord>() as u64;
         let mut rec = Records::new(ctx);
         // (kernel, bindings before the dims record, dims record, grid)
@@ -585,6 +588,7 @@ impl GpuBackend {
         }
         Ok(Program {
             dispatches,
+            rows: rows as usize,
             _dims: dims_buf,
         })
     }
@@ -736,7 +740,7 @@ impl GpuBackend {
         } else {
             &self.dummy
         };
-        let program = self.build_program(purpose, data, &index_buf, stats)?;
+        let program = self.build_program(purpose, data, &index_buf, stats, chunk)?;
         let records: Vec<StepRecord> = (0..data.len)
             .step_by(chunk)
             .map(|start| StepRecord {
@@ -859,6 +863,10 @@ impl Backend for GpuBackend {
             )?);
             self.program = None;
         }
+        // A program's tiles suit one batch size: another size rebinds (before the loop).
+        if self.program.as_ref().is_some_and(|p| p.rows != batch_size) {
+            self.program = None;
+        }
         if self.program.is_none() {
             let (Some(data), Some(index)) = (self.train.as_ref(), self.index.as_ref()) else {
                 return Err(Error::gpu(
@@ -866,7 +874,8 @@ impl Backend for GpuBackend {
                     "training set not on the device",
                 ));
             };
-            self.program = Some(self.build_program(Purpose::Train, data, index, &self.stats)?);
+            self.program =
+                Some(self.build_program(Purpose::Train, data, index, &self.stats, batch_size)?);
         }
         let program = self.program.take().expect("built above");
         let result = (|| {
