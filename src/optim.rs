@@ -179,6 +179,20 @@ pub struct OptimState {
 }
 
 impl OptimState {
+    /// Checks that this state fits `optimizer` (number of slots) and `net` (shapes).
+    pub fn check(&self, optimizer: &Optimizer, net: &crate::net::Network) -> Result<()> {
+        if self.slots.len() != optimizer.slots() {
+            return Err(Error::Shape {
+                what: format!("{optimizer} optimizer state"),
+                expected: format!("{} slots", optimizer.slots()),
+                got: format!("{} slots", self.slots.len()),
+            });
+        }
+        self.slots
+            .iter()
+            .try_for_each(|slot| slot.check_shape(net, "optimizer state"))
+    }
+
     /// Fresh state for `optimizer` over parameters shaped like `params`.
     pub fn new(optimizer: &Optimizer, params: &Params) -> Self {
         OptimState {

@@ -559,16 +559,7 @@ impl Backend for CpuBackend {
     }
 
     fn set_optim_state(&mut self, state: &OptimState) -> Result<()> {
-        if state.slots.len() != self.optimizer.slots() {
-            return Err(Error::Shape {
-                what: format!("{} optimizer state", self.optimizer),
-                expected: format!("{} slots", self.optimizer.slots()),
-                got: format!("{} slots", state.slots.len()),
-            });
-        }
-        for slot in &state.slots {
-            slot.check_shape(&self.net, "optimizer state")?;
-        }
+        state.check(&self.optimizer, &self.net)?;
         self.state = state.clone();
         Ok(())
     }
