@@ -226,9 +226,10 @@ impl Dataset {
     pub fn gather_inputs(&self, order: &[u32], mut x: ArrayViewMut2<f32>) {
         let f = self.features;
         let Normalize { scale, shift } = self.normalize;
-        let value = |i: usize| match &self.inputs {
-            Inputs::U8(v) => v[i] as f32,
-            Inputs::F32(v) => v[i],
+        // Stored values `src` of one sample into `out`, mapped and vectorised.
+        let copy = |src: std::ops::Range<usize>, out: &mut [f32]| match &self.inputs {
+            Inputs::U8(v) => convert(&v[src], out, |p| p as f32, scale, shift),
+            Inputs::F32(v) => convert(&v[src], out, |p| p, scale, shift),
         };
         for (r, &entry) in order.iter().enumerate() {
             let Sample { index, dx, dy } = Sample::decode(entry);
@@ -237,21 +238,29 @@ impl Dataset {
             let row = row.as_slice_mut().expect("batch rows are contiguous");
             match self.image {
                 Some((h, w)) if (dx, dy) != (0, 0) => {
-                    for (p, o) in row.iter_mut().enumerate() {
-                        let (y, x) = ((p / w) as i32 - dy as i32, (p % w) as i32 - dx as i32);
-                        let inside = y >= 0 && x >= 0 && (y as usize) < h && (x as usize) < w;
-                        let v = if inside {
-                            value(base + y as usize * w + x as usize)
-                        } else {
-                            0.0
-                        };
-                        *o = v * scale + shift;
+                    // Output pixel (y, x) shows source pixel (y - dy, x - dx); outside the
+                    // source it reads as a 0 byte, which maps to `shift`. Row by row: the
+                    // covered columns are one contiguous copy, the rest a fill.
+                    let (dx, dy) = (dx as isize, dy as isize);
+                    let cols = w.saturating_sub(dx.unsigned_abs());
+                    let (out_x, src_x) = if dx >= 0 {
+                        (dx as usize, 0)
+                    } else {
+                        (0, (-dx) as usize)
+                    };
+                    for (y, out) in row.chunks_exact_mut(w).enumerate().take(h) {
+                        let src_y = y as isize - dy;
+                        if src_y < 0 || src_y >= h as isize || cols == 0 {
+                            out.fill(shift);
+                            continue;
+                        }
+                        let src = base + src_y as usize * w + src_x;
+                        out[..out_x].fill(shift);
+                        copy(src..src + cols, &mut out[out_x..out_x + cols]);
+                        out[out_x + cols..].fill(shift);
                     }
                 }
-                _ => match &self.inputs {
-                    Inputs::U8(v) => convert(&v[base..base + f], row, |p| p as f32, scale, shift),
-                    Inputs::F32(v) => convert(&v[base..base + f], row, |p| p, scale, shift),
-                },
+                _ => copy(base..base + f, row),
             }
         }
     }
