@@ -215,17 +215,34 @@ pub fn apply(
     state.step += 1;
     let t = state.step;
     for (l, (layer, grad)) in params.layers.iter_mut().zip(&grads.layers).enumerate() {
-        let mut ws: Vec<_> = state
-            .slots
-            .iter_mut()
-            .map(|s| s.layers[l].w.view_mut())
-            .collect();
-        optimizer.update(lr, t, layer.w.view_mut(), grad.w.view(), &mut ws);
-        let mut bs: Vec<_> = state
-            .slots
-            .iter_mut()
-            .map(|s| s.layers[l].b.view_mut())
-            .collect();
-        optimizer.update(lr, t, layer.b.view_mut(), grad.b.view(), &mut bs);
+        // At most two state tensors: their views go in a fixed array, not a Vec, so that a
+        // step allocates nothing; `update` reads only the first `slots()` of them.
+        let mut slots = state.slots.iter_mut().map(|s| &mut s.layers[l]);
+        let (mut s0, mut s1) = (slots.next(), slots.next());
+        let n = optimizer.slots();
+        let mut ws = [w_view(&mut s0), w_view(&mut s1)];
+        optimizer.update(lr, t, layer.w.view_mut(), grad.w.view(), &mut ws[..n]);
+        let mut bs = [b_view(&mut s0), b_view(&mut s1)];
+        optimizer.update(lr, t, layer.b.view_mut(), grad.b.view(), &mut bs[..n]);
+    }
+}
+
+/// The weights of a state slot, or an empty view where the optimizer has no such slot.
+fn w_view<'a>(
+    slot: &'a mut Option<&mut crate::params::Layer>,
+) -> ArrayViewMut<'a, f32, ndarray::Ix2> {
+    match slot {
+        Some(s) => s.w.view_mut(),
+        None => ArrayViewMut::from_shape((0, 0), &mut []).expect("an empty shape fits"),
+    }
+}
+
+/// The biases of a state slot, or an empty view.
+fn b_view<'a>(
+    slot: &'a mut Option<&mut crate::params::Layer>,
+) -> ArrayViewMut<'a, f32, ndarray::Ix1> {
+    match slot {
+        Some(s) => s.b.view_mut(),
+        None => ArrayViewMut::from_shape(0, &mut []).expect("an empty shape fits"),
     }
 }

@@ -529,7 +529,7 @@ pub(crate) fn upload<T: Pod>(
 ) -> Result<wgpu::Buffer> {
     let bytes: &[u8] = bytemuck::cast_slice(data);
     let buf = ctx.buffer(what, bytes.len() as u64, usage)?;
-    if bytes.len() % 4 == 0 {
+    if bytes.len().is_multiple_of(4) {
         ctx.queue.write_buffer(&buf, 0, bytes);
     } else {
         let mut padded = bytes.to_vec();
