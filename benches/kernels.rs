@@ -27,11 +27,11 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ndarray::{Array1, Array2};
 use soma::cpu::linalg::gemm;
-use soma::cpu::{bias_activation, column_sums, mul_derivative, softmax_cross_entropy};
 use soma::data::Inputs;
-use soma::gpu::kernels::{self as k, Kernel, Records, StepRecord, range};
 use soma::gpu::ops::{MatmulSpec, OpTargets};
-use soma::gpu::{GpuContext, GpuOps, GpuOptions, Kernels};
+use soma::gpu::{GpuContext, GpuOps, GpuOptions, PreparedOp};
+use soma::ops::matmul::{bias_activation, mul_derivative};
+use soma::ops::{gather, loss, optim, reduce};
 use soma::{Activation, Dataset, Normalize, Optimizer, Output, Targets};
 
 /// The network's layers as (inputs, outputs).
@@ -40,7 +40,7 @@ const BATCHES: [usize; 2] = [64, 1024];
 /// Parameters of 784-64-64-10 (weights and biases).
 const PARAMS: usize = 784 * 64 + 64 + 64 * 64 + 64 + 64 * 10 + 10;
 /// Dispatches per submit in the dispatch-only GPU benches.
-const DISPATCHES: u32 = 8;
+const DISPATCHES: usize = 8;
 
 /// A small deterministic generator (xorshift), so the bench needs no seeding API.
 struct Rng(u64);
@@ -155,15 +155,9 @@ fn cpu_other(c: &mut Criterion) {
             g.bench_function(BenchmarkId::from_parameter(format!("B{b}")), |bn| {
                 bn.iter(|| {
                     p.assign(&logits);
-                    let mut loss = 0.0;
-                    for ((mut row, t), mut d) in
-                        p.rows_mut().into_iter().zip(y.rows()).zip(delta.rows_mut())
-                    {
-                        loss += softmax_cross_entropy(row.view_mut(), t).0;
-                        d.zip_mut_with(&row, |d, &a| *d = a);
-                        d.zip_mut_with(&t, |d, &y| *d = (*d - y) / b as f32);
-                    }
-                    black_box((loss, &delta));
+                    let out = Output::SoftmaxCrossEntropy;
+                    let s = loss::output_delta(out, p.view_mut(), y.view(), delta.view_mut(), b);
+                    black_box((s, &delta));
                 })
             });
         }
@@ -177,7 +171,7 @@ fn cpu_other(c: &mut Criterion) {
             g.throughput(Throughput::Bytes((b * 64 * 4) as u64));
             g.bench_function(BenchmarkId::from_parameter(format!("B{b}x64")), |bn| {
                 bn.iter(|| {
-                    column_sums(m.view(), out.view_mut());
+                    reduce::column_sums(m.view(), out.view_mut());
                     black_box(&out);
                 })
             });
@@ -197,7 +191,7 @@ fn cpu_other(c: &mut Criterion) {
                 bn.iter(|| {
                     t += 1;
                     let mut views: Vec<_> = slots.iter_mut().map(|s| s.view_mut()).collect();
-                    opt.update(1e-3, t, p.view_mut(), grad.view(), &mut views);
+                    optim::update(&opt, 1e-3, t, p.view_mut(), grad.view(), &mut views);
                     black_box(&p);
                 })
             });
@@ -213,7 +207,7 @@ fn cpu_other(c: &mut Criterion) {
             g.throughput(Throughput::Bytes((b * 784 * 5) as u64));
             g.bench_function(BenchmarkId::from_parameter(format!("B{b}")), |bn| {
                 bn.iter(|| {
-                    data.gather_inputs(&order, x.view_mut());
+                    gather::gather_inputs(&data, &order, x.view_mut());
                     black_box(&x);
                 })
             });
@@ -251,7 +245,6 @@ fn open_gpu() -> Option<Arc<GpuContext>> {
 
 fn gpu_groups(c: &mut Criterion) {
     let Some(ctx) = open_gpu() else { return };
-    gpu_dispatch_matmul(c, &ctx);
     let ops = match GpuOps::new(Arc::clone(&ctx)) {
         Ok(ops) => ops,
         Err(e) => {
@@ -259,6 +252,7 @@ fn gpu_groups(c: &mut Criterion) {
             return;
         }
     };
+    gpu_dispatch_matmul(c, &ops);
     gpu_roundtrip(c, &ops);
 }
 
@@ -268,187 +262,61 @@ fn short(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>
         .measurement_time(Duration::from_secs(2));
 }
 
-/// A storage buffer holding `data`.
-fn storage(ctx: &GpuContext, what: &str, data: &[f32]) -> wgpu::Buffer {
-    let bytes: &[u8] = bytemuck::cast_slice(data);
-    let buf = ctx
-        .buffer(
-            what,
-            bytes.len().max(4) as u64,
-            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-        )
-        .expect("a bench-sized buffer fits");
-    ctx.queue.write_buffer(&buf, 0, bytes);
-    buf
+/// The three matmul forms of layer `i→o` at batch `b`, prepared once through the library's op
+/// runner (the same binding `GpuOps::matmul` uses).
+fn prepare_forms<'a>(
+    ops: &'a GpuOps,
+    rng: &mut Rng,
+    b: usize,
+    i: usize,
+    o: usize,
+) -> soma::Result<[(&'static str, PreparedOp<'a>); 3]> {
+    let x = rng.activations(b, i);
+    let w = rng.matrix(i, o);
+    let bias = rng.vector(o);
+    let delta = rng.matrix(b, o);
+    let fwd = ops.prepare_matmul(
+        x.view(),
+        w.view(),
+        MatmulSpec {
+            bias: Some(bias.view()),
+            act: Some(Activation::Sigmoid),
+            ..Default::default()
+        },
+    )?;
+    let atb = ops.prepare_matmul(
+        x.view(),
+        delta.view(),
+        MatmulSpec {
+            trans_a: true,
+            ..Default::default()
+        },
+    )?;
+    let abt =
+        ops.prepare_matmul_derivative(delta.view(), w.view(), true, x.view(), Activation::Sigmoid)?;
+    Ok([("fwd", fwd), ("AtB", atb), ("ABt_deriv", abt)])
 }
 
-/// One matmul bound once: `DISPATCHES` of it per submit.
-struct BoundMatmul<'k> {
-    kernel: &'k Kernel,
-    bind: wgpu::BindGroup,
-    grid: (u32, u32),
-    _buffers: Vec<wgpu::Buffer>,
-}
-
-impl BoundMatmul<'_> {
-    fn run(&self, ctx: &GpuContext) {
-        let mut encoder = ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("bench"),
-            });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(self.kernel.name),
-                timestamp_writes: None,
-            });
-            pass.set_pipeline(&self.kernel.pipeline);
-            pass.set_bind_group(0, &self.bind, &[0]);
-            for _ in 0..DISPATCHES {
-                pass.dispatch_workgroups(self.grid.0, self.grid.1, 1);
-            }
-        }
-        ctx.queue.submit([encoder.finish()]);
-        ctx.wait("bench matmul").expect("the bench kernel runs");
-    }
-}
-
-/// Binds `kernel` to `a`, `b` (with the bias appended for the forward epilogue), `aux` and a
-/// fresh output, the same way `GpuOps::matmul` does.
-fn bind_matmul<'k>(
-    ctx: &GpuContext,
-    kernel: &'k Kernel,
-    dims: k::MatmulDims,
-    a: &[f32],
-    b: &[f32],
-    aux: &[f32],
-    step: &wgpu::Buffer,
-) -> BoundMatmul<'k> {
-    let a_buf = storage(ctx, "bench A", a);
-    let b_buf = storage(ctx, "bench B", b);
-    let aux_buf = storage(ctx, "bench aux", aux);
-    let rows_out = dims.m + dims.ones_row;
-    let c_buf = ctx
-        .buffer(
-            "bench C",
-            (rows_out * dims.n * 4) as u64,
-            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-        )
-        .expect("a bench-sized buffer fits");
-    let mut rec = Records::new(ctx);
-    let (off, size) = rec.push(&dims);
-    let dims_buf = rec.upload(ctx, "bench dims").expect("a small uniform");
-    let bind = kernel.bind(
-        ctx,
-        kernel.name,
-        &[
-            a_buf.as_entire_binding(),
-            b_buf.as_entire_binding(),
-            c_buf.as_entire_binding(),
-            aux_buf.as_entire_binding(),
-            range(&dims_buf, off, size),
-            range(step, 0, std::mem::size_of::<StepRecord>() as u64),
-        ],
-    );
-    BoundMatmul {
-        kernel,
-        bind,
-        grid: dims.grid(dims.m),
-        _buffers: vec![a_buf, b_buf, aux_buf, c_buf, dims_buf],
-    }
-}
-
-fn gpu_dispatch_matmul(c: &mut Criterion, ctx: &GpuContext) {
-    let kernels = match Kernels::new(ctx) {
-        Ok(kn) => kn,
-        Err(e) => {
-            eprintln!("kernels bench: building the GPU kernels failed, skipping ({e})");
-            return;
-        }
-    };
-    let step = {
-        let mut rec = Records::new(ctx);
-        rec.push(&StepRecord::default());
-        rec.upload(ctx, "bench step").expect("a small uniform")
-    };
+fn gpu_dispatch_matmul(c: &mut Criterion, ops: &GpuOps) {
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
     let mut g = c.benchmark_group("gpu_dispatch_matmul_flops");
     short(&mut g);
     for b in BATCHES {
         for &(i, o) in &LAYERS {
-            let (bu, iu, ou) = (b as u32, i as u32, o as u32);
-            let x = rng.activations(b, i);
-            let w = rng.matrix(i, o);
-            let delta = rng.matrix(b, o);
-            let mut w_bias: Vec<f32> = w.iter().copied().collect();
-            w_bias.extend(rng.vector(o).iter());
-            let x = x.as_slice().expect("standard layout");
-            let delta = delta.as_slice().expect("standard layout");
-            let fwd = bind_matmul(
-                ctx,
-                &kernels.matmul_nn,
-                k::MatmulDims {
-                    m: bu,
-                    n: ou,
-                    k: iu,
-                    lda: iu,
-                    ldb: ou,
-                    ldc: ou,
-                    epilogue: k::Epilogue::BiasAct as u32,
-                    act: Activation::Sigmoid.code(),
-                    bias_offset: iu * ou,
-                    ..Default::default()
-                },
-                x,
-                &w_bias,
-                &[0.0],
-                &step,
-            );
-            let atb = bind_matmul(
-                ctx,
-                &kernels.matmul_tn,
-                k::MatmulDims {
-                    m: iu,
-                    n: ou,
-                    k: bu,
-                    lda: iu,
-                    ldb: ou,
-                    ldc: ou,
-                    ..Default::default()
-                },
-                x,
-                delta,
-                &[0.0],
-                &step,
-            );
-            let abt = bind_matmul(
-                ctx,
-                &kernels.matmul_nt,
-                k::MatmulDims {
-                    m: bu,
-                    n: iu,
-                    k: ou,
-                    lda: ou,
-                    ldb: ou,
-                    ldc: iu,
-                    epilogue: k::Epilogue::MulDerivative as u32,
-                    act: Activation::Sigmoid.code(),
-                    ..Default::default()
-                },
-                delta,
-                &w_bias[..i * o],
-                x,
-                &step,
-            );
-            if let Err(e) = ctx.check("binding the bench matmuls") {
-                eprintln!("kernels bench: {e}; skipping gpu_dispatch_matmul_flops");
-                return;
-            }
+            let forms = match prepare_forms(ops, &mut rng, b, i, o) {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("kernels bench: {e}; skipping gpu_dispatch_matmul_flops");
+                    return;
+                }
+            };
             g.throughput(Throughput::Elements(
                 2 * (b * i * o) as u64 * DISPATCHES as u64,
             ));
-            for (form, bound) in [("fwd", &fwd), ("AtB", &atb), ("ABt_deriv", &abt)] {
-                g.bench_function(shape_id(form, b, i, o), |bn| bn.iter(|| bound.run(ctx)));
+            for (form, op) in &forms {
+                g.bench_function(shape_id(form, b, i, o), |bn| {
+                    bn.iter(|| op.dispatch(DISPATCHES).expect("the bench kernel runs"))
+                });
             }
         }
     }

@@ -259,7 +259,7 @@ fn child(args: &Args) -> Result<Value, String> {
         // are recorded, so they stay out of the throughput measured above.
         if gpu.enable_profiling().map_err(s)? {
             eprintln!("@phase profile");
-            let order = soma::data::epoch_order(n, args.seed, u64::MAX);
+            let order = soma::train::epoch_order(n, args.seed, u64::MAX);
             gpu.train_batches(&order, batch, args.lr).map_err(s)?;
             gpu.take_stats().map_err(s)?;
             let times: Vec<Value> = gpu

@@ -214,14 +214,14 @@ fn run(args: &Args) -> soma::Result<()> {
         None => (Params::init(&net, args.init, args.seed), None, 0),
     };
 
-    let opts = soma::backend::Options {
+    let opts = soma::select::Options {
         threads: args.threads.map_or_else(
             || std::thread::available_parallelism().map_or(1, |n| n.get()),
             |t| t as usize,
         ),
         adapter: args.adapter.clone(),
     };
-    let mut backend = soma::backend::create(args.backend, &net, params, optimizer, &opts)?;
+    let mut backend = soma::select::create(args.backend, &net, params, optimizer, &opts)?;
     if let Some(state) = &state {
         backend.set_optim_state(state)?;
     }

@@ -75,11 +75,11 @@ fn run(args: &Args) -> soma::Result<()> {
     };
     let lr = args.lr.unwrap_or(default_lr);
     let params = Params::init(&net, Init::Uniform, args.seed);
-    let opts = soma::backend::Options {
+    let opts = soma::select::Options {
         threads: 1,
         adapter: None,
     };
-    let mut backend = soma::backend::create(args.backend, &net, params, optimizer, &opts)?;
+    let mut backend = soma::select::create(args.backend, &net, params, optimizer, &opts)?;
     backend.set_train_data(&data)?;
     println!(
         "network: {net}; backend: {}; {optimizer} lr {lr}; {} epochs; seed {}",

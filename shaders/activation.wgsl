@@ -1,10 +1,8 @@
 // Activation functions shared by the kernels that need them (prepended to matmul.wgsl and
-// loss.wgsl at pipeline build time: WGSL has no includes). Codes follow `Activation::code()`;
-// code 4 is the identity (the last layer's logits). Derivatives are written in terms of the
-// OUTPUT `a = f(z)`, as in `src/net.rs`, so backprop needs only the stored activations.
-
-const ACT_IDENTITY: u32 = 4u;
-const LEAKY_SLOPE: f32 = 0.01;
+// loss.wgsl at pipeline build time: WGSL has no includes). CPU twin: `soma::ops::activation`
+// (`Activation::apply`, `Activation::derivative_from_output`); the ACT_* codes and LEAKY_SLOPE
+// come from the generated prelude. Derivatives are written in terms of the OUTPUT `a = f(z)`,
+// so backprop needs only the stored activations.
 
 // Same branch structure as the CPU's `sigmoid`: never forms exp(+large).
 fn sigmoid(z: f32) -> f32 {
@@ -27,20 +25,20 @@ fn tanh_stable(z: f32) -> f32 {
 
 fn act_apply(code: u32, z: f32) -> f32 {
     switch code {
-        case 0u: { return sigmoid(z); }
-        case 1u: { return tanh_stable(z); }
-        case 2u: { return max(z, 0.0); }
-        case 3u: { return select(LEAKY_SLOPE * z, z, z > 0.0); }
+        case ACT_SIGMOID: { return sigmoid(z); }
+        case ACT_TANH: { return tanh_stable(z); }
+        case ACT_RELU: { return max(z, 0.0); }
+        case ACT_LEAKY_RELU: { return select(LEAKY_SLOPE * z, z, z > 0.0); }
         default: { return z; }
     }
 }
 
 fn act_derivative_from_output(code: u32, a: f32) -> f32 {
     switch code {
-        case 0u: { return a * (1.0 - a); }
-        case 1u: { return 1.0 - a * a; }
-        case 2u: { return select(0.0, 1.0, a > 0.0); }
-        case 3u: { return select(LEAKY_SLOPE, 1.0, a > 0.0); }
+        case ACT_SIGMOID: { return a * (1.0 - a); }
+        case ACT_TANH: { return 1.0 - a * a; }
+        case ACT_RELU: { return select(0.0, 1.0, a > 0.0); }
+        case ACT_LEAKY_RELU: { return select(LEAKY_SLOPE, 1.0, a > 0.0); }
         default: { return 1.0; }
     }
 }

@@ -1,12 +1,12 @@
+// CPU twin: `soma::ops::gather::gather_inputs`; record `GatherDims`; INPUT_U8 / INPUT_F32
+// from the prelude.
+//
 // Builds an input batch from the dataset, which is uploaded once: row r of `out` is sample
 // index[first + r], mapped `x = v · scale + shift`. Bytes (MNIST pixels) are packed four to a
 // u32 word, which keeps MNIST's 47 MB under the 128 MiB binding limit that its 188 MB of f32
 // would exceed; f32 datasets are stored as their bits.
 
 override WG: u32 = 256u;
-
-const INPUT_U8: u32 = 0u;
-const INPUT_F32: u32 = 1u;
 
 struct Dims {
     features: u32,

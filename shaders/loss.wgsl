@@ -1,3 +1,5 @@
+// CPU twin: `soma::ops::loss::output_delta`; records `LossDims`, `DeviceStats`.
+//
 // Output layer + loss + gradient in one pass, and the batch's loss and correct count added into a
 // small device stats record, so that training accumulates them over many steps with no
 // read-back. ONE workgroup: each thread takes rows lid, lid + WG, ...; the partial sums are then
@@ -7,12 +9,9 @@
 
 override WG: u32 = 256u;
 
-const SOFTMAX_CE: u32 = 0u;
-const SIGMOID_MSE: u32 = 1u;
-
-const TARGET_LABELS: u32 = 0u;  // targets[i] is the class of sample i
-const TARGET_VALUES: u32 = 1u;  // targets[i * n + j] are the f32 bits of the target values
-const TARGET_NONE: u32 = 2u;    // prediction: outputs only
+// Output kinds SOFTMAX_CE / SIGMOID_MSE and target kinds TARGET_LABELS (targets[i] is the class
+// of sample i), TARGET_VALUES (targets[i * n + j] are f32 bits), TARGET_NONE (prediction) come
+// from the prelude (`ops::loss::TargetKind`).
 
 struct Dims {
     n: u32,          // outputs per row
@@ -50,13 +49,13 @@ fn target_value(sample: u32, j: u32) -> f32 {
     return bitcast<f32>(targets[sample * dims.n + j]);
 }
 
-// Arg-max of the target row (first max wins, as `cpu::argmax`).
+// Arg-max of the target row (first max wins, as `ops::loss::argmax`).
 fn target_argmax(sample: u32) -> u32 {
     if dims.target_kind == TARGET_LABELS {
         return targets[sample];
     }
     var best = 0u;
-    var best_v = -3.40282347e38;
+    var best_v = F32_LOWEST;
     for (var j = 0u; j < dims.n; j++) {
         let v = target_value(sample, j);
         if v > best_v {
@@ -70,7 +69,7 @@ fn target_argmax(sample: u32) -> u32 {
 // Arg-max of this row of `out` (first max wins).
 fn out_argmax(base: u32) -> u32 {
     var best = 0u;
-    var best_v = -3.40282347e38;
+    var best_v = F32_LOWEST;
     for (var j = 0u; j < dims.n; j++) {
         let v = out[base + j];
         if v > best_v {
@@ -98,7 +97,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
             sample = sample_index(index[first + r]);
         }
         if dims.kind == SOFTMAX_CE {
-            var mx = -3.40282347e38;
+            var mx = F32_LOWEST;
             for (var j = 0u; j < n; j++) {
                 mx = max(mx, out[base + j]);
             }

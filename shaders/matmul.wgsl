@@ -1,3 +1,6 @@
+// CPU twin: `soma::ops::matmul` (`cpu::linalg::gemm`, then `bias_activation` or
+// `mul_derivative`; the optimizer epilogue is `ops::optim::update`). Record: `MatmulDims`.
+//
 // C = op(A) · op(B) with an epilogue, register-blocked: each workgroup computes a
 // TILE_M × TILE_N block of C, each thread a 4 × 4 sub-block held in registers, with K walked in
 // TILE_K slices staged in workgroup memory. (On lavapipe the 4×4 blocking is ~5× a plain tile.)
@@ -16,13 +19,10 @@ override TILE_K: u32 = 16u;
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 
-const EPI_NONE: u32 = 0u;
-const EPI_BIAS_ACT: u32 = 1u;   // c = act(acc + bias[j])
-const EPI_MUL_DERIV: u32 = 2u;  // c = acc * f'(aux[i, j]) with f' from the stored output
-const EPI_OPTIM: u32 = 3u;      // acc is the gradient of parameter c[i, j]: update it in place
-
-const ROWS_M: u32 = 1u;  // m comes from the step record
-const ROWS_K: u32 = 2u;  // k comes from the step record
+// Epilogues (EPI_* in the prelude, `ops::matmul::Epilogue`): EPI_BIAS_ACT c = act(acc + bias[j]);
+// EPI_MUL_DERIV c = acc * f'(aux[i, j]) with f' from the stored output; EPI_OPTIM acc is the
+// gradient of parameter c[i, j], updated in place. ROWS_M / ROWS_K: m or k comes from the step
+// record.
 
 struct Dims {
     m: u32,
@@ -88,17 +88,17 @@ fn update_param(i: u32, j: u32, grad: f32) -> f32 {
     let s = dims.slot_base + at;
     var s0 = 0.0;
     var s1 = 0.0;
-    if o.kind != 0u {
+    if o.kind != OPTIM_SGD {
         s0 = slots[s];
     }
-    if o.kind == 2u {
+    if o.kind == OPTIM_ADAM {
         s1 = slots[o.slot_stride + s];
     }
     let u = optimizer_update(o, step.lr, step.c1, step.c2, c[at], grad, s0, s1);
-    if o.kind != 0u {
+    if o.kind != OPTIM_SGD {
         slots[s] = u.s0;
     }
-    if o.kind == 2u {
+    if o.kind == OPTIM_ADAM {
         slots[o.slot_stride + s] = u.s1;
     }
     return u.p;

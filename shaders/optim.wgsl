@@ -1,57 +1,39 @@
-// One optimizer step over a whole buffer of parameters, with gradients and optimizer slots in
-// buffers of the same layout (the arithmetic is `optimizer_update` in common.wgsl). Training
-// fuses the update into the weight-gradient kernel instead; this kernel serves the single-op
-// runner and its parity tests.
+// The optimizer update of one parameter. CPU twin: `soma::ops::optim::update`; the record
+// mirrors `soma::ops::optim::OptimParams`. Included by the weight-gradient matmul (whose
+// epilogue applies it) and by the standalone kernel `optim_step.wgsl`.
 
-override WG: u32 = 256u;
-
-struct Dims {
-    n: u32,
-    use_step: u32,     // 0: lr/c1/c2 come from `fixed_*` (standalone op)
-    fixed_lr: f32,
-    fixed_c1: f32,
-    fixed_c2: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-    opt: OptimParams,
+// The optimizer's hyper-parameters.
+struct OptimParams {
+    kind: u32,          // OPTIM_SGD, OPTIM_MOMENTUM (+ weight decay), OPTIM_ADAM (+ weight decay)
+    slot_stride: u32,   // Adam's second moments start this many values after the first
+    momentum: f32,
+    weight_decay: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    _pad: u32,
 }
 
-@group(0) @binding(0) var<storage, read_write> params: array<f32>;
-@group(0) @binding(1) var<storage, read> grads: array<f32>;
-@group(0) @binding(2) var<storage, read_write> slots: array<f32>;
-@group(0) @binding(3) var<storage, read> dims: Dims;
-@group(0) @binding(4) var<storage, read> step: Step;
+struct Updated {
+    p: f32,
+    s0: f32,  // momentum velocity, or Adam's first moment
+    s1: f32,  // Adam's second moment
+}
 
-@compute @workgroup_size(WG)
-fn main(
-    @builtin(global_invocation_id) gid: vec3<u32>,
-    @builtin(num_workgroups) groups: vec3<u32>,
-) {
-    let i = gid.y * groups.x * WG + gid.x;
-    if i >= dims.n {
-        return;
+// One parameter's update, term by term as `ops::optim::update`; the caller loads and stores
+// the slots (only those its optimizer has).
+fn optimizer_update(o: OptimParams, lr: f32, c1: f32, c2: f32, p: f32, grad: f32, s0: f32, s1: f32) -> Updated {
+    if o.kind == OPTIM_SGD {
+        return Updated(p - lr * grad, s0, s1);
     }
-    let use_step = dims.use_step != 0u;
-    let lr = select(dims.fixed_lr, step.lr, use_step);
-    let c1 = select(dims.fixed_c1, step.c1, use_step);
-    let c2 = select(dims.fixed_c2, step.c2, use_step);
-    let o = dims.opt;
-    // Only the slots this optimizer has are touched (SGD binds a one-word placeholder).
-    var s0 = 0.0;
-    var s1 = 0.0;
-    if o.kind != 0u {
-        s0 = slots[i];
+    let g = grad + o.weight_decay * p;
+    if o.kind == OPTIM_MOMENTUM {
+        let v = o.momentum * s0 + g;
+        return Updated(p - lr * v, v, s1);
     }
-    if o.kind == 2u {
-        s1 = slots[o.slot_stride + i];
-    }
-    let u = optimizer_update(o, lr, c1, c2, params[i], grads[i], s0, s1);
-    if o.kind != 0u {
-        slots[i] = u.s0;
-    }
-    if o.kind == 2u {
-        slots[o.slot_stride + i] = u.s1;
-    }
-    params[i] = u.p;
+    let m = o.beta1 * s0 + (1.0 - o.beta1) * g;
+    let v = o.beta2 * s1 + (1.0 - o.beta2) * g * g;
+    let m_hat = m / c1;
+    let v_hat = v / c2;
+    return Updated(p - lr * m_hat / (sqrt(v_hat) + o.eps), m, v);
 }

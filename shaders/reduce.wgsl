@@ -1,3 +1,5 @@
+// CPU twin: `soma::ops::reduce::column_sums`; record `ColsumDims`.
+//
 // Column sums `out[j] = Σ_i m[i, j]` (the bias gradient on its own; the training step gets it
 // for free from the dW kernel's implicit ones-row). One thread per column, rows in order, so the
 // sum is taken in the same order as the CPU's `column_sums`.

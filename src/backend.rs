@@ -1,8 +1,5 @@
-//! The `Backend` trait that the CPU reference and the GPU path both implement, and the choice
-//! between them.
-
-use std::fmt;
-use std::str::FromStr;
+//! The `Backend` trait that the CPU reference and the GPU path both implement, and the argument
+//! checks they share. Choosing between them is [`crate::select`].
 
 use ndarray::{Array2, ArrayView2};
 
@@ -11,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::net::Network;
 use crate::optim::{OptimState, Optimizer};
 use crate::params::Params;
+use crate::train::Sample;
 
 /// Loss and accuracy summed over the samples a backend has seen since they were last taken.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -99,92 +97,47 @@ pub trait Backend {
 /// error).
 pub(crate) fn check_data(net: &Network, data: &Dataset, what: &str) -> Result<()> {
     if data.features() != net.inputs() || data.targets().width() != net.outputs() {
-        return Err(Error::Shape {
-            what: what.to_string(),
-            expected: format!("{} inputs, {} targets", net.inputs(), net.outputs()),
-            got: format!(
+        return Err(Error::shape(
+            what,
+            format!("{} inputs, {} targets", net.inputs(), net.outputs()),
+            format!(
                 "{} inputs, {} targets",
                 data.features(),
                 data.targets().width()
             ),
-        });
+        ));
     }
     Ok(())
 }
 
-/// Which backend to run on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum BackendKind {
-    /// The ndarray reference backend.
-    Cpu,
-    /// The wgpu backend, on whatever adapter is chosen (a software one too).
-    Gpu,
-    /// A hardware GPU if there is one, else the CPU backend (on a software adapter the CPU
-    /// backend is faster).
-    #[default]
-    Auto,
-}
-
-impl FromStr for BackendKind {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "cpu" => Ok(BackendKind::Cpu),
-            "gpu" => Ok(BackendKind::Gpu),
-            "auto" => Ok(BackendKind::Auto),
-            _ => Err(Error::arg("backend", "one of: cpu gpu auto", s)),
-        }
+/// The checks of [`Backend::train_batches`]: a positive batch size, a training set, and an
+/// order whose entries all name one of its `len` samples.
+pub(crate) fn check_train_args(order: &[u32], batch_size: usize, len: Option<usize>) -> Result<()> {
+    if batch_size == 0 {
+        return Err(Error::arg("batch_size", "at least 1", 0));
     }
-}
-
-impl fmt::Display for BackendKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            BackendKind::Cpu => "cpu",
-            BackendKind::Gpu => "gpu",
-            BackendKind::Auto => "auto",
-        })
+    let len = len.ok_or_else(|| {
+        Error::arg(
+            "training set",
+            "set_train_data before train_batches",
+            "none",
+        )
+    })?;
+    let index = |&e: &u32| Sample::decode(e).index as usize;
+    if let Some(bad) = order.iter().map(index).find(|&i| i >= len) {
+        return Err(Error::arg("order", format!("indices below {len}"), bad));
     }
+    Ok(())
 }
 
-/// Settings that only some backends use.
-#[derive(Clone, Debug, Default)]
-pub struct Options {
-    /// CPU threads for the matrix products.
-    pub threads: usize,
-    /// GPU adapter, by a case-insensitive substring of its name.
-    pub adapter: Option<String>,
-}
-
-/// Builds the backend `kind` names for `net`, starting from `params`.
-pub fn create(
-    kind: BackendKind,
-    net: &Network,
-    params: Params,
-    optimizer: Optimizer,
-    options: &Options,
-) -> Result<Box<dyn Backend>> {
-    let cpu = |params| -> Result<Box<dyn Backend>> {
-        Ok(Box::new(
-            crate::cpu::CpuBackend::new(net, params, optimizer)?.with_threads(options.threads),
-        ))
-    };
-    let gpu = |params| -> Result<Box<dyn Backend>> {
-        let ctx = crate::gpu::GpuContext::new(&crate::gpu::GpuOptions {
-            adapter: options.adapter.clone(),
-        })?;
-        Ok(Box::new(crate::gpu::GpuBackend::new(
-            ctx, net, params, optimizer,
-        )?))
-    };
-    match kind {
-        BackendKind::Cpu => cpu(params),
-        BackendKind::Gpu => gpu(params),
-        // A named adapter is a request for the GPU; otherwise only hardware beats the CPU.
-        BackendKind::Auto if options.adapter.is_some() => gpu(params),
-        BackendKind::Auto => match crate::gpu::hardware_adapter() {
-            Some(_) => gpu(params),
-            None => cpu(params),
-        },
+/// The check of [`Backend::predict`]: one column per network input.
+pub(crate) fn check_predict_inputs(net: &Network, inputs: &ArrayView2<f32>) -> Result<()> {
+    if inputs.ncols() != net.inputs() {
+        return Err(Error::shape(
+            "predict inputs",
+            format!("{} columns", net.inputs()),
+            format!("{} columns", inputs.ncols()),
+        ));
     }
+    Ok(())
 }

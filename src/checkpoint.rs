@@ -75,11 +75,11 @@ impl Checkpoint {
         self.params
             .check_shape(&self.network, "checkpoint parameters")?;
         if self.state.slots.len() != self.optimizer.slots() {
-            return Err(Error::Shape {
-                what: format!("state of optimizer {}", self.optimizer.name()),
-                expected: format!("{} state slots", self.optimizer.slots()),
-                got: format!("{} state slots", self.state.slots.len()),
-            });
+            return Err(Error::shape(
+                format!("state of optimizer {}", self.optimizer.name()),
+                format!("{} state slots", self.optimizer.slots()),
+                format!("{} state slots", self.state.slots.len()),
+            ));
         }
         for (s, slot) in self.state.slots.iter().enumerate() {
             slot.check_shape(&self.network, &format!("optimizer state slot {s}"))?;
@@ -220,24 +220,7 @@ fn json_f32(path: &Path, what: &str, x: f32) -> Result<Value> {
 fn optimizer_json(path: &Path, opt: &Optimizer) -> Result<String> {
     let mut m = Map::new();
     m.insert("name".into(), Value::String(opt.name().into()));
-    let fields: Vec<(&str, f32)> = match *opt {
-        Optimizer::Sgd => vec![],
-        Optimizer::Momentum {
-            momentum,
-            weight_decay,
-        } => vec![("momentum", momentum), ("weight_decay", weight_decay)],
-        Optimizer::Adam {
-            beta1,
-            beta2,
-            eps,
-            weight_decay,
-        } => vec![
-            ("beta1", beta1),
-            ("beta2", beta2),
-            ("eps", eps),
-            ("weight_decay", weight_decay),
-        ],
-    };
+    let fields = opt.hyper_parameters();
     for (k, v) in fields {
         m.insert(k.into(), json_f32(path, k, v)?);
     }
@@ -438,12 +421,10 @@ impl Meta<'_> {
             Some(Value::String(n)) => n.as_str(),
             _ => return Err(self.malformed("optimizer", "a string field `name`", s)),
         };
-        let allowed: &[&str] = match name {
-            "sgd" => &[],
-            "momentum" => &["momentum", "weight_decay"],
-            "adam" => &["beta1", "beta2", "eps", "weight_decay"],
-            _ => return Err(self.malformed("optimizer", "name sgd, momentum or adam", s)),
+        let Ok(default) = Optimizer::from_name(name) else {
+            return Err(self.malformed("optimizer", "name sgd, momentum or adam", s));
         };
+        let allowed: Vec<&str> = default.hyper_parameters().iter().map(|p| p.0).collect();
         if let Some(k) = obj
             .keys()
             .find(|k| *k != "name" && !allowed.contains(&k.as_str()))
@@ -469,19 +450,7 @@ impl Meta<'_> {
                 _ => Err(self.malformed("optimizer", &format!("a number `{k}`"), s)),
             }
         };
-        Ok(match name {
-            "sgd" => Optimizer::Sgd,
-            "momentum" => Optimizer::Momentum {
-                momentum: field("momentum")?,
-                weight_decay: field("weight_decay")?,
-            },
-            _ => Optimizer::Adam {
-                beta1: field("beta1")?,
-                beta2: field("beta2")?,
-                eps: field("eps")?,
-                weight_decay: field("weight_decay")?,
-            },
-        })
+        Optimizer::from_hyper_parameters(name, field)
     }
 }
 

@@ -87,6 +87,15 @@ impl Error {
         }
     }
 
+    /// Builds an [`Error::Shape`].
+    pub fn shape(what: impl Into<String>, expected: impl ToString, got: impl ToString) -> Self {
+        Error::Shape {
+            what: what.into(),
+            expected: expected.to_string(),
+            got: got.to_string(),
+        }
+    }
+
     /// Builds an [`Error::Gpu`].
     pub fn gpu(context: impl Into<String>, message: impl ToString) -> Self {
         Error::Gpu {

@@ -1,9 +1,7 @@
-//! Optimizers: their hyper-parameters, their state, and the CPU update that the GPU kernels in
-//! `shaders/optim.wgsl` are held to.
+//! Optimizers: their hyper-parameters and their state. The update arithmetic lives with its
+//! kernel in [`crate::ops::optim`].
 
 use std::fmt;
-
-use ndarray::{ArrayViewMut, Dimension, Zip};
 
 use crate::error::{Error, Result};
 use crate::params::Params;
@@ -75,25 +73,71 @@ impl Optimizer {
 
     /// Returns this optimizer with its weight decay set (SGD gains momentum 0 to carry it).
     pub fn with_weight_decay(self, wd: f32) -> Self {
-        match self {
-            Optimizer::Sgd | Optimizer::Momentum { .. } if wd == 0.0 => self,
-            Optimizer::Sgd => Optimizer::Momentum {
-                momentum: 0.0,
-                weight_decay: wd,
-            },
-            Optimizer::Momentum { momentum, .. } => Optimizer::Momentum {
+        let name = match self {
+            Optimizer::Sgd if wd == 0.0 => return self,
+            Optimizer::Sgd => "momentum",
+            _ => self.name(),
+        };
+        Optimizer::from_hyper_parameters(name, |k| {
+            Ok(match k {
+                "weight_decay" => wd,
+                _ => self.hyper_parameter(k).unwrap_or(0.0),
+            })
+        })
+        .expect("a known optimizer name")
+    }
+
+    /// The hyper-parameters by name, in a fixed order (what checkpoints record).
+    pub fn hyper_parameters(&self) -> Vec<(&'static str, f32)> {
+        match *self {
+            Optimizer::Sgd => vec![],
+            Optimizer::Momentum {
                 momentum,
-                weight_decay: wd,
-            },
+                weight_decay,
+            } => vec![("momentum", momentum), ("weight_decay", weight_decay)],
             Optimizer::Adam {
-                beta1, beta2, eps, ..
-            } => Optimizer::Adam {
                 beta1,
                 beta2,
                 eps,
-                weight_decay: wd,
-            },
+                weight_decay,
+            } => vec![
+                ("beta1", beta1),
+                ("beta2", beta2),
+                ("eps", eps),
+                ("weight_decay", weight_decay),
+            ],
         }
+    }
+
+    /// The hyper-parameter `name`, if this optimizer has one.
+    pub fn hyper_parameter(&self, name: &str) -> Option<f32> {
+        let found = self
+            .hyper_parameters()
+            .into_iter()
+            .find(|(k, _)| *k == name);
+        found.map(|(_, v)| v)
+    }
+
+    /// The optimizer called `name` (`sgd`, `momentum`, `adam`), taking each of its
+    /// hyper-parameters from `value(key)`; the inverse of [`Optimizer::hyper_parameters`].
+    pub fn from_hyper_parameters(
+        name: &str,
+        mut value: impl FnMut(&'static str) -> Result<f32>,
+    ) -> Result<Self> {
+        Ok(match name {
+            "sgd" => Optimizer::Sgd,
+            "momentum" => Optimizer::Momentum {
+                momentum: value("momentum")?,
+                weight_decay: value("weight_decay")?,
+            },
+            "adam" => Optimizer::Adam {
+                beta1: value("beta1")?,
+                beta2: value("beta2")?,
+                eps: value("eps")?,
+                weight_decay: value("weight_decay")?,
+            },
+            _ => return Err(Error::arg("optimizer", "one of: sgd momentum adam", name)),
+        })
     }
 
     /// The bias corrections `(1 - β1^t, 1 - β2^t)` of Adam's step `t` (1-based); `(1, 1)`
@@ -108,57 +152,6 @@ impl Optimizer {
                 )
             }
             _ => (1.0, 1.0),
-        }
-    }
-
-    /// One update of one parameter tensor in place: the reference the GPU kernel matches.
-    /// `state` holds `slots()` tensors shaped like `p`; `t` is the 1-based step number.
-    pub fn update<D: Dimension>(
-        &self,
-        lr: f32,
-        t: u64,
-        mut p: ArrayViewMut<f32, D>,
-        g: ndarray::ArrayView<f32, D>,
-        state: &mut [ArrayViewMut<f32, D>],
-    ) {
-        match *self {
-            Optimizer::Sgd => Zip::from(&mut p).and(&g).for_each(|p, &g| *p -= lr * g),
-            Optimizer::Momentum {
-                momentum,
-                weight_decay,
-            } => {
-                let [v] = state else {
-                    panic!("momentum has one state slot")
-                };
-                Zip::from(&mut p).and(&g).and(v).for_each(|p, &g, v| {
-                    let g = g + weight_decay * *p;
-                    *v = momentum * *v + g;
-                    *p -= lr * *v;
-                });
-            }
-            Optimizer::Adam {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            } => {
-                let (c1, c2) = self.bias_corrections(t);
-                let [m, v] = state else {
-                    panic!("adam has two state slots")
-                };
-                Zip::from(&mut p)
-                    .and(&g)
-                    .and(m)
-                    .and(v)
-                    .for_each(|p, &g, m, v| {
-                        let g = g + weight_decay * *p;
-                        *m = beta1 * *m + (1.0 - beta1) * g;
-                        *v = beta2 * *v + (1.0 - beta2) * g * g;
-                        let m_hat = *m / c1;
-                        let v_hat = *v / c2;
-                        *p -= lr * m_hat / (v_hat.sqrt() + eps);
-                    });
-            }
         }
     }
 }
@@ -182,11 +175,11 @@ impl OptimState {
     /// Checks that this state fits `optimizer` (number of slots) and `net` (shapes).
     pub fn check(&self, optimizer: &Optimizer, net: &crate::net::Network) -> Result<()> {
         if self.slots.len() != optimizer.slots() {
-            return Err(Error::Shape {
-                what: format!("{optimizer} optimizer state"),
-                expected: format!("{} slots", optimizer.slots()),
-                got: format!("{} slots", self.slots.len()),
-            });
+            return Err(Error::shape(
+                format!("{optimizer} optimizer state"),
+                format!("{} slots", optimizer.slots()),
+                format!("{} slots", self.slots.len()),
+            ));
         }
         self.slots
             .iter()
@@ -201,48 +194,5 @@ impl OptimState {
                 .map(|_| params.zeros_like())
                 .collect(),
         }
-    }
-}
-
-/// Applies one step of `optimizer` to every tensor of `params` (CPU), advancing `state.step`.
-pub fn apply(
-    optimizer: &Optimizer,
-    lr: f32,
-    params: &mut Params,
-    grads: &Params,
-    state: &mut OptimState,
-) {
-    state.step += 1;
-    let t = state.step;
-    for (l, (layer, grad)) in params.layers.iter_mut().zip(&grads.layers).enumerate() {
-        // At most two state tensors: their views go in a fixed array, not a Vec, so that a
-        // step allocates nothing; `update` reads only the first `slots()` of them.
-        let mut slots = state.slots.iter_mut().map(|s| &mut s.layers[l]);
-        let (mut s0, mut s1) = (slots.next(), slots.next());
-        let n = optimizer.slots();
-        let mut ws = [w_view(&mut s0), w_view(&mut s1)];
-        optimizer.update(lr, t, layer.w.view_mut(), grad.w.view(), &mut ws[..n]);
-        let mut bs = [b_view(&mut s0), b_view(&mut s1)];
-        optimizer.update(lr, t, layer.b.view_mut(), grad.b.view(), &mut bs[..n]);
-    }
-}
-
-/// The weights of a state slot, or an empty view where the optimizer has no such slot.
-fn w_view<'a>(
-    slot: &'a mut Option<&mut crate::params::Layer>,
-) -> ArrayViewMut<'a, f32, ndarray::Ix2> {
-    match slot {
-        Some(s) => s.w.view_mut(),
-        None => ArrayViewMut::from_shape((0, 0), &mut []).expect("an empty shape fits"),
-    }
-}
-
-/// The biases of a state slot, or an empty view.
-fn b_view<'a>(
-    slot: &'a mut Option<&mut crate::params::Layer>,
-) -> ArrayViewMut<'a, f32, ndarray::Ix1> {
-    match slot {
-        Some(s) => s.b.view_mut(),
-        None => ArrayViewMut::from_shape(0, &mut []).expect("an empty shape fits"),
     }
 }

@@ -1,8 +1,8 @@
-//! `--backend cpu|gpu|auto` and `--adapter`: which backend `backend::create` builds.
+//! `--backend cpu|gpu|auto` and `--adapter`: which backend `select::create` builds.
 
 mod common;
 
-use soma::backend::{Options, create};
+use soma::select::{Options, create};
 use soma::{Activation, BackendKind, Error, Init, Network, Optimizer, Output, Params};
 
 fn build(kind: BackendKind, adapter: Option<&str>) -> soma::Result<String> {

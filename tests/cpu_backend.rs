@@ -302,7 +302,7 @@ fn one_full_batch_step_matches_the_hand_computed_update() {
         cpu.set_train_data(&data).unwrap();
         cpu.train_batches(&[0, 1, 2, 3, 4], 5, lr as f32).unwrap();
         let g = hand_grad(output, &p, &to64(&x), &y64);
-        assert_sgd_step(output.name(), &p, &cpu.params().unwrap(), lr, &g);
+        assert_sgd_step(&output.to_string(), &p, &cpu.params().unwrap(), lr, &g);
         // A batch larger than the order is one batch of all of it.
         let mut big = CpuBackend::new(&net, p.clone(), Optimizer::Sgd).unwrap();
         big.set_train_data(&data).unwrap();

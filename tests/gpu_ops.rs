@@ -1,4 +1,4 @@
-//! Every GPU kernel against the CPU reference (ndarray math and the `soma::cpu` helpers) on
+//! Every GPU kernel against the CPU reference (ndarray math and the `soma::ops` references) on
 //! seeded random inputs and shapes that fit no tile: 1×1×1, 7×13×5, 64×784×64, 100×784×64 and
 //! 257×300×129 (M×K×N). Needs a GPU adapter (lavapipe will do): without one the tests print
 //! "SKIPPED: no GPU adapter" and pass, or fail under `SOMA_STRICT=1`.
@@ -10,10 +10,11 @@ use std::sync::OnceLock;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
-use soma::cpu;
-use soma::data::Sample;
 use soma::gpu::ops::{MatmulSpec, OpTargets};
 use soma::gpu::{GpuContext, GpuOps, GpuOptions};
+use soma::ops::gather::gather_inputs;
+use soma::ops::{loss, optim, reduce};
+use soma::train::Sample;
 use soma::{Activation, Dataset, Inputs, Normalize, Optimizer, Output, Targets};
 
 /// Matmul: |gpu − exact| ≤ MATMUL_REL·√K·Σ_k|a_ik·b_kj|. A sum of K f32 products in any order
@@ -42,7 +43,7 @@ const SHAPES: [(usize, usize, usize); 5] = [
 
 #[test]
 fn shapes_cover_both_tiles() {
-    use soma::gpu::kernels::{LARGE_TILE, SMALL_TILE, choose_tile};
+    use soma::ops::matmul::{LARGE_TILE, SMALL_TILE, choose_tile};
     let tiles: Vec<_> = SHAPES
         .iter()
         .map(|&(m, _, n)| choose_tile(m as u32, n as u32))
@@ -176,7 +177,7 @@ fn weight_gradient_with_ones_row_gives_bias_gradient() {
         // And the standalone reduce kernel agrees with the CPU's column sums.
         let sums = ops.column_sums(dz.view()).unwrap();
         let mut cpu_sums = Array1::zeros(out);
-        cpu::column_sums(dz.view(), cpu_sums.view_mut());
+        reduce::column_sums(dz.view(), cpu_sums.view_mut());
         for (g, c) in sums.iter().zip(cpu_sums.iter()) {
             assert!((g - c).abs() as f64 <= MATMUL_REL * (b as f64).sqrt() * 0.1 * b as f64);
         }
@@ -250,40 +251,27 @@ fn input_gradient_epilogue_multiplies_derivative_of_stored_output() {
     }
 }
 
-/// The CPU reference of the loss kernel: outputs, delta, loss sum and correct count.
+/// The CPU reference of the loss kernel (`ops::loss::output_delta`, which the CPU backend
+/// runs; it takes MSE's sigmoids from the forward pass): outputs, delta, loss sum and correct
+/// count.
 fn cpu_loss(
     output: Output,
     z: &Array2<f32>,
     y: &Array2<f32>,
 ) -> (Array2<f32>, Array2<f32>, f64, u32) {
-    let b = z.nrows() as f32;
-    let k = z.ncols() as f32;
     let mut out = z.clone();
-    let mut delta = Array2::zeros(z.dim());
-    let (mut loss, mut correct) = (0.0f64, 0);
-    for ((mut o, t), mut d) in out
-        .rows_mut()
-        .into_iter()
-        .zip(y.rows())
-        .zip(delta.rows_mut())
-    {
-        let (l, c) = match output {
-            Output::SoftmaxCrossEntropy => cpu::softmax_cross_entropy(o.view_mut(), t),
-            Output::SigmoidMse => {
-                o.mapv_inplace(soma::net::sigmoid);
-                cpu::mse(o.view(), t)
-            }
-        };
-        loss += l as f64;
-        correct += c as u32;
-        for ((d, &a), &y) in d.iter_mut().zip(o.iter()).zip(t.iter()) {
-            *d = match output {
-                Output::SoftmaxCrossEntropy => (a - y) / b,
-                Output::SigmoidMse => 2.0 * (a - y) / (b * k) * a * (1.0 - a),
-            };
-        }
+    if output == Output::SigmoidMse {
+        out.mapv_inplace(soma::ops::activation::sigmoid);
     }
-    (out, delta, loss, correct)
+    let mut delta = Array2::zeros(z.dim());
+    let s = loss::output_delta(
+        output,
+        out.view_mut(),
+        y.view(),
+        delta.view_mut(),
+        z.nrows(),
+    );
+    (out, delta, s.loss_sum, s.correct as u32)
 }
 
 fn assert_all_close(what: &str, got: &Array2<f32>, want: &Array2<f32>, abs: f64) {
@@ -400,7 +388,7 @@ fn every_optimizer_matches_cpu_update_over_several_steps() {
             for t in 1..=5u64 {
                 let g = Array1::from_shape_fn(n, |_| rng.random::<f32>() - 0.5);
                 let mut views: Vec<_> = s_cpu.iter_mut().map(|s| s.view_mut()).collect();
-                opt.update(0.05, t, p_cpu.view_mut(), g.view(), &mut views);
+                optim::update(&opt, 0.05, t, p_cpu.view_mut(), g.view(), &mut views);
                 let sv: Vec<_> = s_gpu.iter().map(|s| s.view()).collect();
                 let (p, s) = ops
                     .optimizer_step(&opt, 0.05, t, p_gpu.view(), g.view(), &sv)
@@ -458,7 +446,7 @@ fn shifted_image_gather_matches_cpu() {
         }
     }
     let mut want = Array2::zeros((entries.len(), h * w));
-    ds.gather_inputs(&entries, want.view_mut());
+    gather_inputs(&ds, &entries, want.view_mut());
     let got = ops
         .gather_images(ds.inputs(), h * w, &entries, norm, ds.image)
         .unwrap();
@@ -490,7 +478,7 @@ fn gather_u8_and_f32_with_scale_and_shift() {
             .map(|_| rng.random_range(0..len as u32))
             .collect();
         let mut want = Array2::zeros((indices.len(), features));
-        ds.gather_inputs(&indices, want.view_mut());
+        gather_inputs(&ds, &indices, want.view_mut());
         let got = ops.gather(ds.inputs(), features, &indices, norm).unwrap();
         assert_all_close(
             &format!("gather u8 {len}x{features}"),
@@ -513,7 +501,7 @@ fn gather_u8_and_f32_with_scale_and_shift() {
             norm,
         )
         .unwrap();
-        ds.gather_inputs(&indices, want.view_mut());
+        gather_inputs(&ds, &indices, want.view_mut());
         let got = ops.gather(ds.inputs(), features, &indices, norm).unwrap();
         assert_all_close(
             &format!("gather f32 {len}x{features}"),
@@ -536,6 +524,6 @@ fn argmax_ties_pick_the_first_like_the_cpu() {
         )
         .unwrap();
     assert_eq!(got.correct, 2);
-    assert_eq!(cpu::argmax(z.row(1).iter().copied()), 1);
+    assert_eq!(loss::argmax(z.row(1).iter().copied()), 1);
     let _ = z.sum_axis(Axis(0));
 }

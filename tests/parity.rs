@@ -11,8 +11,10 @@ use std::sync::{Arc, OnceLock};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
-use soma::data::{MnistFiles, epoch_order};
+use soma::data::MnistFiles;
 use soma::gpu::{GpuBackend, GpuContext, GpuOptions};
+use soma::ops::gather::gather_inputs;
+use soma::train::epoch_order;
 use soma::{
     Activation, Backend, CpuBackend, Dataset, Init, Inputs, Network, Normalize, Optimizer, Output,
     Params, Stats, Targets,
@@ -177,7 +179,7 @@ fn suite_stats_and_predict(b: &mut dyn Backend) {
         b.name()
     );
     let mut x = Array2::zeros((37, 784));
-    data.gather_inputs(&(0..37).collect::<Vec<u32>>(), x.view_mut());
+    gather_inputs(&data, &(0..37).collect::<Vec<u32>>(), x.view_mut());
     let p = b.predict(x.view()).unwrap();
     assert_eq!(p.dim(), (37, 10));
     for row in p.rows() {
@@ -429,7 +431,7 @@ fn evaluation_agrees_after_training() {
     let gs = g.evaluate(&data).unwrap();
     assert_stats_agree("evaluation", cs, gs);
     let mut x = Array2::zeros((1100, 784));
-    data.gather_inputs(&(0..1100).collect::<Vec<u32>>(), x.view_mut());
+    gather_inputs(&data, &(0..1100).collect::<Vec<u32>>(), x.view_mut());
     let (pc, pg) = (c.predict(x.view()).unwrap(), g.predict(x.view()).unwrap());
     let d = (&pc - &pg).mapv(f32::abs).fold(0.0f32, |m, &v| m.max(v));
     assert!(d < 1e-5, "predictions differ by {d}");

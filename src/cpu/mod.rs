@@ -11,15 +11,19 @@
 
 pub mod linalg;
 
-use multiversion::multiversion;
-use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip, s};
+use ndarray::{Array1, Array2, ArrayView2, Axis, s};
 
-use crate::backend::{Backend, Stats, check_data};
-use crate::data::{Dataset, Sample};
-use crate::error::{Error, Result};
-use crate::net::{Activation, Network, Output, exp, sigmoid};
-use crate::optim::{self, OptimState, Optimizer};
+use crate::backend::{Backend, Stats, check_data, check_predict_inputs, check_train_args};
+use crate::data::Dataset;
+use crate::error::Result;
+use crate::net::{Network, Output};
+use crate::ops::activation::sigmoid;
+use crate::ops::matmul::{bias_activation, mul_derivative};
+use crate::ops::reduce::column_sums;
+use crate::ops::{gather, loss, optim};
+use crate::optim::{OptimState, Optimizer};
 use crate::params::{Layer, Params};
+use crate::train::Sample;
 
 /// Rows per chunk when evaluating or predicting: bounds memory, not results.
 const EVAL_CHUNK: usize = 1024;
@@ -245,7 +249,7 @@ impl CpuBackend {
             for o in &c.others {
                 c.g += o;
             }
-            optimizer.update(lr, t, c.p, c.g.view(), &mut c.slots);
+            optim::update(&optimizer, lr, t, c.p, c.g.view(), &mut c.slots);
         };
         if blocks > 1 {
             chunks.into_par_iter().for_each(update);
@@ -277,35 +281,13 @@ impl CpuBackend {
     /// correct count.
     fn output_delta(net: &Network, work: &mut Workspace, b: usize, batch: usize) -> Stats {
         let layers = net.layers();
-        let mut out = work.acts[layers].slice_mut(s![..b, ..]);
-        let t = work.targets.slice(s![..b, ..]);
-        let mut delta = work.deltas[layers - 1].slice_mut(s![..b, ..]);
-        let mut stats = Stats {
-            samples: b as u64,
-            ..Stats::default()
-        };
-        let k = out.ncols() as f32;
-        for ((mut o, t), mut d) in out
-            .rows_mut()
-            .into_iter()
-            .zip(t.rows())
-            .zip(delta.rows_mut())
-        {
-            let (loss, correct) = match net.output() {
-                Output::SoftmaxCrossEntropy => softmax_cross_entropy(o.view_mut(), t),
-                Output::SigmoidMse => mse(o.view(), t),
-            };
-            stats.loss_sum += loss as f64;
-            stats.correct += correct as u64;
-            // Softmax-CE: (p - y)/B. MSE: d/dz mean((a-y)^2) = 2(a-y)/(B·K) · a(1-a).
-            Zip::from(&mut d).and(&o).and(&t).for_each(|d, &a, &y| {
-                *d = match net.output() {
-                    Output::SoftmaxCrossEntropy => (a - y) / batch as f32,
-                    Output::SigmoidMse => 2.0 * (a - y) / (batch as f32 * k) * a * (1.0 - a),
-                }
-            });
-        }
-        stats
+        loss::output_delta(
+            net.output(),
+            work.acts[layers].slice_mut(s![..b, ..]),
+            work.targets.slice(s![..b, ..]),
+            work.deltas[layers - 1].slice_mut(s![..b, ..]),
+            batch,
+        )
     }
 
     /// Backprop from the output delta: every layer's weight and bias gradient.
@@ -329,103 +311,13 @@ impl CpuBackend {
     /// Loads the rows `indices` of `data` and their targets into the workspace.
     fn load_batch(work: &mut Workspace, data: &Dataset, indices: &[u32]) {
         let b = indices.len();
-        data.gather_inputs(indices, work.acts[0].slice_mut(s![..b, ..]));
+        gather::gather_inputs(data, indices, work.acts[0].slice_mut(s![..b, ..]));
         for (r, &i) in indices.iter().enumerate() {
             let mut row = work.targets.row_mut(r);
             let i = Sample::decode(i).index as usize;
             data.target_row(i, row.as_slice_mut().expect("contiguous rows"));
         }
     }
-}
-
-/// `z += b` row-wise, then `a = f(z)` in the same pass when `act` is given. Rows are walked as
-/// slices so that the loops vectorise (the activation is branch-free); the function is compiled
-/// for AVX-512 and AVX2 too and picks the widest the CPU has at run time.
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512dq+avx512vl", "x86_64+avx2+fma"))]
-pub fn bias_activation(mut z: ArrayViewMut2<f32>, b: &Array1<f32>, act: Option<Activation>) {
-    let b = b.as_slice().expect("bias vectors are contiguous");
-    for mut row in z.rows_mut() {
-        let row = row.as_slice_mut().expect("activation rows are contiguous");
-        match act {
-            Some(Activation::Sigmoid) => row
-                .iter_mut()
-                .zip(b)
-                .for_each(|(z, &b)| *z = sigmoid(*z + b)),
-            Some(act) => row
-                .iter_mut()
-                .zip(b)
-                .for_each(|(z, &b)| *z = act.apply(*z + b)),
-            None => row.iter_mut().zip(b).for_each(|(z, &b)| *z += b),
-        }
-    }
-}
-
-/// `d *= f'(a)` element-wise, `f'` from the activation's output (multi-versioned like
-/// [`bias_activation`]).
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512dq+avx512vl", "x86_64+avx2+fma"))]
-pub fn mul_derivative(mut d: ArrayViewMut2<f32>, a: ArrayView2<f32>, act: Activation) {
-    for (mut d, a) in d.rows_mut().into_iter().zip(a.rows()) {
-        let d = d.as_slice_mut().expect("delta rows are contiguous");
-        let a = a.as_slice().expect("activation rows are contiguous");
-        match act {
-            Activation::Sigmoid => d.iter_mut().zip(a).for_each(|(d, &a)| *d *= a * (1.0 - a)),
-            _ => d
-                .iter_mut()
-                .zip(a)
-                .for_each(|(d, &a)| *d *= act.derivative_from_output(a)),
-        }
-    }
-}
-
-/// `out[j] = Σ_i m[i, j]`: the bias gradient.
-pub fn column_sums(m: ArrayView2<f32>, mut out: ArrayViewMut1<f32>) {
-    out.fill(0.0);
-    for row in m.rows() {
-        Zip::from(&mut out).and(&row).for_each(|o, &v| *o += v);
-    }
-}
-
-/// Index of the largest value (the first of equal ones), as the GPU kernel picks it.
-pub fn argmax(v: impl IntoIterator<Item = f32>) -> usize {
-    let mut best = (0, f32::NEG_INFINITY);
-    for (i, x) in v.into_iter().enumerate() {
-        if x > best.1 {
-            best = (i, x);
-        }
-    }
-    best.0
-}
-
-/// Replaces the logits `z` by `softmax(z)` (computed after subtracting the row max) and returns
-/// the cross-entropy `Σ_k y_k (lse(z) - z_k)` and whether the arg-max matches the target's.
-pub fn softmax_cross_entropy(
-    mut z: ArrayViewMut1<f32>,
-    y: ndarray::ArrayView1<f32>,
-) -> (f32, bool) {
-    let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = z.iter().map(|&v| exp(v - max)).sum();
-    let lse = sum.ln();
-    let loss = z.iter().zip(y).map(|(&v, &y)| y * (lse - (v - max))).sum();
-    let correct = argmax(z.iter().copied()) == argmax(y.iter().copied());
-    z.mapv_inplace(|v| exp(v - max) / sum);
-    (loss, correct)
-}
-
-/// Mean over outputs of `(a - y)²`, and whether the prediction matches (0.5 threshold for one
-/// output, arg-max for several).
-pub fn mse(a: ndarray::ArrayView1<f32>, y: ndarray::ArrayView1<f32>) -> (f32, bool) {
-    let loss = a
-        .iter()
-        .zip(y)
-        .map(|(&a, &y)| (a - y) * (a - y))
-        .sum::<f32>()
-        / a.len() as f32;
-    let correct = if a.len() == 1 {
-        (a[0] >= 0.5) == (y[0] >= 0.5)
-    } else {
-        argmax(a.iter().copied()) == argmax(y.iter().copied())
-    };
-    (loss, correct)
 }
 
 impl Backend for CpuBackend {
@@ -448,50 +340,32 @@ impl Backend for CpuBackend {
     }
 
     fn train_batches(&mut self, order: &[u32], batch_size: usize, lr: f32) -> Result<()> {
-        if batch_size == 0 {
-            return Err(Error::arg("batch_size", "at least 1", 0));
-        }
-        let data = self.train.take().ok_or_else(|| {
-            Error::arg(
-                "training set",
-                "set_train_data before train_batches",
-                "none",
-            )
-        })?;
-        let result = (|| {
-            let index = |&e: &u32| Sample::decode(e).index as usize;
-            if let Some(bad) = order.iter().map(index).find(|&i| i >= data.len()) {
-                return Err(Error::arg(
-                    "order",
-                    format!("indices below {}", data.len()),
-                    bad,
-                ));
-            }
-            let rows = batch_size.min(order.len());
-            let blocks = self.blocks(rows);
-            self.workspaces(blocks, rows.div_ceil(blocks));
-            self.in_pool(|this| {
-                for batch in order.chunks(batch_size) {
-                    let stats = this.run_blocks(&data, batch, batch.len(), true);
-                    this.stats.add(stats);
-                    if this.blocks(batch.len()) > 1 {
-                        this.reduce_and_update(this.blocks(batch.len()), lr);
-                    } else {
-                        // The reference path: the whole update, tensor by tensor.
-                        optim::apply(
-                            &this.optimizer,
-                            lr,
-                            &mut this.params,
-                            &this.work[0].grads,
-                            &mut this.state,
-                        );
-                    }
+        check_train_args(order, batch_size, self.train.as_ref().map(Dataset::len))?;
+        // Taken out while the steps borrow `self`, put back after.
+        let data = self.train.take().expect("checked above");
+        let rows = batch_size.min(order.len());
+        let blocks = self.blocks(rows);
+        self.workspaces(blocks, rows.div_ceil(blocks));
+        self.in_pool(|this| {
+            for batch in order.chunks(batch_size) {
+                let stats = this.run_blocks(&data, batch, batch.len(), true);
+                this.stats.add(stats);
+                if this.blocks(batch.len()) > 1 {
+                    this.reduce_and_update(this.blocks(batch.len()), lr);
+                } else {
+                    // The reference path: the whole update, tensor by tensor.
+                    optim::apply(
+                        &this.optimizer,
+                        lr,
+                        &mut this.params,
+                        &this.work[0].grads,
+                        &mut this.state,
+                    );
                 }
-            });
-            Ok(())
-        })();
+            }
+        });
         self.train = Some(data);
-        result
+        Ok(())
     }
 
     fn take_stats(&mut self) -> Result<Stats> {
@@ -514,13 +388,7 @@ impl Backend for CpuBackend {
     }
 
     fn predict(&mut self, inputs: ArrayView2<f32>) -> Result<Array2<f32>> {
-        if inputs.ncols() != self.net.inputs() {
-            return Err(Error::Shape {
-                what: "predict inputs".into(),
-                expected: format!("{} columns", self.net.inputs()),
-                got: format!("{} columns", inputs.ncols()),
-            });
-        }
+        check_predict_inputs(&self.net, &inputs)?;
         let rows = EVAL_CHUNK.min(inputs.nrows()).max(1);
         self.workspaces(1, rows);
         let work = &mut self.work[0];
@@ -536,7 +404,7 @@ impl Backend for CpuBackend {
             if self.net.output() == Output::SoftmaxCrossEntropy {
                 for mut row in work.acts[layers].slice_mut(s![..b, ..]).rows_mut() {
                     let zeros = Array1::zeros(row.len());
-                    softmax_cross_entropy(row.view_mut(), zeros.view());
+                    loss::softmax_cross_entropy(row.view_mut(), zeros.view());
                 }
             }
             o.assign(&work.acts[layers].slice(s![..b, ..]));

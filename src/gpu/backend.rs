@@ -5,27 +5,30 @@
 //! weight-gradient kernels apply the optimizer in their epilogue.
 //!
 //! A training step is a fixed sequence of dispatches whose bind groups are built once
-//! (`Program`); what changes from step to step (rows, where the batch's indices start, the
+//! ([`super::program`]); what changes from step to step (rows, where the batch's indices start, the
 //! learning rate, Adam's bias corrections) is one record in a small read-only storage buffer
-//! (see `kernels::Slot` for why not a uniform buffer), selected with a dynamic offset. A `train_batches` call writes the order and the step records once, records
+//! (see `kernels::Slot` for why not a uniform buffer), selected with a dynamic offset. A
+//! `train_batches` call writes the order and the step records once, records
 //! up to [`STEPS_PER_SUBMIT`] steps per command encoder and submits: no allocation, no bind
 //! group or pipeline creation and no read-back in the loop. Stats are read back only in
 //! `take_stats`.
 
 use std::sync::Arc;
 
-use ndarray::{Array1, Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2};
 
 use super::context::GpuContext;
-use super::kernels::{self as k, Kernel, Kernels, Records, StepRecord, range};
-use super::ops::{loss_kind, pack_inputs, upload, usage_out, usage_params, usage_storage};
-use super::profile::{KernelTime, Profiler};
-use crate::backend::{Backend, Stats, check_data};
-use crate::data::{Dataset, Inputs, Normalize, Sample, Targets};
+use super::kernels::Kernels;
+use super::profile::Profiler;
+use super::program::{ParamLayout, Program, ProgramBuilder, Purpose, StepBuffers};
+use super::resources::{DeviceData, Workspace, upload, usage_out, usage_storage};
+use crate::backend::{Backend, Stats, check_data, check_predict_inputs, check_train_args};
+use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::net::Network;
+use crate::ops::StepRecord;
 use crate::optim::{OptimState, Optimizer};
-use crate::params::{Layer, Params};
+use crate::params::Params;
 
 /// Steps (or evaluation chunks) recorded into one command encoder and submitted together;
 /// also the capacity of the step-record buffer.
@@ -48,168 +51,45 @@ pub struct GpuCounters {
     pub readbacks: u64,
 }
 
-/// Where each layer's `w` starts (in f32 elements) in the parameter, gradient and slot
-/// buffers; `b` follows `w` directly, so the weight-gradient kernel writes both as one matrix.
-/// Layer starts are aligned so that each layer can be bound on its own.
-struct ParamLayout {
-    starts: Vec<u64>,
-    /// Elements in the whole buffer (padding included).
-    total: u64,
-}
-
-impl ParamLayout {
-    fn new(net: &Network, align_bytes: u32) -> ParamLayout {
-        let align = (align_bytes as u64 / 4).max(1);
-        let mut starts = Vec::new();
-        let mut at = 0u64;
-        for l in 0..net.layers() {
-            let (i, o) = net.layer_shape(l);
-            at = at.next_multiple_of(align);
-            starts.push(at);
-            at += (i * o + o) as u64;
-        }
-        ParamLayout { starts, total: at }
-    }
-
-    /// Byte range of layer `l` (w then b).
-    fn layer_bytes(&self, net: &Network, l: usize) -> (u64, u64) {
-        let (i, o) = net.layer_shape(l);
-        (self.starts[l] * 4, ((i * o + o) * 4) as u64)
-    }
-
-    fn pack(&self, params: &Params) -> Vec<f32> {
-        let mut flat = vec![0.0f32; self.total as usize];
-        for (layer, &start) in params.layers.iter().zip(&self.starts) {
-            let s = start as usize;
-            let values = layer.w.iter().chain(layer.b.iter());
-            for (d, v) in flat[s..].iter_mut().zip(values) {
-                *d = *v;
-            }
-        }
-        flat
-    }
-
-    fn unpack(&self, net: &Network, flat: &[f32]) -> Result<Params> {
-        let layers = (0..net.layers())
-            .map(|l| {
-                let (i, o) = net.layer_shape(l);
-                let s = self.starts[l] as usize;
-                let w = Array2::from_shape_vec((i, o), flat[s..s + i * o].to_vec())
-                    .map_err(|e| Error::gpu("unpacking parameters", e))?;
-                let b = Array1::from(flat[s + i * o..s + i * o + o].to_vec());
-                Ok(Layer { w, b })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Params { layers })
-    }
-}
-
-/// Activations and deltas for batches of up to `rows` samples.
-struct Workspace {
-    rows: usize,
-    /// `acts[0]` is the input batch, `acts[l + 1]` the output of layer `l`.
-    acts: Vec<wgpu::Buffer>,
-    /// `deltas[l]`: gradient of the loss w.r.t. layer `l`'s pre-activation.
-    deltas: Vec<wgpu::Buffer>,
-}
-
-/// A dataset on the device.
-struct DeviceData {
-    inputs: wgpu::Buffer,
-    targets: wgpu::Buffer,
-    len: usize,
-    input_kind: u32,
-    target_kind: u32,
-    normalize: Normalize,
-    /// `(rows, cols)` of image samples, for shifted gathers.
-    image: Option<(usize, usize)>,
-}
-
-/// How a dispatch's workgroup count follows the batch's rows.
-#[derive(Clone, Copy)]
-enum Grid {
-    /// One thread per input value of the batch.
-    Gather {
-        features: u32,
-    },
-    Matmul(k::MatmulDims, k::Tile),
-    /// The single-workgroup loss kernel.
-    Single,
-}
-
-struct Dispatch {
-    kernel: KernelId,
-    bind: wgpu::BindGroup,
-    grid: Grid,
-    /// What it computes (`forward 2`, `weight grad 1`): the key of its profile total.
-    label: String,
-}
-
-#[derive(Clone, Copy)]
-enum KernelId {
-    MatmulNN(k::Tile),
-    MatmulTN(k::Tile),
-    MatmulNT(k::Tile),
-    Loss,
-    Gather,
-}
-
-/// A dispatch before binding: kernel, buffers (dims and step records are appended), the
-/// dims record's (offset, size), and the grid.
-type Planned<'a> = (
-    String,
-    KernelId,
-    Vec<wgpu::BindingResource<'a>>,
-    (u64, u64),
-    Grid,
-);
-
-/// The dispatches of one step (training) or one chunk (evaluation, prediction), bound once.
-struct Program {
-    dispatches: Vec<Dispatch>,
-    /// The batch size its tiles were chosen for.
-    rows: usize,
-    /// Holds the dims records the bind groups point into.
-    _dims: wgpu::Buffer,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Purpose {
+/// Which running totals a stats read-back takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum StatsKind {
+    /// Training, reset after each read.
     Train,
-    Evaluate,
-    Predict,
+    /// The current evaluation.
+    Eval,
 }
 
 /// The wgpu implementation of [`Backend`].
 pub struct GpuBackend {
-    ctx: Arc<GpuContext>,
-    kernels: Kernels,
-    net: Network,
-    optimizer: Optimizer,
-    layout: ParamLayout,
-    params: wgpu::Buffer,
+    pub(super) ctx: Arc<GpuContext>,
+    pub(super) kernels: Kernels,
+    pub(super) net: Network,
+    pub(super) optimizer: Optimizer,
+    pub(super) layout: ParamLayout,
+    pub(super) params: wgpu::Buffer,
     /// Read-write placeholder for the state slot of dispatches that update nothing.
-    scratch: wgpu::Buffer,
-    slots: wgpu::Buffer,
+    pub(super) scratch: wgpu::Buffer,
+    pub(super) slots: wgpu::Buffer,
     /// Optimizer steps taken (Adam's `t`).
-    step: u64,
+    pub(super) step: u64,
     /// [`STEPS_PER_SUBMIT`] step records at the storage offset alignment.
-    steps: wgpu::Buffer,
-    step_stride: u64,
-    stats: wgpu::Buffer,
-    eval_stats: wgpu::Buffer,
-    stats_staging: wgpu::Buffer,
+    pub(super) steps: wgpu::Buffer,
+    pub(super) step_stride: u64,
+    pub(super) stats: wgpu::Buffer,
+    pub(super) eval_stats: wgpu::Buffer,
+    pub(super) stats_staging: wgpu::Buffer,
     /// Bound where a kernel's slot is unused (forward's `aux`, SGD's slots, prediction's targets).
-    dummy: wgpu::Buffer,
-    work: Option<Workspace>,
-    train: Option<DeviceData>,
+    pub(super) dummy: wgpu::Buffer,
+    pub(super) work: Option<Workspace>,
+    pub(super) train: Option<DeviceData>,
     /// The training order of the current segment of a call.
-    index: Option<wgpu::Buffer>,
-    index_capacity: usize,
-    program: Option<Program>,
-    counters: GpuCounters,
+    pub(super) index: Option<wgpu::Buffer>,
+    pub(super) index_capacity: usize,
+    pub(super) program: Option<Program>,
+    pub(super) counters: GpuCounters,
     /// Per-kernel timing, when enabled.
-    profiler: Option<Profiler>,
+    pub(super) profiler: Option<Profiler>,
 }
 
 impl GpuBackend {
@@ -240,7 +120,7 @@ impl GpuBackend {
         let steps = ctx.buffer(
             "step records",
             step_stride * STEPS_PER_SUBMIT as u64,
-            usage_params(),
+            usage_storage(),
         )?;
         let stats = ctx.buffer("training stats", 16, usage_out())?;
         let eval_stats = ctx.buffer("evaluation stats", 16, usage_out())?;
@@ -294,22 +174,9 @@ impl GpuBackend {
         self.counters
     }
 
-    fn kernel(&self, id: KernelId) -> &Kernel {
-        match id {
-            KernelId::MatmulNN(t) if t == k::SMALL_TILE => &self.kernels.matmul_nn_small,
-            KernelId::MatmulTN(t) if t == k::SMALL_TILE => &self.kernels.matmul_tn_small,
-            KernelId::MatmulNT(t) if t == k::SMALL_TILE => &self.kernels.matmul_nt_small,
-            KernelId::MatmulNN(_) => &self.kernels.matmul_nn,
-            KernelId::MatmulTN(_) => &self.kernels.matmul_tn,
-            KernelId::MatmulNT(_) => &self.kernels.matmul_nt,
-            KernelId::Loss => &self.kernels.loss,
-            KernelId::Gather => &self.kernels.gather,
-        }
-    }
-
     /// Makes room for batches of `rows`; buffers are reallocated only when a larger batch than
     /// ever before is asked for (and then the bound programs are rebuilt).
-    fn ensure_workspace(&mut self, rows: usize) -> Result<()> {
+    pub(super) fn ensure_workspace(&mut self, rows: usize) -> Result<()> {
         if self.work.as_ref().is_some_and(|w| w.rows >= rows) {
             return Ok(());
         }
@@ -325,71 +192,14 @@ impl GpuBackend {
         } else {
             rows
         };
-        let sizes = self.net.sizes().to_vec();
-        let acts = sizes
-            .iter()
-            .enumerate()
-            .map(|(l, &n)| {
-                let what = format!("activations {l} ({rows} rows x {n} f32)");
-                self.ctx.buffer(&what, (rows * n * 4) as u64, usage_out())
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let deltas = sizes[1..]
-            .iter()
-            .enumerate()
-            .map(|(l, &n)| {
-                let what = format!("deltas {l} ({rows} rows x {n} f32)");
-                self.ctx.buffer(&what, (rows * n * 4) as u64, usage_out())
-            })
-            .collect::<Result<Vec<_>>>()?;
-        self.work = Some(Workspace { rows, acts, deltas });
+        self.work = Some(Workspace::new(&self.ctx, &self.net, rows)?);
         self.program = None;
         Ok(())
     }
 
-    fn upload_data(&self, data: &Dataset, what: &str) -> Result<DeviceData> {
-        // Checked before packing, so an oversized dataset fails before a host-side copy.
-        let input_bytes = match data.inputs() {
-            Inputs::U8(v) => v.len() as u64,
-            Inputs::F32(v) => v.len() as u64 * 4,
-        };
-        self.ctx
-            .check_buffer_size(&format!("{what} inputs"), input_bytes, true)?;
-        let (input_kind, words) = pack_inputs(data.inputs());
-        let inputs = upload(
-            &self.ctx,
-            &format!("{what} inputs"),
-            &words,
-            usage_storage(),
-        )?;
-        let (target_kind, twords): (u32, Vec<u32>) = match data.targets() {
-            Targets::Labels { labels, .. } => {
-                (k::TARGET_LABELS, labels.iter().map(|&l| l as u32).collect())
-            }
-            Targets::Values { values, .. } => (
-                k::TARGET_VALUES,
-                values.iter().map(|v| v.to_bits()).collect(),
-            ),
-        };
-        let targets = upload(
-            &self.ctx,
-            &format!("{what} targets"),
-            &twords,
-            usage_storage(),
-        )?;
-        Ok(DeviceData {
-            inputs,
-            targets,
-            len: data.len(),
-            input_kind,
-            target_kind,
-            normalize: data.normalize,
-            image: data.image,
-        })
-    }
-
-    /// Binds the dispatches of one step (`Train`) or one chunk (`Evaluate`, `Predict`).
-    fn build_program(
+    /// Binds the dispatches of `purpose` over `data` in the order `index`, adding loss and
+    /// accuracy into `stats`, for batches (or chunks) of `rows` rows.
+    pub(super) fn build_program(
         &self,
         purpose: Purpose,
         data: &DeviceData,
@@ -397,403 +207,33 @@ impl GpuBackend {
         stats: &wgpu::Buffer,
         rows: usize,
     ) -> Result<Program> {
-        let ctx = &*self.ctx;
         let work = self
             .work
             .as_ref()
             .ok_or_else(|| Error::gpu("building a step", "no workspace"))?;
-        let net = &self.net;
-        let layers = net.layers();
-        // Tiles are chosen for the batch (or chunk) size the program runs, `rows`.
-        let rows = rows as u32;
-        let step_bytes = std::mem::size_of::<StepRecord>() as u64;
-        let mut rec = Records::new(ctx);
-        // (kernel, bindings before the dims record, dims record, grid)
-        let mut plan: Vec<Planned<'_>> = Vec::new();
-
-        let gather = k::GatherDims {
-            features: net.inputs() as u32,
-            kind: data.input_kind,
-            scale: data.normalize.scale,
-            shift: data.normalize.shift,
-            rows_from_step: 1,
-            height: data.image.map_or(0, |(h, _)| h as u32),
-            width: data.image.map_or(0, |(_, w)| w as u32),
-            ..Default::default()
-        };
-        plan.push((
-            "gather".to_string(),
-            KernelId::Gather,
-            vec![
-                data.inputs.as_entire_binding(),
-                index.as_entire_binding(),
-                work.acts[0].as_entire_binding(),
-            ],
-            rec.push(&gather),
-            Grid::Gather {
-                features: net.inputs() as u32,
-            },
-        ));
-
-        for l in 0..layers {
-            let (i, o) = net.layer_shape(l);
-            let (off, size) = self.layout.layer_bytes(net, l);
-            let act = if l + 1 < layers {
-                net.hidden().code()
-            } else {
-                k::ACT_IDENTITY
-            };
-            let dims = k::MatmulDims {
-                n: o as u32,
-                k: i as u32,
-                rows_dim: k::RowsDim::M as u32,
-                lda: i as u32,
-                ldb: o as u32,
-                ldc: o as u32,
-                epilogue: k::Epilogue::BiasAct as u32,
-                act,
-                bias_offset: (i * o) as u32,
-                ..Default::default()
-            };
-            plan.push((
-                format!("forward {}", l + 1),
-                KernelId::MatmulNN(k::choose_tile(rows, o as u32)),
-                vec![
-                    work.acts[l].as_entire_binding(),
-                    range(&self.params, off, size),
-                    work.acts[l + 1].as_entire_binding(),
-                    self.dummy.as_entire_binding(),
-                    self.scratch.as_entire_binding(),
-                ],
-                rec.push(&dims),
-                Grid::Matmul(dims, k::choose_tile(rows, o as u32)),
-            ));
-        }
-
-        let loss = k::LossDims {
-            n: net.outputs() as u32,
-            kind: loss_kind(net.output()),
-            target_kind: if purpose == Purpose::Predict {
-                k::TARGET_NONE
-            } else {
-                data.target_kind
-            },
-            rows_from_step: 1,
-            ..Default::default()
-        };
-        plan.push((
-            "loss".to_string(),
-            KernelId::Loss,
-            vec![
-                work.acts[layers].as_entire_binding(),
-                work.deltas[layers - 1].as_entire_binding(),
-                data.targets.as_entire_binding(),
-                index.as_entire_binding(),
-                stats.as_entire_binding(),
-            ],
-            rec.push(&loss),
-            Grid::Single,
-        ));
-
-        if purpose == Purpose::Train {
-            // Backward, last layer first. Each layer's input gradient is formed before its
-            // weight-gradient kernel, whose epilogue applies the optimizer to W and b in place
-            // (the input gradient needs the weights of before the update).
-            let n = self.layout.total;
-            let opt = k::OptimParams::new(&self.optimizer, n as u32);
-            let slots = if self.optimizer.slots() == 0 {
-                &self.scratch
-            } else {
-                &self.slots
-            };
-            for l in (0..layers).rev() {
-                let (i, o) = net.layer_shape(l);
-                let (off, size) = self.layout.layer_bytes(net, l);
-                if l > 0 {
-                    // delta_{l-1} = (delta_l · Wᵀ) ⊙ f'(a_l), with a_l this layer's input.
-                    let dp = k::MatmulDims {
-                        n: i as u32,
-                        k: o as u32,
-                        rows_dim: k::RowsDim::M as u32,
-                        lda: o as u32,
-                        ldb: o as u32,
-                        ldc: i as u32,
-                        epilogue: k::Epilogue::MulDerivative as u32,
-                        act: net.hidden().code(),
-                        ..Default::default()
-                    };
-                    plan.push((
-                        format!("input grad {l}"),
-                        KernelId::MatmulNT(k::choose_tile(rows, i as u32)),
-                        vec![
-                            work.deltas[l].as_entire_binding(),
-                            range(&self.params, off, size),
-                            work.deltas[l - 1].as_entire_binding(),
-                            work.acts[l].as_entire_binding(),
-                            self.scratch.as_entire_binding(),
-                        ],
-                        rec.push(&dp),
-                        Grid::Matmul(dp, k::choose_tile(rows, i as u32)),
-                    ));
-                }
-                // xᵀ·dz over the batch is dW (i×o), and the ones-row adds db: the gradient of
-                // the layer's [W; b] block, handed straight to the optimizer in the epilogue.
-                let update = k::MatmulDims {
-                    m: i as u32,
-                    n: o as u32,
-                    rows_dim: k::RowsDim::K as u32,
-                    lda: i as u32,
-                    ldb: o as u32,
-                    ldc: o as u32,
-                    ones_row: 1,
-                    epilogue: k::Epilogue::Optim as u32,
-                    slot_base: self.layout.starts[l] as u32,
-                    opt,
-                    ..Default::default()
-                };
-                plan.push((
-                    format!("weight grad + update {}", l + 1),
-                    KernelId::MatmulTN(k::choose_tile(i as u32 + 1, o as u32)),
-                    vec![
-                        work.acts[l].as_entire_binding(),
-                        work.deltas[l].as_entire_binding(),
-                        range(&self.params, off, size),
-                        self.dummy.as_entire_binding(),
-                        slots.as_entire_binding(),
-                    ],
-                    rec.push(&update),
-                    Grid::Matmul(update, k::choose_tile(i as u32 + 1, o as u32)),
-                ));
-            }
-        }
-
-        let dims_buf = rec.upload(ctx, "step dims")?;
-        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let dispatches = plan
-            .into_iter()
-            .map(|(label, id, mut bindings, (off, size), grid)| {
-                bindings.push(range(&dims_buf, off, size));
-                bindings.push(range(&self.steps, 0, step_bytes));
-                let kernel = self.kernel(id);
-                Dispatch {
-                    kernel: id,
-                    bind: kernel.bind(ctx, kernel.name, &bindings),
-                    grid,
-                    label,
-                }
-            })
-            .collect();
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::gpu("binding the step's buffers", e));
-        }
-        Ok(Program {
-            dispatches,
-            rows: rows as usize,
-            _dims: dims_buf,
-        })
-    }
-
-    /// Records `records.len()` runs of `program` (one per step record) into one encoder,
-    /// with `after` called between runs (prediction copies its outputs there), and submits.
-    fn run_program(
-        &mut self,
-        program: &Program,
-        records: &[StepRecord],
-        mut after: impl FnMut(&mut wgpu::CommandEncoder, usize),
-        what: &str,
-    ) -> Result<()> {
-        debug_assert!(records.len() <= self.steps_per_submit());
-        let ctx = Arc::clone(&self.ctx);
-        let mut bytes = vec![0u8; self.step_stride as usize * records.len()];
-        for (i, r) in records.iter().enumerate() {
-            let at = i * self.step_stride as usize;
-            bytes[at..at + std::mem::size_of::<StepRecord>()]
-                .copy_from_slice(bytemuck::bytes_of(r));
-        }
-        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        ctx.queue.write_buffer(&self.steps, 0, &bytes);
-        let mut encoder = ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(what) });
-        let max = ctx.limits.max_compute_workgroups_per_dimension;
-        let mut dispatches = 0u64;
-        let profiler = self.profiler.as_ref();
-        for (s, r) in records.iter().enumerate() {
-            let offset = (s as u64 * self.step_stride) as u32;
-            let desc = |writes| wgpu::ComputePassDescriptor {
-                label: Some(what),
-                timestamp_writes: writes,
-            };
-            match profiler {
-                // One pass per step; while profiling, one per dispatch, between timestamps.
-                None => {
-                    let mut pass = encoder.begin_compute_pass(&desc(None));
-                    for d in &program.dispatches {
-                        self.record(&mut pass, d, r, offset, max);
-                        dispatches += 1;
-                    }
-                }
-                Some(p) => {
-                    for d in &program.dispatches {
-                        let mut pass =
-                            encoder.begin_compute_pass(&desc(Some(p.writes(dispatches as u32))));
-                        self.record(&mut pass, d, r, offset, max);
-                        dispatches += 1;
-                    }
-                }
-            }
-            after(&mut encoder, s);
-        }
-        if let Some(p) = profiler {
-            p.resolve(&mut encoder, dispatches as u32);
-        }
-        ctx.queue.submit([encoder.finish()]);
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::gpu(what, e));
-        }
-        self.counters.dispatches += dispatches;
-        self.counters.submits += 1;
-        if let Some(p) = self.profiler.as_mut() {
-            let labels: Vec<&str> = program
-                .dispatches
-                .iter()
-                .map(|d| d.label.as_str())
-                .collect();
-            p.collect(&ctx, &labels, dispatches as u32)?;
-        }
-        ctx.check(what)
-    }
-
-    /// Records one dispatch of step record `r` (bound at `offset`) into `pass`.
-    fn record(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        d: &Dispatch,
-        r: &StepRecord,
-        offset: u32,
-        max: u32,
-    ) {
-        let (x, y) = match d.grid {
-            Grid::Gather { features } => k::grid_1d(r.rows as u64 * features as u64, k::WG, max),
-            Grid::Matmul(dims, tile) => {
-                let m = if dims.rows_dim == k::RowsDim::M as u32 {
-                    r.rows
+        let builder = ProgramBuilder {
+            ctx: &self.ctx,
+            kernels: &self.kernels,
+            net: &self.net,
+            optimizer: &self.optimizer,
+            layout: &self.layout,
+            buffers: StepBuffers {
+                params: &self.params,
+                slots: if self.optimizer.slots() == 0 {
+                    &self.scratch
                 } else {
-                    dims.m
-                };
-                dims.grid_for(m, tile)
-            }
-            Grid::Single => (1, 1),
+                    &self.slots
+                },
+                scratch: &self.scratch,
+                dummy: &self.dummy,
+                steps: &self.steps,
+                work,
+                data,
+                index,
+                stats,
+            },
         };
-        pass.set_pipeline(&self.kernel(d.kernel).pipeline);
-        pass.set_bind_group(0, &d.bind, &[offset]);
-        pass.dispatch_workgroups(x, y, 1);
-    }
-
-    /// Steps recorded per submit: all that the step buffer holds, or, while profiling, all
-    /// whose timestamps fit in the query set.
-    fn steps_per_submit(&self) -> usize {
-        match &self.profiler {
-            Some(_) => STEPS_PER_SUBMIT.min(Profiler::steps_per_submit(self.dispatches_per_step())),
-            None => STEPS_PER_SUBMIT,
-        }
-    }
-
-    /// Turns per-kernel GPU timing on (timestamp queries); `false` when the device cannot
-    /// time kernels. Profiling reads timestamps back after every submit: numbers from a
-    /// profiled run are per-kernel GPU times, not the throughput of an unprofiled one.
-    pub fn enable_profiling(&mut self) -> Result<bool> {
-        if self.profiler.is_none() {
-            self.profiler = Profiler::new(&self.ctx)?;
-        }
-        Ok(self.profiler.is_some())
-    }
-
-    /// GPU time per labelled dispatch since profiling was enabled or last reset.
-    pub fn kernel_times(&self) -> Vec<KernelTime> {
-        self.profiler
-            .as_ref()
-            .map_or_else(Vec::new, |p| p.totals().to_vec())
-    }
-
-    /// Starts the per-kernel totals again.
-    pub fn reset_kernel_times(&mut self) {
-        if let Some(p) = self.profiler.as_mut() {
-            p.reset();
-        }
-    }
-
-    /// Runs `data` forward in chunks through `purpose`'s program; returns the program's
-    /// chunk count and lets `after` record copies between chunks.
-    fn forward_chunks(
-        &mut self,
-        data: &DeviceData,
-        purpose: Purpose,
-        mut after: impl FnMut(&mut wgpu::CommandEncoder, usize, u32),
-    ) -> Result<()> {
-        self.ensure_workspace(EVAL_CHUNK.min(data.len).max(1))?;
-        let chunk = self.work.as_ref().map_or(1, |w| w.rows);
-        let index: Vec<u32> = (0..data.len as u32).collect();
-        let index_buf = upload(&self.ctx, "evaluation index", &index, usage_storage())?;
-        let stats = if purpose == Purpose::Evaluate {
-            &self.eval_stats
-        } else {
-            &self.dummy
-        };
-        let program = self.build_program(purpose, data, &index_buf, stats, chunk)?;
-        let records: Vec<StepRecord> = (0..data.len)
-            .step_by(chunk)
-            .map(|start| StepRecord {
-                rows: (data.len - start).min(chunk) as u32,
-                index_offset: start as u32,
-                ..Default::default()
-            })
-            .collect();
-        let per_submit = self.steps_per_submit();
-        for (g, group) in records.chunks(per_submit).enumerate() {
-            let first = g * per_submit;
-            self.run_program(
-                &program,
-                group,
-                |enc, s| after(enc, first + s, group[s].rows),
-                "evaluation",
-            )?;
-        }
-        Ok(())
-    }
-
-    /// Stats record `buf` read back and (when `reset`) cleared, in one submit.
-    fn read_stats(&mut self, which: &str, reset: bool) -> Result<Stats> {
-        let ctx = Arc::clone(&self.ctx);
-        ctx.check(which)?;
-        let buf = if which == "training stats" {
-            &self.stats
-        } else {
-            &self.eval_stats
-        };
-        let mut encoder = ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(which) });
-        encoder.copy_buffer_to_buffer(buf, 0, &self.stats_staging, 0, 16);
-        if reset {
-            encoder.clear_buffer(buf, 0, None);
-        }
-        ctx.queue.submit([encoder.finish()]);
-        let bytes = ctx.map_staging(which, &self.stats_staging, 16)?;
-        self.counters.readbacks += 1;
-        let s: k::DeviceStats = bytemuck::pod_read_unaligned(&bytes);
-        Ok(Stats {
-            // Kahan: the compensation holds what the running sum lost.
-            loss_sum: s.loss as f64 - s.loss_compensation as f64,
-            correct: s.correct as u64,
-            samples: s.samples as u64,
-        })
-    }
-
-    fn read_f32(&mut self, what: &str, buf: &wgpu::Buffer, len: u64) -> Result<Vec<f32>> {
-        let bytes = self.ctx.read_back(what, buf, 0, len * 4)?;
-        self.counters.readbacks += 1;
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
+        builder.build(purpose, rows)
     }
 }
 
@@ -815,7 +255,7 @@ impl Backend for GpuBackend {
         check_data(&self.net, data, "training set")?;
         self.train = None;
         self.program = None;
-        let device_data = self.upload_data(data, "training")?;
+        let device_data = DeviceData::upload(&self.ctx, data, "training")?;
         // Room for a full submit of steps at common batch sizes even when the order spans
         // several epochs of a small set (else the order is cut into more, shorter submits).
         self.index_capacity = data.len().max(MIN_INDEX_CAPACITY);
@@ -830,24 +270,7 @@ impl Backend for GpuBackend {
 
     fn train_batches(&mut self, order: &[u32], batch_size: usize, lr: f32) -> Result<()> {
         self.ctx.check("train_batches")?;
-        if batch_size == 0 {
-            return Err(Error::arg("batch_size", "at least 1", 0));
-        }
-        let len = self
-            .train
-            .as_ref()
-            .ok_or_else(|| {
-                Error::arg(
-                    "training set",
-                    "set_train_data before train_batches",
-                    "none",
-                )
-            })?
-            .len;
-        let index = |&e: &u32| Sample::decode(e).index as usize;
-        if let Some(bad) = order.iter().map(index).find(|&i| i >= len) {
-            return Err(Error::arg("order", format!("indices below {len}"), bad));
-        }
+        check_train_args(order, batch_size, self.train.as_ref().map(|d| d.len))?;
         if order.is_empty() {
             return Ok(());
         }
@@ -917,7 +340,7 @@ impl Backend for GpuBackend {
     }
 
     fn take_stats(&mut self) -> Result<Stats> {
-        self.read_stats("training stats", true)
+        self.read_stats(StatsKind::Train)
     }
 
     fn evaluate(&mut self, data: &Dataset) -> Result<Stats> {
@@ -928,7 +351,7 @@ impl Backend for GpuBackend {
         }
         // Uploaded per call: the test set is small next to the training set, and keeping it
         // would tie device memory to a dataset the caller may drop.
-        let device_data = self.upload_data(data, "evaluation")?;
+        let device_data = DeviceData::upload(&self.ctx, data, "evaluation")?;
         let ctx = Arc::clone(&self.ctx);
         {
             let mut encoder = ctx
@@ -940,37 +363,19 @@ impl Backend for GpuBackend {
             ctx.queue.submit([encoder.finish()]);
         }
         self.forward_chunks(&device_data, Purpose::Evaluate, |_, _, _| {})?;
-        self.read_stats("evaluation stats", false)
+        self.read_stats(StatsKind::Eval)
     }
 
     fn predict(&mut self, inputs: ArrayView2<f32>) -> Result<Array2<f32>> {
         self.ctx.check("predict")?;
-        let (rows, cols) = inputs.dim();
-        if cols != self.net.inputs() {
-            return Err(Error::Shape {
-                what: "predict inputs".into(),
-                expected: format!("{} columns", self.net.inputs()),
-                got: format!("{cols} columns"),
-            });
-        }
+        check_predict_inputs(&self.net, &inputs)?;
+        let rows = inputs.nrows();
         let outputs = self.net.outputs();
         if rows == 0 {
             return Ok(Array2::zeros((0, outputs)));
         }
-        let data = DeviceData {
-            inputs: upload(
-                &self.ctx,
-                "prediction inputs",
-                &inputs.iter().map(|v| v.to_bits()).collect::<Vec<u32>>(),
-                usage_storage(),
-            )?,
-            targets: self.ctx.buffer("prediction targets", 4, usage_storage())?,
-            len: rows,
-            input_kind: k::INPUT_F32,
-            target_kind: k::TARGET_NONE,
-            normalize: Normalize::IDENTITY,
-            image: None,
-        };
+        let values: Vec<f32> = inputs.iter().copied().collect();
+        let data = DeviceData::inputs_only(&self.ctx, &values, rows)?;
         let out_bytes = (rows * outputs * 4) as u64;
         let out = self
             .ctx

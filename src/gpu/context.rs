@@ -219,11 +219,6 @@ impl GpuContext {
         )
     }
 
-    /// Whether this is a software adapter (lavapipe, llvmpipe, WARP).
-    pub fn is_software(&self) -> bool {
-        self.info.device_type == DeviceType::Cpu
-    }
-
     /// The first device loss or uncaptured error seen so far, as an [`Error::Gpu`] naming
     /// `context` (what was being attempted when it was noticed).
     pub fn check(&self, context: &str) -> Result<()> {

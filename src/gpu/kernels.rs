@@ -1,70 +1,11 @@
-//! Compute pipelines, built once from `shaders/*.wgsl` inside an error scope (so an invalid
-//! shader is an [`Error::Gpu`] naming the kernel, with naga's message), and the records their
-//! uniforms hold. Each record mirrors a WGSL struct field for field.
-
-use bytemuck::{Pod, Zeroable};
+//! Compute pipelines, built once from `shaders/*.wgsl` (with the generated prelude, see
+//! [`crate::ops`]) inside an error scope, so that an invalid shader is an [`Error::Gpu`] naming
+//! the kernel, with naga's message.
 
 use super::context::GpuContext;
 use crate::error::{Error, Result};
-
-const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
-const COMMON: &str = include_str!("../../shaders/common.wgsl");
-const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
-const LOSS: &str = include_str!("../../shaders/loss.wgsl");
-const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
-const OPTIM: &str = include_str!("../../shaders/optim.wgsl");
-const GATHER: &str = include_str!("../../shaders/gather.wgsl");
-
-/// A matmul tile: rows × columns of C per workgroup and the K slice staged per pass; each of
-/// the (m/4)·(n/4) threads owns a 4×4 block of C.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Tile {
-    pub m: u32,
-    pub n: u32,
-    pub k: u32,
-}
-
-/// The default tile: 256 threads, the most reuse per staged value.
-pub const LARGE_TILE: Tile = Tile {
-    m: 64,
-    n: 64,
-    k: 16,
-};
-/// For products too small to give the large tile enough workgroups (at batch 64, `x·W₁` is a
-/// single 64×64 tile): four times the workgroups, and half the barriers along K. On lavapipe
-/// it made a batch-64 step 15% faster and a batch-1024 one 12% slower, hence the choice per
-/// product ([`choose_tile`]).
-pub const SMALL_TILE: Tile = Tile {
-    m: 32,
-    n: 32,
-    k: 32,
-};
-/// Below this many large-tile workgroups, a product uses the small tile.
-pub const SMALL_TILE_BELOW: u32 = 8;
-
-/// The tile for a product whose C has `rows` × `cols` elements.
-pub fn choose_tile(rows: u32, cols: u32) -> Tile {
-    let large = rows.div_ceil(LARGE_TILE.m) * cols.div_ceil(LARGE_TILE.n);
-    if large < SMALL_TILE_BELOW {
-        SMALL_TILE
-    } else {
-        LARGE_TILE
-    }
-}
-
-/// Compatibility names of the large tile's sizes.
-pub const TILE_M: u32 = LARGE_TILE.m;
-pub const TILE_N: u32 = LARGE_TILE.n;
-pub const TILE_K: u32 = LARGE_TILE.k;
-/// Threads per workgroup of the element-wise kernels (gather, optimizer) and of the loss kernel.
-pub const WG: u32 = 256;
-/// Threads of the (single-workgroup) loss kernel. (On lavapipe 64 was 2.5x slower than 256.)
-pub const LOSS_WG: u32 = 256;
-/// Threads per workgroup of the column-sum kernel (one thread per column).
-pub const COLSUM_WG: u32 = 64;
-
-/// Identity "activation" code of the matmul epilogue (the last layer's logits).
-pub const ACT_IDENTITY: u32 = 4;
+use crate::ops::matmul::{LARGE_TILE, SMALL_TILE, Tile};
+use crate::ops::{activation, gather, kernel_source, loss, matmul, optim, reduce};
 
 /// How a kernel binds each slot, in binding order.
 ///
@@ -122,7 +63,7 @@ impl Kernel {
     }
 }
 
-/// Every pipeline the engine uses.
+/// The pipelines of a training step, evaluation and prediction.
 pub struct Kernels {
     /// `A·B` (forward).
     pub matmul_nn: Kernel,
@@ -135,16 +76,14 @@ pub struct Kernels {
     pub matmul_tn_small: Kernel,
     pub matmul_nt_small: Kernel,
     pub loss: Kernel,
-    pub column_sums: Kernel,
-    pub optim: Kernel,
     pub gather: Kernel,
 }
 
 impl Kernels {
-    /// Builds every pipeline (once per backend or op runner).
+    /// Builds every pipeline a step binds (once per backend or op runner).
     pub fn new(ctx: &GpuContext) -> Result<Kernels> {
         use Slot::*;
-        let matmul_src = format!("{ACTIVATION}\n{COMMON}\n{MATMUL}");
+        let matmul_src = kernel_source(&[activation::WGSL, optim::WGSL, matmul::WGSL]);
         let matmul_slots = [Read, Read, Write, Read, Write, Uniform, Step];
         let matmul = |name, ta: bool, tb: bool, tile: Tile| {
             let constants = [
@@ -156,7 +95,6 @@ impl Kernels {
             ];
             build_kernel(ctx, name, &matmul_src, &matmul_slots, &constants)
         };
-        let wg = [("WG", WG as f64)];
         Ok(Kernels {
             matmul_nn: matmul("matmul_nn", false, false, LARGE_TILE)?,
             matmul_tn: matmul("matmul_tn", true, false, LARGE_TILE)?,
@@ -167,30 +105,44 @@ impl Kernels {
             loss: build_kernel(
                 ctx,
                 "loss",
-                &format!("{ACTIVATION}\n{COMMON}\n{LOSS}"),
+                &kernel_source(&[activation::WGSL, loss::WGSL]),
                 &[Write, Write, Read, Read, Write, Uniform, Step],
-                &[("WG", LOSS_WG as f64)],
-            )?,
-            column_sums: build_kernel(
-                ctx,
-                "column_sums",
-                &format!("{COMMON}\n{REDUCE}"),
-                &[Read, Write, Uniform, Step],
-                &[("WG", COLSUM_WG as f64)],
-            )?,
-            optim: build_kernel(
-                ctx,
-                "optim",
-                &format!("{COMMON}\n{OPTIM}"),
-                &[Write, Read, Write, Uniform, Step],
-                &wg,
+                &[("WG", loss::LOSS_WG as f64)],
             )?,
             gather: build_kernel(
                 ctx,
                 "gather",
-                &format!("{COMMON}\n{GATHER}"),
+                &kernel_source(&[gather::WGSL]),
                 &[Read, Read, Write, Uniform, Step],
-                &wg,
+                &[("WG", gather::WG as f64)],
+            )?,
+        })
+    }
+}
+
+/// The standalone kernels that only the single-op runner ([`super::GpuOps`]) binds.
+pub(crate) struct OpKernels {
+    pub column_sums: Kernel,
+    pub optim: Kernel,
+}
+
+impl OpKernels {
+    pub(crate) fn new(ctx: &GpuContext) -> Result<OpKernels> {
+        use Slot::*;
+        Ok(OpKernels {
+            column_sums: build_kernel(
+                ctx,
+                "column_sums",
+                &kernel_source(&[reduce::WGSL]),
+                &[Read, Write, Uniform, Step],
+                &[("WG", reduce::COLSUM_WG as f64)],
+            )?,
+            optim: build_kernel(
+                ctx,
+                "optim",
+                &kernel_source(&[optim::WGSL, optim::STEP_WGSL]),
+                &[Write, Read, Write, Uniform, Step],
+                &[("WG", gather::WG as f64)],
             )?,
         })
     }
@@ -302,218 +254,6 @@ pub fn compile_wgsl(ctx: &GpuContext, name: &str, source: &str) -> Result<()> {
     }
 }
 
-/// `shaders/common.wgsl`'s `Step`: what changes from one training step to the next.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct StepRecord {
-    pub rows: u32,
-    pub index_offset: u32,
-    pub lr: f32,
-    pub c1: f32,
-    pub c2: f32,
-    pub _pad: [u32; 3],
-}
-
-/// Where the matmul takes its row count from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u32)]
-pub enum RowsDim {
-    Fixed = 0,
-    M = 1,
-    K = 2,
-}
-
-/// The matmul epilogue.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u32)]
-pub enum Epilogue {
-    None = 0,
-    /// `c = act(acc + bias[j])`, bias at `bias_offset` in B.
-    BiasAct = 1,
-    /// `c = acc · f'(aux[i, j])`.
-    MulDerivative = 2,
-    /// `acc` is the gradient of parameter `c[i, j]`: apply the optimizer to it in place.
-    Optim = 3,
-}
-
-/// `shaders/matmul.wgsl`'s `Dims`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct MatmulDims {
-    pub m: u32,
-    pub n: u32,
-    pub k: u32,
-    pub rows_dim: u32,
-    pub lda: u32,
-    pub ldb: u32,
-    pub ldc: u32,
-    pub epilogue: u32,
-    pub act: u32,
-    pub ones_row: u32,
-    pub bias_offset: u32,
-    /// `Epilogue::Optim`: where the layer's optimizer state starts in the slots buffer.
-    pub slot_base: u32,
-    /// `Epilogue::Optim`: the optimizer.
-    pub opt: OptimParams,
-}
-
-impl MatmulDims {
-    /// Workgroups of the large tile covering C for `m` rows of op(A) (plus the ones-row).
-    pub fn grid(&self, m: u32) -> (u32, u32) {
-        self.grid_for(m, LARGE_TILE)
-    }
-
-    /// Workgroups of `tile` covering C for `m` rows of op(A) (plus the ones-row).
-    pub fn grid_for(&self, m: u32, tile: Tile) -> (u32, u32) {
-        let rows = m + self.ones_row;
-        (self.n.div_ceil(tile.n), rows.div_ceil(tile.m))
-    }
-}
-
-/// Output kinds of the loss kernel.
-pub const LOSS_SOFTMAX_CE: u32 = 0;
-pub const LOSS_SIGMOID_MSE: u32 = 1;
-/// Target kinds of the loss kernel.
-pub const TARGET_LABELS: u32 = 0;
-pub const TARGET_VALUES: u32 = 1;
-pub const TARGET_NONE: u32 = 2;
-
-/// `shaders/loss.wgsl`'s `Dims`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct LossDims {
-    pub n: u32,
-    pub kind: u32,
-    pub target_kind: u32,
-    pub rows: u32,
-    pub rows_from_step: u32,
-    pub index_offset: u32,
-    pub _pad: [u32; 2],
-}
-
-/// `shaders/loss.wgsl`'s `Stats`: the device-side running totals.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct DeviceStats {
-    pub loss: f32,
-    pub loss_compensation: f32,
-    pub correct: u32,
-    pub samples: u32,
-}
-
-/// `shaders/reduce.wgsl`'s `Dims`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct ColsumDims {
-    pub rows: u32,
-    pub cols: u32,
-    pub rows_from_step: u32,
-    pub _pad: u32,
-}
-
-/// Optimizer kinds of the optimizer kernel.
-pub const OPTIM_SGD: u32 = 0;
-pub const OPTIM_MOMENTUM: u32 = 1;
-pub const OPTIM_ADAM: u32 = 2;
-
-/// `shaders/optim.wgsl`'s `Dims`.
-/// `common.wgsl`'s `OptimParams`: an optimizer's kind and hyper-parameters.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct OptimParams {
-    pub kind: u32,
-    pub slot_stride: u32,
-    pub momentum: f32,
-    pub weight_decay: f32,
-    pub beta1: f32,
-    pub beta2: f32,
-    pub eps: f32,
-    pub _pad: u32,
-}
-
-impl OptimParams {
-    /// The record of `optimizer`, whose second state slot starts `slot_stride` values after
-    /// the first.
-    pub fn new(optimizer: &crate::optim::Optimizer, slot_stride: u32) -> OptimParams {
-        use crate::optim::Optimizer;
-        let mut o = OptimParams {
-            slot_stride,
-            ..Default::default()
-        };
-        match *optimizer {
-            Optimizer::Sgd => o.kind = OPTIM_SGD,
-            Optimizer::Momentum {
-                momentum,
-                weight_decay,
-            } => {
-                o.kind = OPTIM_MOMENTUM;
-                o.momentum = momentum;
-                o.weight_decay = weight_decay;
-            }
-            Optimizer::Adam {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            } => {
-                o.kind = OPTIM_ADAM;
-                o.beta1 = beta1;
-                o.beta2 = beta2;
-                o.eps = eps;
-                o.weight_decay = weight_decay;
-            }
-        }
-        o
-    }
-}
-
-/// `shaders/optim.wgsl`'s `Dims`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct OptimDims {
-    pub n: u32,
-    pub use_step: u32,
-    pub fixed_lr: f32,
-    pub fixed_c1: f32,
-    pub fixed_c2: f32,
-    pub _pad: [u32; 3],
-    pub opt: OptimParams,
-}
-
-impl OptimDims {
-    /// The record for `optimizer` over `n` values whose second slot starts at `slot_stride`,
-    /// taking the learning rate and bias corrections from the step record.
-    pub fn new(optimizer: &crate::optim::Optimizer, n: u32, slot_stride: u32) -> OptimDims {
-        OptimDims {
-            n,
-            use_step: 1,
-            opt: OptimParams::new(optimizer, slot_stride),
-            ..Default::default()
-        }
-    }
-}
-
-/// Input kinds of the gather kernel.
-pub const INPUT_U8: u32 = 0;
-pub const INPUT_F32: u32 = 1;
-
-/// `shaders/gather.wgsl`'s `Dims`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct GatherDims {
-    pub features: u32,
-    pub kind: u32,
-    pub scale: f32,
-    pub shift: f32,
-    pub rows: u32,
-    pub rows_from_step: u32,
-    pub index_offset: u32,
-    /// Image shape for shifted entries (0 when the samples are not images).
-    pub height: u32,
-    pub width: u32,
-    pub _pad: [u32; 3],
-}
-
 /// Workgroups for `n` elements at `wg` per group, folded into 2-D when one dimension's
 /// maximum would be exceeded (the kernels rebuild the linear index from `num_workgroups`).
 pub fn grid_1d(n: u64, wg: u32, max_per_dim: u32) -> (u32, u32) {
@@ -524,47 +264,4 @@ pub fn grid_1d(n: u64, wg: u32, max_per_dim: u32) -> (u32, u32) {
     } else {
         (max as u32, groups.div_ceil(max) as u32)
     }
-}
-
-/// Parameter records packed at the device's storage offset alignment, uploaded as one buffer.
-pub struct Records {
-    align: u64,
-    pub bytes: Vec<u8>,
-}
-
-impl Records {
-    pub fn new(ctx: &GpuContext) -> Records {
-        Records {
-            align: ctx.limits.min_storage_buffer_offset_alignment.max(16) as u64,
-            bytes: Vec::new(),
-        }
-    }
-
-    /// Appends `record` and returns its byte offset and size.
-    pub fn push<T: Pod>(&mut self, record: &T) -> (u64, u64) {
-        let offset = (self.bytes.len() as u64).next_multiple_of(self.align);
-        self.bytes.resize(offset as usize, 0);
-        self.bytes.extend_from_slice(bytemuck::bytes_of(record));
-        (offset, std::mem::size_of::<T>() as u64)
-    }
-
-    /// Uploads the records into a new (read-only storage) buffer.
-    pub fn upload(&self, ctx: &GpuContext, what: &str) -> Result<wgpu::Buffer> {
-        let buf = ctx.buffer(
-            what,
-            self.bytes.len() as u64,
-            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-        )?;
-        ctx.queue.write_buffer(&buf, 0, &self.bytes);
-        Ok(buf)
-    }
-}
-
-/// A binding of `size` bytes at `offset` of `buffer`.
-pub fn range(buffer: &wgpu::Buffer, offset: u64, size: u64) -> wgpu::BindingResource<'_> {
-    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-        buffer,
-        offset,
-        size: wgpu::BufferSize::new(size),
-    })
 }

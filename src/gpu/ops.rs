@@ -1,17 +1,26 @@
 //! One kernel at a time on host arrays, read back: the entry points of the CPU↔GPU op parity
-//! tests and the kernel benches. Each call allocates its buffers and bind group, so none of
-//! this is used inside the training step loop (see [`super::backend`] for that).
+//! tests and the kernel benches. An op is first *prepared* ([`PreparedOp`]: its buffers
+//! uploaded and its bind group built, once), then dispatched and read back; the one-call
+//! methods do all three. None of this is used inside the training step loop (see
+//! [`super::backend`] for that).
 
 use std::sync::Arc;
 
-use bytemuck::Pod;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
 use super::context::GpuContext;
-use super::kernels::{self as k, Kernel, Kernels, Records, range};
+use super::kernels::{Kernel, Kernels, OpKernels, grid_1d};
+use super::resources::{Records, range, upload, usage_out, usage_storage};
 use crate::data::{Inputs, Normalize};
 use crate::error::{Error, Result};
 use crate::net::{Activation, Output};
+use crate::ops::StepRecord;
+use crate::ops::activation::ACT_IDENTITY;
+use crate::ops::gather::{GatherDims, WG, pack_inputs};
+use crate::ops::loss::{DeviceStats, LossDims, TargetKind};
+use crate::ops::matmul::{Epilogue, MatmulDims, RowsDim, SMALL_TILE, choose_tile};
+use crate::ops::optim::{OptimDims, OptimParams};
+use crate::ops::reduce::{COLSUM_WG, ColsumDims};
 use crate::optim::Optimizer;
 
 /// What one matmul computes: `C = op(A)·op(B)`, then the epilogue.
@@ -51,17 +60,80 @@ pub enum OpTargets<'a> {
 pub struct GpuOps {
     ctx: Arc<GpuContext>,
     kernels: Kernels,
+    extra: OpKernels,
     /// One zeroed step record: standalone ops take their sizes from their own records.
     step: wgpu::Buffer,
 }
+
+/// One kernel with its buffers uploaded and its bind group built: dispatch it as often as
+/// wanted (the kernel benches time exactly this), then read its outputs.
+pub struct PreparedOp<'a> {
+    ctx: &'a GpuContext,
+    kernel: &'a Kernel,
+    bind: wgpu::BindGroup,
+    grid: (u32, u32),
+    /// In binding order (the dims record last).
+    buffers: Vec<wgpu::Buffer>,
+}
+
+impl PreparedOp<'_> {
+    /// Records `times` dispatches into one pass, submits and waits.
+    pub fn dispatch(&self, times: usize) -> Result<()> {
+        let name = self.kernel.name;
+        let mut encoder = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(name) });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(name),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&self.kernel.pipeline);
+            pass.set_bind_group(0, &self.bind, &[0]);
+            for _ in 0..times {
+                pass.dispatch_workgroups(self.grid.0, self.grid.1, 1);
+            }
+        }
+        self.ctx.queue.submit([encoder.finish()]);
+        self.ctx.wait(name)?;
+        self.ctx.check(name)
+    }
+
+    /// The first `len` values of the buffer at `binding`.
+    fn read(&self, binding: usize, len: usize) -> Result<Vec<f32>> {
+        let bytes = self.ctx.read_back(
+            self.kernel.name,
+            &self.buffers[binding],
+            0,
+            (len * 4) as u64,
+        )?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// The buffer at `binding` as a `rows × cols` matrix.
+    pub fn read_matrix(&self, binding: usize, rows: usize, cols: usize) -> Result<Array2<f32>> {
+        let v = self.read(binding, rows * cols)?;
+        Array2::from_shape_vec((rows, cols), v).map_err(|e| Error::gpu(self.kernel.name, e))
+    }
+}
+
+/// Matmul bindings: A, B, C, aux, slots.
+const MATMUL_C: usize = 2;
 
 impl GpuOps {
     /// Builds every pipeline on `ctx`.
     pub fn new(ctx: impl Into<Arc<GpuContext>>) -> Result<GpuOps> {
         let ctx = ctx.into();
         let kernels = Kernels::new(&ctx)?;
-        let step = upload(&ctx, "op step", &[k::StepRecord::default()], usage_params())?;
-        Ok(GpuOps { ctx, kernels, step })
+        let extra = OpKernels::new(&ctx)?;
+        let step = upload(&ctx, "op step", &[StepRecord::default()], usage_storage())?;
+        Ok(GpuOps {
+            ctx,
+            kernels,
+            extra,
+            step,
+        })
     }
 
     /// The device.
@@ -69,34 +141,39 @@ impl GpuOps {
         &self.ctx
     }
 
-    fn step_binding(&self) -> wgpu::BindingResource<'_> {
-        range(&self.step, 0, std::mem::size_of::<k::StepRecord>() as u64)
+    /// Binds `buffers` (in binding order), then `dims` and the zeroed step record, to `kernel`.
+    fn prepare<'a, T: bytemuck::Pod>(
+        &'a self,
+        kernel: &'a Kernel,
+        mut buffers: Vec<wgpu::Buffer>,
+        dims: &T,
+        grid: (u32, u32),
+    ) -> Result<PreparedOp<'a>> {
+        let ctx = &*self.ctx;
+        let mut rec = Records::new(ctx);
+        let (off, size) = rec.push(dims);
+        buffers.push(rec.upload(ctx, &format!("{} dims", kernel.name))?);
+        let mut bindings: Vec<_> = buffers.iter().map(|b| b.as_entire_binding()).collect();
+        let dims_at = bindings.len() - 1;
+        bindings[dims_at] = range(&buffers[dims_at], off, size);
+        bindings.push(range(
+            &self.step,
+            0,
+            std::mem::size_of::<StepRecord>() as u64,
+        ));
+        let bind = kernel.bind(ctx, kernel.name, &bindings);
+        ctx.check(kernel.name)?;
+        Ok(PreparedOp {
+            ctx,
+            kernel,
+            bind,
+            grid,
+            buffers,
+        })
     }
 
-    /// Encodes one dispatch of `kernel`, submits it and waits.
-    fn run(&self, kernel: &Kernel, bind: &wgpu::BindGroup, grid: (u32, u32)) -> Result<()> {
-        let mut encoder = self
-            .ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some(kernel.name),
-            });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(kernel.name),
-                timestamp_writes: None,
-            });
-            pass.set_pipeline(&kernel.pipeline);
-            pass.set_bind_group(0, bind, &[0]);
-            pass.dispatch_workgroups(grid.0, grid.1, 1);
-        }
-        self.ctx.queue.submit([encoder.finish()]);
-        self.ctx.check(kernel.name)
-    }
-
-    fn read_f32(&self, what: &str, buf: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
-        let bytes = self.ctx.read_back(what, buf, 0, (len * 4) as u64)?;
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    fn input(&self, what: &str, values: &[f32]) -> Result<wgpu::Buffer> {
+        upload(&self.ctx, what, values, usage_storage())
     }
 
     /// `C = op(A)·op(B)` with the optional bias + activation epilogue.
@@ -106,6 +183,20 @@ impl GpuOps {
         b: ArrayView2<f32>,
         spec: MatmulSpec<'_>,
     ) -> Result<Array2<f32>> {
+        let op = self.prepare_matmul(a, b, spec)?;
+        op.dispatch(1)?;
+        let rows = if spec.trans_a { a.ncols() } else { a.nrows() } + spec.ones_row as usize;
+        let n = if spec.trans_b { b.nrows() } else { b.ncols() };
+        op.read_matrix(MATMUL_C, rows, n)
+    }
+
+    /// [`GpuOps::matmul`], prepared.
+    pub fn prepare_matmul(
+        &self,
+        a: ArrayView2<f32>,
+        b: ArrayView2<f32>,
+        spec: MatmulSpec<'_>,
+    ) -> Result<PreparedOp<'_>> {
         let (m, ka) = if spec.trans_a {
             (a.ncols(), a.nrows())
         } else {
@@ -125,17 +216,17 @@ impl GpuOps {
                 check_dim("matmul bias length", n, bias.len())?;
                 b_data.extend(bias.iter());
                 (
-                    k::Epilogue::BiasAct,
-                    spec.act.map_or(k::ACT_IDENTITY, Activation::code),
+                    Epilogue::BiasAct,
+                    spec.act.map_or(ACT_IDENTITY, Activation::code),
                 )
             }
-            None => (k::Epilogue::None, k::ACT_IDENTITY),
+            None => (Epilogue::None, ACT_IDENTITY),
         };
-        let dims = k::MatmulDims {
+        let dims = MatmulDims {
             m: m as u32,
             n: n as u32,
             k: ka as u32,
-            rows_dim: k::RowsDim::Fixed as u32,
+            rows_dim: RowsDim::Fixed as u32,
             lda: a.ncols() as u32,
             ldb: b.ncols() as u32,
             ldc: n as u32,
@@ -145,15 +236,13 @@ impl GpuOps {
             bias_offset,
             ..Default::default()
         };
-        let rows_out = m + spec.ones_row as usize;
-        self.matmul_run(
-            &dims,
+        self.prepare_matmul_dims(
+            dims,
             spec.trans_a,
             spec.trans_b,
             &contiguous(a),
             &b_data,
             None,
-            rows_out,
         )
     }
 
@@ -167,6 +256,20 @@ impl GpuOps {
         aux: ArrayView2<f32>,
         act: Activation,
     ) -> Result<Array2<f32>> {
+        let op = self.prepare_matmul_derivative(a, b, trans_b, aux, act)?;
+        op.dispatch(1)?;
+        op.read_matrix(MATMUL_C, aux.nrows(), aux.ncols())
+    }
+
+    /// [`GpuOps::matmul_derivative`], prepared.
+    pub fn prepare_matmul_derivative(
+        &self,
+        a: ArrayView2<f32>,
+        b: ArrayView2<f32>,
+        trans_b: bool,
+        aux: ArrayView2<f32>,
+        act: Activation,
+    ) -> Result<PreparedOp<'_>> {
         let (m, ka) = a.dim();
         let (kb, n) = if trans_b {
             (b.ncols(), b.nrows())
@@ -175,86 +278,69 @@ impl GpuOps {
         };
         check_dim("matmul inner dimension", ka, kb)?;
         if aux.dim() != (m, n) {
-            return Err(Error::Shape {
-                what: "matmul derivative operand".into(),
-                expected: format!("{m}x{n}"),
-                got: format!("{}x{}", aux.nrows(), aux.ncols()),
-            });
+            return Err(Error::shape(
+                "matmul derivative operand",
+                format!("{m}x{n}"),
+                format!("{}x{}", aux.nrows(), aux.ncols()),
+            ));
         }
-        let dims = k::MatmulDims {
+        let dims = MatmulDims {
             m: m as u32,
             n: n as u32,
             k: ka as u32,
             lda: a.ncols() as u32,
             ldb: b.ncols() as u32,
             ldc: n as u32,
-            epilogue: k::Epilogue::MulDerivative as u32,
+            epilogue: Epilogue::MulDerivative as u32,
             act: act.code(),
             ..Default::default()
         };
         let aux = contiguous(aux);
-        self.matmul_run(
-            &dims,
+        self.prepare_matmul_dims(
+            dims,
             false,
             trans_b,
             &contiguous(a),
             &contiguous(b),
             Some(&aux),
-            m,
         )
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn matmul_run(
+    fn prepare_matmul_dims(
         &self,
-        dims: &k::MatmulDims,
+        dims: MatmulDims,
         trans_a: bool,
         trans_b: bool,
         a: &[f32],
         b: &[f32],
         aux: Option<&[f32]>,
-        rows_out: usize,
-    ) -> Result<Array2<f32>> {
+    ) -> Result<PreparedOp<'_>> {
+        let rows_out = dims.m + dims.ones_row;
         // The same tile rule as the training steps, so the tests exercise both tiles.
-        let tile = k::choose_tile(rows_out as u32, dims.n);
-        let small = tile == k::SMALL_TILE;
+        let tile = choose_tile(rows_out, dims.n);
+        let small = tile == SMALL_TILE;
+        let k = &self.kernels;
         let kernel = match (trans_a, trans_b) {
-            (false, false) if small => &self.kernels.matmul_nn_small,
-            (true, false) if small => &self.kernels.matmul_tn_small,
-            (false, true) if small => &self.kernels.matmul_nt_small,
-            (false, false) => &self.kernels.matmul_nn,
-            (true, false) => &self.kernels.matmul_tn,
-            (false, true) => &self.kernels.matmul_nt,
+            (false, false) if small => &k.matmul_nn_small,
+            (true, false) if small => &k.matmul_tn_small,
+            (false, true) if small => &k.matmul_nt_small,
+            (false, false) => &k.matmul_nn,
+            (true, false) => &k.matmul_tn,
+            (false, true) => &k.matmul_nt,
             (true, true) => {
                 return Err(Error::arg("matmul form", "A·B, Aᵀ·B or A·Bᵀ", "Aᵀ·Bᵀ"));
             }
         };
         let ctx = &self.ctx;
-        let n = dims.n as usize;
-        let a_buf = upload(ctx, "matmul A", a, usage_storage())?;
-        let b_buf = upload(ctx, "matmul B", b, usage_storage())?;
-        let aux_buf = upload(ctx, "matmul aux", aux.unwrap_or(&[0.0]), usage_storage())?;
-        let c_buf = ctx.buffer("matmul C", (rows_out * n * 4) as u64, usage_out())?;
-        let slots_buf = ctx.buffer("matmul state slot", 16, usage_out())?;
-        let mut rec = Records::new(ctx);
-        let (off, size) = rec.push(dims);
-        let dims_buf = rec.upload(ctx, "matmul dims")?;
-        let bind = kernel.bind(
-            ctx,
-            kernel.name,
-            &[
-                a_buf.as_entire_binding(),
-                b_buf.as_entire_binding(),
-                c_buf.as_entire_binding(),
-                aux_buf.as_entire_binding(),
-                slots_buf.as_entire_binding(),
-                range(&dims_buf, off, size),
-                self.step_binding(),
-            ],
-        );
-        self.run(kernel, &bind, dims.grid_for(dims.m, tile))?;
-        let c = self.read_f32("matmul C", &c_buf, rows_out * n)?;
-        Array2::from_shape_vec((rows_out, n), c).map_err(|e| Error::gpu("matmul", e))
+        let c_bytes = (rows_out * dims.n * 4) as u64;
+        let buffers = vec![
+            self.input("matmul A", a)?,
+            self.input("matmul B", b)?,
+            ctx.buffer("matmul C", c_bytes, usage_out())?,
+            self.input("matmul aux", aux.unwrap_or(&[0.0]))?,
+            ctx.buffer("matmul state slot", 16, usage_out())?,
+        ];
+        self.prepare(kernel, buffers, &dims, dims.grid_for(dims.m, tile))
     }
 
     /// The fused output layer: softmax + cross-entropy + `(p - y)/B`, or sigmoid + MSE +
@@ -265,97 +351,89 @@ impl GpuOps {
         z: ArrayView2<f32>,
         targets: OpTargets<'_>,
     ) -> Result<LossOutput> {
-        let ctx = &self.ctx;
+        let op = self.prepare_loss(output, z, targets)?;
+        op.dispatch(1)?;
         let (rows, n) = z.dim();
-        let (target_kind, target_words): (u32, Vec<u32>) = match targets {
-            OpTargets::Labels(l) => {
-                check_dim("loss labels", rows, l.len())?;
-                (k::TARGET_LABELS, l.to_vec())
-            }
-            OpTargets::Values(v) => {
-                if v.dim() != (rows, n) {
-                    return Err(Error::Shape {
-                        what: "loss targets".into(),
-                        expected: format!("{rows}x{n}"),
-                        got: format!("{}x{}", v.nrows(), v.ncols()),
-                    });
-                }
-                (
-                    k::TARGET_VALUES,
-                    contiguous(v).iter().map(|x| x.to_bits()).collect(),
-                )
-            }
-        };
-        let index: Vec<u32> = (0..rows as u32).collect();
-        let out_buf = upload(ctx, "loss outputs", &contiguous(z), usage_out())?;
-        let delta_buf = ctx.buffer("loss delta", (rows * n * 4) as u64, usage_out())?;
-        let t_buf = upload(ctx, "loss targets", &target_words, usage_storage())?;
-        let i_buf = upload(ctx, "loss index", &index, usage_storage())?;
-        let s_buf = upload(ctx, "loss stats", &[k::DeviceStats::default()], usage_out())?;
-        let dims = k::LossDims {
-            n: n as u32,
-            kind: loss_kind(output),
-            target_kind,
-            rows: rows as u32,
-            ..Default::default()
-        };
-        let mut rec = Records::new(ctx);
-        let (off, size) = rec.push(&dims);
-        let dims_buf = rec.upload(ctx, "loss dims")?;
-        let kernel = &self.kernels.loss;
-        let bind = kernel.bind(
-            ctx,
-            "loss",
-            &[
-                out_buf.as_entire_binding(),
-                delta_buf.as_entire_binding(),
-                t_buf.as_entire_binding(),
-                i_buf.as_entire_binding(),
-                s_buf.as_entire_binding(),
-                range(&dims_buf, off, size),
-                self.step_binding(),
-            ],
-        );
-        self.run(kernel, &bind, (1, 1))?;
-        let outputs = self.read_f32("loss outputs", &out_buf, rows * n)?;
-        let delta = self.read_f32("loss delta", &delta_buf, rows * n)?;
-        let stats: Vec<k::DeviceStats> =
-            bytemuck::pod_collect_to_vec(&ctx.read_back("loss stats", &s_buf, 0, 16)?);
-        let shape = |v| Array2::from_shape_vec((rows, n), v).map_err(|e| Error::gpu("loss", e));
+        let stats: Vec<DeviceStats> = bytemuck::pod_collect_to_vec(&self.ctx.read_back(
+            "loss stats",
+            &op.buffers[4],
+            0,
+            16,
+        )?);
         Ok(LossOutput {
-            outputs: shape(outputs)?,
-            delta: shape(delta)?,
+            outputs: op.read_matrix(0, rows, n)?,
+            delta: op.read_matrix(1, rows, n)?,
             loss_sum: stats[0].loss,
             correct: stats[0].correct,
         })
     }
 
+    /// [`GpuOps::loss`], prepared (bindings: outputs, delta, targets, index, stats).
+    pub fn prepare_loss(
+        &self,
+        output: Output,
+        z: ArrayView2<f32>,
+        targets: OpTargets<'_>,
+    ) -> Result<PreparedOp<'_>> {
+        let ctx = &self.ctx;
+        let (rows, n) = z.dim();
+        let (target_kind, target_words): (TargetKind, Vec<u32>) = match targets {
+            OpTargets::Labels(l) => {
+                check_dim("loss labels", rows, l.len())?;
+                (TargetKind::Labels, l.to_vec())
+            }
+            OpTargets::Values(v) => {
+                if v.dim() != (rows, n) {
+                    return Err(Error::shape(
+                        "loss targets",
+                        format!("{rows}x{n}"),
+                        format!("{}x{}", v.nrows(), v.ncols()),
+                    ));
+                }
+                let bits = contiguous(v).iter().map(|x| x.to_bits()).collect();
+                (TargetKind::Values, bits)
+            }
+        };
+        let index: Vec<u32> = (0..rows as u32).collect();
+        let buffers = vec![
+            upload(ctx, "loss outputs", &contiguous(z), usage_out())?,
+            ctx.buffer("loss delta", (rows * n * 4) as u64, usage_out())?,
+            upload(ctx, "loss targets", &target_words, usage_storage())?,
+            upload(ctx, "loss index", &index, usage_storage())?,
+            upload(ctx, "loss stats", &[DeviceStats::default()], usage_out())?,
+        ];
+        let dims = LossDims {
+            n: n as u32,
+            kind: output.code(),
+            target_kind: target_kind as u32,
+            rows: rows as u32,
+            ..Default::default()
+        };
+        self.prepare(&self.kernels.loss, buffers, &dims, (1, 1))
+    }
+
     /// `out[j] = Σ_i m[i, j]`.
     pub fn column_sums(&self, m: ArrayView2<f32>) -> Result<Array1<f32>> {
-        let ctx = &self.ctx;
+        let op = self.prepare_column_sums(m)?;
+        op.dispatch(1)?;
+        Ok(Array1::from(op.read(1, m.ncols())?))
+    }
+
+    /// [`GpuOps::column_sums`], prepared.
+    pub fn prepare_column_sums(&self, m: ArrayView2<f32>) -> Result<PreparedOp<'_>> {
         let (rows, cols) = m.dim();
-        let m_buf = upload(ctx, "colsum input", &contiguous(m), usage_storage())?;
-        let out = ctx.buffer("colsum output", (cols * 4) as u64, usage_out())?;
-        let mut rec = Records::new(ctx);
-        let (off, size) = rec.push(&k::ColsumDims {
+        let buffers = vec![
+            self.input("colsum input", &contiguous(m))?,
+            self.ctx
+                .buffer("colsum output", (cols * 4) as u64, usage_out())?,
+        ];
+        let dims = ColsumDims {
             rows: rows as u32,
             cols: cols as u32,
             ..Default::default()
-        });
-        let dims_buf = rec.upload(ctx, "colsum dims")?;
-        let kernel = &self.kernels.column_sums;
-        let bind = kernel.bind(
-            ctx,
-            "column_sums",
-            &[
-                m_buf.as_entire_binding(),
-                out.as_entire_binding(),
-                range(&dims_buf, off, size),
-                self.step_binding(),
-            ],
-        );
-        self.run(kernel, &bind, ((cols as u32).div_ceil(k::COLSUM_WG), 1))?;
-        Ok(Array1::from(self.read_f32("colsum output", &out, cols)?))
+        };
+        let grid = ((cols as u32).div_ceil(COLSUM_WG), 1);
+        self.prepare(&self.extra.column_sums, buffers, &dims, grid)
     }
 
     /// One optimizer step (1-based step `t`) on one tensor: returns the new parameters and
@@ -369,6 +447,28 @@ impl GpuOps {
         g: ArrayView1<f32>,
         slots: &[ArrayView1<f32>],
     ) -> Result<(Array1<f32>, Vec<Array1<f32>>)> {
+        let op = self.prepare_optimizer_step(optimizer, lr, t, p, g, slots)?;
+        op.dispatch(1)?;
+        let n = p.len();
+        let p = Array1::from(op.read(0, n)?);
+        let all = op.read(2, slots.len() * n)?;
+        let slots = all
+            .chunks(n.max(1))
+            .take(slots.len())
+            .map(|c| Array1::from(c.to_vec()));
+        Ok((p, slots.collect()))
+    }
+
+    /// [`GpuOps::optimizer_step`], prepared (bindings: params, grads, slots).
+    pub fn prepare_optimizer_step(
+        &self,
+        optimizer: &Optimizer,
+        lr: f32,
+        t: u64,
+        p: ArrayView1<f32>,
+        g: ArrayView1<f32>,
+        slots: &[ArrayView1<f32>],
+    ) -> Result<PreparedOp<'_>> {
         let ctx = &self.ctx;
         let n = p.len();
         check_dim("optimizer gradient length", n, g.len())?;
@@ -381,41 +481,28 @@ impl GpuOps {
         }
         let mut slot_data: Vec<f32> = slots.iter().flat_map(|s| s.iter().copied()).collect();
         slot_data.push(0.0);
-        let p_buf = upload(ctx, "optim params", &p.to_vec(), usage_out())?;
-        let g_buf = upload(ctx, "optim grads", &g.to_vec(), usage_storage())?;
-        let s_buf = upload(ctx, "optim slots", &slot_data, usage_out())?;
+        let buffers = vec![
+            upload(ctx, "optim params", &p.to_vec(), usage_out())?,
+            self.input("optim grads", &g.to_vec())?,
+            upload(ctx, "optim slots", &slot_data, usage_out())?,
+        ];
         let (c1, c2) = optimizer.bias_corrections(t);
-        let dims = k::OptimDims {
+        let dims = OptimDims {
+            n: n as u32,
             use_step: 0,
             fixed_lr: lr,
             fixed_c1: c1,
             fixed_c2: c2,
-            ..k::OptimDims::new(optimizer, n as u32, n as u32)
+            _pad: [0; 3],
+            opt: OptimParams::new(optimizer, n as u32),
         };
-        let mut rec = Records::new(ctx);
-        let (off, size) = rec.push(&dims);
-        let dims_buf = rec.upload(ctx, "optim dims")?;
-        let kernel = &self.kernels.optim;
-        let bind = kernel.bind(
-            ctx,
-            "optim",
-            &[
-                p_buf.as_entire_binding(),
-                g_buf.as_entire_binding(),
-                s_buf.as_entire_binding(),
-                range(&dims_buf, off, size),
-                self.step_binding(),
-            ],
-        );
         let max = ctx.limits.max_compute_workgroups_per_dimension;
-        self.run(kernel, &bind, k::grid_1d(n as u64, k::WG, max))?;
-        let p = Array1::from(self.read_f32("optim params", &p_buf, n)?);
-        let all = self.read_f32("optim slots", &s_buf, slots.len() * n)?;
-        let slots = all
-            .chunks(n.max(1))
-            .take(slots.len())
-            .map(|c| Array1::from(c.to_vec()));
-        Ok((p, slots.collect()))
+        self.prepare(
+            &self.extra.optim,
+            buffers,
+            &dims,
+            grid_1d(n as u64, WG, max),
+        )
     }
 
     /// Rows `indices` of a dataset's inputs (`features` values per row), mapped
@@ -431,7 +518,7 @@ impl GpuOps {
     }
 
     /// [`GpuOps::gather`] of image samples of shape `image` (rows, cols), whose order entries
-    /// may carry shifts ([`crate::data::Sample`]).
+    /// may carry shifts ([`crate::train::Sample`]).
     pub fn gather_images(
         &self,
         inputs: &Inputs,
@@ -440,103 +527,43 @@ impl GpuOps {
         normalize: Normalize,
         image: Option<(usize, usize)>,
     ) -> Result<Array2<f32>> {
+        let op = self.prepare_gather(inputs, features, indices, normalize, image)?;
+        op.dispatch(1)?;
+        op.read_matrix(2, indices.len(), features)
+    }
+
+    /// [`GpuOps::gather_images`], prepared (bindings: dataset, index, output).
+    pub fn prepare_gather(
+        &self,
+        inputs: &Inputs,
+        features: usize,
+        indices: &[u32],
+        normalize: Normalize,
+        image: Option<(usize, usize)>,
+    ) -> Result<PreparedOp<'_>> {
         let ctx = &self.ctx;
         let rows = indices.len();
         let (kind, data) = pack_inputs(inputs);
-        let d_buf = upload(ctx, "gather dataset", &data, usage_storage())?;
-        let i_buf = upload(ctx, "gather index", indices, usage_storage())?;
-        let out = ctx.buffer("gather output", (rows * features * 4) as u64, usage_out())?;
-        let mut rec = Records::new(ctx);
-        let (off, size) = rec.push(&k::GatherDims {
+        let out_bytes = (rows * features * 4) as u64;
+        let buffers = vec![
+            upload(ctx, "gather dataset", &data, usage_storage())?,
+            upload(ctx, "gather index", indices, usage_storage())?,
+            ctx.buffer("gather output", out_bytes, usage_out())?,
+        ];
+        let dims = GatherDims {
             features: features as u32,
-            kind,
+            kind: kind as u32,
             scale: normalize.scale,
             shift: normalize.shift,
             rows: rows as u32,
             height: image.map_or(0, |(h, _)| h as u32),
             width: image.map_or(0, |(_, w)| w as u32),
             ..Default::default()
-        });
-        let dims_buf = rec.upload(ctx, "gather dims")?;
-        let kernel = &self.kernels.gather;
-        let bind = kernel.bind(
-            ctx,
-            "gather",
-            &[
-                d_buf.as_entire_binding(),
-                i_buf.as_entire_binding(),
-                out.as_entire_binding(),
-                range(&dims_buf, off, size),
-                self.step_binding(),
-            ],
-        );
+        };
         let max = ctx.limits.max_compute_workgroups_per_dimension;
-        self.run(
-            kernel,
-            &bind,
-            k::grid_1d((rows * features) as u64, k::WG, max),
-        )?;
-        let v = self.read_f32("gather output", &out, rows * features)?;
-        Array2::from_shape_vec((rows, features), v).map_err(|e| Error::gpu("gather", e))
+        let grid = grid_1d((rows * features) as u64, WG, max);
+        self.prepare(&self.kernels.gather, buffers, &dims, grid)
     }
-}
-
-/// The loss kernel's code for `output`.
-pub(crate) fn loss_kind(output: Output) -> u32 {
-    match output {
-        Output::SoftmaxCrossEntropy => k::LOSS_SOFTMAX_CE,
-        Output::SigmoidMse => k::LOSS_SIGMOID_MSE,
-    }
-}
-
-/// A dataset's inputs as u32 words for the gather kernel: bytes packed four to a word
-/// (little-endian, as the kernel unpacks them), or f32 bits.
-pub(crate) fn pack_inputs(inputs: &Inputs) -> (u32, Vec<u32>) {
-    match inputs {
-        Inputs::U8(v) => {
-            let words = v
-                .chunks(4)
-                .map(|c| {
-                    let mut w = [0u8; 4];
-                    w[..c.len()].copy_from_slice(c);
-                    u32::from_le_bytes(w)
-                })
-                .collect();
-            (k::INPUT_U8, words)
-        }
-        Inputs::F32(v) => (k::INPUT_F32, v.iter().map(|x| x.to_bits()).collect()),
-    }
-}
-
-pub(crate) fn usage_storage() -> wgpu::BufferUsages {
-    wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST
-}
-
-pub(crate) fn usage_out() -> wgpu::BufferUsages {
-    wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC
-}
-
-pub(crate) fn usage_params() -> wgpu::BufferUsages {
-    wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST
-}
-
-/// A buffer holding `data` (checked against the device's limits first).
-pub(crate) fn upload<T: Pod>(
-    ctx: &GpuContext,
-    what: &str,
-    data: &[T],
-    usage: wgpu::BufferUsages,
-) -> Result<wgpu::Buffer> {
-    let bytes: &[u8] = bytemuck::cast_slice(data);
-    let buf = ctx.buffer(what, bytes.len() as u64, usage)?;
-    if bytes.len().is_multiple_of(4) {
-        ctx.queue.write_buffer(&buf, 0, bytes);
-    } else {
-        let mut padded = bytes.to_vec();
-        padded.resize(bytes.len().next_multiple_of(4), 0);
-        ctx.queue.write_buffer(&buf, 0, &padded);
-    }
-    Ok(buf)
 }
 
 fn contiguous(a: ArrayView2<f32>) -> Vec<f32> {
@@ -545,11 +572,7 @@ fn contiguous(a: ArrayView2<f32>) -> Vec<f32> {
 
 fn check_dim(what: &str, expected: usize, got: usize) -> Result<()> {
     if expected != got {
-        return Err(Error::Shape {
-            what: what.into(),
-            expected: expected.to_string(),
-            got: got.to_string(),
-        });
+        return Err(Error::shape(what, expected, got));
     }
     Ok(())
 }

@@ -1,10 +1,14 @@
 //! The training loop over any [`Backend`]: epochs of seeded batch orders, a learning-rate
 //! schedule, progress events, and the timing that the benchmarks report.
 
+mod order;
+
+pub use order::{Sample, add_shifts, epoch_order};
+
 use std::time::{Duration, Instant};
 
 use crate::backend::{Backend, Stats};
-use crate::data::{Dataset, add_shifts, epoch_order};
+use crate::data::Dataset;
 use crate::error::{Error, Result};
 
 /// How the learning rate changes over the run.
@@ -162,7 +166,7 @@ pub fn train_with(
     if train.is_empty() {
         return Err(Error::arg("training set", "at least one sample", 0));
     }
-    if train.len() > crate::data::Sample::MAX_INDEX as usize + 1 {
+    if train.len() > Sample::MAX_INDEX as usize + 1 {
         return Err(Error::arg(
             "training set",
             "at most 2^24 samples",

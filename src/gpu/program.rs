@@ -1,0 +1,426 @@
+//! Program building: where each layer's parameters sit in the one parameter buffer
+//! ([`ParamLayout`]), and the dispatches of a training step, an evaluation chunk or a
+//! prediction chunk, each a named [`PlannedDispatch`] bound once into a [`Dispatch`].
+
+use ndarray::{Array1, Array2};
+
+use super::context::GpuContext;
+use super::kernels::{Kernel, Kernels, grid_1d};
+use super::resources::{DeviceData, Records, Workspace, range};
+use crate::error::{Error, Result};
+use crate::net::Network;
+use crate::ops::StepRecord;
+use crate::ops::activation::ACT_IDENTITY;
+use crate::ops::gather::{GatherDims, WG};
+use crate::ops::loss::{LossDims, TargetKind};
+use crate::ops::matmul::{Epilogue, MatmulDims, RowsDim, SMALL_TILE, Tile, choose_tile};
+use crate::ops::optim::OptimParams;
+use crate::optim::Optimizer;
+use crate::params::{Layer, Params};
+
+/// Where each layer's `w` starts (in f32 elements) in the parameter and slot buffers; `b`
+/// follows `w` directly, so the weight-gradient kernel writes both as one matrix. Layer starts
+/// are aligned so that each layer can be bound on its own.
+pub(crate) struct ParamLayout {
+    pub starts: Vec<u64>,
+    /// Elements in the whole buffer (padding included).
+    pub total: u64,
+}
+
+impl ParamLayout {
+    pub(crate) fn new(net: &Network, align_bytes: u32) -> ParamLayout {
+        let align = (align_bytes as u64 / 4).max(1);
+        let mut starts = Vec::new();
+        let mut at = 0u64;
+        for l in 0..net.layers() {
+            let (i, o) = net.layer_shape(l);
+            at = at.next_multiple_of(align);
+            starts.push(at);
+            at += (i * o + o) as u64;
+        }
+        ParamLayout { starts, total: at }
+    }
+
+    /// Byte range of layer `l` (w then b).
+    fn layer_bytes(&self, net: &Network, l: usize) -> (u64, u64) {
+        let (i, o) = net.layer_shape(l);
+        (self.starts[l] * 4, ((i * o + o) * 4) as u64)
+    }
+
+    pub(crate) fn pack(&self, params: &Params) -> Vec<f32> {
+        let mut flat = vec![0.0f32; self.total as usize];
+        for (layer, &start) in params.layers.iter().zip(&self.starts) {
+            let s = start as usize;
+            let values = layer.w.iter().chain(layer.b.iter());
+            for (d, v) in flat[s..].iter_mut().zip(values) {
+                *d = *v;
+            }
+        }
+        flat
+    }
+
+    pub(crate) fn unpack(&self, net: &Network, flat: &[f32]) -> Result<Params> {
+        let layers = (0..net.layers())
+            .map(|l| {
+                let (i, o) = net.layer_shape(l);
+                let s = self.starts[l] as usize;
+                let w = Array2::from_shape_vec((i, o), flat[s..s + i * o].to_vec())
+                    .map_err(|e| Error::gpu("unpacking parameters", e))?;
+                let b = Array1::from(flat[s + i * o..s + i * o + o].to_vec());
+                Ok(Layer { w, b })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Params { layers })
+    }
+}
+
+/// What a program computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    Train,
+    Evaluate,
+    Predict,
+}
+
+/// Which pipeline a dispatch runs.
+#[derive(Clone, Copy, Debug)]
+enum KernelId {
+    MatmulNN(Tile),
+    MatmulTN(Tile),
+    MatmulNT(Tile),
+    Loss,
+    Gather,
+}
+
+impl KernelId {
+    fn kernel(self, k: &Kernels) -> &Kernel {
+        match self {
+            KernelId::MatmulNN(t) if t == SMALL_TILE => &k.matmul_nn_small,
+            KernelId::MatmulTN(t) if t == SMALL_TILE => &k.matmul_tn_small,
+            KernelId::MatmulNT(t) if t == SMALL_TILE => &k.matmul_nt_small,
+            KernelId::MatmulNN(_) => &k.matmul_nn,
+            KernelId::MatmulTN(_) => &k.matmul_tn,
+            KernelId::MatmulNT(_) => &k.matmul_nt,
+            KernelId::Loss => &k.loss,
+            KernelId::Gather => &k.gather,
+        }
+    }
+}
+
+/// How a dispatch's workgroup count follows the batch's rows.
+#[derive(Clone, Copy, Debug)]
+enum Grid {
+    /// One thread per input value of the batch.
+    Gather {
+        features: u32,
+    },
+    Matmul(MatmulDims, Tile),
+    /// The single-workgroup loss kernel.
+    Single,
+}
+
+impl Grid {
+    /// Workgroups for a step of `rows` rows, at most `max` per dimension.
+    fn workgroups(self, rows: u32, max: u32) -> (u32, u32) {
+        match self {
+            Grid::Gather { features } => grid_1d(rows as u64 * features as u64, WG, max),
+            Grid::Matmul(dims, tile) => {
+                let m = if dims.rows_dim == RowsDim::M as u32 {
+                    rows
+                } else {
+                    dims.m
+                };
+                dims.grid_for(m, tile)
+            }
+            Grid::Single => (1, 1),
+        }
+    }
+}
+
+/// A dispatch before binding: its buffers (the dims record and the step record are appended),
+/// its dims record's place in the records buffer, and its grid.
+struct PlannedDispatch<'a> {
+    /// What it computes (`forward 2`, `weight grad + update 1`): the key of its profile total.
+    label: String,
+    kernel: KernelId,
+    buffers: Vec<wgpu::BindingResource<'a>>,
+    /// `(offset, size)` of its dims record.
+    dims: (u64, u64),
+    grid: Grid,
+}
+
+/// A dispatch bound once, recorded every step.
+pub(crate) struct Dispatch {
+    kernel: KernelId,
+    bind: wgpu::BindGroup,
+    grid: Grid,
+    pub label: String,
+}
+
+impl Dispatch {
+    /// Records this dispatch for step record `r` (bound at byte `offset`) into `pass`.
+    pub(crate) fn record(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        kernels: &Kernels,
+        r: &StepRecord,
+        offset: u32,
+        max: u32,
+    ) {
+        let (x, y) = self.grid.workgroups(r.rows, max);
+        pass.set_pipeline(&self.kernel.kernel(kernels).pipeline);
+        pass.set_bind_group(0, &self.bind, &[offset]);
+        pass.dispatch_workgroups(x, y, 1);
+    }
+}
+
+/// The dispatches of one step (training) or one chunk (evaluation, prediction), bound once.
+pub(crate) struct Program {
+    pub dispatches: Vec<Dispatch>,
+    /// The batch size its tiles were chosen for.
+    pub rows: usize,
+    /// Holds the dims records the bind groups point into.
+    _dims: wgpu::Buffer,
+}
+
+/// The device-resident buffers a program binds.
+pub(crate) struct StepBuffers<'a> {
+    pub params: &'a wgpu::Buffer,
+    /// Optimizer state (a placeholder for SGD, which has none).
+    pub slots: &'a wgpu::Buffer,
+    /// Read-write placeholder for the state slot of dispatches that update nothing.
+    pub scratch: &'a wgpu::Buffer,
+    /// Bound where a kernel's slot is unused (forward's `aux`, prediction's stats).
+    pub dummy: &'a wgpu::Buffer,
+    /// The step records, bound with a dynamic offset.
+    pub steps: &'a wgpu::Buffer,
+    pub work: &'a Workspace,
+    pub data: &'a DeviceData,
+    /// The batch order (sample indices with shifts).
+    pub index: &'a wgpu::Buffer,
+    /// Where the loss kernel adds loss and correct counts.
+    pub stats: &'a wgpu::Buffer,
+}
+
+/// Everything a program is built from.
+pub(crate) struct ProgramBuilder<'a> {
+    pub ctx: &'a GpuContext,
+    pub kernels: &'a Kernels,
+    pub net: &'a Network,
+    pub optimizer: &'a Optimizer,
+    pub layout: &'a ParamLayout,
+    pub buffers: StepBuffers<'a>,
+}
+
+impl ProgramBuilder<'_> {
+    /// Binds the dispatches of `purpose` for batches (or chunks) of `rows` rows, for which
+    /// the tiles are chosen.
+    pub(crate) fn build(&self, purpose: Purpose, rows: usize) -> Result<Program> {
+        let ctx = self.ctx;
+        let mut rec = Records::new(ctx);
+        let mut plan = vec![self.gather(&mut rec)];
+        let rows32 = rows as u32;
+        for l in 0..self.net.layers() {
+            plan.push(self.forward(&mut rec, l, rows32));
+        }
+        plan.push(self.loss(&mut rec, purpose));
+        if purpose == Purpose::Train {
+            // Backward, last layer first. Each layer's input gradient is formed before its
+            // weight-gradient kernel, whose epilogue applies the optimizer to W and b in place
+            // (the input gradient needs the weights of before the update).
+            for l in (0..self.net.layers()).rev() {
+                if l > 0 {
+                    plan.push(self.input_grad(&mut rec, l, rows32));
+                }
+                plan.push(self.weight_grad_update(&mut rec, l));
+            }
+        }
+
+        let dims_buf = rec.upload(ctx, "step dims")?;
+        let step_bytes = std::mem::size_of::<StepRecord>() as u64;
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let dispatches = plan
+            .into_iter()
+            .map(|mut p| {
+                p.buffers.push(range(&dims_buf, p.dims.0, p.dims.1));
+                p.buffers.push(range(self.buffers.steps, 0, step_bytes));
+                let kernel = p.kernel.kernel(self.kernels);
+                Dispatch {
+                    kernel: p.kernel,
+                    bind: kernel.bind(ctx, kernel.name, &p.buffers),
+                    grid: p.grid,
+                    label: p.label,
+                }
+            })
+            .collect();
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::gpu("binding the step's buffers", e));
+        }
+        Ok(Program {
+            dispatches,
+            rows,
+            _dims: dims_buf,
+        })
+    }
+
+    fn gather(&self, rec: &mut Records) -> PlannedDispatch<'_> {
+        let b = &self.buffers;
+        let features = self.net.inputs() as u32;
+        let dims = GatherDims {
+            features,
+            kind: b.data.input_kind as u32,
+            scale: b.data.normalize.scale,
+            shift: b.data.normalize.shift,
+            rows_from_step: 1,
+            height: b.data.image.map_or(0, |(h, _)| h as u32),
+            width: b.data.image.map_or(0, |(_, w)| w as u32),
+            ..Default::default()
+        };
+        PlannedDispatch {
+            label: "gather".into(),
+            kernel: KernelId::Gather,
+            buffers: vec![
+                b.data.inputs.as_entire_binding(),
+                b.index.as_entire_binding(),
+                b.work.acts[0].as_entire_binding(),
+            ],
+            dims: rec.push(&dims),
+            grid: Grid::Gather { features },
+        }
+    }
+
+    /// `a_{l+1} = f(a_l · W + b)` (the logits for the last layer).
+    fn forward(&self, rec: &mut Records, l: usize, rows: u32) -> PlannedDispatch<'_> {
+        let (b, net) = (&self.buffers, self.net);
+        let (i, o) = net.layer_shape(l);
+        let (off, size) = self.layout.layer_bytes(net, l);
+        let act = if l + 1 < net.layers() {
+            net.hidden().code()
+        } else {
+            ACT_IDENTITY
+        };
+        let dims = MatmulDims {
+            n: o as u32,
+            k: i as u32,
+            rows_dim: RowsDim::M as u32,
+            lda: i as u32,
+            ldb: o as u32,
+            ldc: o as u32,
+            epilogue: Epilogue::BiasAct as u32,
+            act,
+            bias_offset: (i * o) as u32,
+            ..Default::default()
+        };
+        let tile = choose_tile(rows, o as u32);
+        PlannedDispatch {
+            label: format!("forward {}", l + 1),
+            kernel: KernelId::MatmulNN(tile),
+            buffers: vec![
+                b.work.acts[l].as_entire_binding(),
+                range(b.params, off, size),
+                b.work.acts[l + 1].as_entire_binding(),
+                b.dummy.as_entire_binding(),
+                b.scratch.as_entire_binding(),
+            ],
+            dims: rec.push(&dims),
+            grid: Grid::Matmul(dims, tile),
+        }
+    }
+
+    /// Outputs, loss, correct count and (when there are targets) the output delta.
+    fn loss(&self, rec: &mut Records, purpose: Purpose) -> PlannedDispatch<'_> {
+        let (b, net) = (&self.buffers, self.net);
+        let target_kind = if purpose == Purpose::Predict {
+            TargetKind::None
+        } else {
+            b.data.target_kind
+        };
+        let dims = LossDims {
+            n: net.outputs() as u32,
+            kind: net.output().code(),
+            target_kind: target_kind as u32,
+            rows_from_step: 1,
+            ..Default::default()
+        };
+        PlannedDispatch {
+            label: "loss".into(),
+            kernel: KernelId::Loss,
+            buffers: vec![
+                b.work.acts[net.layers()].as_entire_binding(),
+                b.work.deltas[net.layers() - 1].as_entire_binding(),
+                b.data.targets.as_entire_binding(),
+                b.index.as_entire_binding(),
+                b.stats.as_entire_binding(),
+            ],
+            dims: rec.push(&dims),
+            grid: Grid::Single,
+        }
+    }
+
+    /// `delta_{l-1} = (delta_l · Wᵀ) ⊙ f'(a_l)`, with `a_l` this layer's input.
+    fn input_grad(&self, rec: &mut Records, l: usize, rows: u32) -> PlannedDispatch<'_> {
+        let (b, net) = (&self.buffers, self.net);
+        let (i, o) = net.layer_shape(l);
+        let (off, size) = self.layout.layer_bytes(net, l);
+        let dims = MatmulDims {
+            n: i as u32,
+            k: o as u32,
+            rows_dim: RowsDim::M as u32,
+            lda: o as u32,
+            ldb: o as u32,
+            ldc: i as u32,
+            epilogue: Epilogue::MulDerivative as u32,
+            act: net.hidden().code(),
+            ..Default::default()
+        };
+        let tile = choose_tile(rows, i as u32);
+        PlannedDispatch {
+            label: format!("input grad {l}"),
+            kernel: KernelId::MatmulNT(tile),
+            buffers: vec![
+                b.work.deltas[l].as_entire_binding(),
+                range(b.params, off, size),
+                b.work.deltas[l - 1].as_entire_binding(),
+                b.work.acts[l].as_entire_binding(),
+                b.scratch.as_entire_binding(),
+            ],
+            dims: rec.push(&dims),
+            grid: Grid::Matmul(dims, tile),
+        }
+    }
+
+    /// `xᵀ·dz` over the batch is dW (i×o), and the ones-row adds db: the gradient of the
+    /// layer's [W; b] block, handed straight to the optimizer in the epilogue.
+    fn weight_grad_update(&self, rec: &mut Records, l: usize) -> PlannedDispatch<'_> {
+        let (b, net) = (&self.buffers, self.net);
+        let (i, o) = net.layer_shape(l);
+        let (off, size) = self.layout.layer_bytes(net, l);
+        let dims = MatmulDims {
+            m: i as u32,
+            n: o as u32,
+            rows_dim: RowsDim::K as u32,
+            lda: i as u32,
+            ldb: o as u32,
+            ldc: o as u32,
+            ones_row: 1,
+            epilogue: Epilogue::Optim as u32,
+            slot_base: self.layout.starts[l] as u32,
+            opt: OptimParams::new(self.optimizer, self.layout.total as u32),
+            ..Default::default()
+        };
+        let tile = choose_tile(i as u32 + 1, o as u32);
+        PlannedDispatch {
+            label: format!("weight grad + update {}", l + 1),
+            kernel: KernelId::MatmulTN(tile),
+            buffers: vec![
+                b.work.acts[l].as_entire_binding(),
+                b.work.deltas[l].as_entire_binding(),
+                range(b.params, off, size),
+                b.dummy.as_entire_binding(),
+                b.slots.as_entire_binding(),
+            ],
+            dims: rec.push(&dims),
+            grid: Grid::Matmul(dims, tile),
+        }
+    }
+}

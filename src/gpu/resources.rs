@@ -1,0 +1,168 @@
+//! Device memory: buffer usages, uploads, the packed parameter records, a dataset on the device
+//! and the activation workspace. Used by the training backend and the single-op runner alike.
+
+use bytemuck::Pod;
+
+use super::context::GpuContext;
+use crate::data::{Dataset, Inputs, Normalize, Targets};
+use crate::error::Result;
+use crate::net::Network;
+use crate::ops::gather::{InputKind, pack_inputs};
+use crate::ops::loss::TargetKind;
+
+/// Read by kernels, written by the host.
+pub(crate) fn usage_storage() -> wgpu::BufferUsages {
+    wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST
+}
+
+/// Written by kernels and read back (or copied) too.
+pub(crate) fn usage_out() -> wgpu::BufferUsages {
+    wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC
+}
+
+/// A buffer holding `data` (checked against the device's limits first).
+pub(crate) fn upload<T: Pod>(
+    ctx: &GpuContext,
+    what: &str,
+    data: &[T],
+    usage: wgpu::BufferUsages,
+) -> Result<wgpu::Buffer> {
+    let bytes: &[u8] = bytemuck::cast_slice(data);
+    let buf = ctx.buffer(what, bytes.len() as u64, usage)?;
+    if bytes.len().is_multiple_of(4) {
+        ctx.queue.write_buffer(&buf, 0, bytes);
+    } else {
+        let mut padded = bytes.to_vec();
+        padded.resize(bytes.len().next_multiple_of(4), 0);
+        ctx.queue.write_buffer(&buf, 0, &padded);
+    }
+    Ok(buf)
+}
+
+/// Parameter records packed at the device's storage offset alignment, uploaded as one buffer.
+pub struct Records {
+    align: u64,
+    pub bytes: Vec<u8>,
+}
+
+impl Records {
+    pub fn new(ctx: &GpuContext) -> Records {
+        Records {
+            align: ctx.limits.min_storage_buffer_offset_alignment.max(16) as u64,
+            bytes: Vec::new(),
+        }
+    }
+
+    /// Appends `record` and returns its byte offset and size.
+    pub fn push<T: Pod>(&mut self, record: &T) -> (u64, u64) {
+        let offset = (self.bytes.len() as u64).next_multiple_of(self.align);
+        self.bytes.resize(offset as usize, 0);
+        self.bytes.extend_from_slice(bytemuck::bytes_of(record));
+        (offset, std::mem::size_of::<T>() as u64)
+    }
+
+    /// Uploads the records into a new (read-only storage) buffer.
+    pub fn upload(&self, ctx: &GpuContext, what: &str) -> Result<wgpu::Buffer> {
+        upload(ctx, what, &self.bytes, usage_storage())
+    }
+}
+
+/// A binding of `size` bytes at `offset` of `buffer`.
+pub fn range(buffer: &wgpu::Buffer, offset: u64, size: u64) -> wgpu::BindingResource<'_> {
+    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        buffer,
+        offset,
+        size: wgpu::BufferSize::new(size),
+    })
+}
+
+/// A dataset on the device.
+pub(crate) struct DeviceData {
+    pub inputs: wgpu::Buffer,
+    pub targets: wgpu::Buffer,
+    pub len: usize,
+    pub input_kind: InputKind,
+    pub target_kind: TargetKind,
+    pub normalize: Normalize,
+    /// `(rows, cols)` of image samples, for shifted gathers.
+    pub image: Option<(usize, usize)>,
+}
+
+impl DeviceData {
+    /// Uploads `data` (`what` names it in errors): inputs packed for the gather kernel, targets
+    /// as labels or f32 bits.
+    pub(crate) fn upload(ctx: &GpuContext, data: &Dataset, what: &str) -> Result<DeviceData> {
+        // Checked before packing, so an oversized dataset fails before a host-side copy.
+        let input_bytes = match data.inputs() {
+            Inputs::U8(v) => v.len() as u64,
+            Inputs::F32(v) => v.len() as u64 * 4,
+        };
+        ctx.check_buffer_size(&format!("{what} inputs"), input_bytes, true)?;
+        let (input_kind, words) = pack_inputs(data.inputs());
+        let inputs = upload(ctx, &format!("{what} inputs"), &words, usage_storage())?;
+        let (target_kind, twords): (TargetKind, Vec<u32>) = match data.targets() {
+            Targets::Labels { labels, .. } => (
+                TargetKind::Labels,
+                labels.iter().map(|&l| l as u32).collect(),
+            ),
+            Targets::Values { values, .. } => (
+                TargetKind::Values,
+                values.iter().map(|v| v.to_bits()).collect(),
+            ),
+        };
+        let targets = upload(ctx, &format!("{what} targets"), &twords, usage_storage())?;
+        Ok(DeviceData {
+            inputs,
+            targets,
+            len: data.len(),
+            input_kind,
+            target_kind,
+            normalize: data.normalize,
+            image: data.image,
+        })
+    }
+
+    /// Rows of f32 inputs with no targets (prediction).
+    pub(crate) fn inputs_only(ctx: &GpuContext, values: &[f32], rows: usize) -> Result<DeviceData> {
+        let bits: Vec<u32> = values.iter().map(|v| v.to_bits()).collect();
+        Ok(DeviceData {
+            inputs: upload(ctx, "prediction inputs", &bits, usage_storage())?,
+            targets: ctx.buffer("prediction targets", 4, usage_storage())?,
+            len: rows,
+            input_kind: InputKind::F32,
+            target_kind: TargetKind::None,
+            normalize: Normalize::IDENTITY,
+            image: None,
+        })
+    }
+}
+
+/// Activations and deltas for batches of up to `rows` samples.
+pub(crate) struct Workspace {
+    pub rows: usize,
+    /// `acts[0]` is the input batch, `acts[l + 1]` the output of layer `l`.
+    pub acts: Vec<wgpu::Buffer>,
+    /// `deltas[l]`: gradient of the loss w.r.t. layer `l`'s pre-activation.
+    pub deltas: Vec<wgpu::Buffer>,
+}
+
+impl Workspace {
+    /// Buffers for `rows` rows of every layer of `net`.
+    pub(crate) fn new(ctx: &GpuContext, net: &Network, rows: usize) -> Result<Workspace> {
+        let buffers = |what: &str, sizes: &[usize]| {
+            sizes
+                .iter()
+                .enumerate()
+                .map(|(l, &n)| {
+                    let what = format!("{what} {l} ({rows} rows x {n} f32)");
+                    ctx.buffer(&what, (rows * n * 4) as u64, usage_out())
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        Ok(Workspace {
+            rows,
+            acts: buffers("activations", net.sizes())?,
+            deltas: buffers("deltas", &net.sizes()[1..])?,
+        })
+    }
+}

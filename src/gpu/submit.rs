@@ -1,0 +1,192 @@
+//! Recording, submitting and reading back for the GPU backend: a bound program is recorded
+//! once per step record into one command encoder per submit (one compute pass per step, or
+//! one per dispatch while profiling), and the small stats records come back through a staging
+//! buffer.
+
+use std::sync::Arc;
+
+use super::backend::{EVAL_CHUNK, GpuBackend, STEPS_PER_SUBMIT, StatsKind};
+use super::profile::{KernelTime, Profiler};
+use super::program::{Program, Purpose};
+use super::resources::{DeviceData, upload, usage_storage};
+use crate::backend::Stats;
+use crate::error::{Error, Result};
+use crate::ops::StepRecord;
+use crate::ops::loss::DeviceStats;
+
+impl GpuBackend {
+    /// Records `records.len()` runs of `program` (one per step record) into one encoder,
+    /// with `after` called between runs (prediction copies its outputs there), and submits.
+    pub(super) fn run_program(
+        &mut self,
+        program: &Program,
+        records: &[StepRecord],
+        mut after: impl FnMut(&mut wgpu::CommandEncoder, usize),
+        what: &str,
+    ) -> Result<()> {
+        debug_assert!(records.len() <= self.steps_per_submit());
+        let ctx = Arc::clone(&self.ctx);
+        let mut bytes = vec![0u8; self.step_stride as usize * records.len()];
+        for (i, r) in records.iter().enumerate() {
+            let at = i * self.step_stride as usize;
+            bytes[at..at + std::mem::size_of::<StepRecord>()]
+                .copy_from_slice(bytemuck::bytes_of(r));
+        }
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        ctx.queue.write_buffer(&self.steps, 0, &bytes);
+        let mut encoder = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(what) });
+        let max = ctx.limits.max_compute_workgroups_per_dimension;
+        let mut dispatches = 0u64;
+        let profiler = self.profiler.as_ref();
+        for (s, r) in records.iter().enumerate() {
+            let offset = (s as u64 * self.step_stride) as u32;
+            let desc = |writes| wgpu::ComputePassDescriptor {
+                label: Some(what),
+                timestamp_writes: writes,
+            };
+            match profiler {
+                // One pass per step; while profiling, one per dispatch, between timestamps.
+                None => {
+                    let mut pass = encoder.begin_compute_pass(&desc(None));
+                    for d in &program.dispatches {
+                        d.record(&mut pass, &self.kernels, r, offset, max);
+                        dispatches += 1;
+                    }
+                }
+                Some(p) => {
+                    for d in &program.dispatches {
+                        let mut pass =
+                            encoder.begin_compute_pass(&desc(Some(p.writes(dispatches as u32))));
+                        d.record(&mut pass, &self.kernels, r, offset, max);
+                        dispatches += 1;
+                    }
+                }
+            }
+            after(&mut encoder, s);
+        }
+        if let Some(p) = profiler {
+            p.resolve(&mut encoder, dispatches as u32);
+        }
+        ctx.queue.submit([encoder.finish()]);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::gpu(what, e));
+        }
+        self.counters.dispatches += dispatches;
+        self.counters.submits += 1;
+        if let Some(p) = self.profiler.as_mut() {
+            let labels: Vec<&str> = program
+                .dispatches
+                .iter()
+                .map(|d| d.label.as_str())
+                .collect();
+            p.collect(&ctx, &labels, dispatches as u32)?;
+        }
+        ctx.check(what)
+    }
+
+    /// Steps recorded per submit: all that the step buffer holds, or, while profiling, all
+    /// whose timestamps fit in the query set.
+    pub(super) fn steps_per_submit(&self) -> usize {
+        match &self.profiler {
+            Some(_) => STEPS_PER_SUBMIT.min(Profiler::steps_per_submit(self.dispatches_per_step())),
+            None => STEPS_PER_SUBMIT,
+        }
+    }
+
+    /// Turns per-kernel GPU timing on (timestamp queries); `false` when the device cannot
+    /// time kernels. Profiling reads timestamps back after every submit: numbers from a
+    /// profiled run are per-kernel GPU times, not the throughput of an unprofiled one.
+    pub fn enable_profiling(&mut self) -> Result<bool> {
+        if self.profiler.is_none() {
+            self.profiler = Profiler::new(&self.ctx)?;
+        }
+        Ok(self.profiler.is_some())
+    }
+
+    /// GPU time per labelled dispatch since profiling was enabled or last reset.
+    pub fn kernel_times(&self) -> Vec<KernelTime> {
+        self.profiler
+            .as_ref()
+            .map_or_else(Vec::new, |p| p.totals().to_vec())
+    }
+
+    /// Starts the per-kernel totals again.
+    pub fn reset_kernel_times(&mut self) {
+        if let Some(p) = self.profiler.as_mut() {
+            p.reset();
+        }
+    }
+
+    /// Runs `data` forward in chunks through `purpose`'s program; returns the program's
+    /// chunk count and lets `after` record copies between chunks.
+    pub(super) fn forward_chunks(
+        &mut self,
+        data: &DeviceData,
+        purpose: Purpose,
+        mut after: impl FnMut(&mut wgpu::CommandEncoder, usize, u32),
+    ) -> Result<()> {
+        self.ensure_workspace(EVAL_CHUNK.min(data.len).max(1))?;
+        let chunk = self.work.as_ref().map_or(1, |w| w.rows);
+        let index: Vec<u32> = (0..data.len as u32).collect();
+        let index_buf = upload(&self.ctx, "evaluation index", &index, usage_storage())?;
+        let stats = if purpose == Purpose::Evaluate {
+            &self.eval_stats
+        } else {
+            &self.dummy
+        };
+        let program = self.build_program(purpose, data, &index_buf, stats, chunk)?;
+        let records: Vec<StepRecord> = (0..data.len)
+            .step_by(chunk)
+            .map(|start| StepRecord {
+                rows: (data.len - start).min(chunk) as u32,
+                index_offset: start as u32,
+                ..Default::default()
+            })
+            .collect();
+        let per_submit = self.steps_per_submit();
+        for (g, group) in records.chunks(per_submit).enumerate() {
+            let first = g * per_submit;
+            self.run_program(
+                &program,
+                group,
+                |enc, s| after(enc, first + s, group[s].rows),
+                "evaluation",
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The running totals of `kind` read back (training's cleared too, in the same submit).
+    pub(super) fn read_stats(&mut self, kind: StatsKind) -> Result<Stats> {
+        let ctx = Arc::clone(&self.ctx);
+        let (which, buf, reset) = match kind {
+            StatsKind::Train => ("training stats", &self.stats, true),
+            StatsKind::Eval => ("evaluation stats", &self.eval_stats, false),
+        };
+        ctx.check(which)?;
+        let mut encoder = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(which) });
+        encoder.copy_buffer_to_buffer(buf, 0, &self.stats_staging, 0, 16);
+        if reset {
+            encoder.clear_buffer(buf, 0, None);
+        }
+        ctx.queue.submit([encoder.finish()]);
+        let bytes = ctx.map_staging(which, &self.stats_staging, 16)?;
+        self.counters.readbacks += 1;
+        Ok(bytemuck::pod_read_unaligned::<DeviceStats>(&bytes).stats())
+    }
+
+    pub(super) fn read_f32(
+        &mut self,
+        what: &str,
+        buf: &wgpu::Buffer,
+        len: u64,
+    ) -> Result<Vec<f32>> {
+        let bytes = self.ctx.read_back(what, buf, 0, len * 4)?;
+        self.counters.readbacks += 1;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+}

@@ -1,0 +1,166 @@
+//! Building an input batch from the stored dataset: rows picked by the batch order, shifted
+//! when an order entry carries a shift (augmentation), mapped `x = v · scale + shift`. The CPU
+//! twin of `shaders/gather.wgsl`.
+
+use bytemuck::{Pod, Zeroable};
+use ndarray::{ArrayViewMut2, s};
+
+use super::Shared;
+use crate::data::{Dataset, Inputs, Normalize};
+use crate::train::Sample;
+
+pub(crate) const WGSL: &str = include_str!("../../shaders/gather.wgsl");
+
+/// Threads per workgroup of the element-wise kernels (gather, optimizer).
+pub const WG: u32 = 256;
+
+/// How the dataset's inputs are stored on the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum InputKind {
+    /// Bytes packed four to a `u32` word, little-endian ([`pack_inputs`]).
+    U8 = 0,
+    /// The bits of f32 values.
+    F32 = 1,
+}
+
+pub(crate) const SHARED: &[Shared] = &[
+    Shared::U32("INPUT_U8", InputKind::U8 as u32),
+    Shared::U32("INPUT_F32", InputKind::F32 as u32),
+    Shared::U32("SAMPLE_INDEX_MASK", Sample::MAX_INDEX),
+    Shared::U32("SAMPLE_DX_BIT", Sample::DX_BIT),
+    Shared::U32("SAMPLE_DY_BIT", Sample::DY_BIT),
+    Shared::U32("SAMPLE_SHIFT_BITS", Sample::SHIFT_BITS),
+];
+
+/// `shaders/gather.wgsl`'s `Dims`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct GatherDims {
+    pub features: u32,
+    pub kind: u32,
+    pub scale: f32,
+    pub shift: f32,
+    pub rows: u32,
+    pub rows_from_step: u32,
+    pub index_offset: u32,
+    /// Image shape for shifted entries (0 when the samples are not images).
+    pub height: u32,
+    pub width: u32,
+    pub _pad: [u32; 3],
+}
+
+/// A dataset's inputs as u32 words for the gather kernel: bytes packed four to a word
+/// (little-endian, as the kernel unpacks them), or f32 bits.
+pub fn pack_inputs(inputs: &Inputs) -> (InputKind, Vec<u32>) {
+    match inputs {
+        Inputs::U8(v) => {
+            let words = v
+                .chunks(4)
+                .map(|c| {
+                    let mut w = [0u8; 4];
+                    w[..c.len()].copy_from_slice(c);
+                    u32::from_le_bytes(w)
+                })
+                .collect();
+            (InputKind::U8, words)
+        }
+        Inputs::F32(v) => (InputKind::F32, v.iter().map(|x| x.to_bits()).collect()),
+    }
+}
+
+/// Writes the normalised inputs of the samples `order` names into the rows of `x`. An entry
+/// may carry a shift (see [`Sample`]): the image moves by `(dx, dy)` pixels and the uncovered
+/// border reads as a 0 byte.
+pub fn gather_inputs(data: &Dataset, order: &[u32], mut x: ArrayViewMut2<f32>) {
+    let f = data.features();
+    let Normalize { scale, shift } = data.normalize;
+    // Stored values `src` of one sample into `out`, mapped and vectorised.
+    let copy = |src: std::ops::Range<usize>, out: &mut [f32]| match data.inputs() {
+        Inputs::U8(v) => convert(&v[src], out, |p| p as f32, scale, shift),
+        Inputs::F32(v) => convert(&v[src], out, |p| p, scale, shift),
+    };
+    for (r, &entry) in order.iter().enumerate() {
+        let Sample { index, dx, dy } = Sample::decode(entry);
+        let base = index as usize * f;
+        let mut row = x.slice_mut(s![r, ..]);
+        let row = row.as_slice_mut().expect("batch rows are contiguous");
+        match data.image {
+            Some((h, w)) if (dx, dy) != (0, 0) => {
+                // Output pixel (y, x) shows source pixel (y - dy, x - dx); outside the source
+                // it reads as a 0 byte, which maps to `shift`. Row by row: the covered columns
+                // are one contiguous copy, the rest a fill.
+                let (dx, dy) = (dx as isize, dy as isize);
+                let cols = w.saturating_sub(dx.unsigned_abs());
+                let (out_x, src_x) = if dx >= 0 {
+                    (dx as usize, 0)
+                } else {
+                    (0, (-dx) as usize)
+                };
+                for (y, out) in row.chunks_exact_mut(w).enumerate().take(h) {
+                    let src_y = y as isize - dy;
+                    if src_y < 0 || src_y >= h as isize || cols == 0 {
+                        out.fill(shift);
+                        continue;
+                    }
+                    let src = base + src_y as usize * w + src_x;
+                    out[..out_x].fill(shift);
+                    copy(src..src + cols, &mut out[out_x..out_x + cols]);
+                    out[out_x + cols..].fill(shift);
+                }
+            }
+            _ => copy(base..base + f, row),
+        }
+    }
+}
+
+/// `out[i] = to_f32(src[i]) · scale + shift`, over equal-length slices so that it vectorises;
+/// compiled for AVX-512 and AVX2 too, chosen at run time.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512dq+avx512vl",
+    "x86_64+avx2+fma"
+))]
+fn convert<T: Copy>(src: &[T], out: &mut [f32], to_f32: impl Fn(T) -> f32, scale: f32, shift: f32) {
+    for (o, &p) in out.iter_mut().zip(src) {
+        *o = to_f32(p) * scale + shift;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Targets;
+
+    #[test]
+    fn shifted_gather_moves_the_image() {
+        // A 3x3 image with one lit pixel in the centre, shifted right by 1 and up by 1.
+        let mut px = vec![0u8; 9];
+        px[4] = 255;
+        let mut d = Dataset::new(
+            9,
+            Inputs::U8(px),
+            Targets::Labels {
+                labels: vec![0],
+                classes: 2,
+            },
+            Normalize::UNIT,
+        )
+        .unwrap();
+        d.image = Some((3, 3));
+        let mut x = ndarray::Array2::zeros((1, 9));
+        let entry = Sample {
+            index: 0,
+            dx: 1,
+            dy: -1,
+        }
+        .encode();
+        gather_inputs(&d, &[entry], x.view_mut());
+        let lit: Vec<usize> = x
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v > 0.5)
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(lit, vec![2]); // row 0, column 2
+    }
+}
