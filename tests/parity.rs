@@ -1,23 +1,22 @@
-//! The CPU reference and the GPU backend held together: one generic suite run on both, and
-//! whole training runs (same init, same batch order) compared parameter by parameter.
-//! Needs a GPU adapter (lavapipe will do): without one the GPU halves print
+//! The CPU reference and the GPU backend held together: whole training runs (same init, same
+//! batch order) compared parameter by parameter, evaluation and prediction compared after
+//! training, and one real MNIST epoch. (What each backend must do on its own is the generic
+//! suite in tests/backend_suite.rs.)
+//! Needs a GPU adapter (lavapipe will do): without one the tests print
 //! "SKIPPED: no GPU adapter" and pass, or fail under `SOMA_STRICT=1`. The full-epoch MNIST test
 //! also needs `MNIST_DIR`.
 
 mod common;
 
-use std::sync::{Arc, OnceLock};
-
+use common::data::{mnist_like, regression};
+use common::gpu::context;
 use ndarray::Array2;
-use rand::{Rng, SeedableRng};
-use rand_pcg::Pcg64Mcg;
 use soma::data::MnistFiles;
-use soma::gpu::{GpuBackend, GpuContext, GpuOptions};
+use soma::gpu::GpuBackend;
 use soma::ops::gather::gather_inputs;
 use soma::train::epoch_order;
 use soma::{
-    Activation, Backend, CpuBackend, Dataset, Init, Inputs, Network, Normalize, Optimizer, Output,
-    Params, Stats, Targets,
+    Activation, Backend, CpuBackend, Dataset, Init, Network, Optimizer, Output, Params, Stats,
 };
 
 /// Whole-run parameter parity, as max |gpu − cpu| / max |cpu param|. The kernels agree with
@@ -38,221 +37,9 @@ const CORRECT_FRACTION: f64 = 1e-3;
 /// Accuracy after one real MNIST epoch: the task's bound (0.5 points).
 const MNIST_ACCURACY_POINTS: f64 = 0.5;
 
-fn context() -> Option<Arc<GpuContext>> {
-    static CTX: OnceLock<Option<Arc<GpuContext>>> = OnceLock::new();
-    let ctx = CTX.get_or_init(|| match GpuContext::new(&GpuOptions::default()) {
-        Ok(ctx) => {
-            eprintln!("GPU: {}", ctx.describe());
-            Some(Arc::new(ctx))
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            None
-        }
-    });
-    if ctx.is_none() {
-        common::skip("no GPU adapter");
-    }
-    ctx.clone()
-}
-
 fn gpu(net: &Network, params: Params, opt: Optimizer) -> Option<GpuBackend> {
     let ctx = context()?;
     Some(GpuBackend::new(ctx, net, params, opt).expect("GPU backend"))
-}
-
-/// MNIST-shaped data: 784 u8 pixels around a per-class template (with an always-black border,
-/// as in MNIST, so some weights get exactly zero gradient), 10 classes.
-fn mnist_like(len: usize, seed: u64) -> Dataset {
-    let mut rng = Pcg64Mcg::seed_from_u64(seed);
-    let templates: Vec<Vec<f32>> = (0..10)
-        .map(|_| (0..784).map(|_| rng.random::<f32>() * 255.0).collect())
-        .collect();
-    let mut pixels = Vec::with_capacity(len * 784);
-    let mut labels = Vec::with_capacity(len);
-    for _ in 0..len {
-        let c = rng.random_range(0..10u8);
-        labels.push(c);
-        for (j, &t) in templates[c as usize].iter().enumerate() {
-            let (r, col) = (j / 28, j % 28);
-            let border = !(2..26).contains(&r) || !(2..26).contains(&col);
-            let v = if border {
-                0.0
-            } else {
-                t * 0.6 + rng.random::<f32>() * 100.0
-            };
-            pixels.push(v.clamp(0.0, 255.0) as u8);
-        }
-    }
-    Dataset::new(
-        784,
-        Inputs::U8(pixels),
-        Targets::Labels {
-            labels,
-            classes: 10,
-        },
-        Normalize::UNIT,
-    )
-    .unwrap()
-}
-
-/// Real-valued inputs and targets in (0, 1) for a sigmoid-MSE net.
-fn regression(len: usize, inputs: usize, outputs: usize, seed: u64) -> Dataset {
-    let mut rng = Pcg64Mcg::seed_from_u64(seed);
-    let x: Vec<f32> = (0..len * inputs)
-        .map(|_| rng.random::<f32>() * 4.0)
-        .collect();
-    let y: Vec<f32> = (0..len * outputs).map(|_| rng.random::<f32>()).collect();
-    Dataset::new(
-        inputs,
-        Inputs::F32(x),
-        Targets::Values {
-            values: y,
-            width: outputs,
-        },
-        Normalize {
-            scale: 0.5,
-            shift: -1.0,
-        },
-    )
-    .unwrap()
-}
-
-fn xor() -> Dataset {
-    Dataset::from_rows(
-        &[vec![0., 0.], vec![0., 1.], vec![1., 0.], vec![1., 1.]],
-        &[vec![0.], vec![1.], vec![1.], vec![0.]],
-    )
-    .unwrap()
-}
-
-// ---------------------------------------------------------------------------------------------
-// The generic suite: what every backend must do, run on both.
-
-fn suite_xor_learns(b: &mut dyn Backend) {
-    let data = xor();
-    b.set_train_data(&data).unwrap();
-    for _ in 0..2000 {
-        b.train_batches(&[0, 1, 2, 3], 4, 0.5).unwrap();
-    }
-    let stats = b.evaluate(&data).unwrap();
-    assert!(
-        stats.mean_loss() < 0.01,
-        "{}: XOR loss {}",
-        b.name(),
-        stats.mean_loss()
-    );
-    assert_eq!(stats.correct, 4, "{}", b.name());
-}
-
-fn suite_round_trips(b: &mut dyn Backend) {
-    let net = b.network().clone();
-    let p = Params::init(&net, Init::Xavier, 99);
-    b.set_params(&p).unwrap();
-    assert_eq!(b.params().unwrap(), p, "{}: params round trip", b.name());
-    let mut state = b.optim_state().unwrap();
-    state.step = 17;
-    for s in &mut state.slots {
-        *s = Params::init(&net, Init::Uniform, 5);
-    }
-    b.set_optim_state(&state).unwrap();
-    assert_eq!(
-        b.optim_state().unwrap(),
-        state,
-        "{}: state round trip",
-        b.name()
-    );
-}
-
-fn suite_stats_and_predict(b: &mut dyn Backend) {
-    let data = mnist_like(300, 4);
-    b.set_train_data(&data).unwrap();
-    let order = epoch_order(data.len(), 1, 0);
-    b.train_batches(&order, 64, 0.1).unwrap();
-    let s = b.take_stats().unwrap();
-    assert_eq!(s.samples, 300, "{}", b.name());
-    assert!(s.mean_loss().is_finite() && s.mean_loss() > 0.0);
-    assert_eq!(
-        b.take_stats().unwrap(),
-        Stats::default(),
-        "{}: stats reset",
-        b.name()
-    );
-    let mut x = Array2::zeros((37, 784));
-    gather_inputs(&data, &(0..37).collect::<Vec<u32>>(), x.view_mut());
-    let p = b.predict(x.view()).unwrap();
-    assert_eq!(p.dim(), (37, 10));
-    for row in p.rows() {
-        assert!(
-            (row.sum() - 1.0).abs() < 1e-5,
-            "{}: probabilities sum to 1",
-            b.name()
-        );
-    }
-}
-
-fn suite_bad_calls_are_errors(b: &mut dyn Backend) {
-    assert!(b.train_batches(&[0], 1, 0.1).is_err(), "train before data");
-    let data = xor();
-    b.set_train_data(&data).unwrap();
-    assert!(b.train_batches(&[0, 1], 0, 0.1).is_err(), "batch 0");
-    assert!(
-        b.train_batches(&[0, 4], 2, 0.1).is_err(),
-        "index out of range"
-    );
-    let wrong = regression(3, 5, 1, 1);
-    assert!(b.set_train_data(&wrong).is_err(), "shape mismatch");
-    assert!(
-        b.predict(Array2::zeros((2, 3)).view()).is_err(),
-        "predict width"
-    );
-    let other = Network::new(&[2, 3, 1], Activation::Tanh, Output::SigmoidMse).unwrap();
-    assert!(
-        b.set_params(&Params::init(&other, Init::Uniform, 1))
-            .is_err()
-    );
-}
-
-fn xor_net() -> Network {
-    Network::new(&[2, 4, 1], Activation::Sigmoid, Output::SigmoidMse).unwrap()
-}
-
-fn small_softmax_net() -> Network {
-    Network::new(
-        &[784, 32, 10],
-        Activation::Relu,
-        Output::SoftmaxCrossEntropy,
-    )
-    .unwrap()
-}
-
-/// Runs `check` on a fresh CPU backend and a fresh GPU backend.
-fn on_both(net: Network, opt: Optimizer, check: fn(&mut dyn Backend)) {
-    let params = Params::init(&net, Init::Uniform, 1);
-    check(&mut CpuBackend::new(&net, params.clone(), opt).unwrap());
-    if let Some(mut g) = gpu(&net, params, opt) {
-        check(&mut g);
-    }
-}
-
-#[test]
-fn both_backends_learn_xor() {
-    on_both(xor_net(), Optimizer::momentum(), suite_xor_learns);
-}
-
-#[test]
-fn both_backends_round_trip_params_and_state() {
-    on_both(xor_net(), Optimizer::adam(), suite_round_trips);
-}
-
-#[test]
-fn both_backends_count_stats_and_predict_probabilities() {
-    on_both(small_softmax_net(), Optimizer::Sgd, suite_stats_and_predict);
-}
-
-#[test]
-fn both_backends_reject_bad_calls() {
-    on_both(xor_net(), Optimizer::Sgd, suite_bad_calls_are_errors);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,10 @@
-//! Helpers shared by the integration tests: where the MNIST files are, and how to skip a test
-//! that needs something this machine lacks (loudly, or as a failure under `SOMA_STRICT=1`).
+//! Helpers shared by the integration tests: where the MNIST files are, how to skip a test
+//! that needs something this machine lacks (loudly, or as a failure under `SOMA_STRICT=1`),
+//! the shared GPU context and the synthetic datasets.
 #![allow(dead_code)]
+
+pub mod data;
+pub mod gpu;
 
 use std::path::PathBuf;
 
