@@ -2,12 +2,13 @@
 //! `shaders/*.wgsl` ([`kernels`]), device buffers and uploads ([`resources`]), the bound
 //! dispatches of a step ([`program`]), the training backend that keeps everything resident
 //! ([`backend`], with recording and submitting in [`submit`]), and single-kernel entry points on
-//! host arrays for tests and benches ([`ops`]).
+//! host arrays for tests and benches ([`ops`], [`prepared`]).
 
 pub mod backend;
 pub mod context;
 pub mod kernels;
 pub mod ops;
+pub mod prepared;
 pub mod profile;
 pub(crate) mod program;
 pub(crate) mod resources;
