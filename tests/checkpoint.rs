@@ -33,6 +33,7 @@ fn checkpoint(network: Network, optimizer: Optimizer, seed: u64) -> Checkpoint {
         optimizer,
         state,
         epoch: 7,
+        model: None,
     }
 }
 

@@ -567,6 +567,7 @@ fn check_resume(optimizer: Optimizer, schedule: Schedule, first: FirstEpoch) {
         optimizer,
         state,
         epoch: 1,
+        model: None,
     }
     .save(&path)
     .unwrap();
