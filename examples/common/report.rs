@@ -144,12 +144,10 @@ fn curves(path: &Path, rows: &[EpochRow]) -> Result<(), Fail> {
         let (left, right) = root.split_horizontally(550);
         let last = rows.last().map_or(1, |r| r.epoch);
         let first = rows.first().map_or(1, |r| r.epoch);
-        // One epoch still gets an axis of some width, with its point in the middle.
-        let x_range = if last > first {
-            first as f64..last as f64
-        } else {
-            first as f64 - 1.0..last as f64 + 1.0
-        };
+        // A quarter epoch of room at each end, so the end points' markers are whole; one
+        // epoch still gets an axis of some width, with its point in the middle.
+        let pad = if last > first { 0.25 } else { 1.0 };
+        let x_range = first as f64 - pad..last as f64 + pad;
         let loss = |r: &EpochRow| [r.train_loss, r.test_loss];
         let top = rows
             .iter()
@@ -164,6 +162,8 @@ fn curves(path: &Path, rows: &[EpochRow]) -> Result<(), Fail> {
             0.0..(top * 1.1).max(1e-3),
             rows,
             |r| (r.train_loss, r.test_loss),
+            // Losses fall: the upper right is empty.
+            SeriesLabelPosition::UpperRight,
         )?;
         let acc = |r: &EpochRow| [100.0 * r.train_accuracy, 100.0 * r.test_accuracy];
         let low = rows
@@ -180,6 +180,8 @@ fn curves(path: &Path, rows: &[EpochRow]) -> Result<(), Fail> {
             floor..100.0,
             rows,
             |r| (100.0 * r.train_accuracy, 100.0 * r.test_accuracy),
+            // Accuracies rise: the lower right is empty.
+            SeriesLabelPosition::LowerRight,
         )
     })
 }
@@ -193,6 +195,7 @@ fn panel(
     y_range: std::ops::Range<f64>,
     rows: &[EpochRow],
     values: impl Fn(&EpochRow) -> (f64, f64),
+    legend: SeriesLabelPosition,
 ) -> Result<(), Fail> {
     let mut chart = ChartBuilder::on(area)
         .caption(title, plot::bold(22))
@@ -206,10 +209,10 @@ fn panel(
         .configure_mesh()
         .x_desc("epoch")
         .y_desc(y_label)
-        .label_style(plot::font(15))
+        .label_style(plot::font(14))
         .axis_desc_style(plot::font(16))
         // Whole epochs only: at most ~10 labels.
-        .x_labels((whole as usize + 1).min(11))
+        .x_labels((whole as usize + 2).min(12))
         .x_label_formatter(&|x| {
             if (x - x.round()).abs() < 1e-9 {
                 format!("{}", x.round() as i64)
@@ -247,10 +250,10 @@ fn panel(
     }
     chart
         .configure_series_labels()
-        .label_font(plot::font(15))
+        .label_font(plot::font(14))
         .background_style(WHITE.mix(0.9))
         .border_style(RGBColor(180, 180, 180))
-        .position(SeriesLabelPosition::UpperRight)
+        .position(legend)
         .draw()?;
     Ok(())
 }
@@ -278,7 +281,7 @@ fn confusion_png(path: &Path, matrix: &[Vec<u64>], classes: &[String]) -> Result
         ))?;
         root.draw(&Text::new(
             "label",
-            (24, top + n * cell / 2),
+            (left - 56, top + n * cell / 2),
             plot::anchored(
                 plot::bold(16).transform(FontTransform::Rotate270),
                 HPos::Center,
@@ -288,7 +291,7 @@ fn confusion_png(path: &Path, matrix: &[Vec<u64>], classes: &[String]) -> Result
         root.draw(&Text::new(
             "accuracy",
             (left + n * cell + 60, top - 18),
-            centre(15),
+            centre(14),
         ))?;
         for (l, row) in matrix.iter().enumerate() {
             let y = top + l as i32 * cell;
@@ -296,7 +299,7 @@ fn confusion_png(path: &Path, matrix: &[Vec<u64>], classes: &[String]) -> Result
             root.draw(&Text::new(
                 classes[l].clone(),
                 (left - 12, y + cell / 2),
-                plot::anchored(plot::font(15), HPos::Right, VPos::Center),
+                plot::anchored(plot::font(14), HPos::Right, VPos::Center),
             ))?;
             for (p, &count) in row.iter().enumerate() {
                 let x = left + p as i32 * cell;
@@ -326,14 +329,14 @@ fn confusion_png(path: &Path, matrix: &[Vec<u64>], classes: &[String]) -> Result
             root.draw(&Text::new(
                 format!("{acc:.1}%"),
                 (left + n * cell + 60, y + cell / 2),
-                centre(15),
+                centre(14),
             ))?;
         }
         for p in 0..classes.len() {
             root.draw(&Text::new(
                 short(classes, p),
                 (left + p as i32 * cell + cell / 2, top - 14),
-                centre(15),
+                centre(14),
             ))?;
         }
         Ok(())
@@ -386,7 +389,7 @@ fn mistakes_png(path: &Path, mistakes: &[Mistake], classes: &[String]) -> Result
             root.draw(&Text::new(
                 format!("{:.1}% sure (#{})", 100.0 * m.confidence, m.index),
                 text_at(26),
-                centred(plot::font(13)).color(&RGBColor(90, 90, 90)),
+                centred(plot::font(12)).color(&RGBColor(90, 90, 90)),
             ))?;
         }
         Ok(())
