@@ -154,17 +154,15 @@ fn curves(path: &Path, rows: &[EpochRow]) -> Result<(), Fail> {
             .flat_map(loss)
             .filter(|v| v.is_finite())
             .fold(0.0f64, f64::max);
-        panel(
-            &left,
-            "Loss (cross-entropy)",
-            "loss",
-            x_range.clone(),
-            0.0..(top * 1.1).max(1e-3),
-            rows,
-            |r| (r.train_loss, r.test_loss),
+        let frame = Frame {
+            title: "Loss (cross-entropy)",
+            y_label: "loss",
+            x_range: x_range.clone(),
+            y_range: 0.0..(top * 1.1).max(1e-3),
             // Losses fall: the upper right is empty.
-            SeriesLabelPosition::UpperRight,
-        )?;
+            legend: SeriesLabelPosition::UpperRight,
+        };
+        panel(&left, frame, rows, |r| (r.train_loss, r.test_loss))?;
         let acc = |r: &EpochRow| [100.0 * r.train_accuracy, 100.0 * r.test_accuracy];
         let low = rows
             .iter()
@@ -172,31 +170,43 @@ fn curves(path: &Path, rows: &[EpochRow]) -> Result<(), Fail> {
             .filter(|v| v.is_finite())
             .fold(100.0f64, f64::min);
         let floor = ((low - 1.0) / 5.0).floor().max(0.0) * 5.0;
-        panel(
-            &right,
-            "Accuracy",
-            "accuracy (%)",
+        let frame = Frame {
+            title: "Accuracy",
+            y_label: "accuracy (%)",
             x_range,
-            floor..100.0,
-            rows,
-            |r| (100.0 * r.train_accuracy, 100.0 * r.test_accuracy),
+            y_range: floor..100.0,
             // Accuracies rise: the lower right is empty.
-            SeriesLabelPosition::LowerRight,
-        )
+            legend: SeriesLabelPosition::LowerRight,
+        };
+        panel(&right, frame, rows, |r| {
+            (100.0 * r.train_accuracy, 100.0 * r.test_accuracy)
+        })
     })
+}
+
+/// The frame of one chart: its title, y axis, ranges and where the legend goes.
+struct Frame<'a> {
+    title: &'a str,
+    y_label: &'a str,
+    x_range: std::ops::Range<f64>,
+    y_range: std::ops::Range<f64>,
+    legend: SeriesLabelPosition,
 }
 
 /// One chart of a train and a test series against epoch.
 fn panel(
     area: &Area,
-    title: &str,
-    y_label: &str,
-    x_range: std::ops::Range<f64>,
-    y_range: std::ops::Range<f64>,
+    frame: Frame,
     rows: &[EpochRow],
     values: impl Fn(&EpochRow) -> (f64, f64),
-    legend: SeriesLabelPosition,
 ) -> Result<(), Fail> {
+    let Frame {
+        title,
+        y_label,
+        x_range,
+        y_range,
+        legend,
+    } = frame;
     let mut chart = ChartBuilder::on(area)
         .caption(title, plot::bold(22))
         .margin(16)
