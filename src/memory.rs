@@ -49,15 +49,19 @@ impl Footprint {
         self.params + self.optimizer_state + self.workspaces
     }
 
-    /// `1.3 GB (parameters 300.0 MB + optimizer state 300.0 MB + workspaces 700.0 MB)`.
+    /// `1.3 GB (parameters 300.0 MB + optimizer state 300.0 MB + workspaces 700.0 MB)`; parts
+    /// of zero bytes are left out.
     pub fn describe(&self) -> String {
-        format!(
-            "{} (parameters {} + optimizer state {} + workspaces {})",
-            bytes(self.total()),
-            bytes(self.params),
-            bytes(self.optimizer_state),
-            bytes(self.workspaces)
-        )
+        let parts: Vec<String> = [
+            ("parameters", self.params),
+            ("optimizer state", self.optimizer_state),
+            ("workspaces", self.workspaces),
+        ]
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(what, n)| format!("{what} {}", bytes(*n)))
+        .collect();
+        format!("{} ({})", bytes(self.total()), parts.join(" + "))
     }
 }
 
@@ -121,7 +125,33 @@ pub fn check_training(
     threads: usize,
 ) -> Result<Footprint> {
     let need = Footprint::training(net, optimizer, batch_size, threads);
-    let what = || format!("training network {} in batches of {batch_size}", sizes(net));
+    check(
+        &format!("training network {} in batches of {batch_size}", sizes(net)),
+        need,
+    )
+}
+
+/// Checks that the workspaces of training `net` in batches of `batch_size` on one thread
+/// still fit, for a backend that already holds the parameters and optimizer state (which the
+/// available memory then no longer includes).
+pub fn check_workspaces(net: &Network, batch_size: usize) -> Result<Footprint> {
+    let need = Footprint {
+        params: 0,
+        optimizer_state: 0,
+        ..Footprint::training(net, &Optimizer::Sgd, batch_size, 1)
+    };
+    check(
+        &format!(
+            "the workspaces of network {} in batches of {batch_size}",
+            sizes(net)
+        ),
+        need,
+    )
+}
+
+/// Checks `need` (for `what`) against the available memory; see [`check_training`].
+pub fn check(what: &str, need: Footprint) -> Result<Footprint> {
+    let what = || what.to_string();
     match available() {
         Some(avail) if need.total() > avail => Err(Error::TooLarge {
             what: what(),

@@ -161,8 +161,9 @@ pub fn train_with(
     cfg.validate()?;
     backend.optimizer().validate()?;
     // The batch's workspaces are allocated on the first step: refuse one that cannot fit now,
-    // with the sizes, rather than abort there. (One thread's share: a lower bound.)
-    crate::memory::check_training(backend.network(), &backend.optimizer(), cfg.batch_size, 1)?;
+    // with the sizes, rather than abort there. The parameters and optimizer state are held
+    // already, so only the workspaces count (one thread's share: a lower bound).
+    crate::memory::check_workspaces(backend.network(), cfg.batch_size)?;
     if train.is_empty() {
         return Err(Error::arg("training set", "at least one sample", 0));
     }
