@@ -248,6 +248,9 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         None => (Params::init(&net, args.init, args.seed), None, 0),
     };
+    if let Some(r) = report.as_mut() {
+        r.resume(start_epoch)?;
+    }
 
     let opts = soma::backend::Options {
         threads,

@@ -169,3 +169,39 @@ fn an_unwritable_report_directory_is_refused_before_training() {
     );
     assert!(!err.contains("/nonexistent/soma-test"), "{err}");
 }
+
+#[test]
+fn a_resumed_run_keeps_the_epochs_before_it() {
+    let Some(data) = common::mnist_dir() else {
+        common::skip("MNIST_DIR is not set: the report test is skipped");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (report, ckpt) = (dir.path().join("r"), dir.path().join("m.safetensors"));
+    let (r, c) = (report.to_str().unwrap(), ckpt.to_str().unwrap());
+    let base = ["--backend", "cpu", "--limit", "1000", "--offline"];
+    let first = [&base[..], &["--epochs", "1", "--report", r, "--save", c]].concat();
+    assert_ok("first epoch", &run("mnist", &first, Some(&data)));
+    let first_line = std::fs::read_to_string(report.join("metrics.jsonl")).unwrap();
+    let second = [&base[..], &["--epochs", "2", "--report", r, "--load", c]].concat();
+    assert_ok("resumed", &run("mnist", &second, Some(&data)));
+    let text = std::fs::read_to_string(report.join("metrics.jsonl")).unwrap();
+    let epochs: Vec<u64> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["epoch"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(epochs, [1, 2], "{text}");
+    assert!(
+        text.starts_with(&first_line),
+        "epoch 1 kept as written:\n{text}"
+    );
+
+    // A metrics file that is not one is an error naming it, not silently replaced.
+    std::fs::write(report.join("metrics.jsonl"), "not json\n").unwrap();
+    let out = run("mnist", &second, Some(&data));
+    assert_error("garbage metrics", &out, &["metrics.jsonl line 1"]);
+}

@@ -25,6 +25,22 @@ pub struct EpochRow {
 }
 
 impl EpochRow {
+    /// A line of `metrics.jsonl` back, if it has every field.
+    fn parse(line: &str) -> Option<EpochRow> {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        let num = |k: &str| v.get(k).and_then(serde_json::Value::as_f64);
+        Some(EpochRow {
+            epoch: v.get("epoch")?.as_u64()?,
+            train_loss: num("train_loss")?,
+            train_accuracy: num("train_accuracy")?,
+            test_loss: num("test_loss")?,
+            test_accuracy: num("test_accuracy")?,
+            lr: num("lr")? as f32,
+            seconds: num("seconds")?,
+            samples_per_second: num("samples_per_second")?,
+        })
+    }
+
     fn json(&self) -> serde_json::Value {
         serde_json::json!({
             "epoch": self.epoch,
@@ -86,6 +102,31 @@ impl Report {
             dir: dir.to_path_buf(),
             rows: Vec::new(),
         })
+    }
+
+    /// For a run resumed after `epochs_done` epochs: keeps those epochs' lines of an existing
+    /// `metrics.jsonl`, so that the file and the curves cover the whole run. A line that does
+    /// not parse is an error naming the file, not silently dropped.
+    pub fn resume(&mut self, epochs_done: u64) -> Result<(), Fail> {
+        let path = self.dir.join(METRICS);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(format!("{}: cannot read: {e}", path.display()).into()),
+        };
+        for (n, line) in text.lines().enumerate() {
+            let row = EpochRow::parse(line).ok_or_else(|| {
+                format!(
+                    "{} line {}: expected an epoch's metrics, found {line:?}",
+                    path.display(),
+                    n + 1
+                )
+            })?;
+            if row.epoch <= epochs_done {
+                self.rows.push(row);
+            }
+        }
+        Ok(())
     }
 
     /// Adds an epoch and rewrites `metrics.jsonl` (atomically: a reader sees every epoch so
