@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use image::imageops::{FilterType, resize};
 use image::{GrayImage, Luma, Rgb, RgbImage, Rgba, RgbaImage};
-use soma::checkpoint::Checkpoint;
+use soma::checkpoint::{self, Checkpoint};
 use soma::data::{DatasetKind, locate};
 use soma::train::{Schedule, TrainConfig, train};
 use soma::{
@@ -458,6 +458,29 @@ fn predict_matches_the_library_and_keeps_accuracy_on_disguised_pictures() {
         accuracy >= test_accuracy - 0.01,
         "disguised pictures {accuracy:.4} vs test accuracy {test_accuracy:.4}"
     );
+
+    // The same network saved as version 1 (no scaling recorded), told `--scale standard`:
+    // the scaling recomputed from the training files is the one training used, so on the same
+    // batch the answers are the same to the bit.
+    let v1 = work.path().join("v1.safetensors");
+    let mut old = checkpoint::load(&ckpt_path).unwrap();
+    old.model = None;
+    old.save(&v1).unwrap();
+    let mut v1_args = vec!["--scale".to_string(), "standard".into(), "--offline".into()];
+    v1_args.extend(args.iter().cloned());
+    let at = v1_args.iter().position(|a| a == "--load").unwrap();
+    v1_args[at + 1] = v1.display().to_string();
+    let v1_refs: Vec<&str> = v1_args.iter().map(String::as_str).collect();
+    let out = run("predict", &v1_refs, Some(&dir));
+    assert_ok("version 1 with --scale standard", &out);
+    let v1_answers: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(v1_answers.len(), answers.len());
+    for (a, b) in v1_answers.iter().zip(&answers) {
+        assert_eq!(a["probabilities"], b["probabilities"], "{}", a["file"]);
+    }
 
     // --dataset-index shows the label and predicts the stored sample; a bad index is named.
     let ck = ckpt_path.to_str().unwrap();
