@@ -1,7 +1,13 @@
 //! Trains the 784-64-64-10 network on MNIST (or Fashion-MNIST) and reports test accuracy.
 //!
 //! `cargo run --release --example mnist -- --help` lists the flags. The last line on stdout is
-//! one JSON object with the run's results.
+//! one JSON object with the run's results. `--report DIR` also writes the metrics of every
+//! epoch and pictures of the run (see `common/report.rs`).
+
+#[path = "common/plot.rs"]
+mod plot;
+#[path = "common/report.rs"]
+mod report;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -11,7 +17,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use soma::data::{DatasetKind, locate};
 use soma::train::{Event, Schedule, TrainConfig, train_with};
 use soma::{
-    Activation, BackendKind, Init, Network, Normalize, Optimizer, Output, Params, checkpoint,
+    Activation, BackendKind, Dataset, Init, ModelInfo, Network, Normalize, Optimizer, Output,
+    Params, Targets, checkpoint,
 };
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -58,7 +65,7 @@ struct Args {
     #[arg(long, value_enum, default_value_t = OptimizerArg::Momentum)]
     optimizer: OptimizerArg,
     /// L2 weight decay (default: 1e-4 for momentum, 0 for the others).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_decay)]
     weight_decay: Option<f32>,
     /// Learning-rate schedule over the run.
     #[arg(long, value_enum, default_value_t = ScheduleArg::Cosine)]
@@ -106,6 +113,9 @@ struct Args {
     /// Batches per progress tick (and per GPU submit and read-back).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
     tick: u64,
+    /// Write metrics.jsonl, curves.png, confusion.png and mistakes.png into this directory.
+    #[arg(long)]
+    report: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -132,6 +142,13 @@ fn parse_lr(s: &str) -> Result<f32, String> {
     }
 }
 
+fn parse_decay(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a weight decay (a number ≥ 0)")),
+    }
+}
+
 fn parse_backend(s: &str) -> Result<BackendKind, String> {
     s.parse().map_err(|e: soma::Error| e.to_string())
 }
@@ -153,7 +170,16 @@ fn main() {
     }
 }
 
-fn run(args: &Args) -> soma::Result<()> {
+fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    // Where the results go is checked before anything else, so that a typo costs no training.
+    let mut report = args
+        .report
+        .as_deref()
+        .map(report::Report::create)
+        .transpose()?;
+    if let Some(path) = &args.save {
+        checkpoint::check_writable(path)?;
+    }
     let files = locate(args.dataset, args.data.as_deref(), !args.offline)?;
     let load_started = Instant::now();
     let (mut train_set, mut test_set) = files.load()?;
@@ -190,7 +216,15 @@ fn run(args: &Args) -> soma::Result<()> {
         0.0
     };
     let optimizer = optimizer.with_weight_decay(args.weight_decay.unwrap_or(default_decay));
+    optimizer.validate()?;
     let lr = args.lr.unwrap_or(default_lr);
+    let threads = args.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        |t| t as usize,
+    );
+    // Before the parameters are allocated: a network that cannot fit is an error with its
+    // sizes, not an abort halfway through allocating it.
+    soma::memory::check_training(&net, &optimizer, args.batch_size as usize, threads)?;
 
     let (params, state, start_epoch) = match &args.load {
         Some(path) => {
@@ -202,7 +236,8 @@ fn run(args: &Args) -> soma::Result<()> {
                         "saved with optimizer {}, the run asks for {}",
                         ckpt.optimizer, optimizer
                     ),
-                });
+                }
+                .into());
             }
             eprintln!(
                 "resuming from {} after epoch {}",
@@ -213,12 +248,12 @@ fn run(args: &Args) -> soma::Result<()> {
         }
         None => (Params::init(&net, args.init, args.seed), None, 0),
     };
+    if let Some(r) = report.as_mut() {
+        r.resume(start_epoch)?;
+    }
 
     let opts = soma::select::Options {
-        threads: args.threads.map_or_else(
-            || std::thread::available_parallelism().map_or(1, |n| n.get()),
-            |t| t as usize,
-        ),
+        threads,
         adapter: args.adapter.clone(),
     };
     let mut backend = soma::select::create(args.backend, &net, params, optimizer, &opts)?;
@@ -254,6 +289,10 @@ fn run(args: &Args) -> soma::Result<()> {
         .expect("valid template")
         .progress_chars("=> "),
     );
+    let model = ModelInfo::for_dataset(args.dataset, normalize);
+    // The learning rate at the first step of each epoch, for the report.
+    let mut epoch_lr: Vec<f32> = Vec::new();
+    let mut report_error = None;
     let save = |backend: &mut dyn soma::Backend, epoch: u64| -> soma::Result<()> {
         let Some(path) = &args.save else {
             return Ok(());
@@ -266,10 +305,11 @@ fn run(args: &Args) -> soma::Result<()> {
                 optimizer,
                 state: backend.optim_state()?,
                 epoch,
+                model: Some(model.clone()),
             },
         )
     };
-    let report = train_with(
+    let run_report = train_with(
         backend.as_mut(),
         &train_set,
         Some(&test_set),
@@ -281,8 +321,12 @@ fn run(args: &Args) -> soma::Result<()> {
                 done,
                 stats,
                 samples_per_second,
+                lr,
                 ..
             } => {
+                if epoch_lr.len() < *epoch as usize {
+                    epoch_lr.resize(*epoch as usize, *lr);
+                }
                 bar.set_prefix(epoch.to_string());
                 bar.set_position(*done as u64);
                 bar.set_message(format!(
@@ -305,19 +349,50 @@ fn run(args: &Args) -> soma::Result<()> {
                     )
                 });
                 bar.reset();
+                if let Some(r) = report.as_mut() {
+                    let row = report::EpochRow {
+                        epoch: e.epoch,
+                        train_loss: e.train.mean_loss(),
+                        train_accuracy: e.train.accuracy(),
+                        test_loss: test.mean_loss(),
+                        test_accuracy: test.accuracy(),
+                        lr: epoch_lr.get(e.epoch as usize - 1).copied().unwrap_or(lr),
+                        seconds: e.seconds,
+                        samples_per_second: train_set.len() as f64 / e.seconds,
+                    };
+                    if let Err(err) = r.epoch(row) {
+                        report_error.get_or_insert(err);
+                    }
+                }
             }
         },
         save,
     );
     bar.finish_and_clear();
-    let report = report?;
+    let run_report = run_report?;
+    if let Some(e) = report_error {
+        return Err(e);
+    }
 
     if let Some(path) = &args.save {
         eprintln!("saved {}", path.display());
     }
 
     let final_train = backend.evaluate(&train_set)?;
-    let last = report.epochs.last();
+    if let Some(r) = &report {
+        let (matrix, mistakes) = confusion(backend.as_mut(), &test_set)?;
+        let classes = &model.classes;
+        eprintln!(
+            "test confusion matrix (rows: label, columns: prediction):\n{}",
+            report::confusion_table(&matrix, classes)
+        );
+        r.finish(&matrix, classes, &mistakes)?;
+        eprintln!(
+            "report written to {}",
+            args.report.as_ref().expect("set").display()
+        );
+    }
+    let last = run_report.epochs.last();
     let json = serde_json::json!({
         "backend": backend.name(),
         "epochs": args.epochs,
@@ -326,10 +401,59 @@ fn run(args: &Args) -> soma::Result<()> {
         // Through the shortest decimal form, so that 0.1f32 prints as 0.1.
         "lr": lr.to_string().parse::<f64>().unwrap_or(f64::NAN),
         "test_accuracy": last.and_then(|e| e.test).map(|t| t.accuracy()),
-        "train_seconds": report.train_seconds(),
-        "samples_per_second": report.median_samples_per_second(train_set.len()),
+        "train_seconds": run_report.train_seconds(),
+        "samples_per_second": run_report.median_samples_per_second(train_set.len()),
         "final_train_loss": final_train.mean_loss(),
     });
     println!("{json}");
     Ok(())
+}
+
+/// Images in the mistakes picture.
+const MISTAKES_SHOWN: usize = 24;
+
+/// The test set's confusion matrix (`[label][prediction]`) and its most confidently wrong
+/// images, from the network's predictions.
+fn confusion(
+    backend: &mut dyn soma::Backend,
+    test: &Dataset,
+) -> soma::Result<(Vec<Vec<u64>>, Vec<report::Mistake>)> {
+    let (Targets::Labels { labels, classes }, soma::Inputs::U8(pixels)) =
+        (test.targets(), test.inputs())
+    else {
+        return Err(soma::Error::arg(
+            "report",
+            "a test set of labelled byte images",
+            "another kind of dataset",
+        ));
+    };
+    let f = test.features();
+    let mut matrix = vec![vec![0u64; *classes]; *classes];
+    let mut wrong = Vec::new();
+    // Chunks bound the memory of the inputs; the backend is told nothing about them.
+    for start in (0..test.len()).step_by(4096) {
+        let end = (start + 4096).min(test.len());
+        let order: Vec<u32> = (start as u32..end as u32).collect();
+        let mut x = ndarray::Array2::zeros((order.len(), f));
+        soma::ops::gather::gather_inputs(test, &order, x.view_mut());
+        let probs = backend.predict(x.view())?;
+        for (r, row) in probs.rows().into_iter().enumerate() {
+            let i = start + r;
+            let (predicted, confidence) = soma::model::top_k(row.as_slice().expect("rows"), 1)[0];
+            let label = labels[i] as usize;
+            matrix[label][predicted] += 1;
+            if predicted != label {
+                wrong.push(report::Mistake {
+                    index: i,
+                    pixels: pixels[i * f..(i + 1) * f].to_vec(),
+                    label,
+                    predicted,
+                    confidence,
+                });
+            }
+        }
+    }
+    wrong.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+    wrong.truncate(MISTAKES_SHOWN);
+    Ok((matrix, wrong))
 }

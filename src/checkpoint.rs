@@ -2,7 +2,7 @@
 //! number of completed epochs, in one [safetensors](https://github.com/huggingface/safetensors)
 //! file that any safetensors reader can open.
 //!
-//! # Layout (format version 1)
+//! # Layout (format version 2)
 //!
 //! Tensors, all `F32`, row-major:
 //! - `layer{l}.w` of shape `[in, out]` and `layer{l}.b` of shape `[out]` for every layer `l`;
@@ -22,6 +22,15 @@
 //! | `step`      | `1200` (optimizer steps taken)                           |
 //! | `epoch`     | `2` (epochs completed; training resumes from here)       |
 //! | `checksum`  | `fnv1a64:…` over every tensor's name and bytes           |
+//! | `input_scale`, `input_shift` | `0.012728` / `-0.42407` : network input `x = pixel · scale + shift` |
+//! | `image`     | `28,28` (rows, columns), or `none` when inputs are not an image |
+//! | `dataset`   | `mnist`                                                  |
+//! | `classes`   | `["0","1",…,"9"]` (JSON), or `[]` when outputs are not classes |
+//!
+//! The last five keys (a [`ModelInfo`]) are what version 2 adds: with them a checkpoint is a
+//! model that can be used on new data. A checkpoint without them ([`Checkpoint::model`] `None`)
+//! is written as, and read back from, version 1, which is the same layout without those keys;
+//! it resumes training as before, but prediction must be told the input scaling.
 //!
 //! Writes are atomic: the file is written to a temporary sibling, flushed and synced, then
 //! renamed over the target, so a crash or a failed save never leaves a half-written checkpoint
@@ -39,6 +48,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde_json::{Map, Number, Value};
 
 use crate::error::{Error, Result};
+use crate::model::ModelInfo;
 use crate::net::{Activation, Network, Output};
 use crate::optim::{OptimState, Optimizer};
 use crate::params::{Layer, Params};
@@ -46,8 +56,12 @@ use crate::params::{Layer, Params};
 /// The value of the `format` metadata key.
 pub const FORMAT: &str = "soma-checkpoint";
 
-/// The format version this code writes and reads.
-pub const VERSION: u32 = 1;
+/// The format version this code writes for a checkpoint with a [`ModelInfo`].
+pub const VERSION: u32 = 2;
+
+/// The older version, without a [`ModelInfo`]: still read, and written for a checkpoint that
+/// has none.
+pub const VERSION_1: u32 = 1;
 
 /// The largest checkpoint [`load`] reads (4 GiB): far above any network soma trains, and a
 /// guard against reading a wrong or hostile file into memory.
@@ -66,6 +80,8 @@ pub struct Checkpoint {
     pub state: OptimState,
     /// Epochs completed; the training loop resumes from this epoch.
     pub epoch: u64,
+    /// Input normalisation, image shape and class names; `None` for a version 1 file.
+    pub model: Option<ModelInfo>,
 }
 
 impl Checkpoint {
@@ -83,6 +99,10 @@ impl Checkpoint {
         }
         for (s, slot) in self.state.slots.iter().enumerate() {
             slot.check_shape(&self.network, &format!("optimizer state slot {s}"))?;
+        }
+        self.optimizer.validate()?;
+        if let Some(model) = &self.model {
+            model.check(&self.network)?;
         }
         Ok(())
     }
@@ -103,6 +123,39 @@ pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<()> {
         .map_err(|e| bad(path, format!("refusing to save: {e}")))?;
     let bytes = encode(path, ckpt)?;
     write_atomic(path, &bytes)
+}
+
+/// Checks that a checkpoint can be saved at `path` (its directory exists and takes a new
+/// file) by creating and removing a temporary file there, so that a run can fail at its start
+/// rather than after its first epoch. Nothing at `path` itself is touched.
+pub fn check_writable(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if path.is_dir() {
+        return Err(bad(path, "cannot save here: the path is a directory"));
+    }
+    if !dir.is_dir() {
+        return Err(bad(
+            path,
+            format!(
+                "cannot save here: the directory {} does not exist",
+                dir.display()
+            ),
+        ));
+    }
+    // Dropping the guard removes the probe.
+    let (_probe, _file) = create_temp(path, dir).map_err(|e| {
+        bad(
+            path,
+            format!(
+                "cannot save here: no file can be created in {}: {e}",
+                dir.display()
+            ),
+        )
+    })?;
+    Ok(())
 }
 
 /// Reads and validates the checkpoint at `path`.
@@ -207,10 +260,7 @@ fn checksum<'a>(tensors: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Strin
 /// The shortest decimal that reads back as exactly `x`, as a JSON number.
 fn json_f32(path: &Path, what: &str, x: f32) -> Result<Value> {
     if !x.is_finite() {
-        return Err(bad(
-            path,
-            format!("refusing to save: optimizer hyper-parameter {what} is {x}"),
-        ));
+        return Err(bad(path, format!("refusing to save: {what} is {x}")));
     }
     // `{:?}` is Rust's shortest round-trip form (`0.9`, `1e-8`), which is valid JSON.
     let n: Number = serde_json::from_str(&format!("{x:?}")).expect("finite f32 debug form is JSON");
@@ -222,9 +272,33 @@ fn optimizer_json(path: &Path, opt: &Optimizer) -> Result<String> {
     m.insert("name".into(), Value::String(opt.name().into()));
     let fields = opt.hyper_parameters();
     for (k, v) in fields {
-        m.insert(k.into(), json_f32(path, k, v)?);
+        m.insert(
+            k.into(),
+            json_f32(path, &format!("optimizer hyper-parameter {k}"), v)?,
+        );
     }
     Ok(Value::Object(m).to_string())
+}
+
+/// The metadata entries of a [`ModelInfo`] (format version 2).
+fn model_meta(path: &Path, model: &ModelInfo) -> Result<Vec<(&'static str, String)>> {
+    let number = |what, x| json_f32(path, what, x).map(|v| v.to_string());
+    Ok(vec![
+        ("input_scale", number("input scale", model.normalize.scale)?),
+        ("input_shift", number("input shift", model.normalize.shift)?),
+        (
+            "image",
+            match model.image {
+                Some((rows, cols)) => format!("{rows},{cols}"),
+                None => "none".to_string(),
+            },
+        ),
+        ("dataset", model.dataset.clone()),
+        (
+            "classes",
+            Value::Array(model.classes.iter().cloned().map(Value::String).collect()).to_string(),
+        ),
+    ])
 }
 
 fn encode(path: &Path, ckpt: &Checkpoint) -> Result<Vec<u8>> {
@@ -232,7 +306,17 @@ fn encode(path: &Path, ckpt: &Checkpoint) -> Result<Vec<u8>> {
     let tensors = tensors_of(ckpt);
     let mut meta = HashMap::new();
     meta.insert("format".to_string(), FORMAT.to_string());
-    meta.insert("version".to_string(), VERSION.to_string());
+    let version = if ckpt.model.is_some() {
+        VERSION
+    } else {
+        VERSION_1
+    };
+    meta.insert("version".to_string(), version.to_string());
+    if let Some(model) = &ckpt.model {
+        for (key, value) in model_meta(path, model)? {
+            meta.insert(key.to_string(), value);
+        }
+    }
     meta.insert("sizes".to_string(), join_sizes(net.sizes(), ","));
     meta.insert("hidden".to_string(), net.hidden().to_string());
     meta.insert("output".to_string(), net.output().to_string());
@@ -386,6 +470,54 @@ impl Meta<'_> {
         let s = self.get(key)?;
         s.parse()
             .map_err(|_| self.malformed(key, "a non-negative integer", s))
+    }
+
+    /// A finite f32 written as a decimal, read exactly (no double rounding via f64).
+    fn f32(&self, key: &str) -> Result<f32> {
+        let s = self.get(key)?;
+        match s.trim().parse::<f32>() {
+            Ok(x) if x.is_finite() => Ok(x),
+            _ => Err(self.malformed(key, "a finite decimal number", s)),
+        }
+    }
+
+    /// The version 2 keys: normalisation, image shape, dataset and class names.
+    fn model(&self) -> Result<ModelInfo> {
+        let normalize = crate::data::Normalize {
+            scale: self.f32("input_scale")?,
+            shift: self.f32("input_shift")?,
+        };
+        let s = self.get("image")?;
+        let image = if s == "none" {
+            None
+        } else {
+            let dims = s
+                .split(',')
+                .map(|p| p.trim().parse::<usize>())
+                .collect::<std::result::Result<Vec<_>, _>>();
+            match dims.as_deref() {
+                Ok([rows, cols]) if *rows > 0 && *cols > 0 => Some((*rows, *cols)),
+                _ => return Err(self.malformed("image", "`rows,cols` or `none`", s)),
+            }
+        };
+        let dataset = self.get("dataset")?.to_string();
+        let s = self.get("classes")?;
+        let classes = match serde_json::from_str::<Value>(s) {
+            Ok(Value::Array(items)) => items
+                .into_iter()
+                .map(|v| match v {
+                    Value::String(name) => Ok(name),
+                    _ => Err(self.malformed("classes", "a JSON array of strings", s)),
+                })
+                .collect::<Result<Vec<_>>>()?,
+            _ => return Err(self.malformed("classes", "a JSON array of strings", s)),
+        };
+        Ok(ModelInfo {
+            normalize,
+            image,
+            dataset,
+            classes,
+        })
     }
 
     fn network(&self) -> Result<Network> {
@@ -547,15 +679,31 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
         return Err(meta.malformed("format", FORMAT, format));
     }
     let version = meta.get("version")?;
-    if version != VERSION.to_string() {
-        return Err(meta.malformed(
-            "version",
-            &format!("{VERSION} (the only version this build reads)"),
-            version,
-        ));
-    }
+    let has_model = match version.parse::<u32>() {
+        Ok(VERSION_1) => false,
+        Ok(VERSION) => true,
+        _ => {
+            return Err(meta.malformed(
+                "version",
+                &format!("{VERSION_1} or {VERSION} (the versions this build reads)"),
+                version,
+            ));
+        }
+    };
     let network = meta.network()?;
     let optimizer = meta.optimizer()?;
+    optimizer
+        .validate()
+        .map_err(|e| bad(path, format!("metadata key `optimizer`: {e}")))?;
+    let model = if has_model {
+        let model = meta.model()?;
+        model
+            .check(&network)
+            .map_err(|e| bad(path, format!("version 2 model metadata: {e}")))?;
+        Some(model)
+    } else {
+        None
+    };
     let step = meta.u64("step")?;
     let epoch = meta.u64("epoch")?;
     let sum = meta.get("checksum")?;
@@ -609,5 +757,6 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
             slots: state_slots,
         },
         epoch,
+        model,
     })
 }

@@ -63,6 +63,27 @@ pub enum Error {
     /// The GPU reported an error; `context` names the kernel, buffer or operation.
     #[error("GPU error in {context}: {message}")]
     Gpu { context: String, message: String },
+
+    /// Something would need more memory than there is: `what` needs `needed`, over `limit`.
+    #[error("{what} needs {needed}, more than {limit}")]
+    TooLarge {
+        what: String,
+        needed: String,
+        limit: String,
+    },
+
+    /// The loss stopped being a finite number: training has diverged.
+    #[error(
+        "training diverged: the loss became {loss} in epoch {epoch}, steps {first_step}–{last_step} \
+         (counted from 1 within the epoch) at learning rate {lr:?}; try a lower learning rate"
+    )]
+    Diverged {
+        epoch: u64,
+        first_step: usize,
+        last_step: usize,
+        lr: f32,
+        loss: f64,
+    },
 }
 
 /// The crate's result type.

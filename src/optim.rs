@@ -140,6 +140,50 @@ impl Optimizer {
         })
     }
 
+    /// Checks the hyper-parameters: weight decay finite and not negative (a negative decay
+    /// pushes weights away from zero, so training runs away), momentum and Adam's betas in
+    /// [0, 1) (at 1 or above the state never forgets and grows without bound), eps finite and
+    /// positive. Every backend and checkpoint goes through this.
+    pub fn validate(&self) -> Result<()> {
+        let unit = |name: &'static str, x: f32| {
+            if (0.0..1.0).contains(&x) {
+                Ok(())
+            } else {
+                Err(Error::arg(name, "a number in [0, 1)", x))
+            }
+        };
+        let decay = |x: f32| {
+            if x.is_finite() && x >= 0.0 {
+                Ok(())
+            } else {
+                Err(Error::arg("weight decay", "a finite number ≥ 0", x))
+            }
+        };
+        match *self {
+            Optimizer::Sgd => Ok(()),
+            Optimizer::Momentum {
+                momentum,
+                weight_decay,
+            } => {
+                unit("momentum", momentum)?;
+                decay(weight_decay)
+            }
+            Optimizer::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => {
+                unit("beta1", beta1)?;
+                unit("beta2", beta2)?;
+                if !(eps.is_finite() && eps > 0.0) {
+                    return Err(Error::arg("eps", "a finite number > 0", eps));
+                }
+                decay(weight_decay)
+            }
+        }
+    }
+
     /// The bias corrections `(1 - β1^t, 1 - β2^t)` of Adam's step `t` (1-based); `(1, 1)`
     /// for the others. Computed in f64 on the host so both backends use the same values.
     pub fn bias_corrections(&self, t: u64) -> (f32, f32) {

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use soma::checkpoint::*;
-use soma::{Activation, Error, Init, Network, OptimState, Optimizer, Output, Params};
+use soma::data::DatasetKind;
+use soma::{
+    Activation, Error, Init, ModelInfo, Network, Normalize, OptimState, Optimizer, Output, Params,
+};
 
 fn net(sizes: &[usize], hidden: Activation) -> Network {
     Network::new(sizes, hidden, Output::SoftmaxCrossEntropy).unwrap()
@@ -33,6 +36,7 @@ fn checkpoint(network: Network, optimizer: Optimizer, seed: u64) -> Checkpoint {
         optimizer,
         state,
         epoch: 7,
+        model: None,
     }
 }
 
@@ -337,7 +341,7 @@ fn malformed_metadata_is_an_error_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let cases: &[(&str, &str, &str)] = &[
         ("format", "gguf", "format"),
-        ("version", "2", "version"),
+        ("version", "3", "version"),
         ("sizes", "5,four,3", "sizes"),
         ("sizes", "5", "network"),
         ("sizes", "5,0,3", "network"),
@@ -594,4 +598,126 @@ fn saved_files_read_with_the_plain_safetensors_crate() {
     // Spot check against the layout: w[r][c] sits at r * out + c.
     let w0 = f32s("layer0.w", &[784, 64]);
     assert_eq!(w0[3 * 64 + 17], ckpt.params.layers[0].w[[3, 17]].to_bits());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Format version 2: the model description
+
+/// `small()` with a model description: awkward scale bits and names that need JSON escaping.
+fn small_model() -> Checkpoint {
+    let mut c = small();
+    c.model = Some(ModelInfo {
+        normalize: Normalize {
+            scale: f32::from_bits(0x3c50_8b3d),
+            shift: -0.424_072_47,
+        },
+        image: None,
+        dataset: "toy set".into(),
+        classes: vec!["cat".into(), "a \"quoted\" dog".into(), "ünïcode/ß".into()],
+    });
+    c
+}
+
+#[test]
+fn version_2_round_trips_the_model_and_version_1_still_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = small_model();
+    let path = saved(dir.path(), &with);
+    let back = load(&path).unwrap();
+    assert_identical(&with, &back);
+    assert_eq!(back.model, with.model);
+    let (m, b) = (with.model.unwrap(), back.model.unwrap());
+    assert_eq!(m.normalize.scale.to_bits(), b.normalize.scale.to_bits());
+    assert_eq!(m.normalize.shift.to_bits(), b.normalize.shift.to_bits());
+    let bytes = fs::read(&path).unwrap();
+    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = header.metadata().clone().unwrap();
+    assert_eq!(meta["version"], "2");
+    assert_eq!(meta["image"], "none");
+    assert_eq!(meta["dataset"], "toy set");
+
+    // A checkpoint without a model description is a version 1 file, and loads as one.
+    let path = saved(dir.path(), &small());
+    let bytes = fs::read(&path).unwrap();
+    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+    assert_eq!(header.metadata().as_ref().unwrap()["version"], "1");
+    let back = load(&path).unwrap();
+    assert_eq!(back.model, None);
+    assert_identical(&small(), &back);
+
+    // What `mnist --save` writes: 28×28 images and the ten digits.
+    let mut mnist = checkpoint(net(&[784, 16, 10], Activation::Sigmoid), Optimizer::Sgd, 1);
+    let info = ModelInfo::for_dataset(DatasetKind::Mnist, Normalize::standardize(&[0, 255, 17]));
+    mnist.model = Some(info.clone());
+    let path = dir.path().join("mnist.safetensors");
+    save(&path, &mnist).unwrap();
+    let bytes = fs::read(&path).unwrap();
+    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = header.metadata().clone().unwrap();
+    assert_eq!(meta["image"], "28,28");
+    assert_eq!(
+        meta["classes"],
+        r#"["0","1","2","3","4","5","6","7","8","9"]"#
+    );
+    assert_eq!(load(&path).unwrap().model, Some(info));
+}
+
+#[test]
+fn model_metadata_is_checked_and_errors_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for key in ["input_scale", "input_shift", "image", "dataset", "classes"] {
+        let path = saved(dir.path(), &small_model());
+        rewrite(&path, |meta, _| {
+            assert!(meta.remove(key).is_some(), "version 2 files have `{key}`");
+        });
+        let msg = checkpoint_error(load(&path), &path);
+        assert!(msg.contains(&format!("`{key}` is missing")), "{key}: {msg}");
+    }
+    let cases: &[(&str, &str, &str)] = &[
+        ("input_scale", "abc", "input_scale"),
+        ("input_scale", "inf", "input_scale"),
+        ("input_scale", "0", "input scale"),
+        ("input_shift", "NaN", "input_shift"),
+        ("image", "28x28", "image"),
+        ("image", "0,5", "image"),
+        ("image", "1,4", "image shape"), // 4 pixels for a 5-input network
+        ("classes", "[1,2,3]", "classes"),
+        ("classes", r#"["a","b"]"#, "class names"), // 2 names for 3 outputs
+        ("classes", "cat,dog,eel", "classes"),
+    ];
+    for &(key, value, needle) in cases {
+        let path = saved(dir.path(), &small_model());
+        rewrite(&path, |meta, _| {
+            meta.insert(key.to_string(), value.to_string());
+        });
+        let msg = checkpoint_error(load(&path), &path);
+        assert!(msg.contains(needle), "{key}={value}: {msg}");
+    }
+    // A description that does not fit its network is refused when saving, too.
+    let mut wrong = small_model();
+    wrong.model.as_mut().unwrap().classes.pop();
+    let path = dir.path().join("wrong.safetensors");
+    let msg = checkpoint_error(save(&path, &wrong).map(|_| small()), &path);
+    assert!(
+        msg.contains("refusing") && msg.contains("class names"),
+        "{msg}"
+    );
+    assert!(!path.exists());
+}
+
+#[test]
+fn hyper_parameters_out_of_range_are_refused_on_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = saved(dir.path(), &small());
+    rewrite(&path, |meta, _| {
+        meta.insert(
+            "optimizer".into(),
+            r#"{"name":"adam","beta1":0.9,"beta2":0.999,"eps":1e-8,"weight_decay":-0.1}"#.into(),
+        );
+    });
+    let msg = checkpoint_error(load(&path), &path);
+    assert!(
+        msg.contains("weight decay") && msg.contains("-0.1"),
+        "{msg}"
+    );
 }

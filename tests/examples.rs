@@ -5,6 +5,8 @@
 //! binary) and takes the executables' paths from cargo's JSON messages, which works wherever
 //! the target directory is.
 
+#[path = "common/bins.rs"]
+mod bins;
 mod common;
 
 use std::collections::HashMap;
@@ -24,6 +26,7 @@ fn binaries() -> &'static HashMap<String, PathBuf> {
             "--release",
             "--message-format=json",
         ]);
+        bins::without_cargo_test_env(&mut cmd);
         for name in EXAMPLES {
             cmd.args(["--example", name]);
         }

@@ -20,6 +20,8 @@
 //! `flags` holds the command line, `runner` the parent that starts the children, `child` one
 //! measured configuration, `report` the machine description and the table, `plot` the chart.
 
+#[path = "../common/plot.rs"]
+mod chart;
 mod child;
 mod flags;
 mod plot;

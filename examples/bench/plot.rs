@@ -1,19 +1,41 @@
 //! Training samples/s against batch size, drawn with plotters on a bitmap: one series per
 //! backend (and CPU thread count), median line, min-max whiskers, a log axis when the series
-//! are far apart. Every label goes through [`font::text`].
-
-mod font;
+//! are far apart. Text is DejaVu Sans through the charts helper the examples share
+//! (`examples/common/plot.rs`).
 
 use std::path::Path;
 
-use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, VPos};
 use serde_json::Value;
 
-use font::{Anchor, text};
+use crate::chart::{self, Area, Fail};
 
-type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
-type Fail = Box<dyn std::error::Error>;
+/// One label: `size` pixels, anchored at `pos` by `anchor`, optionally rotated to read upwards.
+fn text(
+    root: &Area,
+    label: &str,
+    pos: (i32, i32),
+    size: u32,
+    anchor: (HPos, VPos),
+    upright: bool,
+) -> Result<(), Fail> {
+    let font = if upright {
+        chart::font(size)
+    } else {
+        chart::font(size).transform(FontTransform::Rotate270)
+    };
+    root.draw(&Text::new(
+        label,
+        pos,
+        chart::anchored(font, anchor.0, anchor.1),
+    ))?;
+    Ok(())
+}
+
+const TOP: (HPos, VPos) = (HPos::Center, VPos::Top);
+const RIGHT: (HPos, VPos) = (HPos::Right, VPos::Center);
+const LEFT: (HPos, VPos) = (HPos::Left, VPos::Center);
 
 const W: u32 = 1200;
 const H: u32 = 700;
@@ -157,10 +179,23 @@ pub fn draw(path: &Path, rows: &[Value]) -> Result<(), Fail> {
         (0.0, hi, ticks)
     };
 
-    let root: Area = BitMapBackend::new(path, (W, H)).into_drawing_area();
+    chart::png(path, (W, H), |root| {
+        draw_on(root, &all, (x_lo, x_hi, pad), (y_lo, y_hi, &y_ticks), log)
+    })
+}
+
+/// Draws the series on `root`: x from `x_lo - pad` to `x_hi + pad` (log2 batch), y from
+/// `y_lo` to `y_hi` (log10 of samples/s when `log`) with grid lines at `y_ticks`.
+fn draw_on(
+    root: &Area,
+    all: &[Series],
+    (x_lo, x_hi, pad): (f64, f64, f64),
+    (y_lo, y_hi, y_ticks): (f64, f64, &[f64]),
+    log: bool,
+) -> Result<(), Fail> {
     root.fill(&WHITE)?;
     let (left, right, top, bottom) = (100, 30, 60, 80);
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(root)
         .margin_left(left)
         .margin_right(right)
         .margin_top(top)
@@ -183,9 +218,9 @@ pub fn draw(path: &Path, rows: &[Value]) -> Result<(), Fail> {
         } else {
             format!("2^{e}")
         };
-        text(&root, &label, (px, py + 12), 2, &BLACK, Anchor::Top, false)?;
+        text(root, &label, (px, py + 12), 14, TOP, true)?;
     }
-    for &y in &y_ticks {
+    for &y in y_ticks {
         chart.draw_series(std::iter::once(PathElement::new(
             vec![(x_lo - pad, y), (x_hi + pad, y)],
             grid,
@@ -193,15 +228,7 @@ pub fn draw(path: &Path, rows: &[Value]) -> Result<(), Fail> {
         let (px, py) = chart.backend_coord(&(x_lo - pad, y));
         root.draw(&PathElement::new(vec![(px - 6, py), (px, py)], BLACK))?;
         let value = if log { 10f64.powf(y) } else { y };
-        text(
-            &root,
-            &si(value),
-            (px - 10, py),
-            2,
-            &BLACK,
-            Anchor::Right,
-            false,
-        )?;
+        text(root, &si(value), (px - 10, py), 14, RIGHT, true)?;
     }
     let (x0, y0) = chart.backend_coord(&(x_lo - pad, y_lo));
     let (x1, y1) = chart.backend_coord(&(x_hi + pad, y_hi));
@@ -228,41 +255,20 @@ pub fn draw(path: &Path, rows: &[Value]) -> Result<(), Fail> {
     }
 
     // Titles.
-    text(
-        &root,
-        "soma: training throughput, 784-64-64-10 MLP on MNIST",
-        ((W / 2) as i32, 18),
-        3,
-        &BLACK,
-        Anchor::Top,
-        false,
-    )?;
-    text(
-        &root,
-        "batch size (log2 scale); bars: min-max over the timed epochs",
-        ((x0 + x1) / 2, y0 + 42),
-        2,
-        &BLACK,
-        Anchor::Top,
-        false,
-    )?;
-    text(
-        &root,
-        if log {
-            "training samples/s (median, log scale)"
-        } else {
-            "training samples/s (median)"
-        },
-        (22, (y0 + y1) / 2),
-        2,
-        &BLACK,
-        Anchor::Top,
-        true,
-    )?;
+    let title = "soma: training throughput, 784-64-64-10 MLP on MNIST";
+    text(root, title, ((W / 2) as i32, 18), 22, TOP, true)?;
+    let x_title = "batch size (log2 scale); bars: min-max over the timed epochs";
+    text(root, x_title, ((x0 + x1) / 2, y0 + 42), 16, TOP, true)?;
+    let y_title = if log {
+        "training samples/s (median, log scale)"
+    } else {
+        "training samples/s (median)"
+    };
+    text(root, y_title, (22, (y0 + y1) / 2), 16, TOP, false)?;
 
     // Legend, upper left inside the plot.
     let line_h = 22;
-    let width = all.iter().map(|s| s.name.len()).max().unwrap_or(0) as i32 * 12 + 60;
+    let width = all.iter().map(|s| s.name.len()).max().unwrap_or(0) as i32 * 9 + 60;
     let (lx, ly) = (x0 + 14, y1 + 12);
     root.draw(&Rectangle::new(
         [(lx, ly), (lx + width, ly + line_h * all.len() as i32 + 10)],
@@ -280,16 +286,7 @@ pub fn draw(path: &Path, rows: &[Value]) -> Result<(), Fail> {
             color.stroke_width(2),
         ))?;
         root.draw(&Circle::new((lx + 25, cy), 4, color.filled()))?;
-        text(
-            &root,
-            &s.name,
-            (lx + 50, cy),
-            2,
-            &BLACK,
-            Anchor::Left,
-            false,
-        )?;
+        text(root, &s.name, (lx + 50, cy), 14, LEFT, true)?;
     }
-    root.present()?;
     Ok(())
 }

@@ -83,6 +83,7 @@ impl CpuBackend {
     /// A backend training `params` (shaped like `net`) with `optimizer`, on one thread.
     pub fn new(net: &Network, params: Params, optimizer: Optimizer) -> Result<Self> {
         params.check_shape(net, "initial parameters")?;
+        optimizer.validate()?;
         let state = OptimState::new(&optimizer, &params);
         Ok(CpuBackend {
             net: net.clone(),

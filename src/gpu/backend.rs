@@ -102,6 +102,7 @@ impl GpuBackend {
     ) -> Result<GpuBackend> {
         let ctx = ctx.into();
         params.check_shape(net, "initial parameters")?;
+        optimizer.validate()?;
         ctx.check("creating the GPU backend")?;
         let kernels = Kernels::new(&ctx)?;
         let layout = ParamLayout::new(net, ctx.limits.min_storage_buffer_offset_alignment);

@@ -163,6 +163,11 @@ pub fn train_with(
     mut after_epoch: impl FnMut(&mut dyn Backend, u64) -> Result<()>,
 ) -> Result<RunReport> {
     cfg.validate()?;
+    backend.optimizer().validate()?;
+    // The batch's workspaces are allocated on the first step: refuse one that cannot fit now,
+    // with the sizes, rather than abort there. The parameters and optimizer state are held
+    // already, so only the workspaces count (one thread's share: a lower bound).
+    crate::memory::check_workspaces(backend.network(), cfg.batch_size)?;
     if train.is_empty() {
         return Err(Error::arg("training set", "at least one sample", 0));
     }
@@ -200,6 +205,19 @@ pub fn train_with(
             let lr = cfg.schedule.rate(cfg.lr, progress);
             backend.train_batches(chunk, cfg.batch_size, lr)?;
             let stats = backend.take_stats()?;
+            // The stats of every tick are read anyway (on the GPU, the tick's one read-back),
+            // so a NaN or infinite loss stops the run within the tick that produced it, before
+            // `after_epoch` could save the diverged parameters over a good checkpoint.
+            if !stats.loss_sum.is_finite() {
+                let first = tick * cfg.batches_per_tick + 1;
+                return Err(Error::Diverged {
+                    epoch: epoch + 1,
+                    first_step: first,
+                    last_step: first - 1 + chunk.len().div_ceil(cfg.batch_size),
+                    lr,
+                    loss: stats.loss_sum,
+                });
+            }
             epoch_stats.add(stats);
             busy = started.elapsed();
             let done = (tick * per_tick + chunk.len()).min(n);

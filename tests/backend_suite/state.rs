@@ -209,6 +209,7 @@ fn check_resume(make: &Make, optimizer: Optimizer, schedule: Schedule, first: Fi
         optimizer,
         state,
         epoch: 1,
+        model: None,
     }
     .save(&path)
     .unwrap();

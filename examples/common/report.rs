@@ -1,0 +1,448 @@
+//! `mnist --report DIR`: the run's metrics as JSON lines, and pictures of its learning curves,
+//! its test confusion matrix and its most confidently wrong test images. Included by the mnist
+//! example with `#[path]`; draws through `plot.rs`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, VPos};
+
+use super::plot::{self, Area, COLORS, Fail};
+
+/// One finished epoch, as a line of `metrics.jsonl`.
+#[derive(Clone, Debug)]
+pub struct EpochRow {
+    pub epoch: u64,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub test_loss: f64,
+    pub test_accuracy: f64,
+    /// The learning rate at the epoch's first step.
+    pub lr: f32,
+    pub seconds: f64,
+    pub samples_per_second: f64,
+}
+
+impl EpochRow {
+    /// A line of `metrics.jsonl` back, if it has every field.
+    fn parse(line: &str) -> Option<EpochRow> {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        let num = |k: &str| v.get(k).and_then(serde_json::Value::as_f64);
+        Some(EpochRow {
+            epoch: v.get("epoch")?.as_u64()?,
+            train_loss: num("train_loss")?,
+            train_accuracy: num("train_accuracy")?,
+            test_loss: num("test_loss")?,
+            test_accuracy: num("test_accuracy")?,
+            lr: num("lr")? as f32,
+            seconds: num("seconds")?,
+            samples_per_second: num("samples_per_second")?,
+        })
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "epoch": self.epoch,
+            "train_loss": self.train_loss,
+            "train_accuracy": self.train_accuracy,
+            "test_loss": self.test_loss,
+            "test_accuracy": self.test_accuracy,
+            // Through the shortest decimal, so that 0.1f32 reads 0.1 and not 0.10000000149.
+            "lr": self.lr.to_string().parse::<f64>().unwrap_or(f64::NAN),
+            "seconds": self.seconds,
+            "samples_per_second": self.samples_per_second,
+        })
+    }
+}
+
+/// A test image the network got wrong.
+#[derive(Clone, Debug)]
+pub struct Mistake {
+    /// Index in the test set.
+    pub index: usize,
+    /// 28×28 stored pixels.
+    pub pixels: Vec<u8>,
+    pub label: usize,
+    pub predicted: usize,
+    /// The probability the network gave its (wrong) answer.
+    pub confidence: f32,
+}
+
+/// The report directory and what has been written to it.
+pub struct Report {
+    dir: PathBuf,
+    rows: Vec<EpochRow>,
+}
+
+pub const METRICS: &str = "metrics.jsonl";
+pub const CURVES: &str = "curves.png";
+pub const CONFUSION: &str = "confusion.png";
+pub const MISTAKES: &str = "mistakes.png";
+
+impl Report {
+    /// Creates `dir` if needed and checks that files can be written there, before training.
+    pub fn create(dir: &Path) -> Result<Report, Fail> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            format!(
+                "--report {}: cannot create the directory: {e}",
+                dir.display()
+            )
+        })?;
+        let probe = dir.join(".soma-report-probe");
+        plot::write_atomic(&probe, b"")
+            .and_then(|()| std::fs::remove_file(&probe).map_err(Into::into))
+            .map_err(|e| {
+                format!(
+                    "--report {}: the directory is not writable: {e}",
+                    dir.display()
+                )
+            })?;
+        Ok(Report {
+            dir: dir.to_path_buf(),
+            rows: Vec::new(),
+        })
+    }
+
+    /// For a run resumed after `epochs_done` epochs: keeps those epochs' lines of an existing
+    /// `metrics.jsonl`, so that the file and the curves cover the whole run. A line that does
+    /// not parse is an error naming the file, not silently dropped.
+    pub fn resume(&mut self, epochs_done: u64) -> Result<(), Fail> {
+        let path = self.dir.join(METRICS);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(format!("{}: cannot read: {e}", path.display()).into()),
+        };
+        for (n, line) in text.lines().enumerate() {
+            let row = EpochRow::parse(line).ok_or_else(|| {
+                format!(
+                    "{} line {}: expected an epoch's metrics, found {line:?}",
+                    path.display(),
+                    n + 1
+                )
+            })?;
+            if row.epoch <= epochs_done {
+                self.rows.push(row);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds an epoch and rewrites `metrics.jsonl` (atomically: a reader sees every epoch so
+    /// far or the previous version, never a torn line).
+    pub fn epoch(&mut self, row: EpochRow) -> Result<(), Fail> {
+        self.rows.push(row);
+        let mut text = String::new();
+        for r in &self.rows {
+            writeln!(text, "{}", r.json()).expect("writing to a String");
+        }
+        plot::write_atomic(&self.dir.join(METRICS), text.as_bytes())
+    }
+
+    /// Draws the three pictures.
+    pub fn finish(
+        &self,
+        confusion: &[Vec<u64>],
+        classes: &[String],
+        mistakes: &[Mistake],
+    ) -> Result<(), Fail> {
+        curves(&self.dir.join(CURVES), &self.rows)?;
+        confusion_png(&self.dir.join(CONFUSION), confusion, classes)?;
+        mistakes_png(&self.dir.join(MISTAKES), mistakes, classes)
+    }
+}
+
+/// `matrix[label][predicted]` as a text table with each class's accuracy (recall).
+pub fn confusion_table(matrix: &[Vec<u64>], classes: &[String]) -> String {
+    let width = classes.iter().map(|c| c.len()).max().unwrap_or(1).max(6);
+    let mut out = String::new();
+    let _ = write!(out, "{:>width$} |", "label");
+    for c in 0..matrix.len() {
+        let _ = write!(out, "{:>6}", short(classes, c));
+    }
+    let _ = writeln!(out, " | accuracy");
+    for (l, row) in matrix.iter().enumerate() {
+        let total: u64 = row.iter().sum();
+        let _ = write!(out, "{:>width$} |", classes[l]);
+        for &n in row {
+            let _ = write!(out, "{n:>6}");
+        }
+        let acc = 100.0 * row[l] as f64 / total.max(1) as f64;
+        let _ = writeln!(out, " | {acc:>7.2}%");
+    }
+    out
+}
+
+/// A class name cut to 5 characters, for narrow columns.
+fn short(classes: &[String], c: usize) -> String {
+    classes[c].chars().take(5).collect()
+}
+
+/// Loss and accuracy against epoch, train and test, side by side.
+fn curves(path: &Path, rows: &[EpochRow]) -> Result<(), Fail> {
+    plot::png(path, (1100, 460), |root| {
+        let (left, right) = root.split_horizontally(550);
+        let last = rows.last().map_or(1, |r| r.epoch);
+        let first = rows.first().map_or(1, |r| r.epoch);
+        // A quarter epoch of room at each end, so the end points' markers are whole; one
+        // epoch still gets an axis of some width, with its point in the middle.
+        let pad = if last > first { 0.25 } else { 1.0 };
+        let x_range = first as f64 - pad..last as f64 + pad;
+        let loss = |r: &EpochRow| [r.train_loss, r.test_loss];
+        let top = rows
+            .iter()
+            .flat_map(loss)
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, f64::max);
+        let frame = Frame {
+            title: "Loss (cross-entropy)",
+            y_label: "loss",
+            x_range: x_range.clone(),
+            y_range: 0.0..(top * 1.1).max(1e-3),
+            // Losses fall: the upper right is empty.
+            legend: SeriesLabelPosition::UpperRight,
+        };
+        panel(&left, frame, rows, |r| (r.train_loss, r.test_loss))?;
+        let acc = |r: &EpochRow| [100.0 * r.train_accuracy, 100.0 * r.test_accuracy];
+        let low = rows
+            .iter()
+            .flat_map(acc)
+            .filter(|v| v.is_finite())
+            .fold(100.0f64, f64::min);
+        let floor = ((low - 1.0) / 5.0).floor().max(0.0) * 5.0;
+        let frame = Frame {
+            title: "Accuracy",
+            y_label: "accuracy (%)",
+            x_range,
+            y_range: floor..100.0,
+            // Accuracies rise: the lower right is empty.
+            legend: SeriesLabelPosition::LowerRight,
+        };
+        panel(&right, frame, rows, |r| {
+            (100.0 * r.train_accuracy, 100.0 * r.test_accuracy)
+        })
+    })
+}
+
+/// The frame of one chart: its title, y axis, ranges and where the legend goes.
+struct Frame<'a> {
+    title: &'a str,
+    y_label: &'a str,
+    x_range: std::ops::Range<f64>,
+    y_range: std::ops::Range<f64>,
+    legend: SeriesLabelPosition,
+}
+
+/// One chart of a train and a test series against epoch.
+fn panel(
+    area: &Area,
+    frame: Frame,
+    rows: &[EpochRow],
+    values: impl Fn(&EpochRow) -> (f64, f64),
+) -> Result<(), Fail> {
+    let Frame {
+        title,
+        y_label,
+        x_range,
+        y_range,
+        legend,
+    } = frame;
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, plot::bold(22))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x_range.clone(), y_range.clone())?;
+    let whole = x_range.end - x_range.start;
+    let y_span = y_range.end - y_range.start;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc(y_label)
+        .label_style(plot::font(14))
+        .axis_desc_style(plot::font(16))
+        // Whole epochs only: at most ~10 labels.
+        .x_labels((whole as usize + 2).min(12))
+        .x_label_formatter(&|x| {
+            if (x - x.round()).abs() < 1e-9 {
+                format!("{}", x.round() as i64)
+            } else {
+                String::new()
+            }
+        })
+        .y_label_formatter(&|y| {
+            // Two decimals for small losses, none for percentages.
+            if y_span < 5.0 {
+                format!("{y:.2}")
+            } else {
+                format!("{y:.0}")
+            }
+        })
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()?;
+    for (i, name) in ["train", "test"].into_iter().enumerate() {
+        let color = COLORS[i];
+        let points: Vec<(f64, f64)> = rows
+            .iter()
+            .map(|r| {
+                let (a, b) = values(r);
+                (r.epoch as f64, if i == 0 { a } else { b })
+            })
+            .filter(|p| p.1.is_finite())
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
+            .label(name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .label_font(plot::font(14))
+        .background_style(WHITE.mix(0.9))
+        .border_style(RGBColor(180, 180, 180))
+        .position(legend)
+        .draw()?;
+    Ok(())
+}
+
+/// The confusion matrix as a heat map with counts, and each class's accuracy at the right.
+fn confusion_png(path: &Path, matrix: &[Vec<u64>], classes: &[String]) -> Result<(), Fail> {
+    let n = matrix.len() as i32;
+    let cell = 52;
+    let (left, top) = (130, 96);
+    let width = (left + n * cell + 120) as u32;
+    let height = (top + n * cell + 30) as u32;
+    plot::png(path, (width, height), |root| {
+        let total: u64 = matrix.iter().flatten().sum();
+        let correct: u64 = (0..matrix.len()).map(|i| matrix[i][i]).sum();
+        let title = format!(
+            "Test confusion matrix: {correct} of {total} right ({:.2}%)",
+            100.0 * correct as f64 / total.max(1) as f64
+        );
+        root.draw(&Text::new(title, (16, 14), plot::bold(20)))?;
+        let centre = |size| plot::anchored(plot::font(size), HPos::Center, VPos::Center);
+        root.draw(&Text::new(
+            "predicted",
+            (left + n * cell / 2, top - 44),
+            plot::anchored(plot::bold(16), HPos::Center, VPos::Center),
+        ))?;
+        root.draw(&Text::new(
+            "label",
+            (left - 56, top + n * cell / 2),
+            plot::anchored(
+                plot::bold(16).transform(FontTransform::Rotate270),
+                HPos::Center,
+                VPos::Center,
+            ),
+        ))?;
+        root.draw(&Text::new(
+            "accuracy",
+            (left + n * cell + 60, top - 18),
+            centre(14),
+        ))?;
+        for (l, row) in matrix.iter().enumerate() {
+            let y = top + l as i32 * cell;
+            let row_total = row.iter().sum::<u64>().max(1) as f64;
+            root.draw(&Text::new(
+                classes[l].clone(),
+                (left - 12, y + cell / 2),
+                plot::anchored(plot::font(14), HPos::Right, VPos::Center),
+            ))?;
+            for (p, &count) in row.iter().enumerate() {
+                let x = left + p as i32 * cell;
+                // Shade by the share of the row, on a square-root scale so that the few
+                // mistakes show beside the diagonal's hundreds.
+                let share = (count as f64 / row_total).sqrt();
+                let base = if l == p { COLORS[0] } else { COLORS[1] };
+                let fill = plot::shade(base, share);
+                root.draw(&Rectangle::new(
+                    [(x, y), (x + cell, y + cell)],
+                    fill.filled(),
+                ))?;
+                root.draw(&Rectangle::new(
+                    [(x, y), (x + cell, y + cell)],
+                    RGBColor(210, 210, 210),
+                ))?;
+                if count > 0 {
+                    let ink = if share > 0.6 { WHITE } else { BLACK };
+                    root.draw(&Text::new(
+                        count.to_string(),
+                        (x + cell / 2, y + cell / 2),
+                        centre(14).color(&ink),
+                    ))?;
+                }
+            }
+            let acc = 100.0 * row[l] as f64 / row_total;
+            root.draw(&Text::new(
+                format!("{acc:.1}%"),
+                (left + n * cell + 60, y + cell / 2),
+                centre(14),
+            ))?;
+        }
+        for p in 0..classes.len() {
+            root.draw(&Text::new(
+                short(classes, p),
+                (left + p as i32 * cell + cell / 2, top - 14),
+                centre(14),
+            ))?;
+        }
+        Ok(())
+    })
+}
+
+/// The most confidently wrong test images in a grid, each with its label and the answer.
+fn mistakes_png(path: &Path, mistakes: &[Mistake], classes: &[String]) -> Result<(), Fail> {
+    const COLS: usize = 6;
+    const SCALE: i32 = 4;
+    let (cell_w, cell_h) = (150i32, 172i32);
+    let rows = mistakes.len().div_ceil(COLS).max(1);
+    let top = 56;
+    let width = (COLS as i32 * cell_w + 20) as u32;
+    let height = (top + rows as i32 * cell_h + 10) as u32;
+    plot::png(path, (width, height), |root| {
+        let title = if mistakes.is_empty() {
+            "No test image was misclassified".to_string()
+        } else {
+            format!(
+                "The {} test images the network got most confidently wrong",
+                mistakes.len()
+            )
+        };
+        root.draw(&Text::new(title, (16, 16), plot::bold(20)))?;
+        for (k, m) in mistakes.iter().enumerate() {
+            let x0 = 10 + (k % COLS) as i32 * cell_w + (cell_w - 28 * SCALE) / 2;
+            let y0 = top + (k / COLS) as i32 * cell_h;
+            for (i, &v) in m.pixels.iter().enumerate() {
+                // Dark ink on white, as the digit was written.
+                let g = 255 - v;
+                let (x, y) = (x0 + (i % 28) as i32 * SCALE, y0 + (i / 28) as i32 * SCALE);
+                root.draw(&Rectangle::new(
+                    [(x, y), (x + SCALE, y + SCALE)],
+                    RGBColor(g, g, g).filled(),
+                ))?;
+            }
+            root.draw(&Rectangle::new(
+                [(x0 - 1, y0 - 1), (x0 + 28 * SCALE, y0 + 28 * SCALE)],
+                RGBColor(190, 190, 190),
+            ))?;
+            let cx = x0 + 14 * SCALE;
+            let text_at = |dy| (cx, y0 + 28 * SCALE + dy);
+            let centred = |f| plot::anchored(f, HPos::Center, VPos::Top);
+            root.draw(&Text::new(
+                format!("label {}, said {}", classes[m.label], classes[m.predicted]),
+                text_at(6),
+                centred(plot::font(14)),
+            ))?;
+            root.draw(&Text::new(
+                format!("{:.1}% sure (#{})", 100.0 * m.confidence, m.index),
+                text_at(26),
+                centred(plot::font(12)).color(&RGBColor(90, 90, 90)),
+            ))?;
+        }
+        Ok(())
+    })
+}
