@@ -1,0 +1,217 @@
+//! Checkpoints: the network description, its parameters, the optimizer with its state and the
+//! number of completed epochs, in one [safetensors](https://github.com/huggingface/safetensors)
+//! file that any safetensors reader can open.
+//!
+//! # Layout (format version 2)
+//!
+//! Tensors, all `F32`, row-major:
+//! - `layer{l}.w` of shape `[in, out]` and `layer{l}.b` of shape `[out]` for every layer `l`;
+//! - `optim.{s}.layer{l}.w` / `optim.{s}.layer{l}.b` for every optimizer slot `s` (slot 0 is the
+//!   momentum velocity or Adam's first moment `m`, slot 1 Adam's second moment `v`).
+//!
+//! Metadata (string → string):
+//!
+//! | key         | example                                                  |
+//! |-------------|----------------------------------------------------------|
+//! | `format`    | `soma-checkpoint`                                        |
+//! | `version`   | `1`                                                      |
+//! | `sizes`     | `784,64,64,10`                                           |
+//! | `hidden`    | `sigmoid`                                                |
+//! | `output`    | `softmax-cross-entropy`                                  |
+//! | `optimizer` | `{"beta1":0.9,"beta2":0.999,"eps":1e-8,"name":"adam","weight_decay":0.0}` |
+//! | `step`      | `1200` (optimizer steps taken)                           |
+//! | `epoch`     | `2` (epochs completed; training resumes from here)       |
+//! | `checksum`  | `fnv1a64:…` over every tensor's name and bytes           |
+//! | `input_scale`, `input_shift` | `0.012728` / `-0.42407` : network input `x = pixel · scale + shift` |
+//! | `image`     | `28,28` (rows, columns), or `none` when inputs are not an image |
+//! | `dataset`   | `mnist`                                                  |
+//! | `classes`   | `["0","1",…,"9"]` (JSON), or `[]` when outputs are not classes |
+//!
+//! The last five keys (a [`ModelInfo`]) are what version 2 adds: with them a checkpoint is a
+//! model that can be used on new data. A checkpoint without them ([`Checkpoint::model`] `None`)
+//! is written as, and read back from, version 1, which is the same layout without those keys;
+//! it resumes training as before, but prediction must be told the input scaling.
+//!
+//! Writes are atomic: the file is written to a temporary sibling, flushed and synced, then
+//! renamed over the target, so a crash or a failed save never leaves a half-written checkpoint
+//! where a good one was. Loads validate everything before building anything, and every problem
+//! is an [`Error::Checkpoint`] naming the file and what was wrong.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ndarray::{Array1, Array2};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde_json::{Map, Number, Value};
+
+use crate::error::{Error, Result};
+use crate::model::ModelInfo;
+use crate::net::{Activation, Network, Output};
+use crate::optim::{OptimState, Optimizer};
+use crate::params::{Layer, Params};
+
+mod read;
+mod write;
+
+use read::{decode, read_bounded};
+use write::{checksum, create_temp, encode, tensor_name, write_atomic};
+
+/// The value of the `format` metadata key.
+pub const FORMAT: &str = "soma-checkpoint";
+
+/// The format version this code writes for a checkpoint with a [`ModelInfo`].
+pub const VERSION: u32 = 2;
+
+/// The older version, without a [`ModelInfo`]: still read, and written for a checkpoint that
+/// has none.
+pub const VERSION_1: u32 = 1;
+
+/// The largest checkpoint [`load`] reads (4 GiB): far above any network soma trains, and a
+/// guard against reading a wrong or hostile file into memory.
+pub const MAX_FILE_BYTES: u64 = 4 << 30;
+
+/// Everything needed to resume a training run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    /// The network the parameters belong to.
+    pub network: Network,
+    /// Weights and biases.
+    pub params: Params,
+    /// The optimizer and its hyper-parameters.
+    pub optimizer: Optimizer,
+    /// The optimizer's step count and state tensors.
+    pub state: OptimState,
+    /// Epochs completed; the training loop resumes from this epoch.
+    pub epoch: u64,
+    /// Input normalisation, image shape and class names; `None` for a version 1 file.
+    pub model: Option<ModelInfo>,
+}
+
+impl Checkpoint {
+    /// Checks that the parameters and optimizer state have the shapes the network and optimizer
+    /// imply. [`save`] refuses a checkpoint that fails this, so every saved file loads back.
+    pub fn validate(&self) -> Result<()> {
+        self.params
+            .check_shape(&self.network, "checkpoint parameters")?;
+        if self.state.slots.len() != self.optimizer.slots() {
+            return Err(Error::shape(
+                format!("state of optimizer {}", self.optimizer.name()),
+                format!("{} state slots", self.optimizer.slots()),
+                format!("{} state slots", self.state.slots.len()),
+            ));
+        }
+        for (s, slot) in self.state.slots.iter().enumerate() {
+            slot.check_shape(&self.network, &format!("optimizer state slot {s}"))?;
+        }
+        self.optimizer.validate()?;
+        if let Some(model) = &self.model {
+            model.check(&self.network)?;
+        }
+        Ok(())
+    }
+
+    /// Saves to `path` (see [`save`]).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        save(path, self)
+    }
+}
+
+/// Writes `ckpt` to `path` atomically.
+///
+/// The bytes go to a temporary file in the same directory, which is flushed and synced to disk
+/// and then renamed over `path`. On any error the temporary file is removed and a checkpoint
+/// already at `path` is left untouched.
+pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<()> {
+    ckpt.validate()
+        .map_err(|e| bad(path, format!("refusing to save: {e}")))?;
+    let bytes = encode(path, ckpt)?;
+    write_atomic(path, &bytes)
+}
+
+/// Checks that a checkpoint can be saved at `path` (its directory exists and takes a new
+/// file) by creating and removing a temporary file there, so that a run can fail at its start
+/// rather than after its first epoch. Nothing at `path` itself is touched.
+pub fn check_writable(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if path.is_dir() {
+        return Err(bad(path, "cannot save here: the path is a directory"));
+    }
+    if !dir.is_dir() {
+        return Err(bad(
+            path,
+            format!(
+                "cannot save here: the directory {} does not exist",
+                dir.display()
+            ),
+        ));
+    }
+    // Dropping the guard removes the probe.
+    let (_probe, _file) = create_temp(path, dir).map_err(|e| {
+        bad(
+            path,
+            format!(
+                "cannot save here: no file can be created in {}: {e}",
+                dir.display()
+            ),
+        )
+    })?;
+    Ok(())
+}
+
+/// Reads and validates the checkpoint at `path`.
+///
+/// Every problem (a missing file, a file too large, a truncated or corrupt file, missing or
+/// malformed metadata, a missing tensor or one of the wrong type or shape, optimizer state that
+/// does not fit the optimizer, a checksum mismatch) is an error naming the file; nothing panics.
+pub fn load(path: &Path) -> Result<Checkpoint> {
+    let bytes = read_bounded(path)?;
+    decode(path, &bytes)
+}
+
+/// Loads the checkpoint at `path` and checks it was saved for `expected`: same layer sizes,
+/// hidden activation and output. The error names both networks.
+pub fn load_into(path: &Path, expected: &Network) -> Result<Checkpoint> {
+    let ckpt = load(path)?;
+    if ckpt.network != *expected {
+        return Err(bad(
+            path,
+            format!(
+                "checkpoint is {}, the run asks for {}",
+                describe(&ckpt.network),
+                describe(expected)
+            ),
+        ));
+    }
+    Ok(ckpt)
+}
+
+/// `784-64-64-10 sigmoid softmax-cross-entropy`.
+fn describe(net: &Network) -> String {
+    format!(
+        "{} {} {}",
+        join_sizes(net.sizes(), "-"),
+        net.hidden(),
+        net.output()
+    )
+}
+
+fn join_sizes(sizes: &[usize], sep: &str) -> String {
+    sizes
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(sep)
+}
+
+fn bad(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Checkpoint {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
