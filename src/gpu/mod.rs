@@ -15,6 +15,6 @@ mod submit;
 
 pub use backend::{GpuBackend, GpuCounters};
 pub use context::{GpuContext, GpuOptions, hardware_adapter};
-pub use kernels::{Kernels, compile_wgsl};
+pub use kernels::{KernelSpec, Kernels, compile_wgsl, kernel_specs};
 pub use ops::{GpuOps, PreparedOp};
 pub use profile::KernelTime;
