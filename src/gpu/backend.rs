@@ -57,10 +57,13 @@ pub struct GpuCounters {
     /// Waits for the oldest training-stats slot because every slot of the ring was in flight:
     /// the GPU keeps running the newer ticks meanwhile (no drain). Zero while the GPU keeps up.
     pub ring_waits: u64,
-    /// Host time spent recording and submitting work (writing orders and step records,
-    /// encoding, submitting), in nanoseconds; waits are not included. See
+    /// Host time spent recording work (writing orders and step records, encoding), in
+    /// nanoseconds; not the submit calls themselves (`submit_ns`) nor waits. See
     /// [`GpuCounters::record_seconds`].
     pub record_ns: u64,
+    /// Host time inside `queue.submit` calls, in nanoseconds. Usually small, but a driver may
+    /// block there: lavapipe does not return from a submit until the previous one has run.
+    pub submit_ns: u64,
     /// Datasets and index buffers uploaded (training set, evaluation sets, evaluation index).
     pub data_uploads: u64,
 }
@@ -69,6 +72,11 @@ impl GpuCounters {
     /// [`GpuCounters::record_ns`] in seconds.
     pub fn record_seconds(&self) -> f64 {
         self.record_ns as f64 * 1e-9
+    }
+
+    /// [`GpuCounters::submit_ns`] in seconds.
+    pub fn submit_seconds(&self) -> f64 {
+        self.submit_ns as f64 * 1e-9
     }
 }
 

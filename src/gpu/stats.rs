@@ -139,7 +139,11 @@ impl GpuBackend {
             });
         encoder.copy_buffer_to_buffer(&self.stats, 0, staging, 0, 16);
         encoder.clear_buffer(&self.stats, 0, None);
-        let submission = self.ctx.queue.submit([encoder.finish()]);
+        let commands = encoder.finish();
+        self.counters.record_ns += started.elapsed().as_nanos() as u64;
+        let started = Instant::now();
+        let submission = self.ctx.queue.submit([commands]);
+        self.counters.submit_ns += started.elapsed().as_nanos() as u64;
         let (tx, mapped) = mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);
@@ -150,7 +154,6 @@ impl GpuBackend {
             mapped,
             outcome: None,
         });
-        self.counters.record_ns += started.elapsed().as_nanos() as u64;
         self.counters.readbacks += 1;
         match how {
             Collect::Arrived => {

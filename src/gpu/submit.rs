@@ -72,13 +72,16 @@ impl GpuBackend {
         if let Some(p) = profiler {
             p.resolve(&mut encoder, dispatches as u32);
         }
-        ctx.queue.submit([encoder.finish()]);
+        let commands = encoder.finish();
+        self.counters.record_ns += started.elapsed().as_nanos() as u64;
+        let started = Instant::now();
+        ctx.queue.submit([commands]);
+        self.counters.submit_ns += started.elapsed().as_nanos() as u64;
         // Resolves at once on native wgpu (validation runs as commands are recorded): not a
         // wait for the device.
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::gpu(what, e));
         }
-        self.counters.record_ns += started.elapsed().as_nanos() as u64;
         self.counters.dispatches += dispatches;
         self.counters.submits += 1;
         if let Some(p) = self.profiler.as_mut() {
