@@ -69,8 +69,17 @@ pub trait Backend {
     /// accuracy of each batch, measured in its forward pass, are added to the running [`Stats`].
     fn train_batches(&mut self, order: &[u32], batch_size: usize, lr: f32) -> Result<()>;
 
-    /// The running training [`Stats`] since the last call, then resets them. On the GPU this is
-    /// the one read-back per progress tick.
+    /// Training [`Stats`] that have come back since the last `poll_stats` or `take_stats`,
+    /// without waiting. On the GPU, loss and accuracy come back asynchronously: this returns the
+    /// earlier ticks whose read-back has completed (typically one tick late) and leaves the rest
+    /// for a later `poll_stats` or `take_stats`. Across the two, every sample is returned exactly
+    /// once. The CPU has everything at once (the default: [`Backend::take_stats`]).
+    fn poll_stats(&mut self) -> Result<Stats> {
+        self.take_stats()
+    }
+
+    /// All training [`Stats`] not yet returned, then resets them. On the GPU this waits (with the
+    /// device timeout) for every step submitted so far: call it at an epoch's end, not per tick.
     fn take_stats(&mut self) -> Result<Stats>;
 
     /// Loss and accuracy of the current parameters over all of `data` (no update).

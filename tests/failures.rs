@@ -100,9 +100,11 @@ fn divergence_leaves_the_checkpoint(backend: &mut dyn Backend) {
             ..
         } => {
             assert_eq!(*epoch, 2);
-            // Within the first tick or two of 4 steps: at once, not at the end of the epoch.
+            // Within the first tick or two of 4 steps: at once, not at the end of the epoch. The
+            // GPU's stats arrive a tick or so late, in whole ticks, so the range the error names
+            // is one or more whole ticks.
             assert!(*first_step >= 1 && *last_step <= 8, "{err}");
-            assert_eq!(last_step - first_step, 3, "{err}");
+            assert_eq!((last_step + 1 - first_step) % 4, 0, "{err}");
         }
         other => panic!("expected Error::Diverged, got {other:?}"),
     }

@@ -7,7 +7,16 @@ mod locate;
 
 pub use locate::{DatasetKind, MnistFiles, locate};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::error::{Error, Result};
+
+/// Hands out dataset identities; never reused, so a dropped dataset's id names no other.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn next_id() -> u64 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
 
 /// Inputs, one row of `features` values per sample.
 #[derive(Clone, Debug, PartialEq)]
@@ -73,9 +82,11 @@ impl Normalize {
     }
 }
 
-/// A set of samples and their targets.
-#[derive(Clone, Debug, PartialEq)]
+/// A set of samples and their targets. Equality compares contents, not [`Dataset::id`].
+#[derive(Clone, Debug)]
 pub struct Dataset {
+    /// See [`Dataset::id`].
+    id: u64,
     len: usize,
     features: usize,
     inputs: Inputs,
@@ -131,6 +142,7 @@ impl Dataset {
             ));
         }
         Ok(Dataset {
+            id: next_id(),
             len,
             features,
             inputs,
@@ -160,6 +172,14 @@ impl Dataset {
             },
             Normalize::IDENTITY,
         )
+    }
+
+    /// An identity for the inputs and targets, which never change after construction: a clone
+    /// shares it (same contents), every other dataset built gets a new one, and ids are never
+    /// reused. A backend may keep device copies keyed by it (the GPU keeps the evaluation set).
+    /// `normalize` and `image` are not covered: they are public and may change.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// Number of samples.
@@ -206,6 +226,7 @@ impl Dataset {
             },
         };
         Dataset {
+            id: next_id(),
             len: n,
             features: f,
             inputs,
@@ -229,6 +250,18 @@ impl Dataset {
     }
 }
 
+impl PartialEq for Dataset {
+    fn eq(&self, other: &Dataset) -> bool {
+        // Everything but `id`: two loads of the same files are equal datasets.
+        self.len == other.len
+            && self.features == other.features
+            && self.inputs == other.inputs
+            && self.targets == other.targets
+            && self.normalize == other.normalize
+            && self.image == other.image
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,5 +278,26 @@ mod tests {
             Normalize::UNIT,
         );
         assert!(d.is_err());
+    }
+
+    #[test]
+    fn ids_follow_identity_and_equality_follows_contents() {
+        let make = || {
+            Dataset::new(
+                1,
+                Inputs::U8(vec![1, 2]),
+                Targets::Labels {
+                    labels: vec![0, 1],
+                    classes: 2,
+                },
+                Normalize::UNIT,
+            )
+            .unwrap()
+        };
+        let (a, b) = (make(), make());
+        assert_ne!(a.id(), b.id(), "separately built datasets");
+        assert_eq!(a, b, "same contents");
+        assert_eq!(a.clone().id(), a.id(), "a clone has the same contents");
+        assert_ne!(a.head(1).id(), a.id(), "a head is another dataset");
     }
 }

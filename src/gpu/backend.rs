@@ -10,8 +10,8 @@
 //! (see `kernels::Slot` for why not a uniform buffer), selected with a dynamic offset. A
 //! `train_batches` call writes the order and the step records once, records
 //! up to [`STEPS_PER_SUBMIT`] steps per command encoder and submits: no allocation, no bind
-//! group or pipeline creation and no read-back in the loop. Stats are read back only in
-//! `take_stats`.
+//! group or pipeline creation and no read-back in the loop. Stats come back through a ring of
+//! staging buffers ([`super::stats`]): `poll_stats` never waits, `take_stats` does.
 
 use std::sync::Arc;
 
@@ -22,6 +22,7 @@ use super::kernels::Kernels;
 use super::profile::Profiler;
 use super::program::{ParamLayout, Program, ProgramBuilder, Purpose, StepBuffers};
 use super::resources::{DeviceData, Workspace, upload, usage_out, usage_storage};
+use super::stats::{Collect, StatsRing};
 use crate::backend::{Backend, Stats, check_data, check_predict_inputs, check_train_args};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -49,15 +50,34 @@ pub struct GpuCounters {
     pub steps: u64,
     /// Read-backs (stats, parameters, state, predictions).
     pub readbacks: u64,
+    /// Times the host blocked waiting for the device (each with the context's timeout):
+    /// `take_stats`, evaluation, parameters, optimizer state, predictions, profiling, and the
+    /// back-pressure waits counted in `ring_waits` too.
+    pub waits: u64,
+    /// Waits for the oldest training-stats slot because every slot of the ring was in flight:
+    /// the GPU keeps running the newer ticks meanwhile (no drain). Zero while the GPU keeps up.
+    pub ring_waits: u64,
+    /// Host time spent recording work (writing orders and step records, encoding), in
+    /// nanoseconds; not the submit calls themselves (`submit_ns`) nor waits. See
+    /// [`GpuCounters::record_seconds`].
+    pub record_ns: u64,
+    /// Host time inside `queue.submit` calls, in nanoseconds. Usually small, but a driver may
+    /// block there: lavapipe does not return from a submit until the previous one has run.
+    pub submit_ns: u64,
+    /// Datasets and index buffers uploaded (training set, evaluation sets, evaluation index).
+    pub data_uploads: u64,
 }
 
-/// Which running totals a stats read-back takes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum StatsKind {
-    /// Training, reset after each read.
-    Train,
-    /// The current evaluation.
-    Eval,
+impl GpuCounters {
+    /// [`GpuCounters::record_ns`] in seconds.
+    pub fn record_seconds(&self) -> f64 {
+        self.record_ns as f64 * 1e-9
+    }
+
+    /// [`GpuCounters::submit_ns`] in seconds.
+    pub fn submit_seconds(&self) -> f64 {
+        self.submit_ns as f64 * 1e-9
+    }
 }
 
 /// The wgpu implementation of [`Backend`].
@@ -78,11 +98,17 @@ pub struct GpuBackend {
     pub(super) step_stride: u64,
     pub(super) stats: wgpu::Buffer,
     pub(super) eval_stats: wgpu::Buffer,
+    /// Where evaluation stats are read back (training's go through `ring`).
     pub(super) stats_staging: wgpu::Buffer,
+    pub(super) ring: StatsRing,
     /// Bound where a kernel's slot is unused (forward's `aux`, SGD's slots, prediction's targets).
     pub(super) dummy: wgpu::Buffer,
     pub(super) work: Option<Workspace>,
     pub(super) train: Option<DeviceData>,
+    /// The last evaluation set, kept on the device, with its [`Dataset::id`].
+    pub(super) eval_data: Option<(u64, DeviceData)>,
+    /// `0..n` for evaluation and prediction chunks, with its `n` (serves any length up to it).
+    pub(super) eval_index: Option<(wgpu::Buffer, usize)>,
     /// The training order of the current segment of a call.
     pub(super) index: Option<wgpu::Buffer>,
     pub(super) index_capacity: usize,
@@ -125,8 +151,9 @@ impl GpuBackend {
         )?;
         let stats = ctx.buffer("training stats", 16, usage_out())?;
         let eval_stats = ctx.buffer("evaluation stats", 16, usage_out())?;
+        let ring = StatsRing::new(&ctx)?;
         let stats_staging = ctx.buffer(
-            "stats staging",
+            "evaluation stats staging",
             16,
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         )?;
@@ -147,9 +174,12 @@ impl GpuBackend {
             stats,
             eval_stats,
             stats_staging,
+            ring,
             dummy,
             work: None,
             train: None,
+            eval_data: None,
+            eval_index: None,
             index: None,
             index_capacity: 0,
             program: None,
@@ -257,6 +287,7 @@ impl Backend for GpuBackend {
         self.train = None;
         self.program = None;
         let device_data = DeviceData::upload(&self.ctx, data, "training")?;
+        self.counters.data_uploads += 1;
         // Room for a full submit of steps at common batch sizes even when the order spans
         // several epochs of a small set (else the order is cut into more, shorter submits).
         self.index_capacity = data.len().max(MIN_INDEX_CAPACITY);
@@ -310,6 +341,7 @@ impl Backend for GpuBackend {
                     .index
                     .as_ref()
                     .expect("allocated with the training set");
+                let started = std::time::Instant::now();
                 self.ctx
                     .queue
                     .write_buffer(index, 0, bytemuck::cast_slice(seg));
@@ -329,6 +361,7 @@ impl Backend for GpuBackend {
                         }
                     })
                     .collect();
+                self.counters.record_ns += started.elapsed().as_nanos() as u64;
                 for group in records.chunks(self.steps_per_submit()) {
                     self.run_program(&program, group, |_, _| {}, "training steps")?;
                     self.counters.steps += group.len() as u64;
@@ -340,8 +373,12 @@ impl Backend for GpuBackend {
         result
     }
 
+    fn poll_stats(&mut self) -> Result<Stats> {
+        self.stats_tick(Collect::Arrived)
+    }
+
     fn take_stats(&mut self) -> Result<Stats> {
-        self.read_stats(StatsKind::Train)
+        self.stats_tick(Collect::All)
     }
 
     fn evaluate(&mut self, data: &Dataset) -> Result<Stats> {
@@ -350,9 +387,7 @@ impl Backend for GpuBackend {
         if data.is_empty() {
             return Ok(Stats::default());
         }
-        // Uploaded per call: the test set is small next to the training set, and keeping it
-        // would tie device memory to a dataset the caller may drop.
-        let device_data = DeviceData::upload(&self.ctx, data, "evaluation")?;
+        let device_data = self.eval_data_for(data)?;
         let ctx = Arc::clone(&self.ctx);
         {
             let mut encoder = ctx
@@ -363,8 +398,11 @@ impl Backend for GpuBackend {
             encoder.clear_buffer(&self.eval_stats, 0, None);
             ctx.queue.submit([encoder.finish()]);
         }
-        self.forward_chunks(&device_data, Purpose::Evaluate, |_, _, _| {})?;
-        self.read_stats(StatsKind::Eval)
+        let run = self.forward_chunks(&device_data, Purpose::Evaluate, |_, _, _| {});
+        // Kept for the next call (the next epoch's evaluation uploads nothing).
+        self.eval_data = Some((data.id(), device_data));
+        run?;
+        self.read_eval_stats()
     }
 
     fn predict(&mut self, inputs: ArrayView2<f32>) -> Result<Array2<f32>> {
@@ -454,7 +492,10 @@ impl Backend for GpuBackend {
 
 impl Drop for GpuBackend {
     fn drop(&mut self) {
-        // Let queued work finish before its buffers go; errors here have nowhere to go.
-        let _ = self.ctx.device.poll(wgpu::PollType::wait_indefinitely());
+        // Let queued work finish before its buffers go, for at most the context's timeout (a
+        // wedged device must not hang the drop); errors here have nowhere to go.
+        let _ = self
+            .ctx
+            .wait("finishing queued work before dropping the GPU backend");
     }
 }

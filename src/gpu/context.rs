@@ -2,7 +2,9 @@
 //! the limits the engine needs requested explicitly, and with device loss and uncaptured errors
 //! turned into [`Error::Gpu`] on the next call instead of a panic.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use wgpu::{AdapterInfo, Backends, DeviceType, Limits};
 
@@ -24,6 +26,16 @@ pub const INVOCATIONS_NEEDED: u32 = 256;
 /// Workgroup memory of the largest kernel (two 64×16 f32 matmul tiles).
 pub const WORKGROUP_STORAGE_NEEDED: u32 = 2 * 64 * 16 * 4;
 
+/// How long any one wait for the device may take before it is an error, unless
+/// `SOMA_GPU_TIMEOUT_S` (seconds) or [`GpuContext::set_timeout`] says otherwise. The longest
+/// wait the engine makes covers a few progress ticks of queued steps or one evaluation; lavapipe,
+/// the slowest adapter we know, runs a whole MNIST epoch in about 10 s, so 60 s is six epochs of
+/// margin there and orders of magnitude on a real GPU, while a wedged device still surfaces
+/// within a minute instead of hanging forever.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// The environment variable that overrides [`DEFAULT_TIMEOUT`] (seconds, e.g. `600` or `0.5`).
+pub const TIMEOUT_ENV: &str = "SOMA_GPU_TIMEOUT_S";
+
 /// An open device and its queue, with what is known about the adapter behind them.
 pub struct GpuContext {
     pub device: wgpu::Device,
@@ -33,6 +45,19 @@ pub struct GpuContext {
     pub limits: Limits,
     /// Set by the device-lost and uncaptured-error callbacks; reported by [`GpuContext::check`].
     failure: Arc<Mutex<Option<String>>>,
+    /// The limit on each wait, in nanoseconds (atomic: the context is shared behind an `Arc`).
+    timeout_ns: AtomicU64,
+}
+
+/// [`DEFAULT_TIMEOUT`], or the [`TIMEOUT_ENV`] override when it is set.
+fn timeout_from_env() -> Result<Duration> {
+    match std::env::var(TIMEOUT_ENV) {
+        Err(_) => Ok(DEFAULT_TIMEOUT),
+        Ok(v) => match v.trim().parse::<f64>() {
+            Ok(s) if s.is_finite() && s > 0.0 => Ok(Duration::from_secs_f64(s)),
+            _ => Err(Error::arg(TIMEOUT_ENV, "a positive number of seconds", v)),
+        },
+    }
 }
 
 /// Orders adapters: discrete > integrated > virtual > other > software (CPU).
@@ -121,6 +146,7 @@ fn needed_limits(available: &Limits) -> std::result::Result<Limits, String> {
 impl GpuContext {
     /// Opens the best adapter (or the one `options.adapter` names) and a device on it.
     pub fn new(options: &GpuOptions) -> Result<GpuContext> {
+        let timeout = timeout_from_env()?;
         let instance = instance();
         let all = adapters(&instance);
         let seen: Vec<String> = all.iter().map(|a| summary(&a.get_info())).collect();
@@ -174,7 +200,7 @@ impl GpuContext {
                 ..Default::default()
             });
             match pollster::block_on(request) {
-                Ok((device, queue)) => return Ok(Self::open(device, queue, info)),
+                Ok((device, queue)) => return Ok(Self::open(device, queue, info, timeout)),
                 Err(e) => refusals.push(format!("{}: {e}", summary(&info))),
             }
         }
@@ -185,7 +211,12 @@ impl GpuContext {
         )))
     }
 
-    fn open(device: wgpu::Device, queue: wgpu::Queue, info: AdapterInfo) -> GpuContext {
+    fn open(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: AdapterInfo,
+        timeout: Duration,
+    ) -> GpuContext {
         let failure = Arc::new(Mutex::new(None::<String>));
         let on_error = Arc::clone(&failure);
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -207,7 +238,19 @@ impl GpuContext {
             info,
             limits,
             failure,
+            timeout_ns: AtomicU64::new(timeout.as_nanos().min(u64::MAX as u128) as u64),
         }
+    }
+
+    /// The limit on each wait for the device.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_nanos(self.timeout_ns.load(Ordering::Relaxed))
+    }
+
+    /// Changes the limit on each wait (for every backend sharing this context).
+    pub fn set_timeout(&self, timeout: Duration) {
+        let ns = timeout.as_nanos().min(u64::MAX as u128) as u64;
+        self.timeout_ns.store(ns, Ordering::Relaxed);
     }
 
     /// "name, backend, device type, driver (driver_info)", for printing at start.
@@ -281,16 +324,38 @@ impl GpuContext {
         }))
     }
 
-    /// Waits for all submitted work; the one blocking point, used only at read-back edges.
-    pub fn wait(&self, context: &str) -> Result<()> {
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::gpu(context, e))?;
-        self.check(context)
+    /// Waits, for at most [`GpuContext::timeout`], until `submission` (all work submitted so far
+    /// when `None`) has finished and its callbacks have run. `what` names what is waited for; a
+    /// timeout is an [`Error::Gpu`] naming it and the limit, never an endless hang.
+    pub fn wait_for(&self, what: &str, submission: Option<wgpu::SubmissionIndex>) -> Result<()> {
+        let timeout = self.timeout();
+        let poll = wgpu::PollType::Wait {
+            submission_index: submission,
+            timeout: Some(timeout),
+        };
+        match self.device.poll(poll) {
+            Ok(_) => {}
+            Err(wgpu::PollError::Timeout) => {
+                return Err(Error::gpu(
+                    what,
+                    format!(
+                        "the device did not finish within the {timeout:?} timeout (wedged or \
+                         overloaded device?); set {TIMEOUT_ENV} to wait longer"
+                    ),
+                ));
+            }
+            Err(e) => return Err(Error::gpu(what, e)),
+        }
+        self.check(what)
+    }
+
+    /// Waits for all submitted work (see [`GpuContext::wait_for`]).
+    pub fn wait(&self, what: &str) -> Result<()> {
+        self.wait_for(what, None)
     }
 
     /// Copies `bytes` bytes at `offset` of `src` back to the host: a MAP_READ staging copy,
-    /// `map_async` answered through a oneshot channel, and one wait.
+    /// `map_async` answered through a channel, and one wait (with the timeout).
     pub fn read_back(
         &self,
         what: &str,
@@ -314,15 +379,16 @@ impl GpuContext {
     /// Maps an already-filled staging buffer and returns its first `bytes` bytes.
     pub fn map_staging(&self, what: &str, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
         let context = format!("reading back `{what}`");
-        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+        let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);
         });
         self.wait(&context)?;
-        match pollster::block_on(rx.receive()) {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(Error::gpu(&context, e)),
-            None => return Err(Error::gpu(&context, "map callback dropped (device lost?)")),
+        // The wait ran the callback, so this never blocks: an empty channel is an error.
+        match rx.try_recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Error::gpu(&context, e)),
+            _ => return Err(Error::gpu(&context, "map callback not run (device lost?)")),
         }
         let data = {
             let view = staging

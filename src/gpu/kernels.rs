@@ -63,6 +63,124 @@ impl Kernel {
     }
 }
 
+/// A pipeline variant the engine builds: its name, full WGSL source (entry point `main`), the
+/// layout of its one bind group and its override constants.
+#[derive(Clone, Debug)]
+pub struct KernelSpec {
+    pub name: &'static str,
+    pub source: String,
+    pub slots: Vec<Slot>,
+    pub constants: Vec<(&'static str, f64)>,
+}
+
+impl KernelSpec {
+    fn new(
+        name: &'static str,
+        source: String,
+        slots: &[Slot],
+        constants: &[(&'static str, f64)],
+    ) -> KernelSpec {
+        KernelSpec {
+            name,
+            source,
+            slots: slots.to_vec(),
+            constants: constants.to_vec(),
+        }
+    }
+
+    /// Builds this pipeline on `ctx` (see [`build_kernel`]).
+    pub fn build(&self, ctx: &GpuContext) -> Result<Kernel> {
+        build_kernel(ctx, self.name, &self.source, &self.slots, &self.constants)
+    }
+}
+
+/// Every pipeline variant the engine builds, with each override-constant combination it uses:
+/// those of [`Kernels`] (the step, evaluation, prediction), then those of the single-op runner.
+/// `Kernels` and the op runner build from these very lists, so a test that compiles each entry
+/// (e.g. through naga's strict validation, or a browser's WebGPU) covers all that ever runs.
+pub fn kernel_specs() -> Vec<KernelSpec> {
+    let mut all = step_specs();
+    all.extend(op_specs());
+    all
+}
+
+/// The variants of [`Kernels`].
+fn step_specs() -> Vec<KernelSpec> {
+    use Slot::*;
+    let matmul_src = kernel_source(&[activation::WGSL, optim::WGSL, matmul::WGSL]);
+    let matmul_slots = [Read, Read, Write, Read, Write, Uniform, Step];
+    let matmul = |name, ta: bool, tb: bool, tile: Tile| {
+        let constants = [
+            ("TILE_M", tile.m as f64),
+            ("TILE_N", tile.n as f64),
+            ("TILE_K", tile.k as f64),
+            ("TRANS_A", ta as u8 as f64),
+            ("TRANS_B", tb as u8 as f64),
+        ];
+        KernelSpec::new(name, matmul_src.clone(), &matmul_slots, &constants)
+    };
+    vec![
+        matmul("matmul_nn", false, false, LARGE_TILE),
+        matmul("matmul_tn", true, false, LARGE_TILE),
+        matmul("matmul_nt", false, true, LARGE_TILE),
+        matmul("matmul_nn_small", false, false, SMALL_TILE),
+        matmul("matmul_tn_small", true, false, SMALL_TILE),
+        matmul("matmul_nt_small", false, true, SMALL_TILE),
+        KernelSpec::new(
+            "loss",
+            kernel_source(&[activation::WGSL, loss::WGSL]),
+            &[Write, Write, Read, Read, Write, Uniform, Step],
+            &[("WG", loss::LOSS_WG as f64)],
+        ),
+        KernelSpec::new(
+            "gather",
+            kernel_source(&[gather::WGSL]),
+            &[Read, Read, Write, Uniform, Step],
+            &[("WG", gather::WG as f64)],
+        ),
+    ]
+}
+
+/// The variants of [`OpKernels`].
+fn op_specs() -> Vec<KernelSpec> {
+    use Slot::*;
+    vec![
+        KernelSpec::new(
+            "column_sums",
+            kernel_source(&[reduce::WGSL]),
+            &[Read, Write, Uniform, Step],
+            &[("WG", reduce::COLSUM_WG as f64)],
+        ),
+        KernelSpec::new(
+            "optim",
+            kernel_source(&[optim::WGSL, optim::STEP_WGSL]),
+            &[Write, Read, Write, Uniform, Step],
+            &[("WG", gather::WG as f64)],
+        ),
+    ]
+}
+
+/// Builds every spec of `specs`, to be taken out by name.
+struct Built(Vec<Kernel>);
+
+impl Built {
+    fn new(ctx: &GpuContext, specs: Vec<KernelSpec>) -> Result<Built> {
+        Ok(Built(
+            specs.iter().map(|s| s.build(ctx)).collect::<Result<_>>()?,
+        ))
+    }
+
+    fn take(&mut self, name: &str) -> Result<Kernel> {
+        match self.0.iter().position(|k| k.name == name) {
+            Some(i) => Ok(self.0.swap_remove(i)),
+            None => Err(Error::gpu(
+                format!("kernel `{name}`"),
+                "not among the kernel specs (gpu::kernels::kernel_specs)",
+            )),
+        }
+    }
+}
+
 /// The pipelines of a training step, evaluation and prediction.
 pub struct Kernels {
     /// `A·B` (forward).
@@ -82,40 +200,16 @@ pub struct Kernels {
 impl Kernels {
     /// Builds every pipeline a step binds (once per backend or op runner).
     pub fn new(ctx: &GpuContext) -> Result<Kernels> {
-        use Slot::*;
-        let matmul_src = kernel_source(&[activation::WGSL, optim::WGSL, matmul::WGSL]);
-        let matmul_slots = [Read, Read, Write, Read, Write, Uniform, Step];
-        let matmul = |name, ta: bool, tb: bool, tile: Tile| {
-            let constants = [
-                ("TILE_M", tile.m as f64),
-                ("TILE_N", tile.n as f64),
-                ("TILE_K", tile.k as f64),
-                ("TRANS_A", ta as u8 as f64),
-                ("TRANS_B", tb as u8 as f64),
-            ];
-            build_kernel(ctx, name, &matmul_src, &matmul_slots, &constants)
-        };
+        let mut k = Built::new(ctx, step_specs())?;
         Ok(Kernels {
-            matmul_nn: matmul("matmul_nn", false, false, LARGE_TILE)?,
-            matmul_tn: matmul("matmul_tn", true, false, LARGE_TILE)?,
-            matmul_nt: matmul("matmul_nt", false, true, LARGE_TILE)?,
-            matmul_nn_small: matmul("matmul_nn_small", false, false, SMALL_TILE)?,
-            matmul_tn_small: matmul("matmul_tn_small", true, false, SMALL_TILE)?,
-            matmul_nt_small: matmul("matmul_nt_small", false, true, SMALL_TILE)?,
-            loss: build_kernel(
-                ctx,
-                "loss",
-                &kernel_source(&[activation::WGSL, loss::WGSL]),
-                &[Write, Write, Read, Read, Write, Uniform, Step],
-                &[("WG", loss::LOSS_WG as f64)],
-            )?,
-            gather: build_kernel(
-                ctx,
-                "gather",
-                &kernel_source(&[gather::WGSL]),
-                &[Read, Read, Write, Uniform, Step],
-                &[("WG", gather::WG as f64)],
-            )?,
+            matmul_nn: k.take("matmul_nn")?,
+            matmul_tn: k.take("matmul_tn")?,
+            matmul_nt: k.take("matmul_nt")?,
+            matmul_nn_small: k.take("matmul_nn_small")?,
+            matmul_tn_small: k.take("matmul_tn_small")?,
+            matmul_nt_small: k.take("matmul_nt_small")?,
+            loss: k.take("loss")?,
+            gather: k.take("gather")?,
         })
     }
 }
@@ -128,22 +222,10 @@ pub(crate) struct OpKernels {
 
 impl OpKernels {
     pub(crate) fn new(ctx: &GpuContext) -> Result<OpKernels> {
-        use Slot::*;
+        let mut k = Built::new(ctx, op_specs())?;
         Ok(OpKernels {
-            column_sums: build_kernel(
-                ctx,
-                "column_sums",
-                &kernel_source(&[reduce::WGSL]),
-                &[Read, Write, Uniform, Step],
-                &[("WG", reduce::COLSUM_WG as f64)],
-            )?,
-            optim: build_kernel(
-                ctx,
-                "optim",
-                &kernel_source(&[optim::WGSL, optim::STEP_WGSL]),
-                &[Write, Read, Write, Uniform, Step],
-                &[("WG", gather::WG as f64)],
-            )?,
+            column_sums: k.take("column_sums")?,
+            optim: k.take("optim")?,
         })
     }
 }

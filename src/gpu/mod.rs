@@ -1,7 +1,8 @@
 //! The wgpu backend: the device ([`context`]), the compute pipelines built once from
 //! `shaders/*.wgsl` ([`kernels`]), device buffers and uploads ([`resources`]), the bound
 //! dispatches of a step ([`program`]), the training backend that keeps everything resident
-//! ([`backend`], with recording and submitting in [`submit`]), and single-kernel entry points on
+//! ([`backend`], with recording and submitting in [`submit`] and training stats coming back
+//! through a ring of staging buffers in [`stats`]), and single-kernel entry points on
 //! host arrays for tests and benches ([`ops`], [`prepared`]).
 
 pub mod backend;
@@ -12,10 +13,11 @@ pub mod prepared;
 pub mod profile;
 pub(crate) mod program;
 pub(crate) mod resources;
+pub mod stats;
 mod submit;
 
 pub use backend::{GpuBackend, GpuCounters};
-pub use context::{GpuContext, GpuOptions, hardware_adapter};
-pub use kernels::{Kernels, compile_wgsl};
+pub use context::{DEFAULT_TIMEOUT, GpuContext, GpuOptions, TIMEOUT_ENV, hardware_adapter};
+pub use kernels::{KernelSpec, Kernels, compile_wgsl, kernel_specs};
 pub use ops::{GpuOps, PreparedOp};
 pub use profile::KernelTime;

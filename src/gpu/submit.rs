@@ -1,15 +1,17 @@
 //! Recording, submitting and reading back for the GPU backend: a bound program is recorded
 //! once per step record into one command encoder per submit (one compute pass per step, or
-//! one per dispatch while profiling), and the small stats records come back through a staging
-//! buffer.
+//! one per dispatch while profiling); evaluation data kept on the device between calls; and the
+//! evaluation stats and other read-backs (training stats go through [`super::stats`]).
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use super::backend::{EVAL_CHUNK, GpuBackend, STEPS_PER_SUBMIT, StatsKind};
+use super::backend::{EVAL_CHUNK, GpuBackend, STEPS_PER_SUBMIT};
 use super::profile::{KernelTime, Profiler};
 use super::program::{Program, Purpose};
 use super::resources::{DeviceData, upload, usage_storage};
 use crate::backend::Stats;
+use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::ops::StepRecord;
 use crate::ops::loss::DeviceStats;
@@ -25,6 +27,7 @@ impl GpuBackend {
         what: &str,
     ) -> Result<()> {
         debug_assert!(records.len() <= self.steps_per_submit());
+        let started = Instant::now();
         let ctx = Arc::clone(&self.ctx);
         let mut bytes = vec![0u8; self.step_stride as usize * records.len()];
         for (i, r) in records.iter().enumerate() {
@@ -69,7 +72,13 @@ impl GpuBackend {
         if let Some(p) = profiler {
             p.resolve(&mut encoder, dispatches as u32);
         }
-        ctx.queue.submit([encoder.finish()]);
+        let commands = encoder.finish();
+        self.counters.record_ns += started.elapsed().as_nanos() as u64;
+        let started = Instant::now();
+        ctx.queue.submit([commands]);
+        self.counters.submit_ns += started.elapsed().as_nanos() as u64;
+        // Resolves at once on native wgpu (validation runs as commands are recorded): not a
+        // wait for the device.
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::gpu(what, e));
         }
@@ -81,6 +90,7 @@ impl GpuBackend {
                 .iter()
                 .map(|d| d.label.as_str())
                 .collect();
+            self.counters.waits += 1;
             p.collect(&ctx, &labels, dispatches as u32)?;
         }
         ctx.check(what)
@@ -129,14 +139,20 @@ impl GpuBackend {
     ) -> Result<()> {
         self.ensure_workspace(EVAL_CHUNK.min(data.len).max(1))?;
         let chunk = self.work.as_ref().map_or(1, |w| w.rows);
-        let index: Vec<u32> = (0..data.len as u32).collect();
-        let index_buf = upload(&self.ctx, "evaluation index", &index, usage_storage())?;
+        // `0..n` serves every shorter set too, so it is uploaded only when a longer one comes.
+        if self.eval_index.as_ref().is_none_or(|(_, n)| *n < data.len) {
+            let index: Vec<u32> = (0..data.len as u32).collect();
+            let buf = upload(&self.ctx, "evaluation index", &index, usage_storage())?;
+            self.counters.data_uploads += 1;
+            self.eval_index = Some((buf, data.len));
+        }
+        let index_buf = &self.eval_index.as_ref().expect("uploaded above").0;
         let stats = if purpose == Purpose::Evaluate {
             &self.eval_stats
         } else {
             &self.dummy
         };
-        let program = self.build_program(purpose, data, &index_buf, stats, chunk)?;
+        let program = self.build_program(purpose, data, index_buf, stats, chunk)?;
         let records: Vec<StepRecord> = (0..data.len)
             .step_by(chunk)
             .map(|start| StepRecord {
@@ -158,22 +174,36 @@ impl GpuBackend {
         Ok(())
     }
 
-    /// The running totals of `kind` read back (training's cleared too, in the same submit).
-    pub(super) fn read_stats(&mut self, kind: StatsKind) -> Result<Stats> {
+    /// `data` on the device: the evaluation set kept from the previous call when `data` is the
+    /// same dataset ([`Dataset::id`]: equal ids mean equal inputs and targets), else uploaded
+    /// (replacing the kept one). The caller puts it back into `eval_data` when done.
+    pub(super) fn eval_data_for(&mut self, data: &Dataset) -> Result<DeviceData> {
+        match self.eval_data.take() {
+            Some((id, mut kept)) if id == data.id() => {
+                // The public fields may have changed since; they are applied per program build.
+                kept.normalize = data.normalize;
+                kept.image = data.image;
+                Ok(kept)
+            }
+            old => {
+                drop(old);
+                self.counters.data_uploads += 1;
+                DeviceData::upload(&self.ctx, data, "evaluation")
+            }
+        }
+    }
+
+    /// The evaluation totals read back (a wait: the end of an epoch).
+    pub(super) fn read_eval_stats(&mut self) -> Result<Stats> {
         let ctx = Arc::clone(&self.ctx);
-        let (which, buf, reset) = match kind {
-            StatsKind::Train => ("training stats", &self.stats, true),
-            StatsKind::Eval => ("evaluation stats", &self.eval_stats, false),
-        };
+        let which = "evaluation stats";
         ctx.check(which)?;
         let mut encoder = ctx
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(which) });
-        encoder.copy_buffer_to_buffer(buf, 0, &self.stats_staging, 0, 16);
-        if reset {
-            encoder.clear_buffer(buf, 0, None);
-        }
+        encoder.copy_buffer_to_buffer(&self.eval_stats, 0, &self.stats_staging, 0, 16);
         ctx.queue.submit([encoder.finish()]);
+        self.counters.waits += 1;
         let bytes = ctx.map_staging(which, &self.stats_staging, 16)?;
         self.counters.readbacks += 1;
         Ok(bytemuck::pod_read_unaligned::<DeviceStats>(&bytes).stats())
@@ -185,6 +215,7 @@ impl GpuBackend {
         buf: &wgpu::Buffer,
         len: u64,
     ) -> Result<Vec<f32>> {
+        self.counters.waits += 1;
         let bytes = self.ctx.read_back(what, buf, 0, len * 4)?;
         self.counters.readbacks += 1;
         Ok(bytemuck::pod_collect_to_vec(&bytes))

@@ -44,7 +44,8 @@ pub struct TrainConfig {
     pub schedule: Schedule,
     /// Seeds the batch order of every epoch.
     pub seed: u64,
-    /// Batches per call into the backend, and so per progress event and per read-back.
+    /// Batches per call into the backend, and so per progress event and per stats read-back
+    /// (asynchronous on the GPU: the loop waits only at an epoch's end).
     pub batches_per_tick: usize,
     /// Shift each training image by up to this many pixels in x and y, drawn anew every
     /// epoch (0: no augmentation). Needs image-shaped inputs.
@@ -80,10 +81,12 @@ pub enum Event {
     /// Some batches are done.
     Progress {
         epoch: u64,
-        /// Samples done in this epoch.
+        /// Samples handed to the backend in this epoch (the GPU may still be running some).
         done: usize,
         total: usize,
-        /// Loss and accuracy of the batches since the last event.
+        /// Loss and accuracy that came back since the last event: on the GPU, of batches up to
+        /// a few ticks earlier ([`Backend::poll_stats`]). The epoch's last event carries all
+        /// the rest, so an epoch's events add up to its totals.
         stats: Stats,
         lr: f32,
         /// Training samples per second in this epoch so far.
@@ -102,7 +105,8 @@ pub struct EpochReport {
     pub train: Stats,
     /// The test set after the epoch, if one was given.
     pub test: Option<Stats>,
-    /// Training time of the epoch (order, steps, read-backs; not the evaluation).
+    /// Training time of the epoch (order, steps, read-backs, the wait for the GPU to finish the
+    /// epoch's steps; not the evaluation).
     pub seconds: f64,
 }
 
@@ -199,21 +203,30 @@ pub fn train_with(
             add_shifts(&mut order, cfg.augment, cfg.seed, epoch);
         }
         let mut epoch_stats = Stats::default();
+        let ticks = order.len().div_ceil(per_tick);
         for (tick, chunk) in order.chunks(per_tick).enumerate() {
             let step = epoch as usize * steps_per_epoch + tick * cfg.batches_per_tick;
             let progress = step as f64 / (cfg.epochs as usize * steps_per_epoch) as f64;
             let lr = cfg.schedule.rate(cfg.lr, progress);
             backend.train_batches(chunk, cfg.batch_size, lr)?;
-            let stats = backend.take_stats()?;
-            // The stats of every tick are read anyway (on the GPU, the tick's one read-back),
-            // so a NaN or infinite loss stops the run within the tick that produced it, before
-            // `after_epoch` could save the diverged parameters over a good checkpoint.
+            // Mid-epoch, only what has arrived: the GPU is never drained while the next steps
+            // are recorded. The last tick waits for the rest, so every sample is counted once.
+            let stats = if tick + 1 == ticks {
+                backend.take_stats()?
+            } else {
+                backend.poll_stats()?
+            };
+            // Every tick's stats are read anyway, so a NaN or infinite loss stops the run as
+            // soon as it arrives (on the GPU, up to the stats ring's lag after the steps that
+            // produced it), before `after_epoch` could save diverged parameters over a good
+            // checkpoint. Stats arrive in order, so the samples counted so far say which steps
+            // the bad ones are.
             if !stats.loss_sum.is_finite() {
-                let first = tick * cfg.batches_per_tick + 1;
+                let seen = epoch_stats.samples as usize;
                 return Err(Error::Diverged {
                     epoch: epoch + 1,
-                    first_step: first,
-                    last_step: first - 1 + chunk.len().div_ceil(cfg.batch_size),
+                    first_step: seen / cfg.batch_size + 1,
+                    last_step: (seen + stats.samples as usize).div_ceil(cfg.batch_size),
                     lr,
                     loss: stats.loss_sum,
                 });

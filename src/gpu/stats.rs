@@ -1,0 +1,185 @@
+//! Training loss and accuracy coming back without stalling the GPU: a ring of small staging
+//! buffers. At each progress tick the running stats are copied into the next slot and cleared
+//! (one submit, queued behind the steps), the slot's `map_async` is requested, and whatever
+//! earlier slots have completed is collected after a non-blocking poll. The steps of the next
+//! tick are recorded and submitted while the GPU still runs those of this one.
+
+use std::collections::VecDeque;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use super::backend::GpuBackend;
+use super::context::GpuContext;
+use crate::backend::Stats;
+use crate::error::{Error, Result};
+use crate::ops::loss::DeviceStats;
+
+/// Slots in the ring: how many ticks' stats can be in flight at once. Three lets the GPU run one
+/// tick while the next is queued and a third is recorded; when all are in flight the oldest is
+/// waited for (back-pressure), which bounds both the stats' lag and the queued work to this many
+/// ticks while the GPU stays busy with the two newer ones.
+pub const STATS_RING: usize = 3;
+
+/// One staging buffer of the ring.
+struct Slot {
+    buffer: wgpu::Buffer,
+}
+
+/// A slot whose copy has been submitted and whose map was requested, not yet collected.
+struct InFlight {
+    slot: usize,
+    submission: wgpu::SubmissionIndex,
+    mapped: mpsc::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
+    /// The map's outcome once its callback has run.
+    outcome: Option<std::result::Result<(), String>>,
+}
+
+impl InFlight {
+    /// Whether the map callback has run (its outcome is kept for [`StatsRing::collect`]).
+    fn ready(&mut self) -> bool {
+        if self.outcome.is_none() {
+            self.outcome = match self.mapped.try_recv() {
+                Ok(r) => Some(r.map_err(|e| e.to_string())),
+                Err(mpsc::TryRecvError::Empty) => None,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    Some(Err("map callback dropped (device lost?)".into()))
+                }
+            };
+        }
+        self.outcome.is_some()
+    }
+}
+
+/// The ring: buffers allocated once, used in turn.
+pub(crate) struct StatsRing {
+    slots: Vec<Slot>,
+    /// Copies submitted and not yet collected, oldest first (the GPU finishes them in order).
+    in_flight: VecDeque<InFlight>,
+    next: usize,
+    /// Collected and not yet returned.
+    arrived: Stats,
+}
+
+impl StatsRing {
+    pub(crate) fn new(ctx: &GpuContext) -> Result<StatsRing> {
+        let usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
+        let slots = (0..STATS_RING)
+            .map(|i| {
+                let buffer = ctx.buffer(&format!("stats ring slot {i}"), 16, usage)?;
+                Ok(Slot { buffer })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(StatsRing {
+            slots,
+            in_flight: VecDeque::with_capacity(STATS_RING),
+            next: 0,
+            arrived: Stats::default(),
+        })
+    }
+
+    /// Reads a slot whose map has completed, unmaps it and adds its stats to `arrived`.
+    fn collect(&mut self, mut done: InFlight) -> Result<()> {
+        let what = "reading back training stats";
+        done.ready();
+        match done.outcome {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(Error::gpu(what, e)),
+            None => return Err(Error::gpu(what, "map callback not run after the wait")),
+        }
+        let buffer = &self.slots[done.slot].buffer;
+        let stats = {
+            let view = buffer
+                .get_mapped_range(..)
+                .map_err(|e| Error::gpu(what, e))?;
+            bytemuck::pod_read_unaligned::<DeviceStats>(&view[..16]).stats()
+        };
+        buffer.unmap();
+        self.arrived.add(stats);
+        Ok(())
+    }
+}
+
+/// How a tick gets what has come back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Collect {
+    /// Whatever has completed, without waiting.
+    Arrived,
+    /// Everything, waiting for the device (with the timeout).
+    All,
+}
+
+impl GpuBackend {
+    /// Copies the running training stats into the next ring slot and clears them (one submit),
+    /// then returns what has come back, as `how` says.
+    pub(crate) fn stats_tick(&mut self, how: Collect) -> Result<Stats> {
+        self.ctx.check("training stats")?;
+        // Every slot in flight: wait for the oldest, so a slot is never mapped twice. The GPU
+        // keeps running the newer ticks meanwhile; this bounds the lag to STATS_RING ticks.
+        if self.ring.in_flight.len() == STATS_RING {
+            let oldest = self.ring.in_flight.pop_front().expect("the ring is full");
+            self.counters.waits += 1;
+            self.counters.ring_waits += 1;
+            let what = "the oldest training-stats slot (all ring slots in flight)";
+            if let Err(e) = self.ctx.wait_for(what, Some(oldest.submission.clone())) {
+                // Still in flight: it must not be mapped again.
+                self.ring.in_flight.push_front(oldest);
+                return Err(e);
+            }
+            self.ring.collect(oldest)?;
+        }
+        let started = Instant::now();
+        let slot = self.ring.next;
+        self.ring.next = (slot + 1) % STATS_RING;
+        let staging = &self.ring.slots[slot].buffer;
+        let mut encoder = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("training stats"),
+            });
+        encoder.copy_buffer_to_buffer(&self.stats, 0, staging, 0, 16);
+        encoder.clear_buffer(&self.stats, 0, None);
+        let commands = encoder.finish();
+        self.counters.record_ns += started.elapsed().as_nanos() as u64;
+        let started = Instant::now();
+        let submission = self.ctx.queue.submit([commands]);
+        self.counters.submit_ns += started.elapsed().as_nanos() as u64;
+        let (tx, mapped) = mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.ring.in_flight.push_back(InFlight {
+            slot,
+            submission,
+            mapped,
+            outcome: None,
+        });
+        self.counters.readbacks += 1;
+        match how {
+            Collect::Arrived => {
+                // Non-blocking: runs the callbacks of whatever has finished.
+                self.ctx.check("training stats")?;
+            }
+            Collect::All => {
+                self.counters.waits += 1;
+                let newest = self.ring.in_flight.back().map(|f| f.submission.clone());
+                self.ctx
+                    .wait_for("training stats (all in flight)", newest)?;
+            }
+        }
+        while let Some(front) = self.ring.in_flight.front_mut() {
+            if !front.ready() {
+                if how == Collect::All {
+                    return Err(Error::gpu(
+                        "training stats",
+                        "map callback not run after the wait (device lost?)",
+                    ));
+                }
+                break;
+            }
+            let done = self.ring.in_flight.pop_front().expect("a front");
+            self.ring.collect(done)?;
+        }
+        Ok(std::mem::take(&mut self.ring.arrived))
+    }
+}

@@ -1,0 +1,348 @@
+//! The GPU's pipelined training loop: no wait for the device in the middle of an epoch (stats
+//! come back asynchronously through a ring of staging buffers), every wait bounded by a timeout,
+//! and the evaluation set kept on the device between calls without ever being confused with
+//! another. Needs a GPU adapter (lavapipe will do): without one these print
+//! "SKIPPED: no GPU adapter" and pass, or fail under `SOMA_STRICT=1`.
+
+mod common;
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use ndarray::ArrayView2;
+use rand::{Rng, SeedableRng};
+use rand_pcg::Pcg64Mcg;
+use soma::gpu::{GpuBackend, GpuContext, GpuCounters, GpuOptions};
+use soma::train::{Event, Schedule, TrainConfig, train};
+use soma::{
+    Activation, Backend, CpuBackend, Dataset, Init, Inputs, Network, Normalize, OptimState,
+    Optimizer, Output, Params, Stats, Targets,
+};
+
+/// The tolerances of tests/parity.rs (see there for why): loss sums of the same forward passes,
+/// and correct counts where two logits are within rounding of each other.
+const LOSS_REL: f64 = 1e-4;
+const CORRECT_FRACTION: f64 = 1e-3;
+
+fn context() -> Option<Arc<GpuContext>> {
+    static CTX: OnceLock<Option<Arc<GpuContext>>> = OnceLock::new();
+    let ctx = CTX.get_or_init(|| GpuContext::new(&GpuOptions::default()).ok().map(Arc::new));
+    if ctx.is_none() {
+        common::skip("no GPU adapter");
+    }
+    ctx.clone()
+}
+
+/// 784 u8 pixels around a per-class template, 10 classes (as tests/parity.rs's `mnist_like`).
+fn mnist_like(len: usize, seed: u64) -> Dataset {
+    let mut rng = Pcg64Mcg::seed_from_u64(seed);
+    let templates: Vec<Vec<f32>> = (0..10)
+        .map(|_| (0..784).map(|_| rng.random::<f32>() * 255.0).collect())
+        .collect();
+    let mut pixels = Vec::with_capacity(len * 784);
+    let mut labels = Vec::with_capacity(len);
+    for _ in 0..len {
+        let c = rng.random_range(0..10u8);
+        labels.push(c);
+        for &t in &templates[c as usize] {
+            pixels.push((t * 0.6 + rng.random::<f32>() * 100.0).clamp(0.0, 255.0) as u8);
+        }
+    }
+    let targets = Targets::Labels {
+        labels,
+        classes: 10,
+    };
+    Dataset::new(784, Inputs::U8(pixels), targets, Normalize::UNIT).unwrap()
+}
+
+fn net(hidden: usize) -> Network {
+    Network::new(
+        &[784, hidden, 10],
+        Activation::Relu,
+        Output::SoftmaxCrossEntropy,
+    )
+    .unwrap()
+}
+
+fn assert_stats_agree(what: &str, c: Stats, g: Stats) {
+    assert_eq!(c.samples, g.samples, "{what}: samples");
+    let rel = (c.loss_sum - g.loss_sum).abs() / c.loss_sum.abs().max(1e-12);
+    assert!(
+        rel <= LOSS_REL,
+        "{what}: loss sum cpu {} gpu {}",
+        c.loss_sum,
+        g.loss_sum
+    );
+    let dc = (c.correct as f64 - g.correct as f64).abs();
+    assert!(
+        dc <= CORRECT_FRACTION * c.samples as f64 + 1.0,
+        "{what}: correct cpu {} gpu {}",
+        c.correct,
+        g.correct
+    );
+}
+
+/// The GPU backend with a log of the device waits each call made.
+struct Watched {
+    inner: GpuBackend,
+    /// (call, waits, of which ring back-pressure waits)
+    log: Vec<(&'static str, u64, u64)>,
+}
+
+impl Watched {
+    fn note<T>(&mut self, call: &'static str, f: impl FnOnce(&mut GpuBackend) -> T) -> T {
+        let before: GpuCounters = self.inner.counters();
+        let out = f(&mut self.inner);
+        let after = self.inner.counters();
+        let waits = after.waits - before.waits;
+        self.log
+            .push((call, waits, after.ring_waits - before.ring_waits));
+        out
+    }
+}
+
+impl Backend for Watched {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn network(&self) -> &Network {
+        self.inner.network()
+    }
+    fn optimizer(&self) -> Optimizer {
+        self.inner.optimizer()
+    }
+    fn set_train_data(&mut self, data: &Dataset) -> soma::Result<()> {
+        self.note("set_train_data", |b| b.set_train_data(data))
+    }
+    fn train_batches(&mut self, order: &[u32], batch: usize, lr: f32) -> soma::Result<()> {
+        self.note("train_batches", |b| b.train_batches(order, batch, lr))
+    }
+    fn poll_stats(&mut self) -> soma::Result<Stats> {
+        self.note("poll_stats", |b| b.poll_stats())
+    }
+    fn take_stats(&mut self) -> soma::Result<Stats> {
+        self.note("take_stats", |b| b.take_stats())
+    }
+    fn evaluate(&mut self, data: &Dataset) -> soma::Result<Stats> {
+        self.note("evaluate", |b| b.evaluate(data))
+    }
+    fn predict(&mut self, inputs: ArrayView2<f32>) -> soma::Result<ndarray::Array2<f32>> {
+        self.note("predict", |b| b.predict(inputs))
+    }
+    fn params(&mut self) -> soma::Result<Params> {
+        self.note("params", |b| b.params())
+    }
+    fn set_params(&mut self, p: &Params) -> soma::Result<()> {
+        self.inner.set_params(p)
+    }
+    fn optim_state(&mut self) -> soma::Result<OptimState> {
+        self.note("optim_state", |b| b.optim_state())
+    }
+    fn set_optim_state(&mut self, s: &OptimState) -> soma::Result<()> {
+        self.inner.set_optim_state(s)
+    }
+}
+
+/// Runs `train` on `backend`, returning the epoch reports and each epoch's progress stats.
+fn run(
+    backend: &mut dyn Backend,
+    data: &Dataset,
+    test: &Dataset,
+    cfg: &TrainConfig,
+) -> (Vec<soma::train::EpochReport>, Vec<Vec<Stats>>) {
+    let mut progress: Vec<Vec<Stats>> = vec![Vec::new(); cfg.epochs as usize];
+    let report = train(backend, data, Some(test), cfg, 0, |e| {
+        if let Event::Progress { epoch, stats, .. } = e {
+            progress[*epoch as usize - 1].push(*stats);
+        }
+    })
+    .unwrap();
+    (report.epochs, progress)
+}
+
+#[test]
+fn a_training_epoch_waits_for_the_gpu_only_at_its_end() {
+    let Some(ctx) = context() else { return };
+    let (data, test) = (mnist_like(1500, 1), mnist_like(300, 2));
+    let net = net(32);
+    let params = Params::init(&net, Init::Uniform, 3);
+    let cfg = TrainConfig {
+        epochs: 2,
+        batch_size: 32,
+        lr: 0.05,
+        schedule: Schedule::Cosine { floor: 0.1 },
+        seed: 5,
+        // 47 batches an epoch in 12 ticks, the last one short.
+        batches_per_tick: 4,
+        augment: 0,
+    };
+    let mut cpu = CpuBackend::new(&net, params.clone(), Optimizer::Sgd).unwrap();
+    let (cpu_epochs, _) = run(&mut cpu, &data, &test, &cfg);
+    let inner = GpuBackend::new(ctx, &net, params, Optimizer::Sgd).unwrap();
+    let mut gpu = Watched {
+        inner,
+        log: Vec::new(),
+    };
+    let (gpu_epochs, progress) = run(&mut gpu, &data, &test, &cfg);
+
+    for (e, (c, g)) in cpu_epochs.iter().zip(&gpu_epochs).enumerate() {
+        assert_eq!(
+            g.train.samples,
+            data.len() as u64,
+            "epoch {e}: every sample once"
+        );
+        assert_stats_agree(&format!("epoch {e} training"), c.train, g.train);
+        assert_stats_agree(&format!("epoch {e} test"), c.test.unwrap(), g.test.unwrap());
+        // The progress events carry what arrived; together, exactly the epoch's totals.
+        let mut sum = Stats::default();
+        progress[e].iter().for_each(|s| sum.add(*s));
+        assert_eq!(
+            sum, g.train,
+            "epoch {e}: progress stats add up to the epoch's"
+        );
+        assert_eq!(progress[e].len(), 12, "epoch {e}: ticks");
+    }
+
+    // The log, epoch by epoch: set_train_data and a first take_stats, then per epoch 12 ×
+    // train_batches, each followed by poll_stats but the last, by take_stats; then evaluate.
+    let log = &gpu.log;
+    assert_eq!(log[0].0, "set_train_data");
+    assert_eq!(log[1].0, "take_stats");
+    let epochs: Vec<&[(&str, u64, u64)]> = log[2..].chunks(2 * 12 + 1).collect();
+    assert_eq!(epochs.len(), 2, "{log:?}");
+    for (e, calls) in epochs.iter().enumerate() {
+        let (mid, end) = calls.split_at(calls.len() - 2);
+        for &(call, waits, ring_waits) in mid {
+            assert!(call == "train_batches" || call == "poll_stats", "{call}");
+            // Nothing drains the GPU mid-epoch. A back-pressure wait for the oldest ring slot
+            // (all in flight) leaves the newer ticks running; the ring bounds those to 3 ticks.
+            assert_eq!(waits, ring_waits, "epoch {e}: {call} waited for the device");
+            assert!(
+                ring_waits <= 1,
+                "epoch {e}: {call}: {ring_waits} ring waits"
+            );
+        }
+        assert_eq!(end[0].0, "take_stats", "epoch {e}");
+        assert_eq!(end[1].0, "evaluate", "epoch {e}");
+    }
+    let ring: u64 = log.iter().map(|l| l.2).sum();
+    eprintln!("ring back-pressure waits: {ring} over {} calls", log.len());
+    let counters = gpu.inner.counters();
+    assert!(counters.record_ns > 0, "recording time is measured");
+}
+
+#[test]
+fn the_evaluation_set_stays_on_the_device_and_is_never_confused_with_another() {
+    let Some(ctx) = context() else { return };
+    let net = net(16);
+    let params = Params::init(&net, Init::Uniform, 9);
+    let mut gpu = GpuBackend::new(ctx, &net, params.clone(), Optimizer::Sgd).unwrap();
+    let mut cpu = CpuBackend::new(&net, params, Optimizer::Sgd).unwrap();
+    let uploads = |g: &GpuBackend| g.counters().data_uploads;
+    let (a, b) = (mnist_like(700, 11), mnist_like(700, 12));
+    assert_eq!(
+        (a.len(), a.features()),
+        (b.len(), b.features()),
+        "same shape"
+    );
+
+    let ea = gpu.evaluate(&a).unwrap();
+    assert_eq!(uploads(&gpu), 2, "the set and its index");
+    assert_stats_agree("a", cpu.evaluate(&a).unwrap(), ea);
+    assert_eq!(gpu.evaluate(&a).unwrap(), ea, "again: same result");
+    assert_eq!(
+        gpu.evaluate(&a.clone()).unwrap(),
+        ea,
+        "a clone: same contents"
+    );
+    assert_eq!(uploads(&gpu), 2, "nothing uploaded for the same set");
+
+    // Same length and width, other contents: uploaded, never taken for the kept one.
+    let eb = gpu.evaluate(&b).unwrap();
+    assert_eq!(uploads(&gpu), 3, "b uploaded (the index reused)");
+    assert_stats_agree("b", cpu.evaluate(&b).unwrap(), eb);
+    assert_ne!(eb.loss_sum, ea.loss_sum, "b differs from a");
+    assert_eq!(gpu.evaluate(&a).unwrap(), ea, "a again, uploaded again");
+    assert_eq!(uploads(&gpu), 4);
+
+    // A new normalisation of the same stored set is applied without an upload.
+    let mut shifted = a.clone();
+    shifted.normalize = Normalize {
+        scale: 1.0 / 128.0,
+        shift: -1.0,
+    };
+    let es = gpu.evaluate(&shifted).unwrap();
+    assert_eq!(uploads(&gpu), 4, "same stored set");
+    assert_stats_agree("renormalised", cpu.evaluate(&shifted).unwrap(), es);
+    assert_ne!(es.loss_sum, ea.loss_sum);
+
+    // A shorter set is another dataset; the longer index serves it.
+    let head = a.head(300);
+    assert_stats_agree(
+        "head",
+        cpu.evaluate(&head).unwrap(),
+        gpu.evaluate(&head).unwrap(),
+    );
+    assert_eq!(uploads(&gpu), 5, "the head's data only");
+    // Training in between changes the parameters, not the kept set.
+    gpu.set_train_data(&b).unwrap();
+    cpu.set_train_data(&b).unwrap();
+    let order: Vec<u32> = (0..b.len() as u32).collect();
+    gpu.train_batches(&order, 50, 0.05).unwrap();
+    cpu.train_batches(&order, 50, 0.05).unwrap();
+    let before = uploads(&gpu);
+    assert_stats_agree(
+        "head after training",
+        cpu.evaluate(&head).unwrap(),
+        gpu.evaluate(&head).unwrap(),
+    );
+    assert_eq!(uploads(&gpu), before, "still kept");
+}
+
+#[test]
+fn a_wait_past_the_timeout_is_an_error_naming_it_and_the_limit() {
+    if context().is_none() {
+        return;
+    }
+    let started = Instant::now();
+    // Its own context: the timeout is shared by every backend on one.
+    let ctx = Arc::new(GpuContext::new(&GpuOptions::default()).unwrap());
+    let net = Network::new(
+        &[784, 256, 256, 10],
+        Activation::Relu,
+        Output::SoftmaxCrossEntropy,
+    )
+    .unwrap();
+    let data = mnist_like(4096, 21);
+    let params = Params::init(&net, Init::Uniform, 4);
+    let mut gpu = GpuBackend::new(Arc::clone(&ctx), &net, params, Optimizer::Sgd).unwrap();
+    gpu.set_train_data(&data).unwrap();
+    gpu.take_stats().unwrap();
+    let order: Vec<u32> = (0..data.len() as u32).collect();
+    // One submit of 16 steps at batch 256 (far more than a nanosecond's work on any device),
+    // waited for right after. (Lavapipe blocks a submit until the previous one has finished, so
+    // the wait must directly follow the long submit: a read-back's own copy would come first.)
+    gpu.train_batches(&order, 256, 0.01).unwrap();
+    ctx.set_timeout(Duration::from_nanos(1));
+    let err = ctx
+        .wait("the training steps")
+        .expect_err("a 1 ns wait for a long submit");
+    ctx.set_timeout(soma::gpu::DEFAULT_TIMEOUT);
+    let text = err.to_string();
+    assert!(
+        matches!(err, soma::Error::Gpu { .. })
+            && text.contains("the training steps")
+            && text.contains("timeout")
+            && text.contains(soma::gpu::TIMEOUT_ENV),
+        "{text}"
+    );
+    // Nothing was lost: the steps finish and their stats come back with the next wait.
+    assert_eq!(gpu.take_stats().unwrap().samples, data.len() as u64);
+    let (c, wall) = (gpu.counters(), started.elapsed().as_secs_f64());
+    assert!(
+        c.record_seconds() > 0.0 && c.record_seconds() + c.submit_seconds() < wall,
+        "recording {} s and submitting {} s within the wall time {wall} s",
+        c.record_seconds(),
+        c.submit_seconds()
+    );
+}
