@@ -384,11 +384,12 @@ impl GpuContext {
             let _ = tx.send(r);
         });
         self.wait(&context)?;
-        // The wait ran the callback, so this never blocks: an empty channel is an error.
-        match rx.try_recv() {
+        // The work is done, but when several threads share the device another thread's poll may
+        // be the one running the callback, a moment later: wait for it, within the timeout.
+        match rx.recv_timeout(self.timeout()) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(Error::gpu(&context, e)),
-            _ => return Err(Error::gpu(&context, "map callback not run (device lost?)")),
+            Err(_) => return Err(Error::gpu(&context, "map callback not run (device lost?)")),
         }
         let data = {
             let view = staging

@@ -35,15 +35,25 @@ struct InFlight {
 }
 
 impl InFlight {
-    /// Whether the map callback has run (its outcome is kept for [`StatsRing::collect`]).
-    fn ready(&mut self) -> bool {
+    /// Whether the map callback has run (its outcome is kept for [`StatsRing::collect`]),
+    /// waiting up to `wait` for it (`None`: not at all). After a wait for the submission the callback is due, but when threads share the device another thread's poll
+    /// may be the one running it, a moment later.
+    fn settle(&mut self, wait: Option<std::time::Duration>) -> bool {
         if self.outcome.is_none() {
-            self.outcome = match self.mapped.try_recv() {
+            let got = match wait {
+                None => self
+                    .mapped
+                    .try_recv()
+                    .map_err(|e| e == mpsc::TryRecvError::Empty),
+                Some(t) => self
+                    .mapped
+                    .recv_timeout(t)
+                    .map_err(|e| e == mpsc::RecvTimeoutError::Timeout),
+            };
+            self.outcome = match got {
                 Ok(r) => Some(r.map_err(|e| e.to_string())),
-                Err(mpsc::TryRecvError::Empty) => None,
-                Err(mpsc::TryRecvError::Disconnected) => {
-                    Some(Err("map callback dropped (device lost?)".into()))
-                }
+                Err(true) => None,
+                Err(false) => Some(Err("map callback dropped (device lost?)".into())),
             };
         }
         self.outcome.is_some()
@@ -78,9 +88,9 @@ impl StatsRing {
     }
 
     /// Reads a slot whose map has completed, unmaps it and adds its stats to `arrived`.
-    fn collect(&mut self, mut done: InFlight) -> Result<()> {
+    fn collect(&mut self, mut done: InFlight, wait: std::time::Duration) -> Result<()> {
         let what = "reading back training stats";
-        done.ready();
+        done.settle(Some(wait));
         match done.outcome {
             Some(Ok(())) => {}
             Some(Err(e)) => return Err(Error::gpu(what, e)),
@@ -125,7 +135,7 @@ impl GpuBackend {
                 self.ring.in_flight.push_front(oldest);
                 return Err(e);
             }
-            self.ring.collect(oldest)?;
+            self.ring.collect(oldest, self.ctx.timeout())?;
         }
         let started = Instant::now();
         let slot = self.ring.next;
@@ -167,8 +177,9 @@ impl GpuBackend {
                     .wait_for("training stats (all in flight)", newest)?;
             }
         }
+        let wait = (how == Collect::All).then(|| self.ctx.timeout());
         while let Some(front) = self.ring.in_flight.front_mut() {
-            if !front.ready() {
+            if !front.settle(wait) {
                 if how == Collect::All {
                     return Err(Error::gpu(
                         "training stats",
@@ -178,7 +189,7 @@ impl GpuBackend {
                 break;
             }
             let done = self.ring.in_flight.pop_front().expect("a front");
-            self.ring.collect(done)?;
+            self.ring.collect(done, self.ctx.timeout())?;
         }
         Ok(std::mem::take(&mut self.ring.arrived))
     }
