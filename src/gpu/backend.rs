@@ -18,9 +18,10 @@ use std::sync::Arc;
 use ndarray::{Array2, ArrayView2};
 
 use super::context::GpuContext;
+use super::fused::FusedKernels;
 use super::kernels::Kernels;
 use super::profile::Profiler;
-use super::program::{ParamLayout, Program, ProgramBuilder, Purpose, StepBuffers};
+use super::program::{ParamLayout, Program, ProgramBuilder, Purpose, StepBuffers, StepPath};
 use super::resources::{DeviceData, Workspace, upload, usage_out, usage_storage};
 use crate::backend::{Backend, Stats, check_data, check_predict_inputs, check_train_args};
 use crate::data::Dataset;
@@ -64,6 +65,9 @@ pub(super) enum StatsKind {
 pub struct GpuBackend {
     pub(super) ctx: Arc<GpuContext>,
     pub(super) kernels: Kernels,
+    /// The fused step's pipelines when the network fits it (and the general path is not
+    /// forced); else why not.
+    pub(super) fused: std::result::Result<FusedKernels, String>,
     pub(super) net: Network,
     pub(super) optimizer: Optimizer,
     pub(super) layout: ParamLayout,
@@ -104,6 +108,7 @@ impl GpuBackend {
         params.check_shape(net, "initial parameters")?;
         ctx.check("creating the GPU backend")?;
         let kernels = Kernels::new(&ctx)?;
+        let fused = FusedKernels::new(&ctx, net)?;
         let layout = ParamLayout::new(net, ctx.limits.min_storage_buffer_offset_alignment);
         let bytes = layout.total * 4;
         let params_buf = upload(&ctx, "parameters", &layout.pack(&params), usage_out())?;
@@ -134,6 +139,7 @@ impl GpuBackend {
         Ok(GpuBackend {
             ctx,
             kernels,
+            fused,
             net: net.clone(),
             optimizer,
             layout,
@@ -162,11 +168,44 @@ impl GpuBackend {
         &self.ctx
     }
 
-    /// Dispatches in one training step: gather, one forward matmul per layer, the loss, one
-    /// input gradient per layer but the first, and one weight(+bias) gradient per layer whose
-    /// epilogue applies the optimizer: `3·layers + 1` (10 for 784-64-64-10).
+    /// Dispatches in one training step. The fused path: 3 (rows, gradients, update). The
+    /// general path: gather, one forward matmul per layer, the loss, one input gradient per
+    /// layer but the first, and one weight(+bias) gradient per layer whose epilogue applies
+    /// the optimizer: `3·layers + 1` (10 for 784-64-64-10).
     pub fn dispatches_per_step(&self) -> usize {
-        3 * self.net.layers() + 1
+        match self.step_path() {
+            StepPath::Fused => 3,
+            StepPath::General => 3 * self.net.layers() + 1,
+        }
+    }
+
+    /// The path training steps take: the one the current training program was built for, else
+    /// the fused path when the network fits it (`ops::fused::plan`). (A batch so large that
+    /// the fused buffers would pass the device's binding limit builds the general program.)
+    pub fn step_path(&self) -> StepPath {
+        match (&self.program, &self.fused) {
+            (Some(p), _) => p.path,
+            (None, Ok(_)) => StepPath::Fused,
+            (None, Err(_)) => StepPath::General,
+        }
+    }
+
+    /// Why the network does not take the fused path (`None` when it does).
+    pub fn fused_refusal(&self) -> Option<&str> {
+        self.fused.as_ref().err().map(String::as_str)
+    }
+
+    /// Trains with the general program from now on, even where the fused step fits (for
+    /// holding both paths to the CPU reference, and for A/B measurements).
+    pub fn force_general_path(&mut self) {
+        self.fused = Err("the general path was forced".into());
+        if self
+            .program
+            .as_ref()
+            .is_some_and(|p| p.path == StepPath::Fused)
+        {
+            self.program = None;
+        }
     }
 
     /// Work counters since creation.
@@ -233,6 +272,11 @@ impl GpuBackend {
                 stats,
             },
         };
+        if let (Purpose::Train, Ok(fused)) = (purpose, &self.fused) {
+            if let Some(program) = builder.build_fused(fused, rows)? {
+                return Ok(program);
+            }
+        }
         builder.build(purpose, rows)
     }
 }
@@ -240,6 +284,22 @@ impl GpuBackend {
 impl Backend for GpuBackend {
     fn name(&self) -> String {
         format!("gpu: {} ({:?})", self.ctx.info.name, self.ctx.info.backend)
+    }
+
+    fn details(&self) -> String {
+        let path = match self.step_path() {
+            StepPath::Fused => "fused".to_string(),
+            StepPath::General => format!(
+                "general ({})",
+                self.fused_refusal()
+                    .unwrap_or("batch too large for the fused buffers")
+            ),
+        };
+        format!(
+            "{}; training step: {path}, {} dispatches",
+            self.name(),
+            self.dispatches_per_step()
+        )
     }
 
     fn network(&self) -> &Network {

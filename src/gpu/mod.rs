@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod context;
+mod fused;
 pub mod kernels;
 pub mod ops;
 pub mod profile;
@@ -18,3 +19,4 @@ pub use context::{GpuContext, GpuOptions, hardware_adapter};
 pub use kernels::{Kernels, compile_wgsl};
 pub use ops::{GpuOps, PreparedOp};
 pub use profile::KernelTime;
+pub use program::StepPath;

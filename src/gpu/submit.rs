@@ -51,7 +51,7 @@ impl GpuBackend {
                 None => {
                     let mut pass = encoder.begin_compute_pass(&desc(None));
                     for d in &program.dispatches {
-                        d.record(&mut pass, &self.kernels, r, offset, max);
+                        d.record(&mut pass, r, offset, max);
                         dispatches += 1;
                     }
                 }
@@ -59,7 +59,7 @@ impl GpuBackend {
                     for d in &program.dispatches {
                         let mut pass =
                             encoder.begin_compute_pass(&desc(Some(p.writes(dispatches as u32))));
-                        d.record(&mut pass, &self.kernels, r, offset, max);
+                        d.record(&mut pass, r, offset, max);
                         dispatches += 1;
                     }
                 }

@@ -1,0 +1,177 @@
+// CPU twin: per layer `cpu::linalg::gemm` (aᵀ·δ) and `ops::reduce::column_sums` (the bias),
+// then `ops::optim::update`; the stats are the sums `ops::loss::output_delta` returns.
+// Records: `ops::fused::{GradsDims, GradsLayer}`, `ops::optim::OptimParams`.
+//
+// Stages 2 and 3 of the fused step, over every layer's [W; b] block at once (the concatenated
+// gradient space: layer l's block starts at `begin`, value i·outputs + j is the gradient of
+// W[i, j], row i = inputs the bias), one thread per parameter:
+//
+// GRADS_PARTIAL (grid: parameters / WG × splits): thread p of split s sums
+//   a_l[r, i] · δ_l[r, j] over the rows of its split, r ascending, into partials[s·total + p].
+// GRADS_APPLY (grid: parameters / WG + 1): thread p adds its partials in split order
+//   s = 0, 1, …, and hands the gradient to `optimizer_update`; the extra last workgroup adds the
+//   rows' losses and correct flags (each thread rows lid, lid + WG, … in order, then a fixed
+//   tree) into the running stats, compensated as loss.wgsl does.
+//
+// Every sum has a fixed order and no float atomics: the same inputs give the same bits.
+
+override WG: u32 = 256u;
+
+struct Layer {
+    inputs: u32,
+    outputs: u32,
+    begin: u32,       // first index of its [W; b] block in the gradient space
+    params: u32,      // where W starts in `params` and `slots` (b follows W)
+    act_work: u32,    // its input rows in `work` (rows × inputs)
+    delta_work: u32,  // its delta rows in `work` (rows × outputs)
+    _pad0: u32,
+    _pad1: u32,
+}
+
+struct Dims {
+    mode: u32,          // GRADS_PARTIAL or GRADS_APPLY
+    layers: u32,
+    total: u32,         // gradient values of all layers
+    splits: u32,
+    loss_work: u32,     // the rows' losses in `work`
+    correct_work: u32,  // the rows' correct flags (0.0 / 1.0) in `work`
+    _pad0: u32,
+    _pad1: u32,
+    opt: OptimParams,
+    layer: array<Layer, MAX_FUSED_LAYERS>,
+}
+
+struct Stats {
+    loss: f32,
+    loss_compensation: f32,
+    correct: u32,
+    samples: u32,
+}
+
+@group(0) @binding(0) var<storage, read> work: array<f32>;
+@group(0) @binding(1) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(2) var<storage, read_write> params: array<f32>;
+@group(0) @binding(3) var<storage, read_write> slots: array<f32>;  // a placeholder for SGD
+@group(0) @binding(4) var<storage, read_write> stats: Stats;
+@group(0) @binding(5) var<storage, read> dims: Dims;
+@group(0) @binding(6) var<storage, read> step: Step;
+
+var<workgroup> loss_part: array<f32, WG>;
+var<workgroup> correct_part: array<f32, WG>;
+
+// The layer whose block holds gradient value p (blocks are in layer order).
+fn layer_of(p: u32) -> u32 {
+    var l = 0u;
+    for (var k = 1u; k < dims.layers; k++) {
+        if p >= dims.layer[k].begin {
+            l = k;
+        }
+    }
+    return l;
+}
+
+// Gradient value p summed over rows [r0, r1).
+fn gradient(p: u32, r0: u32, r1: u32) -> f32 {
+    let ly = dims.layer[layer_of(p)];
+    let in_block = p - ly.begin;
+    let i = in_block / ly.outputs;
+    let j = in_block - i * ly.outputs;
+    var g = 0.0;
+    if i == ly.inputs {
+        // The bias: the column sum of the deltas (the ones-row of the general path).
+        for (var r = r0; r < r1; r++) {
+            g += work[ly.delta_work + r * ly.outputs + j];
+        }
+    } else {
+        for (var r = r0; r < r1; r++) {
+            g += work[ly.act_work + r * ly.inputs + i] * work[ly.delta_work + r * ly.outputs + j];
+        }
+    }
+    return g;
+}
+
+// The optimizer step of gradient value p (matmul.wgsl's `update_param`).
+fn update_param(p: u32, grad: f32) {
+    let ly = dims.layer[layer_of(p)];
+    let at = ly.params + p - ly.begin;
+    let o = dims.opt;
+    var s0 = 0.0;
+    var s1 = 0.0;
+    if o.kind != OPTIM_SGD {
+        s0 = slots[at];
+    }
+    if o.kind == OPTIM_ADAM {
+        s1 = slots[o.slot_stride + at];
+    }
+    let u = optimizer_update(o, step.lr, step.c1, step.c2, params[at], grad, s0, s1);
+    params[at] = u.p;
+    if o.kind != OPTIM_SGD {
+        slots[at] = u.s0;
+    }
+    if o.kind == OPTIM_ADAM {
+        slots[o.slot_stride + at] = u.s1;
+    }
+}
+
+// The batch's loss and correct count into the running stats (one workgroup).
+fn add_stats(lid: u32) {
+    let rows = step.rows;
+    var loss = 0.0;
+    var correct = 0.0;
+    for (var r = lid; r < rows; r += WG) {
+        loss += work[dims.loss_work + r];
+        correct += work[dims.correct_work + r];
+    }
+    loss_part[lid] = loss;
+    correct_part[lid] = correct;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if lid < s {
+            loss_part[lid] += loss_part[lid + s];
+            correct_part[lid] += correct_part[lid + s];
+        }
+        workgroupBarrier();
+    }
+    if lid == 0u {
+        // Kahan summation into the running total.
+        let y = loss_part[0] - stats.loss_compensation;
+        let t = stats.loss + y;
+        stats.loss_compensation = (t - stats.loss) - y;
+        stats.loss = t;
+        // Whole numbers below 2^24 (the rows of one batch): exact in f32.
+        stats.correct += u32(correct_part[0]);
+        stats.samples += rows;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let total = dims.total;
+    if dims.mode == GRADS_APPLY && wg.x == groups.x - 1u {
+        add_stats(lid);
+        return;
+    }
+    let p = wg.x * WG + lid;
+    if p >= total {
+        return;
+    }
+    if dims.mode == GRADS_PARTIAL {
+        // Split s sums rows [s·chunk, (s + 1)·chunk) of this step's batch; a split past the
+        // rows (a short final batch) writes 0.
+        let rows = step.rows;
+        let chunk = (rows + dims.splits - 1u) / dims.splits;
+        let r0 = min(wg.y * chunk, rows);
+        let r1 = min(r0 + chunk, rows);
+        partials[wg.y * total + p] = gradient(p, r0, r1);
+        return;
+    }
+    var g = 0.0;
+    for (var s = 0u; s < dims.splits; s++) {
+        g += partials[s * total + p];
+    }
+    update_param(p, g);
+}

@@ -1,0 +1,254 @@
+//! The fused training step: three dispatches per step for dense stacks that fit
+//! ([`crate::ops::fused::plan`] states the bound), bound once like the general program
+//! ([`super::program`]).
+//!
+//! | dispatch | workgroups (784-64-64-10, batch B) | what |
+//! |---|---|---|
+//! | `fused rows` | B (one per row) | gather, forward, loss, output delta, backward deltas |
+//! | `fused grads` | ⌈P / 256⌉ × S = 216 × S | every layer's [W; b] gradient over one split of the batch |
+//! | `fused update` | ⌈P / 256⌉ + 1 = 217 | the splits' sum in order, the optimizer, the stats |
+//!
+//! with P = 55 050 parameters and S the batch splits ([`crate::ops::fused::splits`]: 2 at
+//! B = 64, 3 from B = 96 up). Evaluation and prediction keep the general program (forward only).
+//!
+//! Determinism: every value has one writer and a fixed order of additions (a row's dot products
+//! in input order, a split's rows ascending, the splits in index order, the stats in a fixed
+//! tree), and there are no atomics, so the same seed on the same adapter gives the same bits.
+
+use super::context::GpuContext;
+use super::kernels::{Kernel, Slot, build_kernel};
+use super::program::{Dispatch, Grid, Program, ProgramBuilder, StepPath};
+use super::resources::{Records, range, usage_out};
+use crate::error::{Error, Result};
+use crate::net::Network;
+use crate::ops::activation::{self, ACT_IDENTITY};
+use crate::ops::fused::{
+    FusedShape, GRADS_WG, GradsDims, GradsLayer, GradsMode, MAX_FUSED_LAYERS, RowsDims, RowsLayer,
+    plan, splits,
+};
+use crate::ops::optim::OptimParams;
+use crate::ops::{StepRecord, kernel_source, optim};
+
+/// The fused step's two pipelines, built for one network's shape.
+pub(crate) struct FusedKernels {
+    pub shape: FusedShape,
+    rows: Kernel,
+    grads: Kernel,
+}
+
+impl FusedKernels {
+    /// The pipelines for `net` when it fits the fused step on this device; `Err` with the
+    /// reason when it does not (the backend then keeps the general path).
+    pub(crate) fn new(
+        ctx: &GpuContext,
+        net: &Network,
+    ) -> Result<std::result::Result<Self, String>> {
+        let shape = match plan(
+            net.sizes(),
+            ctx.limits.max_compute_workgroup_storage_size,
+            ctx.limits.max_compute_workgroups_per_dimension,
+        ) {
+            Ok(s) => s,
+            Err(why) => return Ok(Err(why)),
+        };
+        use Slot::*;
+        let rows = build_kernel(
+            ctx,
+            "fused_rows",
+            &kernel_source(&[activation::WGSL, crate::ops::fused::ROWS_WGSL]),
+            &[Read, Read, Read, Read, Write, Uniform, Step],
+            &[
+                ("WG", shape.rows_wg as f64),
+                ("ACTS", shape.acts as f64),
+                ("DELTAS", shape.deltas as f64),
+            ],
+        )?;
+        let grads = build_kernel(
+            ctx,
+            "fused_grads",
+            &kernel_source(&[optim::WGSL, crate::ops::fused::GRADS_WGSL]),
+            &[Read, Write, Write, Write, Write, Uniform, Step],
+            &[("WG", GRADS_WG as f64)],
+        )?;
+        Ok(Ok(FusedKernels { shape, rows, grads }))
+    }
+}
+
+/// Where each layer's rows live in the fused work buffer, for batches of `rows` rows (f32
+/// offsets): every layer's input rows, then every layer's delta rows, then the rows' losses
+/// and correct flags.
+struct WorkLayout {
+    act: Vec<u32>,
+    delta: Vec<u32>,
+    loss: u32,
+    correct: u32,
+    len: u64,
+}
+
+impl WorkLayout {
+    fn new(net: &Network, rows: usize) -> WorkLayout {
+        let mut at = 0u64;
+        let mut take = |n: usize| {
+            let start = at;
+            at += (rows * n) as u64;
+            start as u32
+        };
+        let layers = 0..net.layers();
+        let act = layers.clone().map(|l| take(net.layer_shape(l).0)).collect();
+        let delta = layers.map(|l| take(net.layer_shape(l).1)).collect();
+        let loss = take(1);
+        let correct = take(1);
+        WorkLayout {
+            act,
+            delta,
+            loss,
+            correct,
+            len: at,
+        }
+    }
+}
+
+impl ProgramBuilder<'_> {
+    /// The fused training program for batches of `rows` rows, or `None` when its buffers at
+    /// this batch size exceed the device's binding limit (the general program then runs).
+    pub(crate) fn build_fused(&self, fused: &FusedKernels, rows: usize) -> Result<Option<Program>> {
+        let (ctx, net, b) = (self.ctx, self.net, &self.buffers);
+        let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
+        let shape = fused.shape;
+        let work = WorkLayout::new(net, rows);
+        let splits = splits(shape.params, rows as u32, max_dim);
+        let limit = ctx.limits.max_storage_buffer_binding_size;
+        let partials_len = splits as u64 * shape.params as u64;
+        if work.len * 4 > limit || partials_len * 4 > limit || work.len > u32::MAX as u64 {
+            return Ok(None);
+        }
+        let work_buf = ctx.buffer("fused work", work.len * 4, usage_out())?;
+        let partials = ctx.buffer("fused gradient partials", partials_len * 4, usage_out())?;
+
+        let layers = net.layers();
+        debug_assert!(layers <= MAX_FUSED_LAYERS);
+        let mut rows_dims = RowsDims {
+            layers: layers as u32,
+            input_kind: b.data.input_kind as u32,
+            scale: b.data.normalize.scale,
+            shift: b.data.normalize.shift,
+            height: b.data.image.map_or(0, |(h, _)| h as u32),
+            width: b.data.image.map_or(0, |(_, w)| w as u32),
+            output_kind: net.output().code(),
+            target_kind: b.data.target_kind as u32,
+            loss_work: work.loss,
+            correct_work: work.correct,
+            ..Default::default()
+        };
+        let mut grads_dims = GradsDims {
+            mode: GradsMode::Partial as u32,
+            layers: layers as u32,
+            total: shape.params,
+            splits,
+            loss_work: work.loss,
+            correct_work: work.correct,
+            opt: OptimParams::new(self.optimizer, self.layout.total as u32),
+            ..Default::default()
+        };
+        let (mut act_at, mut begin) = (0u32, 0u32);
+        for l in 0..layers {
+            let (i, o) = net.layer_shape(l);
+            let params = self.layout.starts[l] as u32;
+            rows_dims.layer[l] = RowsLayer {
+                inputs: i as u32,
+                outputs: o as u32,
+                params,
+                act: act_at,
+                act_work: work.act[l],
+                delta_work: work.delta[l],
+                code: if l + 1 < layers {
+                    net.hidden().code()
+                } else {
+                    ACT_IDENTITY
+                },
+                _pad: 0,
+            };
+            grads_dims.layer[l] = GradsLayer {
+                inputs: i as u32,
+                outputs: o as u32,
+                begin,
+                params,
+                act_work: work.act[l],
+                delta_work: work.delta[l],
+                _pad: [0; 2],
+            };
+            act_at += i as u32;
+            begin += ((i + 1) * o) as u32;
+        }
+        let apply_dims = GradsDims {
+            mode: GradsMode::Apply as u32,
+            ..grads_dims
+        };
+        let mut rec = Records::new(ctx);
+        let rows_at = rec.push(&rows_dims);
+        let grads_at = rec.push(&grads_dims);
+        let apply_at = rec.push(&apply_dims);
+        let dims_buf = rec.upload(ctx, "fused step dims")?;
+
+        let step_bytes = std::mem::size_of::<StepRecord>() as u64;
+        let steps = range(b.steps, 0, step_bytes);
+        let dims = |(at, size)| range(&dims_buf, at, size);
+        let groups = shape.params.div_ceil(GRADS_WG);
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let grads_buffers = |at| {
+            vec![
+                work_buf.as_entire_binding(),
+                partials.as_entire_binding(),
+                b.params.as_entire_binding(),
+                b.slots.as_entire_binding(),
+                b.stats.as_entire_binding(),
+                dims(at),
+                steps.clone(),
+            ]
+        };
+        let rows_bind = fused.rows.bind(
+            ctx,
+            "fused rows",
+            &[
+                b.data.inputs.as_entire_binding(),
+                b.data.targets.as_entire_binding(),
+                b.index.as_entire_binding(),
+                b.params.as_entire_binding(),
+                work_buf.as_entire_binding(),
+                dims(rows_at),
+                steps.clone(),
+            ],
+        );
+        let grads_bind = fused
+            .grads
+            .bind(ctx, "fused grads", &grads_buffers(grads_at));
+        let apply_bind = fused
+            .grads
+            .bind(ctx, "fused update", &grads_buffers(apply_at));
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::gpu("binding the fused step's buffers", e));
+        }
+        let dispatches = vec![
+            Dispatch::new(&fused.rows, rows_bind, Grid::PerRow, "fused rows".into()),
+            Dispatch::new(
+                &fused.grads,
+                grads_bind,
+                Grid::Fixed(groups, splits),
+                "fused grads".into(),
+            ),
+            // The last workgroup adds the stats.
+            Dispatch::new(
+                &fused.grads,
+                apply_bind,
+                Grid::Fixed(groups + 1, 1),
+                "fused update".into(),
+            ),
+        ];
+        Ok(Some(Program::new(
+            dispatches,
+            rows,
+            StepPath::Fused,
+            vec![dims_buf, work_buf, partials],
+        )))
+    }
+}
