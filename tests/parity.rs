@@ -1,5 +1,7 @@
 //! The CPU reference and the GPU backend held together: one generic suite run on both, and
-//! whole training runs (same init, same batch order) compared parameter by parameter.
+//! whole training runs (same init, same batch order) compared parameter by parameter. Every GPU
+//! check runs on both training paths: the fused step (3 dispatches) and the general one
+//! (`GpuBackend::force_general_path`).
 //! Needs a GPU adapter (lavapipe will do): without one the GPU halves print
 //! "SKIPPED: no GPU adapter" and pass, or fail under `SOMA_STRICT=1`. The full-epoch MNIST test
 //! also needs `MNIST_DIR`.
@@ -9,15 +11,14 @@ mod common;
 use std::sync::{Arc, OnceLock};
 
 use ndarray::Array2;
-use rand::{Rng, SeedableRng};
-use rand_pcg::Pcg64Mcg;
 use soma::data::MnistFiles;
-use soma::gpu::{GpuBackend, GpuContext, GpuOptions};
+use soma::gpu::{GpuBackend, GpuContext, GpuOptions, StepPath};
 use soma::ops::gather::gather_inputs;
 use soma::train::epoch_order;
+
+use common::{mnist_like, regression};
 use soma::{
-    Activation, Backend, CpuBackend, Dataset, Init, Inputs, Network, Normalize, Optimizer, Output,
-    Params, Stats, Targets,
+    Activation, Backend, CpuBackend, Dataset, Init, Network, Optimizer, Output, Params, Stats,
 };
 
 /// Whole-run parameter parity, as max |gpu − cpu| / max |cpu param|. The kernels agree with
@@ -56,66 +57,26 @@ fn context() -> Option<Arc<GpuContext>> {
     ctx.clone()
 }
 
-fn gpu(net: &Network, params: Params, opt: Optimizer) -> Option<GpuBackend> {
+/// Both GPU training paths.
+const PATHS: [StepPath; 2] = [StepPath::Fused, StepPath::General];
+
+/// A GPU backend training on `path` (every network of these tests fits the fused step).
+fn gpu(net: &Network, params: Params, opt: Optimizer, path: StepPath) -> Option<GpuBackend> {
     let ctx = context()?;
-    Some(GpuBackend::new(ctx, net, params, opt).expect("GPU backend"))
-}
-
-/// MNIST-shaped data: 784 u8 pixels around a per-class template (with an always-black border,
-/// as in MNIST, so some weights get exactly zero gradient), 10 classes.
-fn mnist_like(len: usize, seed: u64) -> Dataset {
-    let mut rng = Pcg64Mcg::seed_from_u64(seed);
-    let templates: Vec<Vec<f32>> = (0..10)
-        .map(|_| (0..784).map(|_| rng.random::<f32>() * 255.0).collect())
-        .collect();
-    let mut pixels = Vec::with_capacity(len * 784);
-    let mut labels = Vec::with_capacity(len);
-    for _ in 0..len {
-        let c = rng.random_range(0..10u8);
-        labels.push(c);
-        for (j, &t) in templates[c as usize].iter().enumerate() {
-            let (r, col) = (j / 28, j % 28);
-            let border = !(2..26).contains(&r) || !(2..26).contains(&col);
-            let v = if border {
-                0.0
-            } else {
-                t * 0.6 + rng.random::<f32>() * 100.0
-            };
-            pixels.push(v.clamp(0.0, 255.0) as u8);
-        }
+    let mut g = GpuBackend::new(ctx, net, params, opt).expect("GPU backend");
+    if path == StepPath::General {
+        g.force_general_path();
     }
-    Dataset::new(
-        784,
-        Inputs::U8(pixels),
-        Targets::Labels {
-            labels,
-            classes: 10,
-        },
-        Normalize::UNIT,
-    )
-    .unwrap()
+    assert_eq!(g.step_path(), path, "{net}: {:?}", g.fused_refusal());
+    Some(g)
 }
 
-/// Real-valued inputs and targets in (0, 1) for a sigmoid-MSE net.
-fn regression(len: usize, inputs: usize, outputs: usize, seed: u64) -> Dataset {
-    let mut rng = Pcg64Mcg::seed_from_u64(seed);
-    let x: Vec<f32> = (0..len * inputs)
-        .map(|_| rng.random::<f32>() * 4.0)
-        .collect();
-    let y: Vec<f32> = (0..len * outputs).map(|_| rng.random::<f32>()).collect();
-    Dataset::new(
-        inputs,
-        Inputs::F32(x),
-        Targets::Values {
-            values: y,
-            width: outputs,
-        },
-        Normalize {
-            scale: 0.5,
-            shift: -1.0,
-        },
-    )
-    .unwrap()
+/// A step's dispatches on `path`: fused 3, general `3·layers + 1`.
+fn dispatches(path: StepPath, net: &Network) -> usize {
+    match path {
+        StepPath::Fused => 3,
+        StepPath::General => 3 * net.layers() + 1,
+    }
 }
 
 fn xor() -> Dataset {
@@ -226,12 +187,14 @@ fn small_softmax_net() -> Network {
     .unwrap()
 }
 
-/// Runs `check` on a fresh CPU backend and a fresh GPU backend.
+/// Runs `check` on a fresh CPU backend and a fresh GPU backend on each path.
 fn on_both(net: Network, opt: Optimizer, check: fn(&mut dyn Backend)) {
     let params = Params::init(&net, Init::Uniform, 1);
     check(&mut CpuBackend::new(&net, params.clone(), opt).unwrap());
-    if let Some(mut g) = gpu(&net, params, opt) {
-        check(&mut g);
+    for path in PATHS {
+        if let Some(mut g) = gpu(&net, params.clone(), opt, path) {
+            check(&mut g);
+        }
     }
 }
 
@@ -267,12 +230,11 @@ fn train_both(
     net: &Network,
     opt: Optimizer,
     data: &Dataset,
-    steps: usize,
-    batch: usize,
-    lr: f32,
+    (steps, batch, lr): (usize, usize, f32),
+    path: StepPath,
 ) -> Option<Run> {
     let params = Params::init(net, Init::Uniform, 42);
-    let mut g = gpu(net, params.clone(), opt)?;
+    let mut g = gpu(net, params.clone(), opt, path)?;
     let mut c = CpuBackend::new(net, params, opt).unwrap();
     // Whole epochs plus a partial one, so the call also runs a smaller final batch.
     let mut order = Vec::new();
@@ -321,8 +283,30 @@ fn assert_stats_agree(what: &str, c: Stats, g: Stats) {
 }
 
 fn check_run(what: &str, net: &Network, opt: Optimizer, data: &Dataset, batch: usize, lr: f32) {
+    for path in PATHS {
+        check_run_on(
+            &format!("{what} ({})", path.name()),
+            net,
+            opt,
+            data,
+            batch,
+            lr,
+            path,
+        );
+    }
+}
+
+fn check_run_on(
+    what: &str,
+    net: &Network,
+    opt: Optimizer,
+    data: &Dataset,
+    batch: usize,
+    lr: f32,
+    path: StepPath,
+) {
     let steps = 100;
-    let Some(((cp, cs), (gp, gs), g)) = train_both(net, opt, data, steps, batch, lr) else {
+    let Some(((cp, cs), (gp, gs), g)) = train_both(net, opt, data, (steps, batch, lr), path) else {
         return;
     };
     let diff = cp.max_abs_diff(&gp);
@@ -347,9 +331,11 @@ fn check_run(what: &str, net: &Network, opt: Optimizer, data: &Dataset, batch: u
     let g = g.expect("gpu backend");
     let c = g.counters();
     assert_eq!(c.steps, steps as u64, "{what}: steps");
+    assert_eq!(g.step_path(), path, "{what}: path");
+    assert_eq!(g.dispatches_per_step(), dispatches(path, net), "{what}");
     assert_eq!(
         c.dispatches,
-        (steps * g.dispatches_per_step()) as u64,
+        (steps * dispatches(path, net)) as u64,
         "{what}: dispatches"
     );
     assert_eq!(
@@ -420,8 +406,8 @@ fn evaluation_agrees_after_training() {
         Output::SoftmaxCrossEntropy,
     )
     .unwrap();
-    let Some((_, (gp, _), Some(mut g))) = train_both(&net, Optimizer::Sgd, &data, 20, 32, 0.1)
-    else {
+    let run = train_both(&net, Optimizer::Sgd, &data, (20, 32, 0.1), StepPath::Fused);
+    let Some((_, (gp, _), Some(mut g))) = run else {
         return;
     };
     // Evaluate the GPU's parameters on both, so only the forward passes are compared; 1500
@@ -463,10 +449,13 @@ fn one_mnist_epoch_reaches_cpu_accuracy() {
     .unwrap();
     let params = Params::init(&net, Init::Uniform, 1);
     let mut c = CpuBackend::new(&net, params.clone(), Optimizer::Sgd).unwrap();
-    let mut g = GpuBackend::new(ctx, &net, params, Optimizer::Sgd).unwrap();
+    let mut fused =
+        GpuBackend::new(Arc::clone(&ctx), &net, params.clone(), Optimizer::Sgd).unwrap();
+    let mut general = GpuBackend::new(ctx, &net, params, Optimizer::Sgd).unwrap();
+    general.force_general_path();
     let order = epoch_order(train.len(), 1, 0);
     let mut accuracy = Vec::new();
-    for b in [&mut c as &mut dyn Backend, &mut g] {
+    for b in [&mut c as &mut dyn Backend, &mut fused, &mut general] {
         let t = std::time::Instant::now();
         b.set_train_data(&train).unwrap();
         b.train_batches(&order, 64, 0.1).unwrap();
@@ -482,10 +471,14 @@ fn one_mnist_epoch_reaches_cpu_accuracy() {
         accuracy.push(100.0 * e.accuracy());
     }
     assert!(accuracy[0] > 90.0, "CPU learns: {}", accuracy[0]);
-    assert!(
-        (accuracy[0] - accuracy[1]).abs() <= MNIST_ACCURACY_POINTS,
-        "test accuracy cpu {:.2}% vs gpu {:.2}%",
-        accuracy[0],
-        accuracy[1]
-    );
+    for (path, gpu) in PATHS.iter().zip(&accuracy[1..]) {
+        assert!(
+            (accuracy[0] - gpu).abs() <= MNIST_ACCURACY_POINTS,
+            "test accuracy cpu {:.2}% vs gpu ({}) {gpu:.2}%",
+            accuracy[0],
+            path.name()
+        );
+    }
+    assert_eq!(fused.step_path(), StepPath::Fused);
+    assert_eq!(general.step_path(), StepPath::General);
 }
