@@ -90,7 +90,11 @@ impl GpuBackend {
     /// whose timestamps fit in the query set.
     pub(super) fn steps_per_submit(&self) -> usize {
         match &self.profiler {
-            Some(_) => STEPS_PER_SUBMIT.min(Profiler::steps_per_submit(self.dispatches_per_step())),
+            // The most dispatches a step or chunk records: the training step's, or an
+            // evaluation chunk's (gather, forward per layer, loss), more than the fused step's.
+            Some(_) => STEPS_PER_SUBMIT.min(Profiler::steps_per_submit(
+                self.dispatches_per_step().max(self.net.layers() + 2),
+            )),
             None => STEPS_PER_SUBMIT,
         }
     }
