@@ -6,10 +6,13 @@
 // gradient space: layer l's block starts at `begin`, value i·outputs + j is the gradient of
 // W[i, j], row i = inputs the bias), one thread per parameter:
 //
-// GRADS_PARTIAL (grid: parameters / WG × splits): thread p of split s sums
-//   a_l[r, i] · δ_l[r, j] over the rows of its split, r ascending, into partials[s·total + p].
-// GRADS_APPLY (grid: parameters / WG + 1): thread p adds its partials in split order
-//   s = 0, 1, …, and hands the gradient to `optimizer_update`; the extra last workgroup adds the
+// GRADS_PARTIAL (grid: quads / WG × splits): thread t of split s owns QUAD t, four
+//   consecutive gradients (i, j..j+3) of one row of a block, and sums a_l[r, i] · δ_l[r, j..j+3]
+//   over the rows of its split, r ascending, into the vec4 partials[s·quads + t]: one load of
+//   a and one 16-byte load of δ feed four FMAs.
+// GRADS_APPLY (grid: parameters / WG + 1): thread p adds its quad's component of the partials
+//   in split order s = 0, 1, …, and hands the gradient to `optimizer_update`; the extra last
+//   workgroup adds the
 //   rows' losses and correct flags (each thread rows lid, lid + WG, … in order, then a fixed
 //   tree) into the running stats, compensated as loss.wgsl does.
 //
@@ -23,9 +26,9 @@ struct Layer {
     begin: u32,       // first index of its [W; b] block in the gradient space
     params: u32,      // where W starts in `params` and `slots` (b follows W)
     act_work: u32,    // its input rows in `work` (rows × inputs)
-    delta_work: u32,  // its delta rows in `work` (rows × outputs)
-    _pad0: u32,
-    _pad1: u32,
+    delta_work: u32,  // its delta rows in `work` (rows × outputs; 16-byte aligned)
+    qbegin: u32,      // its first quad (each row of its block has ⌈outputs / 4⌉)
+    _pad: u32,
 }
 
 struct Dims {
@@ -35,8 +38,8 @@ struct Dims {
     splits: u32,
     loss_work: u32,     // the rows' losses in `work`
     correct_work: u32,  // the rows' correct flags (0.0 / 1.0) in `work`
-    _pad0: u32,
-    _pad1: u32,
+    quads: u32,         // quads of all layers
+    _pad: u32,
     opt: OptimParams,
     layer: array<Layer, MAX_FUSED_LAYERS>,
 }
@@ -48,8 +51,8 @@ struct Stats {
     samples: u32,
 }
 
-@group(0) @binding(0) var<storage, read> work: array<f32>;
-@group(0) @binding(1) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(0) var<storage, read> work: array<vec4<f32>>;  // padded to 16 bytes
+@group(0) @binding(1) var<storage, read_write> partials: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> params: array<f32>;
 @group(0) @binding(3) var<storage, read_write> slots: array<f32>;  // a placeholder for SGD
 @group(0) @binding(4) var<storage, read_write> stats: Stats;
@@ -70,22 +73,67 @@ fn layer_of(p: u32) -> u32 {
     return l;
 }
 
-// Gradient value p summed over rows [r0, r1).
-fn gradient(p: u32, r0: u32, r1: u32) -> f32 {
-    let ly = dims.layer[layer_of(p)];
-    let in_block = p - ly.begin;
-    let i = in_block / ly.outputs;
-    let j = in_block - i * ly.outputs;
-    var g = 0.0;
+// The layer whose block holds quad t.
+fn layer_of_quad(t: u32) -> u32 {
+    var l = 0u;
+    for (var k = 1u; k < dims.layers; k++) {
+        if t >= dims.layer[k].qbegin {
+            l = k;
+        }
+    }
+    return l;
+}
+
+fn work1(at: u32) -> f32 {
+    return work[at >> 2u][at & 3u];
+}
+
+// The `n` (≤ 4) values of `work` from `at`, zero-padded: one 16-byte load when aligned.
+fn work4(at: u32, n: u32) -> vec4<f32> {
+    if n == 4u && (at & 3u) == 0u {
+        return work[at >> 2u];
+    }
+    var v = vec4<f32>(0.0);
+    for (var c = 0u; c < n; c++) {
+        v[c] = work1(at + c);
+    }
+    return v;
+}
+
+// Quad t's four gradients summed over rows [r0, r1).
+fn gradient(t: u32, r0: u32, r1: u32) -> vec4<f32> {
+    let ly = dims.layer[layer_of_quad(t)];
+    let o = ly.outputs;
+    let row_quads = (o + 3u) / 4u;
+    let in_block = t - ly.qbegin;
+    let i = in_block / row_quads;
+    let j = 4u * (in_block - i * row_quads);
+    let n = min(4u, o - j);
+    var g = vec4<f32>(0.0);
     if i == ly.inputs {
-        // The bias: the column sum of the deltas (the ones-row of the general path).
+        // The bias: the column sums of the deltas (the ones-row of the general path).
         for (var r = r0; r < r1; r++) {
-            g += work[ly.delta_work + r * ly.outputs + j];
+            g += work4(ly.delta_work + r * o + j, n);
         }
     } else {
         for (var r = r0; r < r1; r++) {
-            g += work[ly.act_work + r * ly.inputs + i] * work[ly.delta_work + r * ly.outputs + j];
+            g += work1(ly.act_work + r * ly.inputs + i) * work4(ly.delta_work + r * o + j, n);
         }
+    }
+    return g;
+}
+
+// Gradient value p: its quad's component, summed over the splits in order.
+fn summed(p: u32) -> f32 {
+    let ly = dims.layer[layer_of(p)];
+    let o = ly.outputs;
+    let in_block = p - ly.begin;
+    let i = in_block / o;
+    let j = in_block - i * o;
+    let t = ly.qbegin + i * ((o + 3u) / 4u) + j / 4u;
+    var g = 0.0;
+    for (var s = 0u; s < dims.splits; s++) {
+        g += partials[s * dims.quads + t][j & 3u];
     }
     return g;
 }
@@ -119,8 +167,8 @@ fn add_stats(lid: u32) {
     var loss = 0.0;
     var correct = 0.0;
     for (var r = lid; r < rows; r += WG) {
-        loss += work[dims.loss_work + r];
-        correct += work[dims.correct_work + r];
+        loss += work1(dims.loss_work + r);
+        correct += work1(dims.correct_work + r);
     }
     loss_part[lid] = loss;
     correct_part[lid] = correct;
@@ -150,28 +198,25 @@ fn main(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let total = dims.total;
     if dims.mode == GRADS_APPLY && wg.x == groups.x - 1u {
         add_stats(lid);
         return;
     }
-    let p = wg.x * WG + lid;
-    if p >= total {
-        return;
-    }
+    let id = wg.x * WG + lid;
     if dims.mode == GRADS_PARTIAL {
+        if id >= dims.quads {
+            return;
+        }
         // Split s sums rows [s·chunk, (s + 1)·chunk) of this step's batch; a split past the
         // rows (a short final batch) writes 0.
         let rows = step.rows;
         let chunk = (rows + dims.splits - 1u) / dims.splits;
         let r0 = min(wg.y * chunk, rows);
         let r1 = min(r0 + chunk, rows);
-        partials[wg.y * total + p] = gradient(p, r0, r1);
+        partials[wg.y * dims.quads + id] = gradient(id, r0, r1);
         return;
     }
-    var g = 0.0;
-    for (var s = 0u; s < dims.splits; s++) {
-        g += partials[s * total + p];
+    if id < dims.total {
+        update_param(id, summed(id));
     }
-    update_param(p, g);
 }

@@ -13,10 +13,17 @@
 //
 // Same math, term for term, as gather.wgsl, matmul.wgsl's epilogues and loss.wgsl (bias added
 // after the dot product; softmax from the max-shifted logits; arg-max on the logits).
+//
+// A layer's product is split two ways over the workgroup: each thread owns a QUAD of four
+// consecutive outputs (one 16-byte weight load feeds four FMAs; a warp reads whole rows of W),
+// and when a layer has fewer quads than threads, the inputs are split into `WG / quads` slices
+// whose vec4 partials are added in slice order (split-K inside the row: 784 inputs in four
+// slices of 196 for a 64-wide layer, so that every thread works and the serial chain is short).
 
 override WG: u32 = 64u;
 override ACTS: u32 = 1024u;   // f32 of a row's activations: every layer's input, then the output
 override DELTAS: u32 = 128u;  // f32 of two delta vectors of the widest layer output (ping-pong)
+override PARTS: u32 = 64u;    // vec4 partials of a layer: max(WG, quads of the widest layer)
 
 struct Layer {
     inputs: u32,
@@ -48,15 +55,32 @@ struct Dims {
 @group(0) @binding(0) var<storage, read> data: array<u32>;
 @group(0) @binding(1) var<storage, read> targets: array<u32>;
 @group(0) @binding(2) var<storage, read> index: array<u32>;
-@group(0) @binding(3) var<storage, read> params: array<f32>;
+@group(0) @binding(3) var<storage, read> params: array<vec4<f32>>;  // padded to 16 bytes
 @group(0) @binding(4) var<storage, read_write> work: array<f32>;
 @group(0) @binding(5) var<storage, read> dims: Dims;
 @group(0) @binding(6) var<storage, read> step: Step;
 
 var<workgroup> acts: array<f32, ACTS>;
 var<workgroup> deltas: array<f32, DELTAS>;
+var<workgroup> parts: array<vec4<f32>, PARTS>;
 var<workgroup> out_max: f32;  // softmax: the row's largest logit
 var<workgroup> out_sum: f32;  // softmax: Σ exp(z - max)
+
+fn param(at: u32) -> f32 {
+    return params[at >> 2u][at & 3u];
+}
+
+// The `n` (≤ 4) parameters from `at`, zero-padded: one 16-byte load when they are aligned.
+fn param4(at: u32, n: u32) -> vec4<f32> {
+    if n == 4u && (at & 3u) == 0u {
+        return params[at >> 2u];
+    }
+    var v = vec4<f32>(0.0);
+    for (var c = 0u; c < n; c++) {
+        v[c] = param(at + c);
+    }
+    return v;
+}
 
 fn target_value(sample: u32, n: u32, j: u32) -> f32 {
     if dims.target_kind == TARGET_LABELS {
@@ -189,20 +213,40 @@ fn main(
     }
     workgroupBarrier();
 
-    // Forward: a_{l+1} = f(a_l · W_l + b_l), one thread per output neuron.
+    // Forward: a_{l+1} = f(a_l · W_l + b_l). Work item t is quad t % quads over input slice
+    // t / quads; its partial goes to `parts[t]`.
     for (var l = 0u; l < dims.layers; l++) {
         let ly = dims.layer[l];
+        let o = ly.outputs;
         let out_at = ly.act + ly.inputs;
         let next_work = dims.layer[min(l + 1u, last)].act_work;
-        for (var j = lid; j < ly.outputs; j += WG) {
-            var z = 0.0;
-            for (var i = 0u; i < ly.inputs; i++) {
-                z += acts[ly.act + i] * params[ly.params + i * ly.outputs + j];
+        let quads = (o + 3u) / 4u;
+        let slices = max(1u, WG / quads);
+        let chunk = (ly.inputs + slices - 1u) / slices;
+        for (var t = lid; t < quads * slices; t += WG) {
+            let j = 4u * (t % quads);
+            let n = min(4u, o - j);
+            let i0 = (t / quads) * chunk;
+            let i1 = min(i0 + chunk, ly.inputs);
+            var acc = vec4<f32>(0.0);
+            for (var i = i0; i < i1; i++) {
+                acc += acts[ly.act + i] * param4(ly.params + i * o + j, n);
             }
-            let a = act_apply(ly.code, z + params[ly.params + ly.inputs * ly.outputs + j]);
-            acts[out_at + j] = a;
-            if l < last {
-                work[next_work + r * ly.outputs + j] = a;
+            parts[t] = acc;
+        }
+        workgroupBarrier();
+        for (var q = lid; q < quads; q += WG) {
+            var z = parts[q];
+            for (var sl = 1u; sl < slices; sl++) {
+                z += parts[sl * quads + q];
+            }
+            let j = 4u * q;
+            for (var c = 0u; c < min(4u, o - j); c++) {
+                let a = act_apply(ly.code, z[c] + param(ly.params + ly.inputs * o + j + c));
+                acts[out_at + j + c] = a;
+                if l < last {
+                    work[next_work + r * o + j + c] = a;
+                }
             }
         }
         workgroupBarrier();
@@ -243,8 +287,13 @@ fn main(
         for (var i = lid; i < ly.inputs; i += WG) {
             var s = 0.0;
             let row = ly.params + i * ly.outputs;
-            for (var j = 0u; j < ly.outputs; j++) {
-                s += deltas[cur + j] * params[row + j];
+            for (var j = 0u; j < ly.outputs; j += 4u) {
+                let n = min(4u, ly.outputs - j);
+                var d = vec4<f32>(0.0);
+                for (var c = 0u; c < n; c++) {
+                    d[c] = deltas[cur + j + c];
+                }
+                s += dot(d, param4(row + j, n));
             }
             let d = s * act_derivative_from_output(below.code, acts[ly.act + i]);
             deltas[nxt + i] = d;

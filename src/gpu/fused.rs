@@ -61,6 +61,7 @@ impl FusedKernels {
                 ("WG", shape.rows_wg as f64),
                 ("ACTS", shape.acts as f64),
                 ("DELTAS", shape.deltas as f64),
+                ("PARTS", shape.parts as f64),
             ],
         )?;
         let grads = build_kernel(
@@ -88,9 +89,10 @@ struct WorkLayout {
 impl WorkLayout {
     fn new(net: &Network, rows: usize) -> WorkLayout {
         let mut at = 0u64;
+        // Regions start on 16-byte words: the gradient stage reads deltas as vec4.
         let mut take = |n: usize| {
-            let start = at;
-            at += (rows * n) as u64;
+            let start = at.next_multiple_of(4);
+            at = start + (rows * n) as u64;
             start as u32
         };
         let layers = 0..net.layers();
@@ -103,7 +105,7 @@ impl WorkLayout {
             delta,
             loss,
             correct,
-            len: at,
+            len: at.next_multiple_of(4),
         }
     }
 }
@@ -116,9 +118,9 @@ impl ProgramBuilder<'_> {
         let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
         let shape = fused.shape;
         let work = WorkLayout::new(net, rows);
-        let splits = splits(shape.params, rows as u32, max_dim);
+        let splits = splits(shape.quads, rows as u32, max_dim);
         let limit = ctx.limits.max_storage_buffer_binding_size;
-        let partials_len = splits as u64 * shape.params as u64;
+        let partials_len = splits as u64 * shape.quads as u64 * 4;
         if work.len * 4 > limit || partials_len * 4 > limit || work.len > u32::MAX as u64 {
             return Ok(None);
         }
@@ -145,12 +147,13 @@ impl ProgramBuilder<'_> {
             layers: layers as u32,
             total: shape.params,
             splits,
+            quads: shape.quads,
             loss_work: work.loss,
             correct_work: work.correct,
             opt: OptimParams::new(self.optimizer, self.layout.total as u32),
             ..Default::default()
         };
-        let (mut act_at, mut begin) = (0u32, 0u32);
+        let (mut act_at, mut begin, mut qbegin) = (0u32, 0u32, 0u32);
         for l in 0..layers {
             let (i, o) = net.layer_shape(l);
             let params = self.layout.starts[l] as u32;
@@ -175,10 +178,12 @@ impl ProgramBuilder<'_> {
                 params,
                 act_work: work.act[l],
                 delta_work: work.delta[l],
-                _pad: [0; 2],
+                qbegin,
+                _pad: 0,
             };
             act_at += i as u32;
             begin += ((i + 1) * o) as u32;
+            qbegin += ((i + 1) * o.div_ceil(4)) as u32;
         }
         let apply_dims = GradsDims {
             mode: GradsMode::Apply as u32,
@@ -193,6 +198,7 @@ impl ProgramBuilder<'_> {
         let step_bytes = std::mem::size_of::<StepRecord>() as u64;
         let steps = range(b.steps, 0, step_bytes);
         let dims = |(at, size)| range(&dims_buf, at, size);
+        let quad_groups = shape.quads.div_ceil(GRADS_WG);
         let groups = shape.params.div_ceil(GRADS_WG);
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let grads_buffers = |at| {
@@ -233,7 +239,7 @@ impl ProgramBuilder<'_> {
             Dispatch::new(
                 &fused.grads,
                 grads_bind,
-                Grid::Fixed(groups, splits),
+                Grid::Fixed(quad_groups, splits),
                 "fused grads".into(),
             ),
             // The last workgroup adds the stats.

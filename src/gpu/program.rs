@@ -38,7 +38,11 @@ impl ParamLayout {
             starts.push(at);
             at += (i * o + o) as u64;
         }
-        ParamLayout { starts, total: at }
+        // Whole 16-byte words: the fused row kernel reads the parameters as vec4.
+        ParamLayout {
+            starts,
+            total: at.next_multiple_of(4),
+        }
     }
 
     /// Byte range of layer `l` (w then b).

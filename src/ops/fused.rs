@@ -108,8 +108,11 @@ pub struct GradsLayer {
     /// Where `W` starts in the parameter and slot buffers (`ParamLayout`).
     pub params: u32,
     pub act_work: u32,
+    /// Where its delta rows start in the work buffer (16-byte aligned).
     pub delta_work: u32,
-    pub _pad: [u32; 2],
+    /// Its first quad (four consecutive gradients of one row; ⌈outputs / 4⌉ per row).
+    pub qbegin: u32,
+    pub _pad: u32,
 }
 
 /// `shaders/fused_grads.wgsl`'s `Dims`.
@@ -123,7 +126,9 @@ pub struct GradsDims {
     pub splits: u32,
     pub loss_work: u32,
     pub correct_work: u32,
-    pub _pad: [u32; 2],
+    /// Quads of all layers: `Σ (inputs + 1) · ⌈outputs / 4⌉`.
+    pub quads: u32,
+    pub _pad: u32,
     pub opt: OptimParams,
     pub layer: [GradsLayer; MAX_FUSED_LAYERS],
 }
@@ -137,23 +142,30 @@ pub struct FusedShape {
     pub acts: u32,
     /// f32 of the two delta buffers in workgroup memory (twice the widest layer output).
     pub deltas: u32,
+    /// vec4 partials of a layer's product in workgroup memory: one per work item, which is
+    /// a quad of four outputs over a slice of the inputs (`max(rows_wg, quads of the widest)`).
+    pub parts: u32,
     /// Gradient values of all layers.
     pub params: u32,
+    /// Quads (four consecutive gradients of one row of a layer) of all layers: the gradient
+    /// stage's threads.
+    pub quads: u32,
 }
 
 /// Workgroup memory of the row kernel for `shape`, in bytes (the two scalars of the loss too).
 pub fn rows_workgroup_bytes(shape: &FusedShape) -> u64 {
-    4 * (shape.acts as u64 + shape.deltas as u64 + 2)
+    4 * (shape.acts as u64 + shape.deltas as u64 + 2) + 16 * shape.parts as u64
 }
 
 /// Whether a dense stack of layer `sizes` fits the fused step, and its shape if so; else why
 /// not. The bound:
 ///
-/// - one row's activations of every layer plus two delta vectors of the widest layer output
-///   stay in workgroup memory: `4·(Σ_l n_l + 2·max_{l≥1} n_l + 2)` bytes ≤ the device's
+/// - one row's activations of every layer, two delta vectors of the widest layer output `w`
+///   and the product's vec4 partials stay in workgroup memory:
+///   `4·(Σ_l n_l + 2·w + 2) + 16·max(WG, ⌈w/4⌉)` bytes ≤ the device's
 ///   `max_compute_workgroup_storage_size` (WebGPU's default is 16 KiB; the device is created
-///   with at most that), e.g. 784-64-64-10 needs 4.1 KiB, and a single hidden layer of ~1400
-///   beside 784 inputs is about the widest that fits;
+///   with at most that), e.g. 784-64-64-10 needs 5.1 KiB, and a single hidden layer of about
+///   750 beside 784 inputs is the widest that fits;
 /// - at most [`MAX_FUSED_LAYERS`] layers;
 /// - one gradient thread per parameter: `Σ (n_l + 1)·n_{l+1}` ≤ [`GRADS_WG`] ×
 ///   `max_compute_workgroups_per_dimension` (16.7 M parameters with WebGPU's defaults).
@@ -172,18 +184,26 @@ pub fn plan(
     let widest = sizes[1..].iter().copied().max().unwrap_or(1);
     let acts: usize = sizes.iter().sum();
     let params: usize = sizes.windows(2).map(|w| (w[0] + 1) * w[1]).sum();
+    let quads: usize = sizes
+        .windows(2)
+        .map(|w| (w[0] + 1) * w[1].div_ceil(4))
+        .sum();
     let too_big = |n: usize| u32::try_from(n).is_err();
     if too_big(acts) || too_big(2 * widest) || too_big(params) {
         return Err("layer sizes beyond u32".into());
     }
+    // One thread per neuron of the widest layer output (the backward pass's unit; forward
+    // splits the inputs over the threads a layer's quads leave idle), in whole 32-wide warps
+    // (NVIDIA's SIMD width; AMD's is 64, lavapipe's 8), at most the 256 invocations the device
+    // is created with.
+    let rows_wg = (widest as u32).next_multiple_of(32).clamp(32, 256);
     let shape = FusedShape {
-        // One thread per neuron of the widest layer output, so that a layer is one pass, in
-        // whole 32-wide warps (NVIDIA's SIMD width; AMD's is 64, lavapipe's 8), at most the 256
-        // invocations the device is created with.
-        rows_wg: (widest as u32).next_multiple_of(32).clamp(32, 256),
+        rows_wg,
         acts: acts as u32,
         deltas: 2 * widest as u32,
+        parts: rows_wg.max((widest as u32).div_ceil(4)),
         params: params as u32,
+        quads: quads as u32,
     };
     let bytes = rows_workgroup_bytes(&shape);
     if bytes > workgroup_storage as u64 {
@@ -203,12 +223,12 @@ pub fn plan(
 }
 
 /// Splits of the batch for the gradient stage at batches of `rows` rows: enough that
-/// `splits × ⌈params / GRADS_WG⌉` reaches [`GRADS_TARGET_WORKGROUPS`], but no split under
+/// `splits × ⌈quads / GRADS_WG⌉` reaches [`GRADS_TARGET_WORKGROUPS`], but no split under
 /// [`MIN_ROWS_PER_SPLIT`] rows, and at most the device's workgroups per dimension (splits are
-/// the grid's y). For 784-64-64-10 (55 050 parameters, 216 workgroups a split): 2 at batch 64,
-/// 3 from batch 96 up.
-pub fn splits(params: u32, rows: u32, max_workgroups_per_dim: u32) -> u32 {
-    let groups = params.div_ceil(GRADS_WG).max(1);
+/// the grid's y). For 784-64-64-10 (13 795 quads, 54 workgroups a split): 2 at batch 64, 8 at
+/// 256, 10 from 320 up.
+pub fn splits(quads: u32, rows: u32, max_workgroups_per_dim: u32) -> u32 {
+    let groups = quads.div_ceil(GRADS_WG).max(1);
     GRADS_TARGET_WORKGROUPS
         .div_ceil(groups)
         .min(rows.div_ceil(MIN_ROWS_PER_SPLIT))
@@ -224,20 +244,22 @@ mod tests {
         let s = plan(&[784, 64, 64, 10], 16384, 65535).unwrap();
         assert_eq!(s.rows_wg, 64);
         assert_eq!(s.params, 785 * 64 + 65 * 64 + 65 * 10);
-        assert!(rows_workgroup_bytes(&s) < 4300);
-        assert!(plan(&[784, 1024, 10], 16384, 65535).is_ok());
-        assert!(plan(&[784, 2048, 10], 16384, 65535).is_err());
+        assert!(rows_workgroup_bytes(&s) < 5300);
+        assert!(plan(&[784, 700, 10], 16384, 65535).is_ok());
+        assert!(plan(&[784, 1024, 10], 16384, 65535).is_err());
         assert!(plan(&[2, 3, 3, 3, 3, 3, 3, 3, 3, 1], 16384, 65535).is_err());
         assert_eq!(plan(&[7, 13, 5], 16384, 65535).unwrap().rows_wg, 32);
     }
 
     #[test]
     fn split_rule() {
-        let p = 785 * 64 + 65 * 64 + 65 * 10;
-        assert_eq!(splits(p, 64, 65535), 2);
-        assert_eq!(splits(p, 256, 65535), 3);
-        assert_eq!(splits(p, 1024, 65535), 3);
-        assert_eq!(splits(p, 1, 65535), 1);
+        let s = plan(&[784, 64, 64, 10], 16384, 65535).unwrap();
+        let q = s.quads;
+        assert_eq!(q, 785 * 16 + 65 * 16 + 65 * 3);
+        assert_eq!(splits(q, 64, 65535), 2);
+        assert_eq!(splits(q, 256, 65535), 8);
+        assert_eq!(splits(q, 1024, 65535), 10);
+        assert_eq!(splits(q, 1, 65535), 1);
         // A tiny net: many workgroups wanted, bounded by the rows.
         assert_eq!(splits(100, 4096, 65535), 128);
         assert_eq!(splits(100, 4096, 16), 16);
