@@ -84,8 +84,19 @@ fn layer_of_quad(t: u32) -> u32 {
     return l;
 }
 
+// Component c of v, by selects: a dynamic index into a vector costs a trip through memory on
+// some compilers (lavapipe's among them).
+fn pick(v: vec4<f32>, c: u32) -> f32 {
+    return select(select(v.x, v.y, c == 1u), select(v.z, v.w, c == 3u), c >= 2u);
+}
+
+// v with component c replaced by x (selects, as `pick`).
+fn with_component(v: vec4<f32>, c: u32, x: f32) -> vec4<f32> {
+    return select(v, vec4<f32>(x), vec4<u32>(0u, 1u, 2u, 3u) == vec4<u32>(c));
+}
+
 fn work1(at: u32) -> f32 {
-    return work[at >> 2u][at & 3u];
+    return pick(work[at >> 2u], at & 3u);
 }
 
 // The `n` (≤ 4) values of `work` from `at`, zero-padded: one 16-byte load when aligned.
@@ -95,7 +106,7 @@ fn work4(at: u32, n: u32) -> vec4<f32> {
     }
     var v = vec4<f32>(0.0);
     for (var c = 0u; c < n; c++) {
-        v[c] = work1(at + c);
+        v = with_component(v, c, work1(at + c));
     }
     return v;
 }
@@ -110,7 +121,20 @@ fn gradient(t: u32, r0: u32, r1: u32) -> vec4<f32> {
     let j = 4u * (in_block - i * row_quads);
     let n = min(4u, o - j);
     var g = vec4<f32>(0.0);
-    if i == ly.inputs {
+    if (o & 3u) == 0u {
+        // Delta rows on 16-byte words (the regions are aligned): one load per row.
+        let d4 = (ly.delta_work + j) >> 2u;
+        let stride = o >> 2u;
+        if i == ly.inputs {
+            for (var r = r0; r < r1; r++) {
+                g += work[d4 + r * stride];
+            }
+        } else {
+            for (var r = r0; r < r1; r++) {
+                g += work1(ly.act_work + r * ly.inputs + i) * work[d4 + r * stride];
+            }
+        }
+    } else if i == ly.inputs {
         // The bias: the column sums of the deltas (the ones-row of the general path).
         for (var r = r0; r < r1; r++) {
             g += work4(ly.delta_work + r * o + j, n);
@@ -123,9 +147,8 @@ fn gradient(t: u32, r0: u32, r1: u32) -> vec4<f32> {
     return g;
 }
 
-// Gradient value p: its quad's component, summed over the splits in order.
-fn summed(p: u32) -> f32 {
-    let ly = dims.layer[layer_of(p)];
+// Gradient value p of layer `ly`: its quad's component, summed over the splits in order.
+fn summed(ly: Layer, p: u32) -> f32 {
     let o = ly.outputs;
     let in_block = p - ly.begin;
     let i = in_block / o;
@@ -133,14 +156,13 @@ fn summed(p: u32) -> f32 {
     let t = ly.qbegin + i * ((o + 3u) / 4u) + j / 4u;
     var g = 0.0;
     for (var s = 0u; s < dims.splits; s++) {
-        g += partials[s * dims.quads + t][j & 3u];
+        g += pick(partials[s * dims.quads + t], j & 3u);
     }
     return g;
 }
 
-// The optimizer step of gradient value p (matmul.wgsl's `update_param`).
-fn update_param(p: u32, grad: f32) {
-    let ly = dims.layer[layer_of(p)];
+// The optimizer step of gradient value p of layer `ly` (matmul.wgsl's `update_param`).
+fn update_param(ly: Layer, p: u32, grad: f32) {
     let at = ly.params + p - ly.begin;
     let o = dims.opt;
     var s0 = 0.0;
@@ -217,6 +239,7 @@ fn main(
         return;
     }
     if id < dims.total {
-        update_param(id, summed(id));
+        let ly = dims.layer[layer_of(id)];
+        update_param(ly, id, summed(ly, id));
     }
 }

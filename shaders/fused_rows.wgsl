@@ -66,8 +66,19 @@ var<workgroup> parts: array<vec4<f32>, PARTS>;
 var<workgroup> out_max: f32;  // softmax: the row's largest logit
 var<workgroup> out_sum: f32;  // softmax: Σ exp(z - max)
 
+// Component c of v, by selects: a dynamic index into a vector costs a trip through memory on
+// some compilers (lavapipe's among them).
+fn pick(v: vec4<f32>, c: u32) -> f32 {
+    return select(select(v.x, v.y, c == 1u), select(v.z, v.w, c == 3u), c >= 2u);
+}
+
+// v with component c replaced by x (selects, as `pick`).
+fn with_component(v: vec4<f32>, c: u32, x: f32) -> vec4<f32> {
+    return select(v, vec4<f32>(x), vec4<u32>(0u, 1u, 2u, 3u) == vec4<u32>(c));
+}
+
 fn param(at: u32) -> f32 {
-    return params[at >> 2u][at & 3u];
+    return pick(params[at >> 2u], at & 3u);
 }
 
 // The `n` (≤ 4) parameters from `at`, zero-padded: one 16-byte load when they are aligned.
@@ -77,7 +88,7 @@ fn param4(at: u32, n: u32) -> vec4<f32> {
     }
     var v = vec4<f32>(0.0);
     for (var c = 0u; c < n; c++) {
-        v[c] = param(at + c);
+        v = with_component(v, c, param(at + c));
     }
     return v;
 }
@@ -223,14 +234,25 @@ fn main(
         let quads = (o + 3u) / 4u;
         let slices = max(1u, WG / quads);
         let chunk = (ly.inputs + slices - 1u) / slices;
+        // Rows of W on 16-byte words: every quad is one aligned load (the test hoisted out of
+        // the loop).
+        let aligned = (o & 3u) == 0u && (ly.params & 3u) == 0u;
         for (var t = lid; t < quads * slices; t += WG) {
             let j = 4u * (t % quads);
             let n = min(4u, o - j);
             let i0 = (t / quads) * chunk;
             let i1 = min(i0 + chunk, ly.inputs);
             var acc = vec4<f32>(0.0);
-            for (var i = i0; i < i1; i++) {
-                acc += acts[ly.act + i] * param4(ly.params + i * o + j, n);
+            if aligned {
+                let w4 = (ly.params + j) >> 2u;
+                let stride = o >> 2u;
+                for (var i = i0; i < i1; i++) {
+                    acc += acts[ly.act + i] * params[w4 + i * stride];
+                }
+            } else {
+                for (var i = i0; i < i1; i++) {
+                    acc += acts[ly.act + i] * param4(ly.params + i * o + j, n);
+                }
             }
             parts[t] = acc;
         }
@@ -242,7 +264,7 @@ fn main(
             }
             let j = 4u * q;
             for (var c = 0u; c < min(4u, o - j); c++) {
-                let a = act_apply(ly.code, z[c] + param(ly.params + ly.inputs * o + j + c));
+                let a = act_apply(ly.code, pick(z, c) + param(ly.params + ly.inputs * o + j + c));
                 acts[out_at + j + c] = a;
                 if l < last {
                     work[next_work + r * o + j + c] = a;
@@ -291,7 +313,7 @@ fn main(
                 let n = min(4u, ly.outputs - j);
                 var d = vec4<f32>(0.0);
                 for (var c = 0u; c < n; c++) {
-                    d[c] = deltas[cur + j + c];
+                    d = with_component(d, c, deltas[cur + j + c]);
                 }
                 s += dot(d, param4(row + j, n));
             }

@@ -4,16 +4,19 @@
 //!
 //! | dispatch | workgroups (784-64-64-10, batch B) | what |
 //! |---|---|---|
-//! | `fused rows` | B (one per row) | gather, forward, loss, output delta, backward deltas |
-//! | `fused grads` | ⌈P / 256⌉ × S = 216 × S | every layer's [W; b] gradient over one split of the batch |
+//! | `fused rows` | B (one per row, 64 threads) | gather, forward, loss, output delta, backward deltas |
+//! | `fused grads` | ⌈Q / 256⌉ × S = 54 × S | every layer's [W; b] gradient, four per thread, over one split of the batch |
 //! | `fused update` | ⌈P / 256⌉ + 1 = 217 | the splits' sum in order, the optimizer, the stats |
 //!
-//! with P = 55 050 parameters and S the batch splits ([`crate::ops::fused::splits`]: 2 at
-//! B = 64, 3 from B = 96 up). Evaluation and prediction keep the general program (forward only).
+//! with P = 55 050 parameters, Q = 13 795 quads (four consecutive gradients of one row of a
+//! layer) and S the batch splits ([`crate::ops::fused::splits`]: 2 at B = 64, 8 at 256, 10 from
+//! 320 up), so at B ≥ 256 every dispatch launches ≥ 217 workgroups. Evaluation and prediction
+//! keep the general program (forward only).
 //!
-//! Determinism: every value has one writer and a fixed order of additions (a row's dot products
-//! in input order, a split's rows ascending, the splits in index order, the stats in a fixed
-//! tree), and there are no atomics, so the same seed on the same adapter gives the same bits.
+//! Determinism: every value has one writer and a fixed order of additions (a row's products in
+//! input order within each of a fixed number of input slices, the slices in order; a split's
+//! rows ascending, the splits in index order; the stats in a fixed tree), and there are no
+//! atomics, so the same seed on the same adapter gives the same bits.
 
 use super::context::GpuContext;
 use super::kernels::{Kernel, Slot, build_kernel};
