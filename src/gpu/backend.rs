@@ -1,8 +1,10 @@
 //! The GPU training backend. Everything a run touches lives on the device for the whole run:
 //! the dataset (uploaded once, bytes packed four to a word), the parameters and the optimizer
 //! slots (each ONE buffer with one shared layout), the activations and deltas (allocated for the
-//! largest batch), and the running loss/accuracy. Gradients never reach memory: the
-//! weight-gradient kernels apply the optimizer in their epilogue.
+//! largest batch), and the running loss/accuracy. On the general path gradients never reach
+//! memory: the weight-gradient kernels apply the optimizer in their epilogue. Dense stacks that
+//! fit take the fused path instead ([`super::fused`]: 3 dispatches, the gradients' batch splits
+//! in a partials buffer); [`GpuBackend::step_path`] says which.
 //!
 //! A training step is a fixed sequence of dispatches whose bind groups are built once
 //! ([`super::program`]); what changes from step to step (rows, where the batch's indices start, the
