@@ -4,17 +4,19 @@
 //
 // Stages 2 and 3 of the fused step, over every layer's [W; b] block at once (the concatenated
 // gradient space: layer l's block starts at `begin`, value i·outputs + j is the gradient of
-// W[i, j], row i = inputs the bias), one thread per parameter:
+// W[i, j], row i = inputs the bias):
 //
 // GRADS_PARTIAL (grid: quads / WG × splits): thread t of split s owns QUAD t, four
 //   consecutive gradients (i, j..j+3) of one row of a block, and sums a_l[r, i] · δ_l[r, j..j+3]
 //   over the rows of its split, r ascending, into the vec4 partials[s·quads + t]: one load of
 //   a and one 16-byte load of δ feed four FMAs.
 // GRADS_APPLY (grid: parameters / WG + 1): thread p adds its quad's component of the partials
-//   in split order s = 0, 1, …, and hands the gradient to `optimizer_update`; the extra last
-//   workgroup adds the
-//   rows' losses and correct flags (each thread rows lid, lid + WG, … in order, then a fixed
-//   tree) into the running stats, compensated as loss.wgsl does.
+//   in split order s = 0, 1, …, and hands the gradient to `optimizer_update`; the first thread
+//   of the extra last workgroup adds the rows' losses (in row order, compensated) and correct
+//   flags into the running stats. One thread, not a tree: a tree needs workgroup barriers, and
+//   a shader with barriers costs every workgroup of both modes on some implementations
+//   (lavapipe runs them as coroutines: +60% on this kernel), for a sum of at most a batch of
+//   values.
 //
 // Every sum has a fixed order and no float atomics: the same inputs give the same bits.
 
@@ -58,9 +60,6 @@ struct Stats {
 @group(0) @binding(4) var<storage, read_write> stats: Stats;
 @group(0) @binding(5) var<storage, read> dims: Dims;
 @group(0) @binding(6) var<storage, read> step: Step;
-
-var<workgroup> loss_part: array<f32, WG>;
-var<workgroup> correct_part: array<f32, WG>;
 
 // The layer whose block holds gradient value p (blocks are in layer order).
 fn layer_of(p: u32) -> u32 {
@@ -183,35 +182,27 @@ fn update_param(ly: Layer, p: u32, grad: f32) {
     }
 }
 
-// The batch's loss and correct count into the running stats (one workgroup).
-fn add_stats(lid: u32) {
+// The batch's loss and correct count into the running stats (one thread, rows in order).
+fn add_stats() {
     let rows = step.rows;
     var loss = 0.0;
+    var lost = 0.0;  // Kahan: what the running sum lost, negated
     var correct = 0.0;
-    for (var r = lid; r < rows; r += WG) {
-        loss += work1(dims.loss_work + r);
+    for (var r = 0u; r < rows; r++) {
+        let y = work1(dims.loss_work + r) - lost;
+        let t = loss + y;
+        lost = (t - loss) - y;
+        loss = t;
         correct += work1(dims.correct_work + r);
     }
-    loss_part[lid] = loss;
-    correct_part[lid] = correct;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if lid < s {
-            loss_part[lid] += loss_part[lid + s];
-            correct_part[lid] += correct_part[lid + s];
-        }
-        workgroupBarrier();
-    }
-    if lid == 0u {
-        // Kahan summation into the running total.
-        let y = loss_part[0] - stats.loss_compensation;
-        let t = stats.loss + y;
-        stats.loss_compensation = (t - stats.loss) - y;
-        stats.loss = t;
-        // Whole numbers below 2^24 (the rows of one batch): exact in f32.
-        stats.correct += u32(correct_part[0]);
-        stats.samples += rows;
-    }
+    // Kahan summation into the running total (as loss.wgsl).
+    let y = (loss - lost) - stats.loss_compensation;
+    let t = stats.loss + y;
+    stats.loss_compensation = (t - stats.loss) - y;
+    stats.loss = t;
+    // Whole numbers below 2^24 (the rows of one batch): exact in f32.
+    stats.correct += u32(correct);
+    stats.samples += rows;
 }
 
 @compute @workgroup_size(WG)
@@ -221,7 +212,9 @@ fn main(
     @builtin(local_invocation_index) lid: u32,
 ) {
     if dims.mode == GRADS_APPLY && wg.x == groups.x - 1u {
-        add_stats(lid);
+        if lid == 0u {
+            add_stats();
+        }
         return;
     }
     let id = wg.x * WG + lid;

@@ -25,9 +25,8 @@ pub(crate) const GRADS_WGSL: &str = include_str!("../../shaders/fused_grads.wgsl
 /// Layers the fused records describe at most (their per-layer arrays have this fixed length).
 pub const MAX_FUSED_LAYERS: usize = 8;
 
-/// Threads of the gradient kernels, one per parameter: the most the device is created with
-/// (`context::INVOCATIONS_NEEDED`); the stats reduction of [`GradsMode::Apply`] is a tree over
-/// them.
+/// Threads of the gradient kernels (one per quad, or per parameter): the most the device is
+/// created with (`context::INVOCATIONS_NEEDED`), eight 32-wide warps.
 pub const GRADS_WG: u32 = 256;
 
 /// The gradient stage aims for this many workgroups: about four per SM of the largest current
