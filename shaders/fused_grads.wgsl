@@ -6,11 +6,11 @@
 // gradient space: layer l's block starts at `begin`, value i·outputs + j is the gradient of
 // W[i, j], row i = inputs the bias):
 //
-// GRADS_PARTIAL (grid: quads / WG × splits): thread t of split s owns QUAD t, four
-//   consecutive gradients (i, j..j+3) of one row of a block, and sums a_l[r, i] · δ_l[r, j..j+3]
-//   over the rows of its split, r ascending, into the vec4 partials[s·quads + t]: one load of
-//   a and one 16-byte load of δ feed four FMAs.
-// GRADS_APPLY (grid: parameters / WG + 1): thread p adds its quad's component of the partials
+// GRADS_PARTIAL (grid: tiles / WG × splits): thread t of split s owns TILE t, the 4×4
+//   gradients (i..i+3, j..j+3) of a block (rows past `inputs` are empty), and sums
+//   a_l[r, i..i+3] ⊗ δ_l[r, j..j+3] over the rows of its split, r ascending, into the four
+//   vec4 partials[(s·tiles + t)·4 + c]: two 16-byte loads feed sixteen FMAs.
+// GRADS_APPLY (grid: parameters / WG + 1): thread p adds its tile's component of the partials
 //   in split order s = 0, 1, …, and hands the gradient to `optimizer_update`; the first thread
 //   of the extra last workgroup adds the rows' losses (in row order, compensated) and correct
 //   flags into the running stats. One thread, not a tree: a tree needs workgroup barriers, and
@@ -29,7 +29,7 @@ struct Layer {
     params: u32,      // where W starts in `params` and `slots` (b follows W)
     act_work: u32,    // its input rows in `work` (rows × inputs)
     delta_work: u32,  // its delta rows in `work` (rows × outputs; 16-byte aligned)
-    qbegin: u32,      // its first quad (each row of its block has ⌈outputs / 4⌉)
+    tbegin: u32,      // its first tile (⌈(inputs + 1) / 4⌉ · ⌈outputs / 4⌉ of them)
     _pad: u32,
 }
 
@@ -40,7 +40,7 @@ struct Dims {
     splits: u32,
     loss_work: u32,     // the rows' losses in `work`
     correct_work: u32,  // the rows' correct flags (0.0 / 1.0) in `work`
-    quads: u32,         // quads of all layers
+    tiles: u32,         // tiles of all layers
     _pad: u32,
     opt: OptimParams,
     layer: array<Layer, MAX_FUSED_LAYERS>,
@@ -72,11 +72,11 @@ fn layer_of(p: u32) -> u32 {
     return l;
 }
 
-// The layer whose block holds quad t.
-fn layer_of_quad(t: u32) -> u32 {
+// The layer whose block holds tile t.
+fn layer_of_tile(t: u32) -> u32 {
     var l = 0u;
     for (var k = 1u; k < dims.layers; k++) {
-        if t >= dims.layer[k].qbegin {
+        if t >= dims.layer[k].tbegin {
             l = k;
         }
     }
@@ -110,52 +110,82 @@ fn work4(at: u32, n: u32) -> vec4<f32> {
     return v;
 }
 
-// Quad t's four gradients summed over rows [r0, r1).
-fn gradient(t: u32, r0: u32, r1: u32) -> vec4<f32> {
-    let ly = dims.layer[layer_of_quad(t)];
+// δ_l[r, j..j+n) of layer `ly` (`aligned`: its delta rows are on 16-byte words).
+fn deltas4(ly: Layer, r: u32, j: u32, n: u32, aligned: bool) -> vec4<f32> {
+    if aligned {
+        return work[(ly.delta_work + r * ly.outputs + j) >> 2u];
+    }
+    return work4(ly.delta_work + r * ly.outputs + j, n);
+}
+
+// a_l[r, i0..i0+3] with the ones-row: 1.0 at i = inputs (the bias), 0.0 past it.
+fn acts4(ly: Layer, r: u32, i0: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    for (var c = 0u; c < 4u; c++) {
+        let i = i0 + c;
+        var a = select(0.0, 1.0, i == ly.inputs);
+        if i < ly.inputs {
+            a = work1(ly.act_work + r * ly.inputs + i);
+        }
+        v = with_component(v, c, a);
+    }
+    return v;
+}
+
+// Tile t's sixteen gradients summed over rows [r0, r1) into split s's partials.
+fn gradient(t: u32, s: u32, r0: u32, r1: u32) {
+    let ly = dims.layer[layer_of_tile(t)];
     let o = ly.outputs;
     let row_quads = (o + 3u) / 4u;
-    let in_block = t - ly.qbegin;
-    let i = in_block / row_quads;
-    let j = 4u * (in_block - i * row_quads);
+    let in_block = t - ly.tbegin;
+    let ib = in_block / row_quads;
+    let i0 = 4u * ib;
+    let j = 4u * (in_block - ib * row_quads);
     let n = min(4u, o - j);
-    var g = vec4<f32>(0.0);
-    if (o & 3u) == 0u {
-        // Delta rows on 16-byte words (the regions are aligned): one load per row.
-        let d4 = (ly.delta_work + j) >> 2u;
-        let stride = o >> 2u;
-        if i == ly.inputs {
-            for (var r = r0; r < r1; r++) {
-                g += work[d4 + r * stride];
-            }
-        } else {
-            for (var r = r0; r < r1; r++) {
-                g += work1(ly.act_work + r * ly.inputs + i) * work[d4 + r * stride];
-            }
-        }
-    } else if i == ly.inputs {
-        // The bias: the column sums of the deltas (the ones-row of the general path).
+    let d_aligned = (o & 3u) == 0u;
+    var g0 = vec4<f32>(0.0);
+    var g1 = vec4<f32>(0.0);
+    var g2 = vec4<f32>(0.0);
+    var g3 = vec4<f32>(0.0);
+    if (ly.inputs & 3u) == 0u && i0 + 4u <= ly.inputs {
+        // Four whole input rows on 16-byte words (the regions are aligned): one load.
+        let a4 = (ly.act_work + i0) >> 2u;
+        let stride = ly.inputs >> 2u;
         for (var r = r0; r < r1; r++) {
-            g += work4(ly.delta_work + r * o + j, n);
+            let a = work[a4 + r * stride];
+            let d = deltas4(ly, r, j, n, d_aligned);
+            g0 += a.x * d;
+            g1 += a.y * d;
+            g2 += a.z * d;
+            g3 += a.w * d;
         }
     } else {
         for (var r = r0; r < r1; r++) {
-            g += work1(ly.act_work + r * ly.inputs + i) * work4(ly.delta_work + r * o + j, n);
+            let a = acts4(ly, r, i0);
+            let d = deltas4(ly, r, j, n, d_aligned);
+            g0 += a.x * d;
+            g1 += a.y * d;
+            g2 += a.z * d;
+            g3 += a.w * d;
         }
     }
-    return g;
+    let at = (s * dims.tiles + t) * 4u;
+    partials[at] = g0;
+    partials[at + 1u] = g1;
+    partials[at + 2u] = g2;
+    partials[at + 3u] = g3;
 }
 
-// Gradient value p of layer `ly`: its quad's component, summed over the splits in order.
+// Gradient value p of layer `ly`: its tile's component, summed over the splits in order.
 fn summed(ly: Layer, p: u32) -> f32 {
     let o = ly.outputs;
     let in_block = p - ly.begin;
     let i = in_block / o;
     let j = in_block - i * o;
-    let t = ly.qbegin + i * ((o + 3u) / 4u) + j / 4u;
+    let t = ly.tbegin + (i / 4u) * ((o + 3u) / 4u) + j / 4u;
     var g = 0.0;
     for (var s = 0u; s < dims.splits; s++) {
-        g += pick(partials[s * dims.quads + t], j & 3u);
+        g += pick(partials[(s * dims.tiles + t) * 4u + (i & 3u)], j & 3u);
     }
     return g;
 }
@@ -219,7 +249,7 @@ fn main(
     }
     let id = wg.x * WG + lid;
     if dims.mode == GRADS_PARTIAL {
-        if id >= dims.quads {
+        if id >= dims.tiles {
             return;
         }
         // Split s sums rows [s·chunk, (s + 1)·chunk) of this step's batch; a split past the
@@ -228,7 +258,7 @@ fn main(
         let chunk = (rows + dims.splits - 1u) / dims.splits;
         let r0 = min(wg.y * chunk, rows);
         let r1 = min(r0 + chunk, rows);
-        partials[wg.y * dims.quads + id] = gradient(id, r0, r1);
+        gradient(id, wg.y, r0, r1);
         return;
     }
     if id < dims.total {

@@ -5,13 +5,13 @@
 //! | dispatch | workgroups (784-64-64-10, batch B) | what |
 //! |---|---|---|
 //! | `fused rows` | B (one per row, 64 threads) | gather, forward, loss, output delta, backward deltas |
-//! | `fused grads` | ⌈Q / 256⌉ × S = 54 × S | every layer's [W; b] gradient, four per thread, over one split of the batch |
+//! | `fused grads` | ⌈T / 256⌉ × S = 14 × S | every layer's [W; b] gradient, a 4×4 tile per thread, over one split of the batch |
 //! | `fused update` | ⌈P / 256⌉ + 1 = 217 | the splits' sum in order, the optimizer, the stats |
 //!
-//! with P = 55 050 parameters, Q = 13 795 quads (four consecutive gradients of one row of a
-//! layer) and S the batch splits ([`crate::ops::fused::splits`]: 2 at B = 64, 8 at 256, 10 from
-//! 320 up), so at B ≥ 256 every dispatch launches ≥ 217 workgroups. Evaluation and prediction
-//! keep the general program (forward only).
+//! with P = 55 050 parameters, T = 3 475 tiles (4×4 gradients of one layer's [W; b] block) and
+//! S the batch splits ([`crate::ops::fused::splits`]: 4 at B = 64, 16 from 241 up), so at
+//! B ≥ 256 every dispatch launches ≥ 217 workgroups. Evaluation and prediction keep the
+//! general program (forward only).
 //!
 //! Determinism: every value has one writer and a fixed order of additions (a row's products in
 //! input order within each of a fixed number of input slices, the slices in order; a split's
@@ -121,9 +121,9 @@ impl ProgramBuilder<'_> {
         let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
         let shape = fused.shape;
         let work = WorkLayout::new(net, rows);
-        let splits = splits(shape.quads, rows as u32, max_dim);
+        let splits = splits(shape.tiles, rows as u32, max_dim);
         let limit = ctx.limits.max_storage_buffer_binding_size;
-        let partials_len = splits as u64 * shape.quads as u64 * 4;
+        let partials_len = splits as u64 * shape.tiles as u64 * 16;
         if work.len * 4 > limit || partials_len * 4 > limit || work.len > u32::MAX as u64 {
             return Ok(None);
         }
@@ -150,13 +150,13 @@ impl ProgramBuilder<'_> {
             layers: layers as u32,
             total: shape.params,
             splits,
-            quads: shape.quads,
+            tiles: shape.tiles,
             loss_work: work.loss,
             correct_work: work.correct,
             opt: OptimParams::new(self.optimizer, self.layout.total as u32),
             ..Default::default()
         };
-        let (mut act_at, mut begin, mut qbegin) = (0u32, 0u32, 0u32);
+        let (mut act_at, mut begin, mut tbegin) = (0u32, 0u32, 0u32);
         for l in 0..layers {
             let (i, o) = net.layer_shape(l);
             let params = self.layout.starts[l] as u32;
@@ -181,12 +181,12 @@ impl ProgramBuilder<'_> {
                 params,
                 act_work: work.act[l],
                 delta_work: work.delta[l],
-                qbegin,
+                tbegin,
                 _pad: 0,
             };
             act_at += i as u32;
             begin += ((i + 1) * o) as u32;
-            qbegin += ((i + 1) * o.div_ceil(4)) as u32;
+            tbegin += ((i + 1).div_ceil(4) * o.div_ceil(4)) as u32;
         }
         let apply_dims = GradsDims {
             mode: GradsMode::Apply as u32,
@@ -201,7 +201,7 @@ impl ProgramBuilder<'_> {
         let step_bytes = std::mem::size_of::<StepRecord>() as u64;
         let steps = range(b.steps, 0, step_bytes);
         let dims = |(at, size)| range(&dims_buf, at, size);
-        let quad_groups = shape.quads.div_ceil(GRADS_WG);
+        let tile_groups = shape.tiles.div_ceil(GRADS_WG);
         let groups = shape.params.div_ceil(GRADS_WG);
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let grads_buffers = |at| {
@@ -242,7 +242,7 @@ impl ProgramBuilder<'_> {
             Dispatch::new(
                 &fused.grads,
                 grads_bind,
-                Grid::Fixed(quad_groups, splits),
+                Grid::Fixed(tile_groups, splits),
                 "fused grads".into(),
             ),
             // The last workgroup adds the stats.

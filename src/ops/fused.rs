@@ -25,7 +25,7 @@ pub(crate) const GRADS_WGSL: &str = include_str!("../../shaders/fused_grads.wgsl
 /// Layers the fused records describe at most (their per-layer arrays have this fixed length).
 pub const MAX_FUSED_LAYERS: usize = 8;
 
-/// Threads of the gradient kernels (one per quad, or per parameter): the most the device is
+/// Threads of the gradient kernels (one per 4×4 tile, or per parameter): the most the device is
 /// created with (`context::INVOCATIONS_NEEDED`), eight 32-wide warps.
 pub const GRADS_WG: u32 = 256;
 
@@ -35,9 +35,14 @@ pub const GRADS_WG: u32 = 256;
 /// partials' traffic (splits × parameters floats).
 pub const GRADS_TARGET_WORKGROUPS: u32 = 512;
 
-/// Rows each split sums at least: a split's partial costs a write and a read, next to two loads
-/// per row of its sum, so below ~32 rows the second stage's traffic would rival the first's.
-pub const MIN_ROWS_PER_SPLIT: u32 = 32;
+/// Rows each split sums at least: a split's partials cost a write and a read per gradient,
+/// next to two 16-byte loads per row for sixteen gradients, so below ~16 rows the second
+/// stage's traffic would rival the first's.
+pub const MIN_ROWS_PER_SPLIT: u32 = 16;
+
+/// Splits at most: the update reads each parameter's partials serially, one per split, so past
+/// ~16 its reads outgrow the rest of the update (a load, the optimizer's arithmetic and a store).
+pub const MAX_SPLITS: u32 = 16;
 
 /// What a [`GradsDims`] dispatch does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,8 +114,8 @@ pub struct GradsLayer {
     pub act_work: u32,
     /// Where its delta rows start in the work buffer (16-byte aligned).
     pub delta_work: u32,
-    /// Its first quad (four consecutive gradients of one row; ⌈outputs / 4⌉ per row).
-    pub qbegin: u32,
+    /// Its first 4×4 tile of gradients (`⌈(inputs + 1) / 4⌉ · ⌈outputs / 4⌉` of them).
+    pub tbegin: u32,
     pub _pad: u32,
 }
 
@@ -125,8 +130,8 @@ pub struct GradsDims {
     pub splits: u32,
     pub loss_work: u32,
     pub correct_work: u32,
-    /// Quads of all layers: `Σ (inputs + 1) · ⌈outputs / 4⌉`.
-    pub quads: u32,
+    /// Tiles of all layers.
+    pub tiles: u32,
     pub _pad: u32,
     pub opt: OptimParams,
     pub layer: [GradsLayer; MAX_FUSED_LAYERS],
@@ -146,9 +151,8 @@ pub struct FusedShape {
     pub parts: u32,
     /// Gradient values of all layers.
     pub params: u32,
-    /// Quads (four consecutive gradients of one row of a layer) of all layers: the gradient
-    /// stage's threads.
-    pub quads: u32,
+    /// 4×4 tiles of gradients of all layers: the gradient stage's threads.
+    pub tiles: u32,
 }
 
 /// Workgroup memory of the row kernel for `shape`, in bytes (the two scalars of the loss too).
@@ -183,9 +187,9 @@ pub fn plan(
     let widest = sizes[1..].iter().copied().max().unwrap_or(1);
     let acts: usize = sizes.iter().sum();
     let params: usize = sizes.windows(2).map(|w| (w[0] + 1) * w[1]).sum();
-    let quads: usize = sizes
+    let tiles: usize = sizes
         .windows(2)
-        .map(|w| (w[0] + 1) * w[1].div_ceil(4))
+        .map(|w| (w[0] + 1).div_ceil(4) * w[1].div_ceil(4))
         .sum();
     let too_big = |n: usize| u32::try_from(n).is_err();
     if too_big(acts) || too_big(2 * widest) || too_big(params) {
@@ -202,7 +206,7 @@ pub fn plan(
         deltas: 2 * widest as u32,
         parts: rows_wg.max((widest as u32).div_ceil(4)),
         params: params as u32,
-        quads: quads as u32,
+        tiles: tiles as u32,
     };
     let bytes = rows_workgroup_bytes(&shape);
     if bytes > workgroup_storage as u64 {
@@ -222,15 +226,16 @@ pub fn plan(
 }
 
 /// Splits of the batch for the gradient stage at batches of `rows` rows: enough that
-/// `splits × ⌈quads / GRADS_WG⌉` reaches [`GRADS_TARGET_WORKGROUPS`], but no split under
-/// [`MIN_ROWS_PER_SPLIT`] rows, and at most the device's workgroups per dimension (splits are
-/// the grid's y). For 784-64-64-10 (13 795 quads, 54 workgroups a split): 2 at batch 64, 8 at
-/// 256, 10 from 320 up.
-pub fn splits(quads: u32, rows: u32, max_workgroups_per_dim: u32) -> u32 {
-    let groups = quads.div_ceil(GRADS_WG).max(1);
+/// `splits × ⌈tiles / GRADS_WG⌉` reaches [`GRADS_TARGET_WORKGROUPS`], but no split under
+/// [`MIN_ROWS_PER_SPLIT`] rows, at most [`MAX_SPLITS`], and at most the device's workgroups
+/// per dimension (splits are the grid's y). For 784-64-64-10 (3 475 tiles, 14 workgroups a
+/// split): 4 at batch 64 (56 workgroups), 16 from batch 241 up (224 workgroups).
+pub fn splits(tiles: u32, rows: u32, max_workgroups_per_dim: u32) -> u32 {
+    let groups = tiles.div_ceil(GRADS_WG).max(1);
     GRADS_TARGET_WORKGROUPS
         .div_ceil(groups)
         .min(rows.div_ceil(MIN_ROWS_PER_SPLIT))
+        .min(MAX_SPLITS)
         .clamp(1, max_workgroups_per_dim.max(1))
 }
 
@@ -253,14 +258,14 @@ mod tests {
     #[test]
     fn split_rule() {
         let s = plan(&[784, 64, 64, 10], 16384, 65535).unwrap();
-        let q = s.quads;
-        assert_eq!(q, 785 * 16 + 65 * 16 + 65 * 3);
-        assert_eq!(splits(q, 64, 65535), 2);
-        assert_eq!(splits(q, 256, 65535), 8);
-        assert_eq!(splits(q, 1024, 65535), 10);
-        assert_eq!(splits(q, 1, 65535), 1);
+        let t = s.tiles;
+        assert_eq!(t, 197 * 16 + 17 * 16 + 17 * 3);
+        assert_eq!(splits(t, 64, 65535), 4);
+        assert_eq!(splits(t, 256, 65535), 16);
+        assert_eq!(splits(t, 1024, 65535), 16);
+        assert_eq!(splits(t, 1, 65535), 1);
         // A tiny net: many workgroups wanted, bounded by the rows.
-        assert_eq!(splits(100, 4096, 65535), 128);
-        assert_eq!(splits(100, 4096, 16), 16);
+        assert_eq!(splits(100, 4096, 65535), MAX_SPLITS);
+        assert_eq!(splits(100, 4096, 8), 8);
     }
 }
