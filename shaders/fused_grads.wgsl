@@ -10,8 +10,9 @@
 //   gradients (i..i+3, j..j+3) of a block (rows past `inputs` are empty), and sums
 //   a_l[r, i..i+3] ⊗ δ_l[r, j..j+3] over the rows of its split, r ascending, into the four
 //   vec4 partials[(s·tiles + t)·4 + c]: two 16-byte loads feed sixteen FMAs.
-// GRADS_APPLY (grid: parameters / WG + 1): thread p adds its tile's component of the partials
-//   in split order s = 0, 1, …, and hands the gradient to `optimizer_update`; the first thread
+// GRADS_APPLY (grid: 4·tiles / WG + 1, built with a smaller WG): thread q owns row q % 4 of
+//   tile q / 4, adds its vec4 of partials in split order s = 0, 1, …, and hands each of the
+//   (up to) four gradients to `optimizer_update`; the first thread
 //   of the extra last workgroup adds the rows' losses (in row order, compensated) and correct
 //   flags into the running stats. One thread, not a tree: a tree needs workgroup barriers, and
 //   a shader with barriers costs every workgroup of both modes on some implementations
@@ -61,18 +62,7 @@ struct Stats {
 @group(0) @binding(5) var<storage, read> dims: Dims;
 @group(0) @binding(6) var<storage, read> step: Step;
 
-// The layer whose block holds gradient value p (blocks are in layer order).
-fn layer_of(p: u32) -> u32 {
-    var l = 0u;
-    for (var k = 1u; k < dims.layers; k++) {
-        if p >= dims.layer[k].begin {
-            l = k;
-        }
-    }
-    return l;
-}
-
-// The layer whose block holds tile t.
+// The layer whose block holds tile t (blocks are in layer order).
 fn layer_of_tile(t: u32) -> u32 {
     var l = 0u;
     for (var k = 1u; k < dims.layers; k++) {
@@ -176,23 +166,8 @@ fn gradient(t: u32, s: u32, r0: u32, r1: u32) {
     partials[at + 3u] = g3;
 }
 
-// Gradient value p of layer `ly`: its tile's component, summed over the splits in order.
-fn summed(ly: Layer, p: u32) -> f32 {
-    let o = ly.outputs;
-    let in_block = p - ly.begin;
-    let i = in_block / o;
-    let j = in_block - i * o;
-    let t = ly.tbegin + (i / 4u) * ((o + 3u) / 4u) + j / 4u;
-    var g = 0.0;
-    for (var s = 0u; s < dims.splits; s++) {
-        g += pick(partials[(s * dims.tiles + t) * 4u + (i & 3u)], j & 3u);
-    }
-    return g;
-}
-
-// The optimizer step of gradient value p of layer `ly` (matmul.wgsl's `update_param`).
-fn update_param(ly: Layer, p: u32, grad: f32) {
-    let at = ly.params + p - ly.begin;
+// The optimizer step of the parameter at `at` (matmul.wgsl's `update_param`).
+fn update_param(at: u32, grad: f32) {
     let o = dims.opt;
     var s0 = 0.0;
     var s1 = 0.0;
@@ -261,8 +236,28 @@ fn main(
         gradient(id, wg.y, r0, r1);
         return;
     }
-    if id < dims.total {
-        let ly = dims.layer[layer_of(id)];
-        update_param(ly, id, summed(ly, id));
+    // Row c of tile t: gradients (i, j..j+n) of its layer's block.
+    let t = id >> 2u;
+    let c = id & 3u;
+    if t >= dims.tiles {
+        return;
+    }
+    let ly = dims.layer[layer_of_tile(t)];
+    let o = ly.outputs;
+    let row_quads = (o + 3u) / 4u;
+    let in_block = t - ly.tbegin;
+    let ib = in_block / row_quads;
+    let i = 4u * ib + c;
+    if i > ly.inputs {
+        return;
+    }
+    let j = 4u * (in_block - ib * row_quads);
+    var g = vec4<f32>(0.0);
+    for (var s = 0u; s < dims.splits; s++) {
+        g += partials[(s * dims.tiles + t) * 4u + c];
+    }
+    let at = ly.params + i * o + j;
+    for (var k = 0u; k < min(4u, o - j); k++) {
+        update_param(at + k, pick(g, k));
     }
 }

@@ -6,11 +6,11 @@
 //! |---|---|---|
 //! | `fused rows` | B (one per row, 64 threads) | gather, forward, loss, output delta, backward deltas |
 //! | `fused grads` | ⌈T / 256⌉ × S = 14 × S | every layer's [W; b] gradient, a 4×4 tile per thread, over one split of the batch |
-//! | `fused update` | ⌈P / 256⌉ + 1 = 217 | the splits' sum in order, the optimizer, the stats |
+//! | `fused update` | ⌈4T / 64⌉ + 1 = 219 | the splits' sum in order, the optimizer (a tile row, four parameters, per thread), the stats |
 //!
 //! with P = 55 050 parameters, T = 3 475 tiles (4×4 gradients of one layer's [W; b] block) and
 //! S the batch splits ([`crate::ops::fused::splits`]: 4 at B = 64, 16 from 241 up), so at
-//! B ≥ 256 every dispatch launches ≥ 217 workgroups. Evaluation and prediction keep the
+//! B ≥ 256 every dispatch launches ≥ 219 workgroups. Evaluation and prediction keep the
 //! general program (forward only).
 //!
 //! Determinism: every value has one writer and a fixed order of additions (a row's products in
@@ -27,7 +27,7 @@ use crate::net::Network;
 use crate::ops::activation::{self, ACT_IDENTITY};
 use crate::ops::fused::{
     FusedShape, GRADS_WG, GradsDims, GradsLayer, GradsMode, MAX_FUSED_LAYERS, RowsDims, RowsLayer,
-    plan, splits,
+    UPDATE_WG, plan, splits,
 };
 use crate::ops::optim::OptimParams;
 use crate::ops::{StepRecord, kernel_source, optim};
@@ -37,6 +37,8 @@ pub(crate) struct FusedKernels {
     pub shape: FusedShape,
     rows: Kernel,
     grads: Kernel,
+    /// The same shader as `grads` with [`UPDATE_WG`] threads.
+    update: Kernel,
 }
 
 impl FusedKernels {
@@ -67,14 +69,20 @@ impl FusedKernels {
                 ("PARTS", shape.parts as f64),
             ],
         )?;
-        let grads = build_kernel(
-            ctx,
-            "fused_grads",
-            &kernel_source(&[optim::WGSL, crate::ops::fused::GRADS_WGSL]),
-            &[Read, Write, Write, Write, Write, Uniform, Step],
-            &[("WG", GRADS_WG as f64)],
-        )?;
-        Ok(Ok(FusedKernels { shape, rows, grads }))
+        let grads_src = kernel_source(&[optim::WGSL, crate::ops::fused::GRADS_WGSL]);
+        let grads_slots = [Read, Write, Write, Write, Write, Uniform, Step];
+        let grads =
+            |name, wg: u32| build_kernel(ctx, name, &grads_src, &grads_slots, &[("WG", wg as f64)]);
+        let (grads, update) = (
+            grads("fused_grads", GRADS_WG)?,
+            grads("fused_update", UPDATE_WG)?,
+        );
+        Ok(Ok(FusedKernels {
+            shape,
+            rows,
+            grads,
+            update,
+        }))
     }
 }
 
@@ -202,7 +210,7 @@ impl ProgramBuilder<'_> {
         let steps = range(b.steps, 0, step_bytes);
         let dims = |(at, size)| range(&dims_buf, at, size);
         let tile_groups = shape.tiles.div_ceil(GRADS_WG);
-        let groups = shape.params.div_ceil(GRADS_WG);
+        let update_groups = (4 * shape.tiles).div_ceil(UPDATE_WG);
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let grads_buffers = |at| {
             vec![
@@ -232,7 +240,7 @@ impl ProgramBuilder<'_> {
             .grads
             .bind(ctx, "fused grads", &grads_buffers(grads_at));
         let apply_bind = fused
-            .grads
+            .update
             .bind(ctx, "fused update", &grads_buffers(apply_at));
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::gpu("binding the fused step's buffers", e));
@@ -247,9 +255,9 @@ impl ProgramBuilder<'_> {
             ),
             // The last workgroup adds the stats.
             Dispatch::new(
-                &fused.grads,
+                &fused.update,
                 apply_bind,
-                Grid::Fixed(groups + 1, 1),
+                Grid::Fixed(update_groups + 1, 1),
                 "fused update".into(),
             ),
         ];

@@ -25,9 +25,13 @@ pub(crate) const GRADS_WGSL: &str = include_str!("../../shaders/fused_grads.wgsl
 /// Layers the fused records describe at most (their per-layer arrays have this fixed length).
 pub const MAX_FUSED_LAYERS: usize = 8;
 
-/// Threads of the gradient kernels (one per 4×4 tile, or per parameter): the most the device is
-/// created with (`context::INVOCATIONS_NEEDED`), eight 32-wide warps.
+/// Threads of the gradient kernel (one per 4×4 tile): the most the device is created with
+/// (`context::INVOCATIONS_NEEDED`), eight 32-wide warps.
 pub const GRADS_WG: u32 = 256;
+
+/// Threads of the update kernel (one per row of a tile, four parameters each): two warps, so
+/// that the update of 784-64-64-10 (13 900 threads) still spans 218 workgroups.
+pub const UPDATE_WG: u32 = 64;
 
 /// The gradient stage aims for this many workgroups: about four per SM of the largest current
 /// GPUs (an H100 has 132), so that every SM has several to switch between. WebGPU exposes no
@@ -170,8 +174,9 @@ pub fn rows_workgroup_bytes(shape: &FusedShape) -> u64 {
 ///   with at most that), e.g. 784-64-64-10 needs 5.1 KiB, and a single hidden layer of about
 ///   750 beside 784 inputs is the widest that fits;
 /// - at most [`MAX_FUSED_LAYERS`] layers;
-/// - one gradient thread per parameter: `Σ (n_l + 1)·n_{l+1}` ≤ [`GRADS_WG`] ×
-///   `max_compute_workgroups_per_dimension` (16.7 M parameters with WebGPU's defaults).
+/// - one update thread per row of a 4×4 tile: `4·tiles` ≤ [`UPDATE_WG`] ×
+///   (`max_compute_workgroups_per_dimension` − 1) (about 4 M parameters with WebGPU's
+///   defaults).
 ///
 /// Layer widths need no bound of their own: a row kernel's thread loops over the neurons past
 /// the workgroup size.
@@ -216,9 +221,10 @@ pub fn plan(
         ));
     }
     // (Less one: the update stage adds a workgroup for the stats.)
-    if shape.params as u64 > GRADS_WG as u64 * (max_workgroups_per_dim as u64).saturating_sub(1) {
+    if 4 * shape.tiles as u64 > UPDATE_WG as u64 * (max_workgroups_per_dim as u64).saturating_sub(1)
+    {
         return Err(format!(
-            "{} parameters, more than one thread each can address",
+            "{} parameters, more than the update's grid can address",
             shape.params
         ));
     }
