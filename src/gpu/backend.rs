@@ -181,35 +181,6 @@ impl GpuBackend {
         }
     }
 
-    /// The path training steps take: the one the current training program was built for, else
-    /// the fused path when the network fits it (`ops::fused::plan`). (A batch so large that
-    /// the fused buffers would pass the device's binding limit builds the general program.)
-    pub fn step_path(&self) -> StepPath {
-        match (&self.program, &self.fused) {
-            (Some(p), _) => p.path,
-            (None, Ok(_)) => StepPath::Fused,
-            (None, Err(_)) => StepPath::General,
-        }
-    }
-
-    /// Why the network does not take the fused path (`None` when it does).
-    pub fn fused_refusal(&self) -> Option<&str> {
-        self.fused.as_ref().err().map(String::as_str)
-    }
-
-    /// Trains with the general program from now on, even where the fused step fits (for
-    /// holding both paths to the CPU reference, and for A/B measurements).
-    pub fn force_general_path(&mut self) {
-        self.fused = Err("the general path was forced".into());
-        if self
-            .program
-            .as_ref()
-            .is_some_and(|p| p.path == StepPath::Fused)
-        {
-            self.program = None;
-        }
-    }
-
     /// Work counters since creation.
     pub fn counters(&self) -> GpuCounters {
         self.counters
