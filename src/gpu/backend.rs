@@ -3,7 +3,7 @@
 //! slots (each ONE buffer with one shared layout), the activations and deltas (allocated for the
 //! largest batch), and the running loss/accuracy. On the general path gradients never reach
 //! memory: the weight-gradient kernels apply the optimizer in their epilogue. Dense stacks that
-//! fit take the fused path instead ([`super::fused`]: 3 dispatches, the gradients' batch splits
+//! fit take the fused path instead (`gpu::fused`: 3 dispatches, the gradients' batch splits
 //! in a partials buffer); [`GpuBackend::step_path`] says which.
 //!
 //! A training step is a fixed sequence of dispatches whose bind groups are built once
