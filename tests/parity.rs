@@ -1,18 +1,22 @@
 //! The CPU reference and the GPU backend held together: whole training runs (same init, same
 //! batch order) compared parameter by parameter, evaluation and prediction compared after
-//! training, and one real MNIST epoch. (What each backend must do on its own is the generic
-//! suite in tests/backend_suite.rs.)
+//! training, and one real MNIST epoch. Every GPU check runs on both training paths: the fused
+//! step (3 dispatches) and the general one (`GpuBackend::use_path`). (What each
+//! backend must do on its own is the generic suite in tests/backend_suite/.)
 //! Needs a GPU adapter (lavapipe will do): without one the tests print
 //! "SKIPPED: no GPU adapter" and pass, or fail under `SOMA_STRICT=1`. The full-epoch MNIST test
 //! also needs `MNIST_DIR`.
 
 mod common;
 
+use std::sync::Arc;
+
 use common::data::{mnist_like, regression};
 use common::gpu::context;
+
 use ndarray::Array2;
 use soma::data::MnistFiles;
-use soma::gpu::GpuBackend;
+use soma::gpu::{GpuBackend, StepPath};
 use soma::ops::gather::gather_inputs;
 use soma::train::epoch_order;
 use soma::{
@@ -37,13 +41,26 @@ const CORRECT_FRACTION: f64 = 1e-3;
 /// Accuracy after one real MNIST epoch: the task's bound (0.5 points).
 const MNIST_ACCURACY_POINTS: f64 = 0.5;
 
-fn gpu(net: &Network, params: Params, opt: Optimizer) -> Option<GpuBackend> {
+/// Both GPU training paths.
+const PATHS: [StepPath; 2] = [StepPath::Fused, StepPath::General];
+
+/// A GPU backend training on `path` (every network of these tests fits the fused step).
+fn gpu(net: &Network, params: Params, opt: Optimizer, path: StepPath) -> Option<GpuBackend> {
     let ctx = context()?;
-    Some(GpuBackend::new(ctx, net, params, opt).expect("GPU backend"))
+    let mut g = GpuBackend::new(ctx, net, params, opt).expect("GPU backend");
+    g.use_path(path)
+        .expect("every network here fits the fused step");
+    assert_eq!(g.step_path(), path, "{net}: {:?}", g.fused_refusal());
+    Some(g)
 }
 
-// ---------------------------------------------------------------------------------------------
-// Whole training runs, step for step.
+/// A step's dispatches on `path`: fused 3, general `3·layers + 1`.
+fn dispatches(path: StepPath, net: &Network) -> usize {
+    match path {
+        StepPath::Fused => 3,
+        StepPath::General => 3 * net.layers() + 1,
+    }
+}
 
 /// (cpu params and stats), (gpu params and stats), and the GPU backend.
 type Run = ((Params, Stats), (Params, Stats), Option<GpuBackend>);
@@ -54,12 +71,11 @@ fn train_both(
     net: &Network,
     opt: Optimizer,
     data: &Dataset,
-    steps: usize,
-    batch: usize,
-    lr: f32,
+    (steps, batch, lr): (usize, usize, f32),
+    path: StepPath,
 ) -> Option<Run> {
     let params = Params::init(net, Init::Uniform, 42);
-    let mut g = gpu(net, params.clone(), opt)?;
+    let mut g = gpu(net, params.clone(), opt, path)?;
     let mut c = CpuBackend::new(net, params, opt).unwrap();
     // Whole epochs plus a partial one, so the call also runs a smaller final batch.
     let mut order = Vec::new();
@@ -108,8 +124,30 @@ fn assert_stats_agree(what: &str, c: Stats, g: Stats) {
 }
 
 fn check_run(what: &str, net: &Network, opt: Optimizer, data: &Dataset, batch: usize, lr: f32) {
+    for path in PATHS {
+        check_run_on(
+            &format!("{what} ({})", path),
+            net,
+            opt,
+            data,
+            batch,
+            lr,
+            path,
+        );
+    }
+}
+
+fn check_run_on(
+    what: &str,
+    net: &Network,
+    opt: Optimizer,
+    data: &Dataset,
+    batch: usize,
+    lr: f32,
+    path: StepPath,
+) {
     let steps = 100;
-    let Some(((cp, cs), (gp, gs), g)) = train_both(net, opt, data, steps, batch, lr) else {
+    let Some(((cp, cs), (gp, gs), g)) = train_both(net, opt, data, (steps, batch, lr), path) else {
         return;
     };
     let diff = cp.max_abs_diff(&gp);
@@ -134,9 +172,11 @@ fn check_run(what: &str, net: &Network, opt: Optimizer, data: &Dataset, batch: u
     let g = g.expect("gpu backend");
     let c = g.counters();
     assert_eq!(c.steps, steps as u64, "{what}: steps");
+    assert_eq!(g.step_path(), path, "{what}: path");
+    assert_eq!(g.dispatches_per_step(), dispatches(path, net), "{what}");
     assert_eq!(
         c.dispatches,
-        (steps * g.dispatches_per_step()) as u64,
+        (steps * dispatches(path, net)) as u64,
         "{what}: dispatches"
     );
     assert_eq!(
@@ -207,8 +247,8 @@ fn evaluation_agrees_after_training() {
         Output::SoftmaxCrossEntropy,
     )
     .unwrap();
-    let Some((_, (gp, _), Some(mut g))) = train_both(&net, Optimizer::Sgd, &data, 20, 32, 0.1)
-    else {
+    let run = train_both(&net, Optimizer::Sgd, &data, (20, 32, 0.1), StepPath::Fused);
+    let Some((_, (gp, _), Some(mut g))) = run else {
         return;
     };
     // Evaluate the GPU's parameters on both, so only the forward passes are compared; 1500
@@ -250,10 +290,14 @@ fn one_mnist_epoch_reaches_cpu_accuracy() {
     .unwrap();
     let params = Params::init(&net, Init::Uniform, 1);
     let mut c = CpuBackend::new(&net, params.clone(), Optimizer::Sgd).unwrap();
-    let mut g = GpuBackend::new(ctx, &net, params, Optimizer::Sgd).unwrap();
+    let mut fused =
+        GpuBackend::new(Arc::clone(&ctx), &net, params.clone(), Optimizer::Sgd).unwrap();
+    fused.use_path(StepPath::Fused).unwrap();
+    let mut general = GpuBackend::new(ctx, &net, params, Optimizer::Sgd).unwrap();
+    general.use_path(StepPath::General).unwrap();
     let order = epoch_order(train.len(), 1, 0);
     let mut accuracy = Vec::new();
-    for b in [&mut c as &mut dyn Backend, &mut g] {
+    for b in [&mut c as &mut dyn Backend, &mut fused, &mut general] {
         let t = std::time::Instant::now();
         b.set_train_data(&train).unwrap();
         b.train_batches(&order, 64, 0.1).unwrap();
@@ -269,10 +313,14 @@ fn one_mnist_epoch_reaches_cpu_accuracy() {
         accuracy.push(100.0 * e.accuracy());
     }
     assert!(accuracy[0] > 90.0, "CPU learns: {}", accuracy[0]);
-    assert!(
-        (accuracy[0] - accuracy[1]).abs() <= MNIST_ACCURACY_POINTS,
-        "test accuracy cpu {:.2}% vs gpu {:.2}%",
-        accuracy[0],
-        accuracy[1]
-    );
+    for (path, gpu) in PATHS.iter().zip(&accuracy[1..]) {
+        assert!(
+            (accuracy[0] - gpu).abs() <= MNIST_ACCURACY_POINTS,
+            "test accuracy cpu {:.2}% vs gpu ({}) {gpu:.2}%",
+            accuracy[0],
+            path
+        );
+    }
+    assert_eq!(fused.step_path(), StepPath::Fused);
+    assert_eq!(general.step_path(), StepPath::General);
 }

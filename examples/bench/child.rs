@@ -79,9 +79,11 @@ pub fn child(args: &Args) -> Result<Value, String> {
                     .features()
                     .contains(wgpu::Features::TIMESTAMP_QUERY),
             );
-            Engine::Gpu(Box::new(
-                GpuBackend::new(ctx, &net, params, Optimizer::Sgd).map_err(s)?,
-            ))
+            let mut gpu = GpuBackend::new(ctx, &net, params, Optimizer::Sgd).map_err(s)?;
+            if let Some(path) = args.step_path {
+                gpu.use_path(path).map_err(s)?;
+            }
+            Engine::Gpu(Box::new(gpu))
         }
     };
 
@@ -177,6 +179,12 @@ pub fn child(args: &Args) -> Result<Value, String> {
         row["readbacks_per_epoch"] = json!(per_epoch(|c| c.readbacks));
         row["dispatches_per_step"] = json!(dispatches / steps_per_epoch as f64);
         row["dispatches_per_step_expected"] = json!(gpu.dispatches_per_step());
+        row["step_path"] = json!(gpu.step_path().to_string());
+        // CPU time encoding steps (and writing their records), and time inside queue.submit,
+        // which some drivers (lavapipe) spend running the previous submit.
+        row["record_ms_per_epoch"] = json!(per_epoch(|c| c.record_ns) * 1e-6);
+        row["submit_ms_per_epoch"] = json!(per_epoch(|c| c.submit_ns) * 1e-6);
+        row["waits_per_epoch"] = json!(per_epoch(|c| c.waits));
         row["adapter_timestamp_query"] = json!(timestamps);
     }
     // Last: the high-water mark of the whole process (data, backend, workspaces).

@@ -66,6 +66,10 @@ pub struct Args {
     /// GPU adapter, by a case-insensitive substring of its name.
     #[arg(long)]
     pub adapter: Option<String>,
+    /// GPU training step: fused or general (default: the backend's choice, which is the fused
+    /// step on hardware GPUs for networks that fit it, the general one on software adapters).
+    #[arg(long)]
+    pub step_path: Option<soma::gpu::StepPath>,
     /// Write the machine and every row as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,

@@ -70,9 +70,9 @@ pub fn print_table(machine: &Value, rows: &[Value], notes: &[String]) {
     out.push_str(
         "| backend | threads | batch | train samples/s median [min-max] | s/epoch | \
          inference samples/s | test acc | peak RSS MiB | dispatches/epoch | submits/epoch | \
-         dispatches/step | GPU time/kernel |\n",
+         dispatches/step | step path | CPU recording ms/epoch | GPU time/kernel |\n",
     );
-    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     let mut timestamp_support = None;
     for r in rows {
         let backend = r["backend"].as_str().unwrap_or("?");
@@ -81,7 +81,7 @@ pub fn print_table(machine: &Value, rows: &[Value], notes: &[String]) {
         if let Some(e) = r["error"].as_str() {
             let e = e.replace('|', "\\|").replace('\n', " ");
             out.push_str(&format!(
-                "| {backend} | {threads} | {batch} | error: {e} | | | | | | | | |\n"
+                "| {backend} | {threads} | {batch} | error: {e} | | | | | | | | | | |\n"
             ));
             continue;
         }
@@ -98,7 +98,7 @@ pub fn print_table(machine: &Value, rows: &[Value], notes: &[String]) {
             }
         };
         out.push_str(&format!(
-            "| {backend} | {threads} | {batch} | {} [{}-{}] | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {backend} | {threads} | {batch} | {} [{}-{}] | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             thousands(sps["median"].as_f64().unwrap_or(f64::NAN)),
             thousands(sps["min"].as_f64().unwrap_or(f64::NAN)),
             thousands(sps["max"].as_f64().unwrap_or(f64::NAN)),
@@ -109,6 +109,8 @@ pub fn print_table(machine: &Value, rows: &[Value], notes: &[String]) {
             gpu_cell("dispatches_per_epoch", 0),
             gpu_cell("submits_per_epoch", 0),
             gpu_cell("dispatches_per_step", 2),
+            r["step_path"].as_str().unwrap_or("–"),
+            gpu_cell("record_ms_per_epoch", 1),
             if gpu { kernel_total(r) } else { "–".into() },
         ));
     }

@@ -146,6 +146,9 @@ fn run_child(exe: &Path, args: &Args, data: &Path, cfg: &Config, bar: &ProgressB
     if let Some(a) = &args.adapter {
         cmd.args(["--adapter", a]);
     }
+    if let Some(p) = args.step_path {
+        cmd.args(["--step-path", &p.to_string()]);
+    }
     let base = json!({
         "backend": cfg.backend.name(),
         "threads": cfg.threads,

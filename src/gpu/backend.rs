@@ -1,8 +1,10 @@
 //! The GPU training backend. Everything a run touches lives on the device for the whole run:
 //! the dataset (uploaded once, bytes packed four to a word), the parameters and the optimizer
 //! slots (each ONE buffer with one shared layout), the activations and deltas (allocated for the
-//! largest batch), and the running loss/accuracy. Gradients never reach memory: the
-//! weight-gradient kernels apply the optimizer in their epilogue.
+//! largest batch), and the running loss/accuracy. On the general path gradients never reach
+//! memory: the weight-gradient kernels apply the optimizer in their epilogue. Dense stacks that
+//! fit take the fused path instead (`gpu::fused`: 3 dispatches, the gradients' batch splits
+//! in a partials buffer); [`GpuBackend::step_path`] says which.
 //!
 //! A training step is a fixed sequence of dispatches whose bind groups are built once
 //! ([`super::program`]); what changes from step to step (rows, where the batch's indices start, the
@@ -18,9 +20,10 @@ use std::sync::Arc;
 use ndarray::{Array2, ArrayView2};
 
 use super::context::GpuContext;
+use super::fused::FusedKernels;
 use super::kernels::Kernels;
 use super::profile::Profiler;
-use super::program::{ParamLayout, Program, ProgramBuilder, Purpose, StepBuffers};
+use super::program::{ParamLayout, Program, ProgramBuilder, Purpose, StepBuffers, StepPath};
 use super::resources::{DeviceData, Workspace, upload, usage_out, usage_storage};
 use super::stats::{Collect, StatsRing};
 use crate::backend::{Backend, Stats, check_data, check_predict_inputs, check_train_args};
@@ -84,6 +87,10 @@ impl GpuCounters {
 pub struct GpuBackend {
     pub(super) ctx: Arc<GpuContext>,
     pub(super) kernels: Kernels,
+    /// The fused step's pipelines when training takes it; else why not.
+    pub(super) fused: std::result::Result<FusedKernels, String>,
+    /// The fused pipelines while the general path is chosen over them (`use_path`).
+    pub(super) parked: Option<FusedKernels>,
     pub(super) net: Network,
     pub(super) optimizer: Optimizer,
     pub(super) layout: ParamLayout,
@@ -131,6 +138,21 @@ impl GpuBackend {
         optimizer.validate()?;
         ctx.check("creating the GPU backend")?;
         let kernels = Kernels::new(&ctx)?;
+        // The fused step where the network fits it, except on software adapters (lavapipe,
+        // SwiftShader: DeviceType::Cpu), where the general path measured faster at every batch
+        // size (BENCHMARKS.md): each workgroup there is a coroutine on a CPU core, so the fused
+        // rows kernel's per-row weight reads cost more than the dispatches it saves.
+        let (fused, parked) = match FusedKernels::new(&ctx, net)? {
+            Ok(kernels) if ctx.info.device_type == wgpu::DeviceType::Cpu => (
+                Err(format!(
+                    "a software adapter ({}): the general path is faster there; \
+                     use_path(StepPath::Fused) takes the fused step anyway",
+                    ctx.info.name
+                )),
+                Some(kernels),
+            ),
+            other => (other, None),
+        };
         let layout = ParamLayout::new(net, ctx.limits.min_storage_buffer_offset_alignment);
         let bytes = layout.total * 4;
         let params_buf = upload(&ctx, "parameters", &layout.pack(&params), usage_out())?;
@@ -162,6 +184,8 @@ impl GpuBackend {
         Ok(GpuBackend {
             ctx,
             kernels,
+            fused,
+            parked,
             net: net.clone(),
             optimizer,
             layout,
@@ -193,11 +217,15 @@ impl GpuBackend {
         &self.ctx
     }
 
-    /// Dispatches in one training step: gather, one forward matmul per layer, the loss, one
-    /// input gradient per layer but the first, and one weight(+bias) gradient per layer whose
-    /// epilogue applies the optimizer: `3·layers + 1` (10 for 784-64-64-10).
+    /// Dispatches in one training step. The fused path: 3 (rows, gradients, update). The
+    /// general path: gather, one forward matmul per layer, the loss, one input gradient per
+    /// layer but the first, and one weight(+bias) gradient per layer whose epilogue applies
+    /// the optimizer: `3·layers + 1` (10 for 784-64-64-10).
     pub fn dispatches_per_step(&self) -> usize {
-        3 * self.net.layers() + 1
+        match self.step_path() {
+            StepPath::Fused => 3,
+            StepPath::General => 3 * self.net.layers() + 1,
+        }
     }
 
     /// Work counters since creation.
@@ -264,6 +292,11 @@ impl GpuBackend {
                 stats,
             },
         };
+        if let (Purpose::Train, Ok(fused)) = (purpose, &self.fused) {
+            if let Some(program) = builder.build_fused(fused, rows)? {
+                return Ok(program);
+            }
+        }
         builder.build(purpose, rows)
     }
 }
@@ -271,6 +304,22 @@ impl GpuBackend {
 impl Backend for GpuBackend {
     fn name(&self) -> String {
         format!("gpu: {} ({:?})", self.ctx.info.name, self.ctx.info.backend)
+    }
+
+    fn details(&self) -> String {
+        let path = match self.step_path() {
+            StepPath::Fused => "fused".to_string(),
+            StepPath::General => format!(
+                "general ({})",
+                self.fused_refusal()
+                    .unwrap_or("batch too large for the fused buffers")
+            ),
+        };
+        format!(
+            "{}; training step: {path}, {} dispatches",
+            self.name(),
+            self.dispatches_per_step()
+        )
     }
 
     fn network(&self) -> &Network {

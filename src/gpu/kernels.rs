@@ -74,7 +74,7 @@ pub struct KernelSpec {
 }
 
 impl KernelSpec {
-    fn new(
+    pub(crate) fn new(
         name: &'static str,
         source: String,
         slots: &[Slot],
@@ -101,6 +101,11 @@ impl KernelSpec {
 pub fn kernel_specs() -> Vec<KernelSpec> {
     let mut all = step_specs();
     all.extend(op_specs());
+    // The fused step is built per network shape: the showcase's, within WebGPU's default
+    // limits (16 KiB of workgroup memory, 65,535 workgroups per dimension).
+    let showcase = crate::ops::fused::plan(&[784, 64, 64, 10], 16 << 10, 65_535)
+        .expect("784-64-64-10 fits the fused step within WebGPU's default limits");
+    all.extend(super::fused::fused_specs(&showcase));
     all
 }
 

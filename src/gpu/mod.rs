@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod context;
+mod fused;
 pub mod kernels;
 pub mod ops;
 pub mod prepared;
@@ -21,3 +22,4 @@ pub use context::{DEFAULT_TIMEOUT, GpuContext, GpuOptions, TIMEOUT_ENV, hardware
 pub use kernels::{KernelSpec, Kernels, compile_wgsl, kernel_specs};
 pub use ops::{GpuOps, PreparedOp};
 pub use profile::KernelTime;
+pub use program::StepPath;

@@ -38,7 +38,11 @@ impl ParamLayout {
             starts.push(at);
             at += (i * o + o) as u64;
         }
-        ParamLayout { starts, total: at }
+        // Whole 16-byte words: the fused row kernel reads the parameters as vec4.
+        ParamLayout {
+            starts,
+            total: at.next_multiple_of(4),
+        }
     }
 
     /// Byte range of layer `l` (w then b).
@@ -109,7 +113,7 @@ impl KernelId {
 
 /// How a dispatch's workgroup count follows the batch's rows.
 #[derive(Clone, Copy, Debug)]
-enum Grid {
+pub(crate) enum Grid {
     /// One thread per input value of the batch.
     Gather {
         features: u32,
@@ -117,6 +121,10 @@ enum Grid {
     Matmul(MatmulDims, Tile),
     /// The single-workgroup loss kernel.
     Single,
+    /// One workgroup per row (the fused row kernel), folded into 2-D past the limit.
+    PerRow,
+    /// A fixed grid (the fused gradient kernels).
+    Fixed(u32, u32),
 }
 
 impl Grid {
@@ -133,6 +141,8 @@ impl Grid {
                 dims.grid_for(m, tile)
             }
             Grid::Single => (1, 1),
+            Grid::PerRow => grid_1d(rows as u64, 1, max),
+            Grid::Fixed(x, y) => (x, y),
         }
     }
 }
@@ -151,36 +161,77 @@ struct PlannedDispatch<'a> {
 
 /// A dispatch bound once, recorded every step.
 pub(crate) struct Dispatch {
-    kernel: KernelId,
+    /// Its pipeline (a shared handle: the general kernels' or the fused ones').
+    pipeline: wgpu::ComputePipeline,
     bind: wgpu::BindGroup,
     grid: Grid,
     pub label: String,
 }
 
 impl Dispatch {
+    pub(crate) fn new(kernel: &Kernel, bind: wgpu::BindGroup, grid: Grid, label: String) -> Self {
+        Dispatch {
+            pipeline: kernel.pipeline.clone(),
+            bind,
+            grid,
+            label,
+        }
+    }
+
     /// Records this dispatch for step record `r` (bound at byte `offset`) into `pass`.
     pub(crate) fn record(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
-        kernels: &Kernels,
         r: &StepRecord,
         offset: u32,
         max: u32,
     ) {
         let (x, y) = self.grid.workgroups(r.rows, max);
-        pass.set_pipeline(&self.kernel.kernel(kernels).pipeline);
+        pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind, &[offset]);
         pass.dispatch_workgroups(x, y, 1);
     }
 }
+
+/// Which program a training step runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepPath {
+    /// One dispatch per op: gather, forward per layer, loss, input and weight gradients
+    /// (`3·layers + 1` dispatches).
+    General,
+    /// Rows, gradients, update: three dispatches (`gpu::fused`).
+    Fused,
+}
+
+crate::named_enum!(StepPath, "step path", [
+    "general" => StepPath::General,
+    "fused" => StepPath::Fused,
+]);
 
 /// The dispatches of one step (training) or one chunk (evaluation, prediction), bound once.
 pub(crate) struct Program {
     pub dispatches: Vec<Dispatch>,
     /// The batch size its tiles were chosen for.
     pub rows: usize,
-    /// Holds the dims records the bind groups point into.
-    _dims: wgpu::Buffer,
+    pub path: StepPath,
+    /// Holds the dims records the bind groups point into (and the fused path's work buffers).
+    _buffers: Vec<wgpu::Buffer>,
+}
+
+impl Program {
+    pub(crate) fn new(
+        dispatches: Vec<Dispatch>,
+        rows: usize,
+        path: StepPath,
+        buffers: Vec<wgpu::Buffer>,
+    ) -> Program {
+        Program {
+            dispatches,
+            rows,
+            path,
+            _buffers: buffers,
+        }
+    }
 }
 
 /// The device-resident buffers a program binds.
@@ -245,22 +296,19 @@ impl ProgramBuilder<'_> {
                 p.buffers.push(range(&dims_buf, p.dims.0, p.dims.1));
                 p.buffers.push(range(self.buffers.steps, 0, step_bytes));
                 let kernel = p.kernel.kernel(self.kernels);
-                Dispatch {
-                    kernel: p.kernel,
-                    bind: kernel.bind(ctx, kernel.name, &p.buffers),
-                    grid: p.grid,
-                    label: p.label,
-                }
+                let bind = kernel.bind(ctx, kernel.name, &p.buffers);
+                Dispatch::new(kernel, bind, p.grid, p.label)
             })
             .collect();
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::gpu("binding the step's buffers", e));
         }
-        Ok(Program {
+        Ok(Program::new(
             dispatches,
             rows,
-            _dims: dims_buf,
-        })
+            StepPath::General,
+            vec![dims_buf],
+        ))
     }
 
     fn gather(&self, rec: &mut Records) -> PlannedDispatch<'_> {

@@ -54,7 +54,7 @@ impl GpuBackend {
                 None => {
                     let mut pass = encoder.begin_compute_pass(&desc(None));
                     for d in &program.dispatches {
-                        d.record(&mut pass, &self.kernels, r, offset, max);
+                        d.record(&mut pass, r, offset, max);
                         dispatches += 1;
                     }
                 }
@@ -62,7 +62,7 @@ impl GpuBackend {
                     for d in &program.dispatches {
                         let mut pass =
                             encoder.begin_compute_pass(&desc(Some(p.writes(dispatches as u32))));
-                        d.record(&mut pass, &self.kernels, r, offset, max);
+                        d.record(&mut pass, r, offset, max);
                         dispatches += 1;
                     }
                 }
@@ -100,7 +100,11 @@ impl GpuBackend {
     /// whose timestamps fit in the query set.
     pub(super) fn steps_per_submit(&self) -> usize {
         match &self.profiler {
-            Some(_) => STEPS_PER_SUBMIT.min(Profiler::steps_per_submit(self.dispatches_per_step())),
+            // The most dispatches a step or chunk records: the training step's, or an
+            // evaluation chunk's (gather, forward per layer, loss), more than the fused step's.
+            Some(_) => STEPS_PER_SUBMIT.min(Profiler::steps_per_submit(
+                self.dispatches_per_step().max(self.net.layers() + 2),
+            )),
             None => STEPS_PER_SUBMIT,
         }
     }

@@ -1,6 +1,7 @@
 //! What every [`Backend`] must do, run on both: each test below is written once against a
-//! backend factory and instantiated as `cpu::<name>` (the ndarray reference) and `gpu::<name>`
-//! (wgpu), as Burn's `burn-backend-tests` does. Training, evaluation and prediction, batching,
+//! backend factory and instantiated as `cpu::<name>` (the ndarray reference), `gpu::<name>`
+//! (wgpu, the backend's own choice of step path) and `gpu_fused::<name>` (the fused step), as
+//! Burn's `burn-backend-tests` does. Training, evaluation and prediction, batching,
 //! determinism, parameter and optimizer-state access, resuming from a checkpoint, bad input,
 //! and one hand-computed step of each optimizer.
 //!
@@ -29,7 +30,7 @@ use std::sync::Arc;
 use common::data::{blob_net, blobs, mnist_like, train_config as cfg, xor};
 use ndarray::{Array1, Array2, ArrayView2, array};
 use soma::checkpoint::{self, Checkpoint};
-use soma::gpu::GpuBackend;
+use soma::gpu::{GpuBackend, StepPath};
 use soma::ops::gather::gather_inputs;
 use soma::train::{Schedule, TrainConfig, epoch_order, train};
 use soma::{
@@ -58,13 +59,18 @@ fn make_cpu(net: &Network, params: Params, opt: Optimizer) -> soma::Result<Box<d
     Ok(Box::new(CpuBackend::new(net, params, opt)?))
 }
 
-/// Runs `test` with a GPU factory on the shared context; without an adapter, skips.
-fn on_gpu(test: fn(&Make)) {
+/// Runs `test` with a GPU factory on the shared context, training on `path` (`None`: the
+/// backend's own choice); without an adapter, skips.
+fn on_gpu(test: fn(&Make), path: Option<StepPath>) {
     let Some(ctx) = common::gpu::context() else {
         return;
     };
     test(&move |net: &Network, params, opt| {
-        let b: Box<dyn Backend> = Box::new(GpuBackend::new(Arc::clone(&ctx), net, params, opt)?);
+        let mut g = GpuBackend::new(Arc::clone(&ctx), net, params, opt)?;
+        if let Some(path) = path {
+            g.use_path(path)?;
+        }
+        let b: Box<dyn Backend> = Box::new(g);
         Ok(b)
     });
 }
@@ -81,7 +87,14 @@ macro_rules! on_both_backends {
         mod gpu {
             $(#[test]
             fn $test() {
-                super::on_gpu(super::$test)
+                super::on_gpu(super::$test, None)
+            })*
+        }
+        /// The fused step, which a software adapter does not take by default.
+        mod gpu_fused {
+            $(#[test]
+            fn $test() {
+                super::on_gpu(super::$test, Some(soma::gpu::StepPath::Fused))
             })*
         }
     };

@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: where the MNIST files are, how to skip a test
 //! that needs something this machine lacks (loudly, or as a failure under `SOMA_STRICT=1`),
-//! the shared GPU context and the synthetic datasets.
+//! the shared GPU context ([`gpu`]) and the synthetic datasets ([`data`]).
 #![allow(dead_code)]
 
 pub mod data;
