@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod context;
+pub mod counters;
 mod fused;
 pub mod kernels;
 pub mod ops;
@@ -17,8 +18,9 @@ pub(crate) mod resources;
 pub mod stats;
 mod submit;
 
-pub use backend::{GpuBackend, GpuCounters};
+pub use backend::GpuBackend;
 pub use context::{DEFAULT_TIMEOUT, GpuContext, GpuOptions, TIMEOUT_ENV, hardware_adapter};
+pub use counters::GpuCounters;
 pub use kernels::{KernelSpec, Kernels, compile_wgsl, kernel_specs};
 pub use ops::{GpuOps, PreparedOp};
 pub use profile::KernelTime;
