@@ -1,96 +1,22 @@
 //! Runs the example programs as a user would, and checks what they print and how they exit.
 //!
-//! Cargo builds no example binaries for integration tests, so the first test to need one runs
-//! `cargo build --release --example …` (a no-op when they are up to date, and never a stale
-//! binary) and takes the executables' paths from cargo's JSON messages, which works wherever
-//! the target directory is.
+//! The binaries come from `tests/common/bins.rs`, which builds them once per test process.
 
 #[path = "common/bins.rs"]
 mod bins;
 mod common;
 
-use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 
-const EXAMPLES: [&str; 3] = ["perceptron", "xor", "mnist"];
-
-/// Builds the examples once per test process and returns their paths by name.
-fn binaries() -> &'static HashMap<String, PathBuf> {
-    static BINS: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
-    BINS.get_or_init(|| {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
-            "build",
-            "--release",
-            "--message-format=json",
-        ]);
-        bins::without_cargo_test_env(&mut cmd);
-        for name in EXAMPLES {
-            cmd.args(["--example", name]);
-        }
-        let out = cmd
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run cargo build for the examples");
-        assert!(
-            out.status.success(),
-            "building the examples failed ({})",
-            out.status
-        );
-        let mut bins = HashMap::new();
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
-                continue;
-            };
-            let is_example = msg["target"]["kind"]
-                .as_array()
-                .is_some_and(|k| k.iter().any(|k| k == "example"));
-            if let (true, Some(name), Some(exe)) = (
-                is_example,
-                msg["target"]["name"].as_str(),
-                msg["executable"].as_str(),
-            ) {
-                bins.insert(name.to_string(), PathBuf::from(exe));
-            }
-        }
-        for name in EXAMPLES {
-            let path = bins
-                .get(name)
-                .unwrap_or_else(|| panic!("cargo reported no executable for example {name}"));
-            assert!(path.is_file(), "{} does not exist", path.display());
-        }
-        bins
-    })
-}
+use bins::{assert_ok, stderr, stdout};
 
 /// Runs example `name` with `args`, stdin closed (so nothing prompts), and returns its output.
 fn run(name: &str, args: &[&str]) -> Output {
-    Command::new(&binaries()[name])
+    Command::new(bins::binary(name))
         .args(args)
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("run example {name}: {e}"))
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Asserts a zero exit, showing both streams otherwise.
-fn assert_ok(what: &str, out: &Output) {
-    assert!(
-        out.status.success(),
-        "{what} exited with {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        stdout(out),
-        stderr(out)
-    );
 }
 
 /// The number at the end of the line starting with `prefix`.
@@ -278,7 +204,7 @@ fn mnist_rejects_bad_flags_before_touching_data() {
 /// Runs the mnist example with `args` on `$MNIST_DIR` and returns its JSON summary, after
 /// checking the exit status and every key.
 fn mnist_summary(dir: &std::path::Path, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(&binaries()["mnist"])
+    let out = Command::new(bins::binary("mnist"))
         .args(args)
         .env("MNIST_DIR", dir)
         .stdin(Stdio::null())

@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-const EXAMPLES: [&str; 2] = ["mnist", "predict"];
+const EXAMPLES: [&str; 4] = ["perceptron", "xor", "mnist", "predict"];
 
-/// The path of example `name` (one of `mnist`, `predict`), built once per test process.
+/// The path of example `name` (one of [`EXAMPLES`]), built once per test process.
 pub fn binary(name: &str) -> PathBuf {
     static BINS: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
     let bins = BINS.get_or_init(|| {
