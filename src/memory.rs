@@ -95,12 +95,19 @@ pub fn bytes(n: u128) -> String {
 }
 
 /// The memory the kernel says can be allocated without swapping (`MemAvailable` in
-/// `/proc/meminfo`), where that file exists and is readable.
+/// `/proc/meminfo`), where that file exists and is readable. `None` in a browser, which does not
+/// say: there the `try_reserve` check below is the limit.
 pub fn available() -> Option<u128> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    parse_mem_available(&text)
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+        parse_mem_available(&text)
+    }
+    #[cfg(target_arch = "wasm32")]
+    None
 }
 
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 fn parse_mem_available(meminfo: &str) -> Option<u128> {
     let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let mut fields = line["MemAvailable:".len()..].split_whitespace();

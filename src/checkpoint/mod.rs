@@ -38,9 +38,16 @@
 //! is an [`Error::Checkpoint`] naming the file and what was wrong.
 
 use std::collections::HashMap;
+// Files are native-only: in a browser a checkpoint goes to and from bytes
+// (`Checkpoint::to_bytes`, `Checkpoint::from_bytes`).
+#[cfg(not(target_arch = "wasm32"))]
 use std::fs::{self, File, OpenOptions};
+#[cfg(not(target_arch = "wasm32"))]
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(not(target_arch = "wasm32"))]
+use std::path::PathBuf;
+#[cfg(not(target_arch = "wasm32"))]
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ndarray::{Array1, Array2};
@@ -56,8 +63,12 @@ use crate::params::{Layer, Params};
 mod read;
 mod write;
 
-use read::{decode, read_bounded};
-use write::{checksum, create_temp, encode, tensor_name, write_atomic};
+use read::decode;
+#[cfg(not(target_arch = "wasm32"))]
+use read::read_bounded;
+use write::{checksum, encode, tensor_name};
+#[cfg(not(target_arch = "wasm32"))]
+use write::{create_temp, write_atomic};
 
 /// The value of the `format` metadata key.
 pub const FORMAT: &str = "soma-checkpoint";
@@ -114,9 +125,42 @@ impl Checkpoint {
     }
 
     /// Saves to `path` (see [`save`]).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn save(&self, path: &Path) -> Result<()> {
         save(path, self)
     }
+
+    /// The bytes of the file [`save`] would write (validated first), for where there is no
+    /// file system: a browser's download or storage. Errors name `<checkpoint bytes>`.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        encode_checked(Path::new(BYTES), self)
+    }
+
+    /// Reads and validates a checkpoint from a file's bytes, as thoroughly as [`load`] does;
+    /// `name` (a file name or URL) is what errors name.
+    pub fn from_bytes(name: &str, bytes: &[u8]) -> Result<Checkpoint> {
+        let path = Path::new(name);
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return Err(bad(
+                path,
+                format!(
+                    "{} bytes, more than the {MAX_FILE_BYTES}-byte limit for checkpoints",
+                    bytes.len()
+                ),
+            ));
+        }
+        decode(path, bytes)
+    }
+}
+
+/// What errors of [`Checkpoint::to_bytes`] name in place of a path.
+const BYTES: &str = "<checkpoint bytes>";
+
+/// Validates `ckpt` and encodes it; errors name `path`.
+fn encode_checked(path: &Path, ckpt: &Checkpoint) -> Result<Vec<u8>> {
+    ckpt.validate()
+        .map_err(|e| bad(path, format!("refusing to save: {e}")))?;
+    encode(path, ckpt)
 }
 
 /// Writes `ckpt` to `path` atomically.
@@ -124,16 +168,16 @@ impl Checkpoint {
 /// The bytes go to a temporary file in the same directory, which is flushed and synced to disk
 /// and then renamed over `path`. On any error the temporary file is removed and a checkpoint
 /// already at `path` is left untouched.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<()> {
-    ckpt.validate()
-        .map_err(|e| bad(path, format!("refusing to save: {e}")))?;
-    let bytes = encode(path, ckpt)?;
+    let bytes = encode_checked(path, ckpt)?;
     write_atomic(path, &bytes)
 }
 
 /// Checks that a checkpoint can be saved at `path` (its directory exists and takes a new
 /// file) by creating and removing a temporary file there, so that a run can fail at its start
 /// rather than after its first epoch. Nothing at `path` itself is touched.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn check_writable(path: &Path) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -169,6 +213,7 @@ pub fn check_writable(path: &Path) -> Result<()> {
 /// Every problem (a missing file, a file too large, a truncated or corrupt file, missing or
 /// malformed metadata, a missing tensor or one of the wrong type or shape, optimizer state that
 /// does not fit the optimizer, a checksum mismatch) is an error naming the file; nothing panics.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn load(path: &Path) -> Result<Checkpoint> {
     let bytes = read_bounded(path)?;
     decode(path, &bytes)
@@ -176,6 +221,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
 
 /// Loads the checkpoint at `path` and checks it was saved for `expected`: same layer sizes,
 /// hidden activation and output. The error names both networks.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn load_into(path: &Path, expected: &Network) -> Result<Checkpoint> {
     let ckpt = load(path)?;
     if ckpt.network != *expected {

@@ -3,6 +3,7 @@
 
 use super::*;
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Reads the whole file, refusing anything over [`MAX_FILE_BYTES`] before allocating for it.
 pub(super) fn read_bounded(path: &Path) -> Result<Vec<u8>> {
     let file = File::open(path).map_err(|e| Error::io(path, "open checkpoint", e))?;

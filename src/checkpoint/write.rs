@@ -135,12 +135,14 @@ pub(super) fn encode(path: &Path, ckpt: &Checkpoint) -> Result<Vec<u8>> {
 // ---------------------------------------------------------------------------------------------
 // Atomic write
 
+#[cfg(not(target_arch = "wasm32"))]
 /// A temporary file that is removed when dropped unless it was renamed into place.
 pub(super) struct TempFile {
     path: PathBuf,
     armed: bool,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Drop for TempFile {
     fn drop(&mut self) {
         if self.armed {
@@ -149,6 +151,7 @@ impl Drop for TempFile {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Creates a fresh temporary sibling of `target` (`.name.soma-tmp.<pid>.<n>`).
 pub(super) fn create_temp(target: &Path, dir: &Path) -> Result<(TempFile, File)> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -176,6 +179,7 @@ pub(super) fn create_temp(target: &Path, dir: &Path) -> Result<(TempFile, File)>
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,

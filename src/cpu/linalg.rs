@@ -38,9 +38,16 @@ pub fn gemm(
     if m == 0 || n == 0 {
         return;
     }
+    #[cfg(not(target_arch = "wasm32"))]
     let parallelism = if threads > 1 && m * n * k >= PARALLEL_MIN_MACS {
         Parallelism::Rayon(threads)
     } else {
+        Parallelism::None
+    };
+    // No threads on wasm32 (gemm is built without rayon there).
+    #[cfg(target_arch = "wasm32")]
+    let parallelism = {
+        let _ = (threads, PARALLEL_MIN_MACS);
         Parallelism::None
     };
     let (cs, rs) = (c.strides()[1], c.strides()[0]);

@@ -73,7 +73,9 @@ pub struct CpuBackend {
     /// One workspace per thread.
     work: Vec<Workspace>,
     stats: Stats,
-    /// Runs the row blocks when there is more than one thread.
+    /// Runs the row blocks when there is more than one thread (none in a browser: wasm32 has
+    /// no threads, so the backend runs on the caller's).
+    #[cfg(not(target_arch = "wasm32"))]
     pool: Option<rayon::ThreadPool>,
     /// Threads of `pool` (1 without one); kept apart because `in_pool` lends the pool out.
     threads: usize,
@@ -93,13 +95,23 @@ impl CpuBackend {
             train: None,
             work: Vec::new(),
             stats: Stats::default(),
+            #[cfg(not(target_arch = "wasm32"))]
             pool: None,
             threads: 1,
         })
     }
 
     /// Splits each batch over up to `threads` threads (blocks of at least
+    /// `MIN_ROWS_PER_THREAD` rows). If the thread pool cannot be built, runs on one; on
+    /// wasm32 (no threads) always on one.
+    #[cfg(target_arch = "wasm32")]
+    pub fn with_threads(self, _threads: usize) -> Self {
+        self
+    }
+
+    /// Splits each batch over up to `threads` threads (blocks of at least
     /// `MIN_ROWS_PER_THREAD` rows). If the thread pool cannot be built, runs on one.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.pool = (threads > 1)
             .then(|| {
@@ -116,6 +128,7 @@ impl CpuBackend {
     /// Runs `f` on a thread of the pool, if there is one: a whole loop of steps then
     /// synchronises its threads per step without blocking the caller's thread each time (which
     /// cost ~50 µs per batch-64 step).
+    #[cfg(not(target_arch = "wasm32"))]
     fn in_pool<T: Send>(&mut self, f: impl FnOnce(&mut Self) -> T + Send) -> T {
         match self.pool.take() {
             Some(pool) => {
@@ -125,6 +138,11 @@ impl CpuBackend {
             }
             None => f(self),
         }
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn in_pool<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
+        f(self)
     }
 
     /// How many row blocks a batch of `b` rows is split into.
@@ -163,18 +181,21 @@ impl CpuBackend {
         let work = &mut self.work[..blocks];
         // Called inside `in_pool`, so the blocks go to the pool's threads without a hand-off
         // from (and a wake-up of) a thread outside it.
+        #[cfg(not(target_arch = "wasm32"))]
         if blocks > 1 {
             use rayon::prelude::*;
-            work.par_iter_mut()
+            return work
+                .par_iter_mut()
                 .zip(indices.par_chunks(rows))
                 .map(|(w, part)| run(w, part))
                 .reduce(Stats::default, |mut a, b| {
                     a.add(b);
                     a
-                })
-        } else {
-            run(&mut work[0], indices)
+                });
         }
+        #[cfg(target_arch = "wasm32")]
+        let _ = rows;
+        run(&mut work[0], indices)
     }
 
     /// Sums the `blocks` workspaces' gradients into the first one's and applies the optimizer.
@@ -183,7 +204,6 @@ impl CpuBackend {
     /// through a serial update.
     fn reduce_and_update(&mut self, blocks: usize, lr: f32) {
         use ndarray::{ArrayView2, ArrayViewMut2, Axis};
-        use rayon::prelude::*;
 
         struct Chunk<'a> {
             p: ArrayViewMut2<'a, f32>,
@@ -252,11 +272,13 @@ impl CpuBackend {
             }
             optim::update(&optimizer, lr, t, c.p, c.g.view(), &mut c.slots);
         };
+        #[cfg(not(target_arch = "wasm32"))]
         if blocks > 1 {
+            use rayon::prelude::*;
             chunks.into_par_iter().for_each(update);
-        } else {
-            chunks.into_iter().for_each(update);
+            return;
         }
+        chunks.into_iter().for_each(update);
     }
 
     /// Forward pass over the first `b` rows of `work.acts[0]`; leaves every layer's output in

@@ -10,8 +10,11 @@
 //! what the header promises, so a lying header never makes the reader allocate or read more than
 //! that, and truncated or over-long content is reported.
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::fs::File;
-use std::io::{BufReader, ErrorKind, Read};
+#[cfg(not(target_arch = "wasm32"))]
+use std::io::BufReader;
+use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
@@ -51,8 +54,18 @@ impl Images {
 }
 
 /// Reads an IDX images file (magic `0x00000803`: u8, rank 3), raw or gzip.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn read_images(path: &Path) -> Result<Images> {
-    let mut file = IdxFile::open(path)?;
+    images_from(IdxFile::open(path)?)
+}
+
+/// [`read_images`] from the file's bytes (raw or gzip); `name` (a file name or URL) is what
+/// errors name.
+pub fn read_images_bytes(name: &str, bytes: &[u8]) -> Result<Images> {
+    images_from(IdxFile::from_bytes(name, bytes))
+}
+
+fn images_from(mut file: IdxFile<'_>) -> Result<Images> {
     let dims = file.header(3, &["image count", "dimension 1", "dimension 2"])?;
     let (count, rows, cols) = (dims[0], dims[1], dims[2]);
     file.check_count("image count", count)?;
@@ -80,8 +93,17 @@ pub fn read_images(path: &Path) -> Result<Images> {
 }
 
 /// Reads an IDX labels file (magic `0x00000801`: u8, rank 1), raw or gzip.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn read_labels(path: &Path) -> Result<Vec<u8>> {
-    let mut file = IdxFile::open(path)?;
+    labels_from(IdxFile::open(path)?)
+}
+
+/// [`read_labels`] from the file's bytes (raw or gzip); `name` is what errors name.
+pub fn read_labels_bytes(name: &str, bytes: &[u8]) -> Result<Vec<u8>> {
+    labels_from(IdxFile::from_bytes(name, bytes))
+}
+
+fn labels_from(mut file: IdxFile<'_>) -> Result<Vec<u8>> {
     let dims = file.header(1, &["label count"])?;
     file.check_count("label count", dims[0])?;
     file.payload(dims[0])
@@ -89,7 +111,40 @@ pub fn read_labels(path: &Path) -> Result<Vec<u8>> {
 
 /// Reads an images file and its labels file into a dataset of `classes` classes, with pixels
 /// mapped to [0, 1] ([`Normalize::UNIT`]). The counts must agree and every label be `< classes`.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn load(images: &Path, labels: &Path, classes: usize) -> Result<Dataset> {
+    check_classes(classes)?;
+    dataset_from(
+        read_images(images)?,
+        read_labels(labels)?,
+        images,
+        labels,
+        classes,
+    )
+}
+
+/// [`load`] from the two files' bytes (each raw or gzip, e.g. as fetched by a web page);
+/// `images_name` and `labels_name` (file names or URLs) are what errors name.
+pub fn load_bytes(
+    images_name: &str,
+    images: &[u8],
+    labels_name: &str,
+    labels: &[u8],
+    classes: usize,
+) -> Result<Dataset> {
+    check_classes(classes)?;
+    let imgs = read_images_bytes(images_name, images)?;
+    let lbls = read_labels_bytes(labels_name, labels)?;
+    dataset_from(
+        imgs,
+        lbls,
+        Path::new(images_name),
+        Path::new(labels_name),
+        classes,
+    )
+}
+
+fn check_classes(classes: usize) -> Result<()> {
     if classes == 0 || classes > 256 {
         return Err(Error::arg(
             "classes",
@@ -97,8 +152,17 @@ pub fn load(images: &Path, labels: &Path, classes: usize) -> Result<Dataset> {
             classes,
         ));
     }
-    let imgs = read_images(images)?;
-    let lbls = read_labels(labels)?;
+    Ok(())
+}
+
+/// The dataset of `imgs` labelled by `lbls` (read from `images` and `labels`, which errors name).
+fn dataset_from(
+    imgs: Images,
+    lbls: Vec<u8>,
+    images: &Path,
+    labels: &Path,
+    classes: usize,
+) -> Result<Dataset> {
     if lbls.len() != imgs.count {
         return Err(Error::Format {
             path: labels.to_path_buf(),
@@ -137,23 +201,34 @@ pub fn load(images: &Path, labels: &Path, classes: usize) -> Result<Dataset> {
     Ok(data)
 }
 
-/// An open IDX file, positioned after what has been read so far.
-struct IdxFile {
+/// An open IDX file (or its bytes), positioned after what has been read so far.
+struct IdxFile<'a> {
     path: PathBuf,
-    reader: Box<dyn Read>,
+    reader: Box<dyn Read + 'a>,
     /// Bytes left in a raw file (`None` when gzip: the decompressed size is unknown).
     raw_left: Option<u64>,
     gzip: bool,
 }
 
-impl IdxFile {
+impl<'a> IdxFile<'a> {
+    #[cfg(not(target_arch = "wasm32"))]
     fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(path, "opening IDX file", e))?;
         let size = file
             .metadata()
             .map_err(|e| Error::io(path, "reading file size", e))?
             .len();
-        let mut buffered = BufReader::with_capacity(1 << 16, file);
+        Self::from_reader(path, BufReader::with_capacity(1 << 16, file), size)
+    }
+
+    fn from_bytes(name: &str, bytes: &'a [u8]) -> Self {
+        // Reading a slice cannot fail, so neither can the two-byte sniff.
+        Self::from_reader(Path::new(name), bytes, bytes.len() as u64)
+            .expect("reading from a byte slice does not fail")
+    }
+
+    /// `reader` holds `size` bytes, raw or gzip (told apart by the gzip magic).
+    fn from_reader(path: &Path, mut buffered: impl Read + 'a, size: u64) -> Result<Self> {
         let mut magic = [0u8; 2];
         let got = read_full(&mut buffered, &mut magic)
             .map_err(|e| Error::io(path, "reading IDX header", e))?;

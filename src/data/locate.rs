@@ -5,39 +5,12 @@
 //! (`./data/fashion-mnist`), and for Fashion-MNIST `/usr/share/datasets/fashion-mnist` (Debian's
 //! `dataset-fashion-mnist` package). Each file may be gzip (`NAME.gz`) or raw (`NAME`).
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
-use super::{Dataset, download, idx};
+use super::{Dataset, DatasetKind, download, idx};
 use crate::error::{Error, Result};
 
-/// Which dataset to look for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DatasetKind {
-    /// Handwritten digits (LeCun, Cortes, Burges).
-    Mnist,
-    /// Zalando's Fashion-MNIST: same format, 10 clothing classes.
-    Fashion,
-}
-
 impl DatasetKind {
-    /// The environment variable that may point at the files.
-    pub fn env_var(self) -> &'static str {
-        match self {
-            DatasetKind::Mnist => "MNIST_DIR",
-            DatasetKind::Fashion => "FASHION_MNIST_DIR",
-        }
-    }
-
-    /// The default directory, relative to the working directory; downloads go there.
-    pub fn default_dir(self) -> PathBuf {
-        match self {
-            DatasetKind::Mnist => PathBuf::from("./data/mnist"),
-            DatasetKind::Fashion => PathBuf::from("./data/fashion-mnist"),
-        }
-    }
-
     /// Directories searched after the default one (system packages).
     fn system_dirs(self) -> &'static [&'static str] {
         match self {
@@ -58,34 +31,6 @@ impl DatasetKind {
             DatasetKind::Mnist => &download::MNIST_FILES,
             DatasetKind::Fashion => &download::FASHION_FILES,
         }
-    }
-
-    fn title(self) -> &'static str {
-        match self {
-            DatasetKind::Mnist => "MNIST",
-            DatasetKind::Fashion => "Fashion-MNIST",
-        }
-    }
-}
-
-impl FromStr for DatasetKind {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "mnist" => Ok(DatasetKind::Mnist),
-            "fashion" | "fashion-mnist" => Ok(DatasetKind::Fashion),
-            _ => Err(Error::arg("dataset", "mnist or fashion", s)),
-        }
-    }
-}
-
-impl fmt::Display for DatasetKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            DatasetKind::Mnist => "mnist",
-            DatasetKind::Fashion => "fashion",
-        })
     }
 }
 

@@ -1,11 +1,18 @@
 //! Datasets: inputs kept compact (MNIST as u8 pixels) and converted per batch (see
 //! [`crate::ops::gather`]), targets as class labels or real values.
 
+// Downloading and finding files on disk are native-only: in a browser the page fetches the
+// files and hands their bytes to `idx::load_bytes`.
+#[cfg(not(target_arch = "wasm32"))]
 pub mod download;
 pub mod idx;
+mod kind;
+#[cfg(not(target_arch = "wasm32"))]
 mod locate;
 
-pub use locate::{DatasetKind, MnistFiles, locate};
+pub use kind::DatasetKind;
+#[cfg(not(target_arch = "wasm32"))]
+pub use locate::{MnistFiles, locate};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

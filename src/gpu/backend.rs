@@ -27,7 +27,7 @@ use super::profile::Profiler;
 use super::program::{ParamLayout, Program, ProgramBuilder, Purpose, StepBuffers, StepPath};
 use super::resources::{DeviceData, Workspace, upload, usage_out, usage_storage};
 use super::stats::{Collect, StatsRing};
-use crate::backend::{Backend, Stats, check_data, check_predict_inputs, check_train_args};
+use crate::backend::{Backend, Stats, check_data, check_train_args};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::net::Network;
@@ -350,7 +350,7 @@ impl Backend for GpuBackend {
                     .index
                     .as_ref()
                     .expect("allocated with the training set");
-                let started = std::time::Instant::now();
+                let started = web_time::Instant::now();
                 self.ctx
                     .queue
                     .write_buffer(index, 0, bytemuck::cast_slice(seg));
@@ -391,55 +391,17 @@ impl Backend for GpuBackend {
     }
 
     fn evaluate(&mut self, data: &Dataset) -> Result<Stats> {
-        self.ctx.check("evaluate")?;
-        check_data(&self.net, data, "evaluation set")?;
-        if data.is_empty() {
+        if !self.queue_evaluation(data)? {
             return Ok(Stats::default());
         }
-        let device_data = self.eval_data_for(data)?;
-        let ctx = Arc::clone(&self.ctx);
-        {
-            let mut encoder = ctx
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("clear evaluation stats"),
-                });
-            encoder.clear_buffer(&self.eval_stats, 0, None);
-            ctx.queue.submit([encoder.finish()]);
-        }
-        let run = self.forward_chunks(&device_data, Purpose::Evaluate, |_, _, _| {});
-        // Kept for the next call (the next epoch's evaluation uploads nothing).
-        self.eval_data = Some((data.id(), device_data));
-        run?;
         self.read_eval_stats()
     }
 
     fn predict(&mut self, inputs: ArrayView2<f32>) -> Result<Array2<f32>> {
-        self.ctx.check("predict")?;
-        check_predict_inputs(&self.net, &inputs)?;
-        let rows = inputs.nrows();
         let outputs = self.net.outputs();
-        if rows == 0 {
+        let Some((out, rows)) = self.queue_prediction(inputs)? else {
             return Ok(Array2::zeros((0, outputs)));
-        }
-        let values: Vec<f32> = inputs.iter().copied().collect();
-        let data = DeviceData::inputs_only(&self.ctx, &values, rows)?;
-        let out_bytes = (rows * outputs * 4) as u64;
-        let out = self
-            .ctx
-            .buffer("prediction outputs", out_bytes, usage_out())?;
-        self.ensure_workspace(EVAL_CHUNK.min(rows))?;
-        let chunk = self.work.as_ref().map_or(1, |w| w.rows);
-        let last = self
-            .work
-            .as_ref()
-            .map(|w| w.acts[self.net.layers()].clone())
-            .ok_or_else(|| Error::gpu("predict", "no workspace"))?;
-        self.forward_chunks(&data, Purpose::Predict, |enc, c, n| {
-            let bytes = (n as usize * outputs * 4) as u64;
-            let at = (c * chunk * outputs * 4) as u64;
-            enc.copy_buffer_to_buffer(&last, 0, &out, at, bytes);
-        })?;
+        };
         let v = self.read_f32("prediction outputs", &out, (rows * outputs) as u64)?;
         Array2::from_shape_vec((rows, outputs), v).map_err(|e| Error::gpu("predict", e))
     }
@@ -470,15 +432,7 @@ impl Backend for GpuBackend {
         } else {
             Vec::new()
         };
-        let slots = flat
-            .chunks(n.max(1) as usize)
-            .take(slots)
-            .map(|c| self.layout.unpack(&self.net, c))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(OptimState {
-            step: self.step,
-            slots,
-        })
+        self.optim_state_from(&flat)
     }
 
     fn set_optim_state(&mut self, state: &OptimState) -> Result<()> {

@@ -47,6 +47,12 @@ pub struct GpuContext {
     failure: Arc<Mutex<Option<String>>>,
     /// The limit on each wait, in nanoseconds (atomic: the context is shared behind an `Arc`).
     timeout_ns: AtomicU64,
+    /// Error scopes closed but not yet awaited: in a browser they resolve only after control
+    /// returns to the event loop, so each is kept here and [`GpuContext::settle_scopes`] (which
+    /// every `_async` read-back runs first) awaits them, and no result read back can hide a
+    /// pipeline or bind group that failed.
+    #[cfg(target_arch = "wasm32")]
+    pub(super) pending_scopes: std::cell::RefCell<Vec<super::web::PendingScope>>,
 }
 
 /// [`DEFAULT_TIMEOUT`], or the [`TIMEOUT_ENV`] override when it is set.
@@ -76,8 +82,8 @@ fn instance() -> wgpu::Instance {
     wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
 }
 
-fn adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
-    let mut all = pollster::block_on(instance.enumerate_adapters(Backends::all()));
+async fn adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
+    let mut all = instance.enumerate_adapters(Backends::all()).await;
     // Stable sort: among equals, wgpu's enumeration order is kept.
     all.sort_by_key(|a| std::cmp::Reverse(rank(a.get_info().device_type)));
     all
@@ -88,9 +94,18 @@ fn summary(info: &AdapterInfo) -> String {
 }
 
 /// The best hardware (non-CPU) adapter, if any: what `--backend auto` looks for, since on a
-/// software adapter the CPU backend is faster.
+/// software adapter the CPU backend is faster. Always `None` in a browser, where adapters can
+/// only be awaited ([`GpuContext::new_async`]).
+#[cfg(target_arch = "wasm32")]
 pub fn hardware_adapter() -> Option<AdapterInfo> {
-    adapters(&instance())
+    None
+}
+
+/// The best hardware (non-CPU) adapter, if any: what `--backend auto` looks for, since on a
+/// software adapter the CPU backend is faster.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn hardware_adapter() -> Option<AdapterInfo> {
+    pollster::block_on(adapters(&instance()))
         .into_iter()
         .map(|a| a.get_info())
         .find(|i| i.device_type != DeviceType::Cpu)
@@ -143,12 +158,37 @@ fn needed_limits(available: &Limits) -> std::result::Result<Limits, String> {
     Ok(l)
 }
 
+/// What a blocking call says on wasm32, where nothing can wait: `what` failed, use `instead`.
+#[cfg(target_arch = "wasm32")]
+pub(super) fn no_blocking(what: &str, instead: &str) -> Error {
+    Error::gpu(
+        what,
+        format!(
+            "a browser cannot block to wait for the GPU; on wasm32 use the async \
+             counterpart, {instead}"
+        ),
+    )
+}
+
 impl GpuContext {
     /// Opens the best adapter (or the one `options.adapter` names) and a device on it.
+    /// On wasm32 an error: use [`GpuContext::new_async`] there.
     pub fn new(options: &GpuOptions) -> Result<GpuContext> {
+        #[cfg(not(target_arch = "wasm32"))]
+        return pollster::block_on(Self::open_async(options));
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = options;
+            Err(no_blocking("opening the GPU", "GpuContext::new_async"))
+        }
+    }
+
+    /// [`GpuContext::new`]'s work, with the adapter and device requests awaited (natively
+    /// `new` blocks on it; in a browser `new_async` awaits it).
+    pub(super) async fn open_async(options: &GpuOptions) -> Result<GpuContext> {
         let timeout = timeout_from_env()?;
         let instance = instance();
-        let all = adapters(&instance);
+        let all = adapters(&instance).await;
         let seen: Vec<String> = all.iter().map(|a| summary(&a.get_info())).collect();
         let backends = wgpu::Backends::all().with_env();
         let tried = || {
@@ -199,7 +239,7 @@ impl GpuContext {
                 required_features,
                 ..Default::default()
             });
-            match pollster::block_on(request) {
+            match request.await {
                 Ok((device, queue)) => return Ok(Self::open(device, queue, info, timeout)),
                 Err(e) => refusals.push(format!("{}: {e}", summary(&info))),
             }
@@ -239,6 +279,8 @@ impl GpuContext {
             limits,
             failure,
             timeout_ns: AtomicU64::new(timeout.as_nanos().min(u64::MAX as u128) as u64),
+            #[cfg(target_arch = "wasm32")]
+            pending_scopes: Default::default(),
         }
     }
 
@@ -327,6 +369,7 @@ impl GpuContext {
     /// Waits, for at most [`GpuContext::timeout`], until `submission` (all work submitted so far
     /// when `None`) has finished and its callbacks have run. `what` names what is waited for; a
     /// timeout is an [`Error::Gpu`] naming it and the limit, never an endless hang.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn wait_for(&self, what: &str, submission: Option<wgpu::SubmissionIndex>) -> Result<()> {
         let timeout = self.timeout();
         let poll = wgpu::PollType::Wait {
@@ -349,56 +392,18 @@ impl GpuContext {
         self.check(what)
     }
 
+    /// On wasm32 an error naming `what`: a browser cannot block (see the `_async` read-backs).
+    #[cfg(target_arch = "wasm32")]
+    pub fn wait_for(&self, what: &str, _submission: Option<wgpu::SubmissionIndex>) -> Result<()> {
+        Err(no_blocking(
+            what,
+            "the `_async` method of the call that waited",
+        ))
+    }
+
     /// Waits for all submitted work (see [`GpuContext::wait_for`]).
     pub fn wait(&self, what: &str) -> Result<()> {
         self.wait_for(what, None)
-    }
-
-    /// Copies `bytes` bytes at `offset` of `src` back to the host: a MAP_READ staging copy,
-    /// `map_async` answered through a channel, and one wait (with the timeout).
-    pub fn read_back(
-        &self,
-        what: &str,
-        src: &wgpu::Buffer,
-        offset: u64,
-        bytes: u64,
-    ) -> Result<Vec<u8>> {
-        let mut encoder = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(what) });
-        let staging = self.buffer(
-            what,
-            bytes,
-            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        )?;
-        encoder.copy_buffer_to_buffer(src, offset, &staging, 0, bytes.next_multiple_of(4));
-        self.queue.submit([encoder.finish()]);
-        self.map_staging(what, &staging, bytes)
-    }
-
-    /// Maps an already-filled staging buffer and returns its first `bytes` bytes.
-    pub fn map_staging(&self, what: &str, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
-        let context = format!("reading back `{what}`");
-        let (tx, rx) = std::sync::mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        });
-        self.wait(&context)?;
-        // The work is done, but when several threads share the device another thread's poll may
-        // be the one running the callback, a moment later: wait for it, within the timeout.
-        match rx.recv_timeout(self.timeout()) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(Error::gpu(&context, e)),
-            Err(_) => return Err(Error::gpu(&context, "map callback not run (device lost?)")),
-        }
-        let data = {
-            let view = staging
-                .get_mapped_range(..)
-                .map_err(|e| Error::gpu(&context, e))?;
-            view[..bytes as usize].to_vec()
-        };
-        staging.unmap();
-        Ok(data)
     }
 }
 

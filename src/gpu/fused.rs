@@ -249,9 +249,7 @@ impl ProgramBuilder<'_> {
         let apply_bind = fused
             .update
             .bind(ctx, "fused update", &grads_buffers(apply_at));
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::gpu("binding the fused step's buffers", e));
-        }
+        ctx.end_scope(scope, "binding the fused step's buffers")?;
         let dispatches = vec![
             Dispatch::new(&fused.rows, rows_bind, Grid::PerRow, "fused rows".into()),
             Dispatch::new(

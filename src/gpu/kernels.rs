@@ -304,9 +304,7 @@ pub fn build_kernel(
             },
             cache: None,
         });
-    if let Some(e) = pollster::block_on(scope.pop()) {
-        return Err(Error::gpu(format!("kernel `{name}`"), e));
-    }
+    ctx.end_scope(scope, format!("kernel `{name}`"))?;
     Ok(Kernel {
         name,
         pipeline,
@@ -335,10 +333,7 @@ pub fn compile_wgsl(ctx: &GpuContext, name: &str, source: &str) -> Result<()> {
             compilation_options: Default::default(),
             cache: None,
         });
-    match pollster::block_on(scope.pop()) {
-        Some(e) => Err(Error::gpu(format!("kernel `{name}`"), e)),
-        None => Ok(()),
-    }
+    ctx.end_scope(scope, format!("kernel `{name}`"))
 }
 
 /// Workgroups for `n` elements at `wg` per group, folded into 2-D when one dimension's

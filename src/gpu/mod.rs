@@ -3,7 +3,8 @@
 //! dispatches of a step ([`program`]), the training backend that keeps everything resident
 //! ([`backend`], with recording and submitting in [`submit`] and training stats coming back
 //! through a ring of staging buffers in [`stats`]), and single-kernel entry points on
-//! host arrays for tests and benches ([`ops`], [`prepared`]).
+//! host arrays for tests and benches ([`ops`], [`prepared`]). On wasm32 the calls that read
+//! back have async counterparts (`web`), as nothing may block in a browser.
 
 pub mod backend;
 pub mod context;
@@ -14,9 +15,12 @@ pub mod ops;
 pub mod prepared;
 pub mod profile;
 pub(crate) mod program;
+mod readback;
 pub(crate) mod resources;
 pub mod stats;
 mod submit;
+#[cfg(target_arch = "wasm32")]
+mod web;
 
 pub use backend::GpuBackend;
 pub use context::{DEFAULT_TIMEOUT, GpuContext, GpuOptions, TIMEOUT_ENV, hardware_adapter};
@@ -25,3 +29,5 @@ pub use kernels::{KernelSpec, Kernels, compile_wgsl, kernel_specs};
 pub use ops::{GpuOps, PreparedOp};
 pub use profile::KernelTime;
 pub use program::StepPath;
+#[cfg(target_arch = "wasm32")]
+pub use web::compile_wgsl_async;

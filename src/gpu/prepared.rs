@@ -21,6 +21,14 @@ pub struct PreparedOp<'a> {
 impl PreparedOp<'_> {
     /// Records `times` dispatches into one pass, submits and waits.
     pub fn dispatch(&self, times: usize) -> Result<()> {
+        self.submit(times);
+        let name = self.kernel.name;
+        self.ctx.wait(name)?;
+        self.ctx.check(name)
+    }
+
+    /// Records `times` dispatches into one pass and submits them.
+    pub(super) fn submit(&self, times: usize) {
         let name = self.kernel.name;
         let mut encoder = self
             .ctx
@@ -38,8 +46,6 @@ impl PreparedOp<'_> {
             }
         }
         self.ctx.queue.submit([encoder.finish()]);
-        self.ctx.wait(name)?;
-        self.ctx.check(name)
     }
 
     /// The first `len` values of the buffer at `binding`.

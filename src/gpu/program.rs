@@ -300,9 +300,7 @@ impl ProgramBuilder<'_> {
                 Dispatch::new(kernel, bind, p.grid, p.label)
             })
             .collect();
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::gpu("binding the step's buffers", e));
-        }
+        ctx.end_scope(scope, "binding the step's buffers")?;
         Ok(Program::new(
             dispatches,
             rows,

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::sync::mpsc;
-use std::time::Instant;
+use web_time::Instant;
 
 use super::backend::GpuBackend;
 use super::context::GpuContext;
@@ -26,19 +26,22 @@ struct Slot {
 }
 
 /// A slot whose copy has been submitted and whose map was requested, not yet collected.
-struct InFlight {
+pub(super) struct InFlight {
     slot: usize,
     submission: wgpu::SubmissionIndex,
     mapped: mpsc::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
     /// The map's outcome once its callback has run.
     outcome: Option<std::result::Result<(), String>>,
+    /// Signalled by the map callback too, for awaiting it where nothing can block.
+    #[cfg(target_arch = "wasm32")]
+    pub(super) ready: futures_intrusive::channel::shared::OneshotReceiver<()>,
 }
 
 impl InFlight {
     /// Whether the map callback has run (its outcome is kept for [`StatsRing::collect`]),
     /// waiting up to `wait` for it (`None`: not at all). After a wait for the submission the callback is due, but when threads share the device another thread's poll
     /// may be the one running it, a moment later.
-    fn settle(&mut self, wait: Option<std::time::Duration>) -> bool {
+    pub(super) fn settle(&mut self, wait: Option<std::time::Duration>) -> bool {
         if self.outcome.is_none() {
             let got = match wait {
                 None => self
@@ -64,10 +67,10 @@ impl InFlight {
 pub(crate) struct StatsRing {
     slots: Vec<Slot>,
     /// Copies submitted and not yet collected, oldest first (the GPU finishes them in order).
-    in_flight: VecDeque<InFlight>,
+    pub(super) in_flight: VecDeque<InFlight>,
     next: usize,
     /// Collected and not yet returned.
-    arrived: Stats,
+    pub(super) arrived: Stats,
 }
 
 impl StatsRing {
@@ -87,10 +90,15 @@ impl StatsRing {
         })
     }
 
-    /// Reads a slot whose map has completed, unmaps it and adds its stats to `arrived`.
-    fn collect(&mut self, mut done: InFlight, wait: std::time::Duration) -> Result<()> {
+    /// Reads a slot whose map has completed, unmaps it and adds its stats to `arrived`;
+    /// `wait` bounds the wait for its callback (`None`: it has run, or it is an error).
+    pub(super) fn collect(
+        &mut self,
+        mut done: InFlight,
+        wait: Option<std::time::Duration>,
+    ) -> Result<()> {
         let what = "reading back training stats";
-        done.settle(Some(wait));
+        done.settle(wait);
         match done.outcome {
             Some(Ok(())) => {}
             Some(Err(e)) => return Err(Error::gpu(what, e)),
@@ -135,36 +143,9 @@ impl GpuBackend {
                 self.ring.in_flight.push_front(oldest);
                 return Err(e);
             }
-            self.ring.collect(oldest, self.ctx.timeout())?;
+            self.ring.collect(oldest, Some(self.ctx.timeout()))?;
         }
-        let started = Instant::now();
-        let slot = self.ring.next;
-        self.ring.next = (slot + 1) % STATS_RING;
-        let staging = &self.ring.slots[slot].buffer;
-        let mut encoder = self
-            .ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("training stats"),
-            });
-        encoder.copy_buffer_to_buffer(&self.stats, 0, staging, 0, 16);
-        encoder.clear_buffer(&self.stats, 0, None);
-        let commands = encoder.finish();
-        self.counters.record_ns += started.elapsed().as_nanos() as u64;
-        let started = Instant::now();
-        let submission = self.ctx.queue.submit([commands]);
-        self.counters.submit_ns += started.elapsed().as_nanos() as u64;
-        let (tx, mapped) = mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        });
-        self.ring.in_flight.push_back(InFlight {
-            slot,
-            submission,
-            mapped,
-            outcome: None,
-        });
-        self.counters.readbacks += 1;
+        self.submit_stats_copy()?;
         match how {
             Collect::Arrived => {
                 // Non-blocking: runs the callbacks of whatever has finished.
@@ -189,8 +170,49 @@ impl GpuBackend {
                 break;
             }
             let done = self.ring.in_flight.pop_front().expect("a front");
-            self.ring.collect(done, self.ctx.timeout())?;
+            self.ring.collect(done, wait)?;
         }
         Ok(std::mem::take(&mut self.ring.arrived))
+    }
+
+    /// Copies the running stats into the next ring slot (which must be free), clears them and
+    /// requests the slot's map: one submit, no wait.
+    pub(super) fn submit_stats_copy(&mut self) -> Result<()> {
+        debug_assert!(self.ring.in_flight.len() < STATS_RING);
+        let started = Instant::now();
+        let slot = self.ring.next;
+        self.ring.next = (slot + 1) % STATS_RING;
+        let staging = &self.ring.slots[slot].buffer;
+        let mut encoder = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("training stats"),
+            });
+        encoder.copy_buffer_to_buffer(&self.stats, 0, staging, 0, 16);
+        encoder.clear_buffer(&self.stats, 0, None);
+        let commands = encoder.finish();
+        self.counters.record_ns += started.elapsed().as_nanos() as u64;
+        let started = Instant::now();
+        let submission = self.ctx.queue.submit([commands]);
+        self.counters.submit_ns += started.elapsed().as_nanos() as u64;
+        let (tx, mapped) = mpsc::channel();
+        #[cfg(target_arch = "wasm32")]
+        let (ready_tx, ready) = futures_intrusive::channel::shared::oneshot_channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+            #[cfg(target_arch = "wasm32")]
+            let _ = ready_tx.send(());
+        });
+        self.ring.in_flight.push_back(InFlight {
+            slot,
+            submission,
+            mapped,
+            outcome: None,
+            #[cfg(target_arch = "wasm32")]
+            ready,
+        });
+        self.counters.readbacks += 1;
+        Ok(())
     }
 }

@@ -4,17 +4,23 @@
 //! evaluation stats and other read-backs (training stats go through [`super::stats`]).
 
 use std::sync::Arc;
-use std::time::Instant;
+
+use ndarray::ArrayView2;
+use web_time::Instant;
 
 use super::backend::{EVAL_CHUNK, GpuBackend, STEPS_PER_SUBMIT};
 use super::profile::{KernelTime, Profiler};
 use super::program::{Program, Purpose};
-use super::resources::{DeviceData, upload, usage_storage};
-use crate::backend::Stats;
+use super::resources::{DeviceData, upload, usage_out, usage_storage};
+use crate::backend::{Stats, check_data, check_predict_inputs};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::ops::StepRecord;
 use crate::ops::loss::DeviceStats;
+use crate::optim::OptimState;
+
+/// What evaluation-stats read-backs are called in errors.
+pub(super) const EVAL_STATS: &str = "evaluation stats";
 
 impl GpuBackend {
     /// Records `records.len()` runs of `program` (one per step record) into one encoder,
@@ -78,10 +84,8 @@ impl GpuBackend {
         ctx.queue.submit([commands]);
         self.counters.submit_ns += started.elapsed().as_nanos() as u64;
         // Resolves at once on native wgpu (validation runs as commands are recorded): not a
-        // wait for the device.
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::gpu(what, e));
-        }
+        // wait for the device. In a browser it is awaited before the next read-back.
+        ctx.end_scope(scope, what)?;
         self.counters.dispatches += dispatches;
         self.counters.submits += 1;
         if let Some(p) = self.profiler.as_mut() {
@@ -197,20 +201,87 @@ impl GpuBackend {
         }
     }
 
+    /// Submits the evaluation of `data` (the stats are left on the device for
+    /// `read_eval_stats`); `false` when `data` is empty and nothing was submitted.
+    pub(super) fn queue_evaluation(&mut self, data: &Dataset) -> Result<bool> {
+        self.ctx.check("evaluate")?;
+        check_data(&self.net, data, "evaluation set")?;
+        if data.is_empty() {
+            return Ok(false);
+        }
+        let device_data = self.eval_data_for(data)?;
+        let ctx = Arc::clone(&self.ctx);
+        {
+            let mut encoder = ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("clear evaluation stats"),
+                });
+            encoder.clear_buffer(&self.eval_stats, 0, None);
+            ctx.queue.submit([encoder.finish()]);
+        }
+        let run = self.forward_chunks(&device_data, Purpose::Evaluate, |_, _, _| {});
+        // Kept for the next call (the next epoch's evaluation uploads nothing).
+        self.eval_data = Some((data.id(), device_data));
+        run?;
+        Ok(true)
+    }
+
+    /// Submits the prediction of `inputs`; returns the buffer its outputs are copied to and
+    /// the row count (`None` for no rows: nothing submitted).
+    pub(super) fn queue_prediction(
+        &mut self,
+        inputs: ArrayView2<f32>,
+    ) -> Result<Option<(wgpu::Buffer, usize)>> {
+        self.ctx.check("predict")?;
+        check_predict_inputs(&self.net, &inputs)?;
+        let rows = inputs.nrows();
+        let outputs = self.net.outputs();
+        if rows == 0 {
+            return Ok(None);
+        }
+        let values: Vec<f32> = inputs.iter().copied().collect();
+        let data = DeviceData::inputs_only(&self.ctx, &values, rows)?;
+        let out_bytes = (rows * outputs * 4) as u64;
+        let out = self
+            .ctx
+            .buffer("prediction outputs", out_bytes, usage_out())?;
+        self.ensure_workspace(EVAL_CHUNK.min(rows))?;
+        let chunk = self.work.as_ref().map_or(1, |w| w.rows);
+        let last = self
+            .work
+            .as_ref()
+            .map(|w| w.acts[self.net.layers()].clone())
+            .ok_or_else(|| Error::gpu("predict", "no workspace"))?;
+        self.forward_chunks(&data, Purpose::Predict, |enc, c, n| {
+            let bytes = (n as usize * outputs * 4) as u64;
+            let at = (c * chunk * outputs * 4) as u64;
+            enc.copy_buffer_to_buffer(&last, 0, &out, at, bytes);
+        })?;
+        Ok(Some((out, rows)))
+    }
+
     /// The evaluation totals read back (a wait: the end of an epoch).
     pub(super) fn read_eval_stats(&mut self) -> Result<Stats> {
-        let ctx = Arc::clone(&self.ctx);
-        let which = "evaluation stats";
-        ctx.check(which)?;
+        self.copy_eval_stats()?;
+        let bytes = self.ctx.map_staging(EVAL_STATS, &self.stats_staging, 16)?;
+        self.counters.readbacks += 1;
+        Ok(bytemuck::pod_read_unaligned::<DeviceStats>(&bytes).stats())
+    }
+
+    /// Submits the copy of the evaluation totals into their staging buffer.
+    pub(super) fn copy_eval_stats(&mut self) -> Result<()> {
+        let ctx = &self.ctx;
+        ctx.check(EVAL_STATS)?;
         let mut encoder = ctx
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(which) });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some(EVAL_STATS),
+            });
         encoder.copy_buffer_to_buffer(&self.eval_stats, 0, &self.stats_staging, 0, 16);
         ctx.queue.submit([encoder.finish()]);
         self.counters.waits += 1;
-        let bytes = ctx.map_staging(which, &self.stats_staging, 16)?;
-        self.counters.readbacks += 1;
-        Ok(bytemuck::pod_read_unaligned::<DeviceStats>(&bytes).stats())
+        Ok(())
     }
 
     pub(super) fn read_f32(
@@ -223,5 +294,19 @@ impl GpuBackend {
         let bytes = self.ctx.read_back(what, buf, 0, len * 4)?;
         self.counters.readbacks += 1;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// The optimizer state from its slots read back flat, one after another.
+    pub(super) fn optim_state_from(&self, flat: &[f32]) -> Result<OptimState> {
+        let n = self.layout.total;
+        let slots = flat
+            .chunks(n.max(1) as usize)
+            .take(self.optimizer.slots())
+            .map(|c| self.layout.unpack(&self.net, c))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(OptimState {
+            step: self.step,
+            slots,
+        })
     }
 }

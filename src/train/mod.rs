@@ -5,7 +5,9 @@ mod order;
 
 pub use order::{Sample, add_shifts, epoch_order};
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use web_time::Instant;
 
 use crate::backend::{Backend, Stats};
 use crate::data::Dataset;
