@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use ndarray::{Array2, ArrayView2};
 
-use super::context::GpuContext;
+use super::context::{GpuContext, blocking_allowed};
 use super::counters::GpuCounters;
 use super::fused::FusedKernels;
 use super::kernels::Kernels;
@@ -387,10 +387,12 @@ impl Backend for GpuBackend {
     }
 
     fn take_stats(&mut self) -> Result<Stats> {
+        blocking_allowed("take_stats", "GpuBackend::take_stats_async")?;
         self.stats_tick(Collect::All)
     }
 
     fn evaluate(&mut self, data: &Dataset) -> Result<Stats> {
+        blocking_allowed("evaluate", "GpuBackend::evaluate_async")?;
         if !self.queue_evaluation(data)? {
             return Ok(Stats::default());
         }
@@ -398,6 +400,7 @@ impl Backend for GpuBackend {
     }
 
     fn predict(&mut self, inputs: ArrayView2<f32>) -> Result<Array2<f32>> {
+        blocking_allowed("predict", "GpuBackend::predict_async")?;
         let outputs = self.net.outputs();
         let Some((out, rows)) = self.queue_prediction(inputs)? else {
             return Ok(Array2::zeros((0, outputs)));
@@ -407,6 +410,7 @@ impl Backend for GpuBackend {
     }
 
     fn params(&mut self) -> Result<Params> {
+        blocking_allowed("params", "GpuBackend::params_async")?;
         let params = self.params.clone();
         let flat = self.read_f32("parameters", &params, self.layout.total)?;
         self.layout.unpack(&self.net, &flat)
@@ -423,6 +427,7 @@ impl Backend for GpuBackend {
     }
 
     fn optim_state(&mut self) -> Result<OptimState> {
+        blocking_allowed("optim_state", "GpuBackend::optim_state_async")?;
         self.ctx.check("optim_state")?;
         let n = self.layout.total;
         let slots = self.optimizer.slots();

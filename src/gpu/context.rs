@@ -170,6 +170,16 @@ pub(super) fn no_blocking(what: &str, instead: &str) -> Error {
     )
 }
 
+/// Natively `Ok`. On wasm32 an [`Error::Gpu`] saying that `call` would block, which a browser
+/// cannot, and naming `instead`, its async counterpart: checked before any work is queued.
+#[cfg_attr(not(target_arch = "wasm32"), allow(unused_variables))]
+pub(super) fn blocking_allowed(call: &str, instead: &str) -> Result<()> {
+    #[cfg(target_arch = "wasm32")]
+    return Err(no_blocking(call, instead));
+    #[cfg(not(target_arch = "wasm32"))]
+    Ok(())
+}
+
 impl GpuContext {
     /// Opens the best adapter (or the one `options.adapter` names) and a device on it.
     /// On wasm32 an error: use [`GpuContext::new_async`] there.
