@@ -9,7 +9,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::gpu::context;
+use common::gpu::{LOSS_REL, context};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use soma::gpu::{GpuBackend, GpuContext, StepPath};
@@ -22,8 +22,6 @@ use soma::{
 /// `tests/parity.rs`'s whole-run bound (see its justification there): max |gpu − cpu| over the
 /// parameters ≤ 1e-4 of the largest CPU parameter, for SGD and momentum.
 const PARAM_REL: f32 = 1e-4;
-/// `tests/parity.rs`'s bound on loss sums.
-const LOSS_REL: f64 = 1e-4;
 
 fn gpu(
     ctx: &Arc<GpuContext>,

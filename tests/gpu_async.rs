@@ -6,54 +6,19 @@
 
 mod common;
 
-use std::sync::{Arc, OnceLock};
+use common::data::mnist_like;
+use common::gpu::{assert_stats_agree, context};
+
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ndarray::ArrayView2;
-use rand::{Rng, SeedableRng};
-use rand_pcg::Pcg64Mcg;
 use soma::gpu::{GpuBackend, GpuContext, GpuCounters, GpuOptions};
 use soma::train::{Event, Schedule, TrainConfig, train};
 use soma::{
-    Activation, Backend, CpuBackend, Dataset, Init, Inputs, Network, Normalize, OptimState,
-    Optimizer, Output, Params, Stats, Targets,
+    Activation, Backend, CpuBackend, Dataset, Init, Network, Normalize, OptimState, Optimizer,
+    Output, Params, Stats,
 };
-
-/// The tolerances of tests/parity.rs (see there for why): loss sums of the same forward passes,
-/// and correct counts where two logits are within rounding of each other.
-const LOSS_REL: f64 = 1e-4;
-const CORRECT_FRACTION: f64 = 1e-3;
-
-fn context() -> Option<Arc<GpuContext>> {
-    static CTX: OnceLock<Option<Arc<GpuContext>>> = OnceLock::new();
-    let ctx = CTX.get_or_init(|| GpuContext::new(&GpuOptions::default()).ok().map(Arc::new));
-    if ctx.is_none() {
-        common::skip("no GPU adapter");
-    }
-    ctx.clone()
-}
-
-/// 784 u8 pixels around a per-class template, 10 classes (as tests/parity.rs's `mnist_like`).
-fn mnist_like(len: usize, seed: u64) -> Dataset {
-    let mut rng = Pcg64Mcg::seed_from_u64(seed);
-    let templates: Vec<Vec<f32>> = (0..10)
-        .map(|_| (0..784).map(|_| rng.random::<f32>() * 255.0).collect())
-        .collect();
-    let mut pixels = Vec::with_capacity(len * 784);
-    let mut labels = Vec::with_capacity(len);
-    for _ in 0..len {
-        let c = rng.random_range(0..10u8);
-        labels.push(c);
-        for &t in &templates[c as usize] {
-            pixels.push((t * 0.6 + rng.random::<f32>() * 100.0).clamp(0.0, 255.0) as u8);
-        }
-    }
-    let targets = Targets::Labels {
-        labels,
-        classes: 10,
-    };
-    Dataset::new(784, Inputs::U8(pixels), targets, Normalize::UNIT).unwrap()
-}
 
 fn net(hidden: usize) -> Network {
     Network::new(
@@ -62,24 +27,6 @@ fn net(hidden: usize) -> Network {
         Output::SoftmaxCrossEntropy,
     )
     .unwrap()
-}
-
-fn assert_stats_agree(what: &str, c: Stats, g: Stats) {
-    assert_eq!(c.samples, g.samples, "{what}: samples");
-    let rel = (c.loss_sum - g.loss_sum).abs() / c.loss_sum.abs().max(1e-12);
-    assert!(
-        rel <= LOSS_REL,
-        "{what}: loss sum cpu {} gpu {}",
-        c.loss_sum,
-        g.loss_sum
-    );
-    let dc = (c.correct as f64 - g.correct as f64).abs();
-    assert!(
-        dc <= CORRECT_FRACTION * c.samples as f64 + 1.0,
-        "{what}: correct cpu {} gpu {}",
-        c.correct,
-        g.correct
-    );
 }
 
 /// The GPU backend with a log of the device waits each call made.

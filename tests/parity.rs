@@ -12,7 +12,7 @@ mod common;
 use std::sync::Arc;
 
 use common::data::{mnist_like, regression};
-use common::gpu::context;
+use common::gpu::{assert_stats_agree, context};
 
 use ndarray::Array2;
 use soma::data::MnistFiles;
@@ -34,10 +34,6 @@ const PARAM_REL_SGD: f32 = 1e-4;
 /// a bound in units of lr·steps: 0.1% of the largest possible total movement (100·lr). (Seen
 /// on lavapipe: ~1e-7 absolute, i.e. ~1e-3 of this bound.)
 const PARAM_ABS_ADAM_PER_LR_STEP: f32 = 1e-3;
-/// Loss sums of the same forward passes (f32 per sample, f64/compensated totals).
-const LOSS_REL: f64 = 1e-4;
-/// Correct counts may differ where two logits are within rounding of each other.
-const CORRECT_FRACTION: f64 = 1e-3;
 /// Accuracy after one real MNIST epoch: the task's bound (0.5 points).
 const MNIST_ACCURACY_POINTS: f64 = 0.5;
 
@@ -103,24 +99,6 @@ fn max_abs(p: &Params) -> f32 {
         .iter()
         .flat_map(|l| l.w.iter().chain(l.b.iter()))
         .fold(0.0, |m, v| m.max(v.abs()))
-}
-
-fn assert_stats_agree(what: &str, c: Stats, g: Stats) {
-    assert_eq!(c.samples, g.samples, "{what}: samples");
-    let rel = (c.loss_sum - g.loss_sum).abs() / c.loss_sum.abs().max(1e-12);
-    assert!(
-        rel <= LOSS_REL,
-        "{what}: loss sum cpu {} gpu {}",
-        c.loss_sum,
-        g.loss_sum
-    );
-    let dc = (c.correct as f64 - g.correct as f64).abs();
-    assert!(
-        dc <= CORRECT_FRACTION * c.samples as f64 + 1.0,
-        "{what}: correct cpu {} gpu {}",
-        c.correct,
-        g.correct
-    );
 }
 
 fn check_run(what: &str, net: &Network, opt: Optimizer, data: &Dataset, batch: usize, lr: f32) {
