@@ -15,10 +15,9 @@ use std::time::Instant;
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use soma::data::{DatasetKind, locate};
-use soma::train::{Event, Schedule, TrainConfig, train_with};
+use soma::train::{Event, Recipe, Schedule, default_lr, default_weight_decay, train_with};
 use soma::{
-    Activation, BackendKind, Dataset, Init, ModelInfo, Network, Normalize, Optimizer, Output,
-    Params, Targets, checkpoint,
+    Activation, BackendKind, Dataset, Init, ModelInfo, Optimizer, Params, Targets, checkpoint,
 };
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -42,7 +41,8 @@ enum ScaleArg {
     Standard,
 }
 
-/// Train a dense network on MNIST with soma.
+/// Train a dense network on MNIST with soma. The defaults are `soma::train::Recipe`'s (the
+/// browser page trains with them too).
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
@@ -53,10 +53,10 @@ struct Args {
     #[arg(long)]
     adapter: Option<String>,
     /// Epochs in total (a resumed run counts the ones already done).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = Recipe::default().epochs, value_parser = clap::value_parser!(u64).range(1..))]
     epochs: u64,
     /// Samples per mini-batch.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    #[arg(long, default_value_t = Recipe::default().batch_size as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     batch_size: u64,
     /// Peak learning rate (default: 0.1 for sgd and momentum, 0.002 for adam).
     #[arg(long, value_parser = parse_lr)]
@@ -83,10 +83,10 @@ struct Args {
     #[arg(long, value_enum, default_value_t = ScaleArg::Standard)]
     scale: ScaleArg,
     /// Shift training images by up to N pixels (random each epoch); 0 turns it off.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=7))]
+    #[arg(long, default_value_t = Recipe::default().augment, value_parser = clap::value_parser!(u8).range(0..=7))]
     augment: u8,
     /// Seed of the initialisation and of the batch order.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = Recipe::default().seed)]
     seed: u64,
     /// Directory holding the four IDX files (else $MNIST_DIR, ./data/mnist, or a download).
     #[arg(long)]
@@ -111,7 +111,7 @@ struct Args {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
     threads: Option<u64>,
     /// Batches per progress tick (and per GPU submit and read-back).
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = Recipe::default().batches_per_tick as u64, value_parser = clap::value_parser!(u64).range(1..))]
     tick: u64,
     /// Write metrics.jsonl, curves.png, confusion.png and mistakes.png into this directory.
     #[arg(long)]
@@ -186,10 +186,32 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(n) = args.limit {
         train_set = train_set.head(n);
     }
-    let normalize = match (args.scale, train_set.inputs()) {
-        (ScaleArg::Standard, soma::Inputs::U8(pixels)) => Normalize::standardize(pixels),
-        _ => Normalize::UNIT,
+    let optimizer = match args.optimizer {
+        OptimizerArg::Sgd => Optimizer::Sgd,
+        OptimizerArg::Momentum => Optimizer::momentum(),
+        OptimizerArg::Adam => Optimizer::adam(),
     };
+    let recipe = Recipe {
+        hidden: args.hidden.0.clone(),
+        activation: args.activation,
+        init: args.init,
+        lr: args.lr.unwrap_or(default_lr(&optimizer)),
+        optimizer: optimizer.with_weight_decay(
+            args.weight_decay
+                .unwrap_or(default_weight_decay(&optimizer)),
+        ),
+        schedule: match args.schedule {
+            ScheduleArg::Constant => Schedule::Constant,
+            ScheduleArg::Cosine => Schedule::Cosine { floor: 0.0 },
+        },
+        epochs: args.epochs,
+        batch_size: args.batch_size as usize,
+        augment: args.augment,
+        seed: args.seed,
+        standardize: matches!(args.scale, ScaleArg::Standard),
+        batches_per_tick: args.tick as usize,
+    };
+    let normalize = recipe.normalize(&train_set);
     train_set.normalize = normalize;
     test_set.normalize = normalize;
     eprintln!(
@@ -201,23 +223,10 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         load_started.elapsed().as_secs_f64()
     );
 
-    let mut sizes = vec![train_set.features()];
-    sizes.extend(&args.hidden.0);
-    sizes.push(10);
-    let net = Network::new(&sizes, args.activation, Output::SoftmaxCrossEntropy)?;
-    let (optimizer, default_lr) = match args.optimizer {
-        OptimizerArg::Sgd => (Optimizer::Sgd, 0.1),
-        OptimizerArg::Momentum => (Optimizer::momentum(), 0.1),
-        OptimizerArg::Adam => (Optimizer::adam(), 0.002),
-    };
-    let default_decay = if optimizer.name() == "momentum" {
-        1e-4
-    } else {
-        0.0
-    };
-    let optimizer = optimizer.with_weight_decay(args.weight_decay.unwrap_or(default_decay));
+    let net = recipe.network(train_set.features(), 10)?;
+    let optimizer = recipe.optimizer;
     optimizer.validate()?;
-    let lr = args.lr.unwrap_or(default_lr);
+    let lr = recipe.lr;
     let threads = args.threads.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         |t| t as usize,
@@ -246,7 +255,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             );
             (ckpt.params, Some(ckpt.state), ckpt.epoch)
         }
-        None => (Params::init(&net, args.init, args.seed), None, 0),
+        None => (Params::init(&net, recipe.init, recipe.seed), None, 0),
     };
     if let Some(r) = report.as_mut() {
         r.resume(start_epoch)?;
@@ -268,18 +277,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         args.batch_size
     );
 
-    let cfg = TrainConfig {
-        epochs: args.epochs,
-        batch_size: args.batch_size as usize,
-        lr,
-        schedule: match args.schedule {
-            ScheduleArg::Constant => Schedule::Constant,
-            ScheduleArg::Cosine => Schedule::Cosine { floor: 0.0 },
-        },
-        seed: args.seed,
-        batches_per_tick: args.tick as usize,
-        augment: args.augment,
-    };
+    let cfg = recipe.train_config();
 
     let bar = ProgressBar::new(train_set.len() as u64);
     bar.set_style(

@@ -2,12 +2,12 @@
 //! schedule, progress events, and the timing that the benchmarks report.
 
 mod order;
+mod recipe;
+mod run;
 
 pub use order::{Sample, add_shifts, epoch_order};
-
-use std::time::Duration;
-
-use web_time::Instant;
+pub use recipe::{Recipe, default_lr, default_weight_decay};
+pub use run::{Run, Tick};
 
 use crate::backend::{Backend, Stats};
 use crate::data::Dataset;
@@ -168,94 +168,25 @@ pub fn train_with(
     mut on_event: impl FnMut(&Event),
     mut after_epoch: impl FnMut(&mut dyn Backend, u64) -> Result<()>,
 ) -> Result<RunReport> {
-    cfg.validate()?;
-    backend.optimizer().validate()?;
-    // The batch's workspaces are allocated on the first step: refuse one that cannot fit now,
-    // with the sizes, rather than abort there. The parameters and optimizer state are held
-    // already, so only the workspaces count (one thread's share: a lower bound).
-    crate::memory::check_workspaces(backend.network(), cfg.batch_size)?;
-    if train.is_empty() {
-        return Err(Error::arg("training set", "at least one sample", 0));
-    }
-    if train.len() > Sample::MAX_INDEX as usize + 1 {
-        return Err(Error::arg(
-            "training set",
-            "at most 2^24 samples",
-            train.len(),
-        ));
-    }
-    if cfg.augment > 0 && train.image.is_none() {
-        return Err(Error::arg(
-            "augment",
-            "a dataset of images",
-            "inputs without an image shape",
-        ));
-    }
+    let mut run = Run::new(backend, train, cfg, start_epoch)?;
     backend.set_train_data(train)?;
     backend.take_stats()?; // start from clean counters
-    let n = train.len();
-    let per_tick = cfg.batches_per_tick * cfg.batch_size;
-    let steps_per_epoch = n.div_ceil(cfg.batch_size);
-    let mut report = RunReport::default();
-    for epoch in start_epoch..cfg.epochs {
-        let started = Instant::now();
-        let mut busy = Duration::ZERO;
-        let mut order = epoch_order(n, cfg.seed, epoch);
-        if cfg.augment > 0 {
-            add_shifts(&mut order, cfg.augment, cfg.seed, epoch);
-        }
-        let mut epoch_stats = Stats::default();
-        let ticks = order.len().div_ceil(per_tick);
-        for (tick, chunk) in order.chunks(per_tick).enumerate() {
-            let step = epoch as usize * steps_per_epoch + tick * cfg.batches_per_tick;
-            let progress = step as f64 / (cfg.epochs as usize * steps_per_epoch) as f64;
-            let lr = cfg.schedule.rate(cfg.lr, progress);
-            backend.train_batches(chunk, cfg.batch_size, lr)?;
-            // Mid-epoch, only what has arrived: the GPU is never drained while the next steps
-            // are recorded. The last tick waits for the rest, so every sample is counted once.
-            let stats = if tick + 1 == ticks {
-                backend.take_stats()?
-            } else {
-                backend.poll_stats()?
-            };
-            // Every tick's stats are read anyway, so a NaN or infinite loss stops the run as
-            // soon as it arrives (on the GPU, up to the stats ring's lag after the steps that
-            // produced it), before `after_epoch` could save diverged parameters over a good
-            // checkpoint. Stats arrive in order, so the samples counted so far say which steps
-            // the bad ones are.
-            if !stats.loss_sum.is_finite() {
-                let seen = epoch_stats.samples as usize;
-                return Err(Error::Diverged {
-                    epoch: epoch + 1,
-                    first_step: seen / cfg.batch_size + 1,
-                    last_step: (seen + stats.samples as usize).div_ceil(cfg.batch_size),
-                    lr,
-                    loss: stats.loss_sum,
-                });
-            }
-            epoch_stats.add(stats);
-            busy = started.elapsed();
-            let done = (tick * per_tick + chunk.len()).min(n);
-            on_event(&Event::Progress {
-                epoch: epoch + 1,
-                done,
-                total: n,
-                stats,
-                lr,
-                samples_per_second: done as f64 / busy.as_secs_f64(),
-            });
-        }
-        let seconds = busy.as_secs_f64();
-        let test = test.map(|t| backend.evaluate(t)).transpose()?;
-        let epoch_report = EpochReport {
-            epoch: epoch + 1,
-            train: epoch_stats,
-            test,
-            seconds,
+    while let Some(tick) = run.next_tick() {
+        backend.train_batches(run.samples(&tick), cfg.batch_size, tick.lr)?;
+        // Mid-epoch, only what has arrived: the GPU is never drained while the next steps are
+        // recorded. The last tick waits for the rest, so every sample is counted once.
+        let stats = if tick.last {
+            backend.take_stats()?
+        } else {
+            backend.poll_stats()?
         };
-        on_event(&Event::Epoch(epoch_report.clone()));
-        report.epochs.push(epoch_report);
-        after_epoch(backend, epoch + 1)?;
+        on_event(&run.record(&tick, stats)?);
+        if tick.last {
+            let test = test.map(|t| backend.evaluate(t)).transpose()?;
+            let epoch = run.finish_epoch(test);
+            on_event(&Event::Epoch(epoch));
+            after_epoch(backend, run.epochs_done())?;
+        }
     }
-    Ok(report)
+    Ok(run.report().clone())
 }
