@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Builds the soma library for the browser (wasm32-unknown-unknown, GPU backend on WebGPU).
+# Builds the page's engine: soma (GPU backend on WebGPU) and its bindings (web/src, the
+# soma-web crate) for wasm32-unknown-unknown, then wasm-bindgen's JavaScript glue, into web/pkg.
 #
-#   web/build.sh            # release build of the library; extra arguments go to cargo
-#   web/build.sh clippy     # clippy on the wasm32 library (a plain check on the Debian
-#                           # route, which has no clippy)
+#   web/build.sh            # web/pkg/soma_web.js + soma_web_bg.wasm; extra arguments go to cargo
+#   web/build.sh clippy     # clippy on soma and soma-web for wasm32 (a plain check on the
+#                           # Debian route, which has no clippy)
+#
+# Then `cargo run --release --example serve` serves the page with the MNIST files.
 #
 # Two routes to a wasm32 standard library, tried in this order:
 #   1. rustup: `rustup target add wasm32-unknown-unknown`, then a plain cargo build.
@@ -16,34 +19,26 @@
 # Either way the output goes to target/web (CARGO_TARGET_DIR), so the native build in
 # target/release is never rebuilt or disturbed by it. The build must have no warnings:
 # RUSTFLAGS adds -D warnings.
+#
+# wasm-bindgen's command-line tool must be the exact version of the wasm-bindgen crate in
+# Cargo.lock; when it is missing or another version, it is installed with cargo (~2 min).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source web/toolchain.sh
 
-TARGET=wasm32-unknown-unknown
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/web}"
-export RUSTFLAGS="${RUSTFLAGS:-} -D warnings"
 action=build
 if [ "${1:-}" = clippy ]; then
     action=clippy
     shift
 fi
-
-# The timeout: without a network rustup may retry its download for a long time.
-if [ "${SOMA_WEB_ROUTE:-}" != debian ] && command -v rustup >/dev/null 2>&1 \
-    && timeout 120 rustup target add "$TARGET" >/dev/null 2>&1; then
-    echo "web/build.sh: rustup's $TARGET target" >&2
-    exec cargo "$action" --release --target "$TARGET" --lib "$@"
-fi
-
-echo "web/build.sh: Debian's rustc-web with build-std (no rustup $TARGET here, or SOMA_WEB_ROUTE=debian)" >&2
-if ! dpkg -s rustc-web cargo-web rust-web-src lld-22 >/dev/null 2>&1; then
-    sudo=""
-    [ "$(id -u)" = 0 ] || sudo=sudo
-    $sudo apt-get install -y rustc-web cargo-web rust-web-src lld-22 >&2
-fi
-export RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc
 if [ "$action" = clippy ]; then
-    echo "web/build.sh: Debian's rustc-web has no clippy; checking without it" >&2
-    action=check
+    [ "$WEB_ROUTE" = debian ] && action=check
+    web_cargo "$action" --release -p soma -p soma-web --all-targets "$@"
+    exit
 fi
-exec /usr/bin/cargo "$action" --release -Zbuild-std=std,panic_abort --target "$TARGET" --lib "$@"
+web_cargo build --release -p soma-web --lib "$@"
+ensure_wasm_bindgen
+rm -rf web/pkg
+wasm-bindgen --target web --no-typescript --out-dir web/pkg \
+    "$CARGO_TARGET_DIR/$TARGET/release/soma_web.wasm"
+echo "web/build.sh: built web/pkg ($(du -h web/pkg/soma_web_bg.wasm | cut -f1) of wasm)" >&2

@@ -126,12 +126,13 @@ fn to_js(value: &impl Serialize) -> Result<JsValue, JsError> {
     serde_wasm_bindgen::to_value(value).map_err(|e| JsError::new(&e.to_string()))
 }
 
-/// The names errors give the four files (the page fetches them under these names).
+/// The names errors give the four files: the URLs the page fetches them from (the `serve`
+/// example answers them with the gzip or raw file it found).
 const FILES: [&str; 4] = [
-    "train-images-idx3-ubyte.gz",
-    "train-labels-idx1-ubyte.gz",
-    "t10k-images-idx3-ubyte.gz",
-    "t10k-labels-idx1-ubyte.gz",
+    "data/train-images-idx3-ubyte",
+    "data/train-labels-idx1-ubyte",
+    "data/t10k-images-idx3-ubyte",
+    "data/t10k-labels-idx1-ubyte",
 ];
 
 #[wasm_bindgen]
@@ -181,7 +182,18 @@ impl Trainer {
                 Some(Arc::new(Engine::gpu_context().await.map_err(js)?)),
                 None,
             ),
+            // As natively: a hardware GPU if there is one, else the CPU. A software adapter
+            // (SwiftShader, Chrome's fallback) trained ~14× slower than the CPU backend
+            // compiled to wasm on the same machine (BENCHMARKS.md, the browser).
             "auto" => match Engine::gpu_context().await {
+                Ok(ctx) if ctx.info.device_type == wgpu::DeviceType::Cpu => (
+                    None,
+                    Some(
+                        "WebGPU's adapter is a software one, slower than the CPU backend \
+                         (?backend=gpu trains on it anyway)"
+                            .to_string(),
+                    ),
+                ),
                 Ok(ctx) => (Some(Arc::new(ctx)), None),
                 Err(e) => (None, Some(e.to_string())),
             },

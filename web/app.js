@@ -1,0 +1,328 @@
+// The page: fetches MNIST, trains soma on WebGPU (or the CPU, saying why), plots as it goes,
+// and reads digits drawn on the canvas. URL parameters change the run for tests and
+// benchmarks: epochs, backend (auto|gpu|cpu), stepPath (general|fused), batch, tick
+// (batches per step call), limit (training images), seed.
+
+import init, { Trainer } from "./pkg/soma_web.js";
+import { drawTraining } from "./chart.js";
+
+const $ = (id) => document.getElementById(id);
+const FILES = [
+  "train-images-idx3-ubyte",
+  "train-labels-idx1-ubyte",
+  "t10k-images-idx3-ubyte",
+  "t10k-labels-idx1-ubyte",
+];
+
+// Every call into the trainer goes through this queue: the wasm object is used by one call at
+// a time (a second call while one awaits the GPU would be refused).
+let queue = Promise.resolve();
+function exclusive(f) {
+  const next = queue.then(f);
+  queue = next.catch(() => {});
+  return next;
+}
+
+const state = {
+  trainer: null,
+  paused: false,
+  running: false,
+  epochs: 0,
+  history: { epochs: 1, trainLoss: [], trainAcc: [], testLoss: [], testAcc: [] },
+  results: [],
+  drawDirty: false,
+};
+
+function setState(s) {
+  document.body.dataset.state = s;
+}
+
+function fail(message) {
+  const p = $("status");
+  p.textContent = message;
+  p.className = "error";
+  setState("failed");
+  console.error(message);
+}
+
+function options() {
+  const q = new URLSearchParams(location.search);
+  const o = {};
+  const num = (k, name) => q.has(k) && (o[name] = Number(q.get(k)));
+  num("epochs", "epochs");
+  num("batch", "batchSize");
+  num("tick", "batchesPerTick");
+  num("limit", "limit");
+  num("seed", "seed");
+  if (q.has("backend")) o.backend = q.get("backend");
+  if (q.has("stepPath")) o.stepPath = q.get("stepPath");
+  return o;
+}
+
+// Why there is no WebGPU, from what the browser says about itself.
+function whyNoWebGpu() {
+  const ua = navigator.userAgent;
+  const browser =
+    (ua.match(/(Edg|Chrome|Chromium|Firefox|Version)\/(\d+)/) || []).slice(1, 3).join(" ") || ua;
+  if (!("gpu" in navigator)) {
+    const secure = window.isSecureContext ? "" : " The page is not a secure context (http:// other than localhost), where browsers hide WebGPU.";
+    return `This browser (${browser}) has no WebGPU (navigator.gpu is missing).${secure} WebGPU is in Chrome and Edge 113+, Safari 26+ and Firefox 141+ on Windows; Chrome on Linux needs --enable-unsafe-webgpu (and --enable-features=Vulkan).`;
+  }
+  return `WebGPU (${browser}) offered no usable adapter: software and blocklisted GPUs are hidden unless Chrome runs with --enable-unsafe-webgpu.`;
+}
+
+async function fetchBytes(name) {
+  const response = await fetch(`data/${name}`);
+  if (!response.ok) throw new Error(`data/${name}: HTTP ${response.status} (is the page served by \`cargo run --release --example serve\`?)`);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+// The adapter as the browser describes it (wgpu's name for it is empty in browsers).
+async function adapterText() {
+  try {
+    const a = await navigator.gpu?.requestAdapter();
+    if (!a) return "no adapter";
+    const i = a.info ?? {};
+    const name = [i.vendor, i.architecture, i.description].filter(Boolean).join(" ") || "unnamed";
+    return `${name}${i.isFallbackAdapter || a.isFallbackAdapter ? ", a software fallback" : ""}`;
+  } catch (e) {
+    return `unavailable (${e.message ?? e})`;
+  }
+}
+
+async function showInfo(info) {
+  const lr = Number(info.lr.toPrecision(6));
+  const where = info.fallback
+    ? "the CPU (wasm, one thread)"
+    : `WebGPU (${await adapterText()}; ${info.stepPath} step)`;
+  $("status").textContent = `${info.network}, ${info.parameters.toLocaleString()} parameters, on ${where}; ${info.optimizer} lr ${lr}, batch ${info.batchSize}, ${info.epochs} epochs`;
+  $("status").className = "";
+  $("status").title = info.backend;
+  if (info.fallback) {
+    $("fallback").hidden = false;
+    // Chosen (asked for the CPU, or a software adapter) or forced by a browser without WebGPU.
+    const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
+    const why = adapter ? `${info.fallback}.` : whyNoWebGpu();
+    $("fallback").textContent = `Training on the CPU: ${why}`;
+  }
+}
+
+function onProgress(p) {
+  const t = p.epoch - 1 + p.done / p.total;
+  $("bar").style.width = `${((100 * t) / p.epochs).toFixed(2)}%`;
+  if (p.loss !== null && p.loss !== undefined) {
+    state.history.trainLoss.push([t, p.loss]);
+    state.history.trainAcc.push([t, 100 * p.accuracy]);
+  }
+  $("numbers").textContent = `epoch ${p.epoch}/${p.epochs}  ${p.done.toLocaleString()}/${p.total.toLocaleString()}  loss ${p.loss != null ? p.loss.toFixed(4) : "…"}  ${Math.round(p.samplesPerSecond).toLocaleString()} samples/s  lr ${p.lr.toFixed(4)}`;
+  const e = p.epochEnd;
+  if (e) {
+    state.results.push(e);
+    state.history.testLoss.push([e.epoch, e.testLoss]);
+    state.history.testAcc.push([e.epoch, 100 * e.testAccuracy]);
+    const row = document.createElement("tr");
+    for (const v of [e.epoch, e.trainLoss.toFixed(4), e.testLoss.toFixed(4), `${(100 * e.testAccuracy).toFixed(2)}%`, e.seconds.toFixed(2), Math.round(e.samplesPerSecond).toLocaleString()]) {
+      const td = document.createElement("td");
+      td.textContent = v;
+      row.append(td);
+    }
+    $("epochs").tBodies[0].append(row);
+  }
+  drawTraining($("chart"), state.history);
+}
+
+const nextTask = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+async function trainLoop() {
+  if (state.running) return;
+  state.running = true;
+  setState("training");
+  try {
+    let finished = false;
+    while (!finished && !state.paused) {
+      const p = await exclusive(() => state.trainer.step());
+      finished = p.finished;
+      onProgress(p);
+      if (state.drawDirty) await readDrawing();
+      await nextTask(); // let the page draw and take input between ticks
+    }
+    state.running = false;
+    if (finished) await finish();
+  } catch (e) {
+    fail(`Training failed: ${e.message ?? e}`);
+    state.running = false;
+    return;
+  }
+}
+
+async function finish() {
+  const info = await exclusive(() => state.trainer.info());
+  $("pause").disabled = true;
+  $("numbers").textContent += "  — done";
+  const rates = state.results.map((e) => e.samplesPerSecond).sort((a, b) => a - b);
+  const last = state.results[state.results.length - 1];
+  $("result").textContent = JSON.stringify({
+    backend: info.backend,
+    fallback: info.fallback,
+    stepPath: info.stepPath,
+    epochs: state.results,
+    testAccuracy: last ? last.testAccuracy : null,
+    medianSamplesPerSecond: rates.length ? rates[Math.floor(rates.length / 2)] : null,
+    firstStepMs: info.firstStepMs,
+    dataMs: state.dataMs,
+  });
+  setState("done");
+}
+
+// Drawing: black ink on white, about as thick relative to the canvas as MNIST's strokes.
+function setUpDrawing() {
+  const canvas = $("draw");
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  const clear = () => {
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    $("guesses").replaceChildren();
+    delete $("guesses").dataset.top;
+    $("seen").getContext("2d").clearRect(0, 0, 28, 28);
+  };
+  clear();
+  let last = null;
+  const at = (e) => {
+    const r = canvas.getBoundingClientRect();
+    return [((e.clientX - r.left) * canvas.width) / r.width, ((e.clientY - r.top) * canvas.height) / r.height];
+  };
+  canvas.addEventListener("pointerdown", (e) => {
+    canvas.setPointerCapture(e.pointerId);
+    last = at(e);
+    stroke(last, last);
+  });
+  canvas.addEventListener("pointermove", (e) => {
+    if (!last) return;
+    const p = at(e);
+    stroke(last, p);
+    last = p;
+  });
+  const up = () => {
+    last = null;
+    requestReading();
+  };
+  canvas.addEventListener("pointerup", up);
+  canvas.addEventListener("pointercancel", up);
+  function stroke(a, b) {
+    ctx.strokeStyle = "#000";
+    ctx.lineWidth = 22;
+    ctx.lineCap = "round";
+    ctx.lineJoin = "round";
+    ctx.beginPath();
+    ctx.moveTo(...a);
+    ctx.lineTo(...b);
+    ctx.stroke();
+    requestReading();
+  }
+  $("clear").addEventListener("click", clear);
+}
+
+// While training, the loop reads the drawing between ticks; otherwise it is read at once.
+function requestReading() {
+  state.drawDirty = true;
+  if (state.trainer && !state.running) readDrawing();
+}
+
+// Readings asked for and not yet shown (the end-to-end test waits for none).
+let pendingReadings = 0;
+
+async function readDrawing() {
+  if (!state.trainer || !state.drawDirty) return;
+  state.drawDirty = false;
+  const canvas = $("draw");
+  const rgba = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  let reading;
+  document.body.dataset.readings = ++pendingReadings;
+  try {
+    reading = await exclusive(() => state.trainer.predict(new Uint8Array(rgba.buffer), canvas.width, canvas.height));
+  } catch (e) {
+    // An empty canvas has no digit to read: no guesses, no error.
+    $("guesses").textContent = /blank picture/.test(String(e.message ?? e)) ? "" : `(${e.message ?? e})`;
+    return;
+  } finally {
+    document.body.dataset.readings = --pendingReadings;
+  }
+  const seen = $("seen").getContext("2d");
+  const img = seen.createImageData(28, 28);
+  reading.pixels.forEach((v, i) => img.data.set([v, v, v, 255], 4 * i));
+  seen.putImageData(img, 0, 0);
+  $("guesses").replaceChildren(
+    ...reading.top.map((g) => {
+      const li = document.createElement("li");
+      li.dataset.label = g.name;
+      const name = document.createElement("b");
+      name.textContent = g.name;
+      const meter = document.createElement("div");
+      meter.className = "meter";
+      meter.style.width = `${(100 * g.probability).toFixed(1)}%`;
+      const pct = document.createElement("span");
+      pct.textContent = `${(100 * g.probability).toFixed(1)}%`;
+      li.append(name, meter, pct);
+      return li;
+    }),
+  );
+  $("guesses").dataset.top = reading.top[0].name;
+}
+
+function setUpCheckpoints() {
+  $("pause").addEventListener("click", () => {
+    state.paused = !state.paused;
+    $("pause").textContent = state.paused ? "Resume" : "Pause";
+    if (!state.paused) trainLoop();
+  });
+  $("save").addEventListener("click", async () => {
+    try {
+      const bytes = await exclusive(() => state.trainer.checkpoint());
+      const a = document.createElement("a");
+      a.href = URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
+      a.download = "soma-mnist.safetensors";
+      a.click();
+      URL.revokeObjectURL(a.href);
+    } catch (e) {
+      fail(`Saving the checkpoint failed: ${e.message ?? e}`);
+    }
+  });
+  $("load").addEventListener("change", async (event) => {
+    const file = event.target.files[0];
+    if (!file) return;
+    try {
+      const bytes = new Uint8Array(await file.arrayBuffer());
+      await exclusive(() => state.trainer.loadCheckpoint(file.name, bytes));
+      const info = await exclusive(() => state.trainer.info());
+      await showInfo(info);
+      $("numbers").textContent = `loaded ${file.name}: ${info.network}, after ${info.epochsDone} epochs`;
+      requestReading();
+      if (info.epochsDone < info.epochs && !state.paused) trainLoop();
+    } catch (e) {
+      fail(`Loading ${file.name} failed: ${e.message ?? e}`);
+    }
+    event.target.value = "";
+  });
+}
+
+async function main() {
+  setState("loading");
+  setUpDrawing();
+  setUpCheckpoints();
+  await init();
+  const t0 = performance.now();
+  $("status").textContent = "Fetching MNIST…";
+  const files = await Promise.all(FILES.map(fetchBytes));
+  state.dataMs = performance.now() - t0;
+  $("status").textContent = "Opening WebGPU and preparing the network…";
+  const opts = options();
+  state.trainer = await Trainer.create(opts, ...files);
+  const info = state.trainer.info();
+  state.history.epochs = info.epochs;
+  await showInfo(info);
+  drawTraining($("chart"), state.history);
+  for (const id of ["pause", "save", "load"]) $(id).disabled = false;
+  await trainLoop();
+}
+
+main().catch((e) => fail(`${e.message ?? e}`));
