@@ -108,6 +108,8 @@ async function showInfo(info) {
 }
 
 function onProgress(p) {
+  // From navigation (page load) to the first tick back: the wasm, the data, WebGPU, the step.
+  state.firstTickMs ??= performance.now();
   const t = p.epoch - 1 + p.done / p.total;
   $("bar").style.width = `${((100 * t) / p.epochs).toFixed(2)}%`;
   if (p.loss !== null && p.loss !== undefined) {
@@ -169,6 +171,7 @@ async function finish() {
     testAccuracy: last ? last.testAccuracy : null,
     medianSamplesPerSecond: rates.length ? rates[Math.floor(rates.length / 2)] : null,
     firstStepMs: info.firstStepMs,
+    pageToFirstTickMs: state.firstTickMs,
     dataMs: state.dataMs,
   });
   setState("done");

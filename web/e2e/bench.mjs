@@ -1,0 +1,70 @@
+// soma's page against TensorFlow.js in the same headless Chromium, side by side in one run:
+// samples/s of the second of two epochs over 6,000 MNIST images at batch 64 (the TF.js peer
+// page, ../shared/peers/browser, trains 6,000 random MNIST-shaped samples the same way), and
+// the time from page load to soma's first step. Usage, from the repository root with the
+// examples and web/pkg built:
+//   node web/e2e/bench.mjs PEER_DIR [runs]
+// PEER_DIR is a copy of ../shared/peers/browser with `npm install` done in it.
+import { spawn } from "node:child_process";
+import { launch, openPage, waitForRun } from "./open.mjs";
+
+const peer = process.argv[2];
+const runs = Number(process.argv[3] ?? 3);
+
+function start(cmd, args, opts) {
+  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "ignore"], ...opts });
+  return child;
+}
+
+const soma = start("target/release/examples/serve", ["--port", "0", "--offline"]);
+const somaUrl = await new Promise((r) => soma.stdout.once("data", (d) => r(String(d).trim().replace(/^serving /, ""))));
+const tfjsPort = 8811 + Math.floor(Math.random() * 100);
+const tfjs = start("python3", ["-m", "http.server", String(tfjsPort), "--bind", "127.0.0.1"], { cwd: peer });
+await new Promise((r) => setTimeout(r, 1000));
+
+const configs = [
+  ["soma, auto (CPU backend in wasm here)", `${somaUrl}?epochs=2&limit=6000`],
+  ["soma, WebGPU, general step", `${somaUrl}?epochs=2&limit=6000&backend=gpu&stepPath=general`],
+  ["soma, WebGPU, fused step", `${somaUrl}?epochs=2&limit=6000&backend=gpu&stepPath=fused`],
+  ...["wasm", "webgl", "cpu", "webgpu"].map((b) => [`TF.js ${b}`, `http://127.0.0.1:${tfjsPort}/tfjs-mlp.html?backend=${b}`]),
+];
+
+const rows = [];
+const browser = await launch({ webgpu: true });
+try {
+  for (const [name, url] of configs) {
+    const rates = [];
+    const firsts = [];
+    for (let i = 0; i < runs; i++) {
+      const page = await openPage(browser, url, () => {});
+      if (name.startsWith("soma")) {
+        const run = await waitForRun(page, 600_000);
+        if (run.state !== "done") throw new Error(`${name}: ${run.status}`);
+        rates.push(run.result.epochs[1].samplesPerSecond);
+        firsts.push([run.result.firstStepMs, run.result.pageToFirstTickMs]);
+      } else {
+        await page.waitForFunction(() => ["DONE", "FAILED"].includes(document.title), { timeout: 600_000, polling: 250 });
+        const res = JSON.parse(await page.$eval("#out", (e) => e.textContent));
+        if (!res.samples_per_s_epoch2) throw new Error(`${name}: ${res.error}`);
+        rates.push(res.samples_per_s_epoch2);
+      }
+      await page.close();
+    }
+    rates.sort((a, b) => a - b);
+    const median = rates[Math.floor(rates.length / 2)];
+    rows.push({ name, median, rates, firsts });
+    console.error(`${name}: ${rates.map((r) => Math.round(r)).join(", ")}`);
+  }
+} finally {
+  await browser.close();
+  soma.kill();
+  tfjs.kill();
+}
+const best = Math.max(...rows.filter((r) => r.name.startsWith("TF.js")).map((r) => r.median));
+console.log("| page, backend | samples/s (median of " + runs + ") | runs | × TF.js's best | data → first step, ms | page load → first tick, ms |");
+console.log("|---|---|---|---|---|---|");
+for (const r of rows) {
+  const f = r.firsts.length ? r.firsts.map((x) => x[0].toFixed(0)).join(", ") : "";
+  const l = r.firsts.length ? r.firsts.map((x) => x[1].toFixed(0)).join(", ") : "";
+  console.log(`| ${r.name} | ${Math.round(r.median).toLocaleString("en")} | ${r.rates.map((x) => Math.round(x)).join(", ")} | ${(r.median / best).toFixed(2)} | ${f} | ${l} |`);
+}
