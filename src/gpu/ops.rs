@@ -1,8 +1,9 @@
 //! One kernel at a time on host arrays, read back: the entry points of the CPU↔GPU op parity
 //! tests and the kernel benches. An op is first *prepared* ([`PreparedOp`]: its buffers
 //! uploaded and its bind group built, once), then dispatched and read back; the one-call
-//! methods do all three. None of this is used inside the training step loop (see
-//! [`super::backend`] for that).
+//! methods do all three, each through a [`Readout`] that its async counterpart on wasm32
+//! (`matmul_async`, …, in `web`) shares. None of this is used inside the training step loop
+//! (see [`super::backend`] for that).
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use super::context::GpuContext;
 use super::kernels::{Kernel, Kernels, OpKernels, grid_1d};
 pub use super::prepared::PreparedOp;
+use super::prepared::{Readout, matrix};
 use super::resources::{Records, range, upload, usage_out, usage_storage};
 use crate::data::{Inputs, Normalize};
 use crate::error::{Error, Result};
@@ -56,6 +58,9 @@ pub enum OpTargets<'a> {
     Labels(&'a [u32]),
     Values(ArrayView2<'a, f32>),
 }
+
+/// [`GpuOps::optimizer_step`] before its dispatch: new parameters and state tensors.
+pub(super) type OptimizerReadout<'a> = Readout<'a, (Array1<f32>, Vec<Array1<f32>>)>;
 
 /// Runs single kernels on a device.
 pub struct GpuOps {
@@ -131,11 +136,20 @@ impl GpuOps {
         b: ArrayView2<f32>,
         spec: MatmulSpec<'_>,
     ) -> Result<Array2<f32>> {
+        self.matmul_readout(a, b, spec)?.run()
+    }
+
+    /// [`GpuOps::matmul`] before its dispatch.
+    pub(super) fn matmul_readout(
+        &self,
+        a: ArrayView2<f32>,
+        b: ArrayView2<f32>,
+        spec: MatmulSpec<'_>,
+    ) -> Result<Readout<'_, Array2<f32>>> {
         let op = self.prepare_matmul(a, b, spec)?;
-        op.dispatch(1)?;
         let rows = if spec.trans_a { a.ncols() } else { a.nrows() } + spec.ones_row as usize;
         let n = if spec.trans_b { b.nrows() } else { b.ncols() };
-        op.read_matrix(MATMUL_C, rows, n)
+        Ok(Readout::matrix(op, MATMUL_C, rows, n))
     }
 
     /// [`GpuOps::matmul`], prepared.
@@ -204,9 +218,21 @@ impl GpuOps {
         aux: ArrayView2<f32>,
         act: Activation,
     ) -> Result<Array2<f32>> {
+        self.matmul_derivative_readout(a, b, trans_b, aux, act)?
+            .run()
+    }
+
+    /// [`GpuOps::matmul_derivative`] before its dispatch.
+    pub(super) fn matmul_derivative_readout(
+        &self,
+        a: ArrayView2<f32>,
+        b: ArrayView2<f32>,
+        trans_b: bool,
+        aux: ArrayView2<f32>,
+        act: Activation,
+    ) -> Result<Readout<'_, Array2<f32>>> {
         let op = self.prepare_matmul_derivative(a, b, trans_b, aux, act)?;
-        op.dispatch(1)?;
-        op.read_matrix(MATMUL_C, aux.nrows(), aux.ncols())
+        Ok(Readout::matrix(op, MATMUL_C, aux.nrows(), aux.ncols()))
     }
 
     /// [`GpuOps::matmul_derivative`], prepared.
@@ -299,21 +325,31 @@ impl GpuOps {
         z: ArrayView2<f32>,
         targets: OpTargets<'_>,
     ) -> Result<LossOutput> {
+        self.loss_readout(output, z, targets)?.run()
+    }
+
+    /// [`GpuOps::loss`] before its dispatch.
+    pub(super) fn loss_readout(
+        &self,
+        output: Output,
+        z: ArrayView2<f32>,
+        targets: OpTargets<'_>,
+    ) -> Result<Readout<'_, LossOutput>> {
         let op = self.prepare_loss(output, z, targets)?;
-        op.dispatch(1)?;
+        let kernel = op.kernel.name;
         let (rows, n) = z.dim();
-        let stats: Vec<DeviceStats> = bytemuck::pod_collect_to_vec(&self.ctx.read_back(
-            "loss stats",
-            &op.buffers[4],
-            0,
-            16,
-        )?);
-        Ok(LossOutput {
-            outputs: op.read_matrix(0, rows, n)?,
-            delta: op.read_matrix(1, rows, n)?,
-            loss_sum: stats[0].loss,
-            correct: stats[0].correct,
-        })
+        let stats_words = std::mem::size_of::<DeviceStats>() / 4;
+        let reads = vec![(0, rows * n), (1, rows * n), (4, stats_words)];
+        Ok(Readout::new(op, reads, move |v| {
+            let [outputs, delta, stats] = <[Vec<f32>; 3]>::try_from(v).expect("three reads");
+            let stats: DeviceStats = bytemuck::pod_read_unaligned(bytemuck::cast_slice(&stats));
+            Ok(LossOutput {
+                outputs: matrix(kernel, rows, n, outputs)?,
+                delta: matrix(kernel, rows, n, delta)?,
+                loss_sum: stats.loss,
+                correct: stats.correct,
+            })
+        }))
     }
 
     /// [`GpuOps::loss`], prepared (bindings: outputs, delta, targets, index, stats).
@@ -362,9 +398,18 @@ impl GpuOps {
 
     /// `out[j] = Σ_i m[i, j]`.
     pub fn column_sums(&self, m: ArrayView2<f32>) -> Result<Array1<f32>> {
+        self.column_sums_readout(m)?.run()
+    }
+
+    /// [`GpuOps::column_sums`] before its dispatch.
+    pub(super) fn column_sums_readout(
+        &self,
+        m: ArrayView2<f32>,
+    ) -> Result<Readout<'_, Array1<f32>>> {
         let op = self.prepare_column_sums(m)?;
-        op.dispatch(1)?;
-        Ok(Array1::from(op.read(1, m.ncols())?))
+        Ok(Readout::new(op, vec![(1, m.ncols())], |mut v| {
+            Ok(Array1::from(v.remove(0)))
+        }))
     }
 
     /// [`GpuOps::column_sums`], prepared.
@@ -395,16 +440,30 @@ impl GpuOps {
         g: ArrayView1<f32>,
         slots: &[ArrayView1<f32>],
     ) -> Result<(Array1<f32>, Vec<Array1<f32>>)> {
+        self.optimizer_step_readout(optimizer, lr, t, p, g, slots)?
+            .run()
+    }
+
+    /// [`GpuOps::optimizer_step`] before its dispatch.
+    pub(super) fn optimizer_step_readout(
+        &self,
+        optimizer: &Optimizer,
+        lr: f32,
+        t: u64,
+        p: ArrayView1<f32>,
+        g: ArrayView1<f32>,
+        slots: &[ArrayView1<f32>],
+    ) -> Result<OptimizerReadout<'_>> {
         let op = self.prepare_optimizer_step(optimizer, lr, t, p, g, slots)?;
-        op.dispatch(1)?;
-        let n = p.len();
-        let p = Array1::from(op.read(0, n)?);
-        let all = op.read(2, slots.len() * n)?;
-        let slots = all
-            .chunks(n.max(1))
-            .take(slots.len())
-            .map(|c| Array1::from(c.to_vec()));
-        Ok((p, slots.collect()))
+        let (n, count) = (p.len(), slots.len());
+        Ok(Readout::new(op, vec![(0, n), (2, count * n)], move |v| {
+            let [p, all] = <[Vec<f32>; 2]>::try_from(v).expect("two reads");
+            let slots = all
+                .chunks(n.max(1))
+                .take(count)
+                .map(|c| Array1::from(c.to_vec()));
+            Ok((Array1::from(p), slots.collect()))
+        }))
     }
 
     /// [`GpuOps::optimizer_step`], prepared (bindings: params, grads, slots).
@@ -475,9 +534,21 @@ impl GpuOps {
         normalize: Normalize,
         image: Option<(usize, usize)>,
     ) -> Result<Array2<f32>> {
+        self.gather_readout(inputs, features, indices, normalize, image)?
+            .run()
+    }
+
+    /// [`GpuOps::gather_images`] before its dispatch.
+    pub(super) fn gather_readout(
+        &self,
+        inputs: &Inputs,
+        features: usize,
+        indices: &[u32],
+        normalize: Normalize,
+        image: Option<(usize, usize)>,
+    ) -> Result<Readout<'_, Array2<f32>>> {
         let op = self.prepare_gather(inputs, features, indices, normalize, image)?;
-        op.dispatch(1)?;
-        op.read_matrix(2, indices.len(), features)
+        Ok(Readout::matrix(op, 2, indices.len(), features))
     }
 
     /// [`GpuOps::gather_images`], prepared (bindings: dataset, index, output).

@@ -1,5 +1,7 @@
 //! A kernel prepared once by [`super::GpuOps`]: its buffers uploaded and its bind group built,
-//! so that it can be dispatched many times (the kernel benches time exactly that) and read back.
+//! so that it can be dispatched many times (the kernel benches time exactly that) and read back;
+//! and what a one-call op reads back of it ([`Readout`]), shared by the blocking calls and their
+//! async counterparts on wasm32.
 
 use ndarray::Array2;
 
@@ -62,6 +64,65 @@ impl PreparedOp<'_> {
     /// The buffer at `binding` as a `rows × cols` matrix.
     pub fn read_matrix(&self, binding: usize, rows: usize, cols: usize) -> Result<Array2<f32>> {
         let v = self.read(binding, rows * cols)?;
-        Array2::from_shape_vec((rows, cols), v).map_err(|e| Error::gpu(self.kernel.name, e))
+        matrix(self.kernel.name, rows, cols, v)
+    }
+}
+
+/// `values` as a `rows × cols` matrix; a length mismatch is an [`Error::Gpu`] naming `kernel`.
+pub(super) fn matrix(
+    kernel: &str,
+    rows: usize,
+    cols: usize,
+    values: Vec<f32>,
+) -> Result<Array2<f32>> {
+    Array2::from_shape_vec((rows, cols), values).map_err(|e| Error::gpu(kernel, e))
+}
+
+/// Turns the values read back (one vector per entry of [`Readout::reads`]) into an op's result.
+type Finish<T> = Box<dyn FnOnce(Vec<Vec<f32>>) -> Result<T>>;
+
+/// A one-call op of [`super::GpuOps`]: its prepared kernel, what it reads back after one
+/// dispatch and how those values make its result. The blocking call ([`Readout::run`]) and
+/// its async counterpart on wasm32 (`run_async`) share this and differ only in how they wait.
+pub(super) struct Readout<'a, T> {
+    pub(super) op: PreparedOp<'a>,
+    /// `(binding, values)` to read, in order.
+    pub(super) reads: Vec<(usize, usize)>,
+    pub(super) finish: Finish<T>,
+}
+
+impl<'a, T> Readout<'a, T> {
+    /// Reads `reads` after the dispatch and makes the result with `finish`.
+    pub(super) fn new(
+        op: PreparedOp<'a>,
+        reads: Vec<(usize, usize)>,
+        finish: impl FnOnce(Vec<Vec<f32>>) -> Result<T> + 'static,
+    ) -> Self {
+        Readout {
+            op,
+            reads,
+            finish: Box::new(finish),
+        }
+    }
+
+    /// Dispatches once, waits, reads back and makes the result.
+    pub(super) fn run(self) -> Result<T> {
+        self.op.dispatch(1)?;
+        let values = self
+            .reads
+            .iter()
+            .map(|&(binding, len)| self.op.read(binding, len))
+            .collect::<Result<_>>()?;
+        (self.finish)(values)
+    }
+}
+
+impl<'a> Readout<'a, Array2<f32>> {
+    /// The buffer at `binding` as a `rows × cols` matrix.
+    pub(super) fn matrix(op: PreparedOp<'a>, binding: usize, rows: usize, cols: usize) -> Self {
+        let kernel = op.kernel.name;
+        Readout::new(op, vec![(binding, rows * cols)], move |mut v| {
+            matrix(kernel, rows, cols, v.remove(0))
+        })
     }
 }

@@ -3,25 +3,29 @@
 //! with the native call and only differs in how it waits: `map_async` is awaited through a
 //! oneshot that its callback fires, and the error scopes closed since the last read-back are
 //! awaited first (a shader or pipeline that fails in Chrome fails silently otherwise, and
-//! the read-back would return zeros).
+//! the read-back would return zeros). The single-op runner's calls ([`GpuOps`]) and building
+//! a kernel have async forms too, for the per-op parity and shader tests in a browser.
 
 use std::future::Future;
 use std::pin::Pin;
 
 use futures_intrusive::channel::shared::oneshot_channel;
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
 use super::backend::GpuBackend;
 use super::context::{GpuContext, GpuOptions};
-use super::prepared::PreparedOp;
+use super::kernels::{Kernel, KernelSpec};
+use super::ops::{GpuOps, LossOutput, MatmulSpec, OpTargets};
+use super::prepared::{PreparedOp, Readout, matrix};
 use super::readback::copy_mapped;
 use super::stats::{Collect, STATS_RING};
 use super::submit::EVAL_STATS;
 use crate::backend::Stats;
-use crate::data::Dataset;
+use crate::data::{Dataset, Inputs, Normalize};
 use crate::error::{Error, Result};
+use crate::net::{Activation, Output};
 use crate::ops::loss::DeviceStats;
-use crate::optim::OptimState;
+use crate::optim::{OptimState, Optimizer};
 use crate::params::Params;
 
 /// An error scope closed and not yet awaited, with what was being created under it.
@@ -94,6 +98,16 @@ impl GpuContext {
     ) -> Result<Vec<u8>> {
         let staging = self.copy_to_staging(what, src, offset, bytes)?;
         self.map_staging_async(what, &staging, bytes).await
+    }
+}
+
+impl KernelSpec {
+    /// [`KernelSpec::build`], with its error scopes awaited: a shader or pipeline the browser
+    /// rejects is an [`Error::Gpu`] naming the kernel, with the browser's message.
+    pub async fn build_async(&self, ctx: &GpuContext) -> Result<Kernel> {
+        let kernel = self.build(ctx)?;
+        ctx.settle_scopes().await?;
+        Ok(kernel)
     }
 }
 
@@ -218,16 +232,124 @@ impl PreparedOp<'_> {
         rows: usize,
         cols: usize,
     ) -> Result<Array2<f32>> {
+        let v = self.read_async(binding, rows * cols).await?;
+        matrix(self.kernel.name, rows, cols, v)
+    }
+
+    /// `PreparedOp::read`, awaited: the first `len` values of the buffer at `binding`.
+    async fn read_async(&self, binding: usize, len: usize) -> Result<Vec<f32>> {
         let bytes = self
             .ctx
             .read_back_async(
                 self.kernel.name,
                 &self.buffers[binding],
                 0,
-                (rows * cols * 4) as u64,
+                (len * 4) as u64,
             )
             .await?;
-        let v: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
-        Array2::from_shape_vec((rows, cols), v).map_err(|e| Error::gpu(self.kernel.name, e))
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+}
+
+impl<T> Readout<'_, T> {
+    /// [`Readout::run`], awaited.
+    async fn run_async(self) -> Result<T> {
+        self.op.dispatch_async(1).await?;
+        let mut values = Vec::with_capacity(self.reads.len());
+        for &(binding, len) in &self.reads {
+            values.push(self.op.read_async(binding, len).await?);
+        }
+        (self.finish)(values)
+    }
+}
+
+/// The one-call ops, awaited: each prepares and reads back exactly as its blocking form.
+impl GpuOps {
+    /// [`GpuOps::new`], with the error scopes of its pipelines awaited: a kernel the browser
+    /// rejects is an [`Error::Gpu`] naming it, with the browser's message.
+    pub async fn new_async(ctx: impl Into<std::sync::Arc<GpuContext>>) -> Result<GpuOps> {
+        let ops = GpuOps::new(ctx)?;
+        ops.context().settle_scopes().await?;
+        Ok(ops)
+    }
+
+    /// [`GpuOps::matmul`], awaited.
+    pub async fn matmul_async(
+        &self,
+        a: ArrayView2<'_, f32>,
+        b: ArrayView2<'_, f32>,
+        spec: MatmulSpec<'_>,
+    ) -> Result<Array2<f32>> {
+        self.matmul_readout(a, b, spec)?.run_async().await
+    }
+
+    /// [`GpuOps::matmul_derivative`], awaited.
+    pub async fn matmul_derivative_async(
+        &self,
+        a: ArrayView2<'_, f32>,
+        b: ArrayView2<'_, f32>,
+        trans_b: bool,
+        aux: ArrayView2<'_, f32>,
+        act: Activation,
+    ) -> Result<Array2<f32>> {
+        self.matmul_derivative_readout(a, b, trans_b, aux, act)?
+            .run_async()
+            .await
+    }
+
+    /// [`GpuOps::loss`], awaited.
+    pub async fn loss_async(
+        &self,
+        output: Output,
+        z: ArrayView2<'_, f32>,
+        targets: OpTargets<'_>,
+    ) -> Result<LossOutput> {
+        self.loss_readout(output, z, targets)?.run_async().await
+    }
+
+    /// [`GpuOps::column_sums`], awaited.
+    pub async fn column_sums_async(&self, m: ArrayView2<'_, f32>) -> Result<Array1<f32>> {
+        self.column_sums_readout(m)?.run_async().await
+    }
+
+    /// [`GpuOps::optimizer_step`], awaited.
+    pub async fn optimizer_step_async(
+        &self,
+        optimizer: &Optimizer,
+        lr: f32,
+        t: u64,
+        p: ArrayView1<'_, f32>,
+        g: ArrayView1<'_, f32>,
+        slots: &[ArrayView1<'_, f32>],
+    ) -> Result<(Array1<f32>, Vec<Array1<f32>>)> {
+        self.optimizer_step_readout(optimizer, lr, t, p, g, slots)?
+            .run_async()
+            .await
+    }
+
+    /// [`GpuOps::gather`], awaited.
+    pub async fn gather_async(
+        &self,
+        inputs: &Inputs,
+        features: usize,
+        indices: &[u32],
+        normalize: Normalize,
+    ) -> Result<Array2<f32>> {
+        self.gather_images_async(inputs, features, indices, normalize, None)
+            .await
+    }
+
+    /// [`GpuOps::gather_images`], awaited.
+    pub async fn gather_images_async(
+        &self,
+        inputs: &Inputs,
+        features: usize,
+        indices: &[u32],
+        normalize: Normalize,
+        image: Option<(usize, usize)>,
+    ) -> Result<Array2<f32>> {
+        self.gather_readout(inputs, features, indices, normalize, image)?
+            .run_async()
+            .await
     }
 }

@@ -9,6 +9,8 @@ use soma::train::Tick;
 use soma::{Backend, CpuBackend, Dataset, Network, OptimState, Optimizer, Params, Result, Stats};
 
 /// Where the page trains.
+// One per page: boxing the GPU backend would save nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Engine {
     Gpu(GpuBackend),
     Cpu(CpuBackend),

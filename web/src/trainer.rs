@@ -176,6 +176,9 @@ impl Trainer {
         let model = ModelInfo::for_dataset(DatasetKind::Mnist, normalize);
         let net = recipe.network(train.features(), 10).map_err(js)?;
 
+        // The backend shares its context as an `Arc` (Send + Sync natively); a page has one
+        // thread, where the context is neither.
+        #[allow(clippy::arc_with_non_send_sync)]
         let (gpu, fallback) = match options.backend.as_deref().unwrap_or("auto") {
             "cpu" => (None, Some("the CPU was asked for".to_string())),
             "gpu" => (

@@ -1,0 +1,578 @@
+//! The per-op parity cases: every GPU kernel against the CPU reference (ndarray math and the
+//! `soma::ops` references) on seeded random inputs and shapes that fit no tile: 1×1×1, 7×13×5,
+//! 64×784×64, 100×784×64 and 257×300×129 (M×K×N).
+//!
+//! One body per case, shared by two runners that differ only in how an op waits for the
+//! device: `tests/gpu_ops.rs` natively (the blocking `GpuOps` calls, each case driven by
+//! `pollster::block_on`) and `web/tests/parity.rs` in a browser on WebGPU (the `_async` calls,
+//! awaited). Both implement [`Ops`] and list the cases through [`every_op_case!`], so neither
+//! can leave one out; the inputs, shapes and tolerances are the same bits on both.
+
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+use rand::{Rng, SeedableRng};
+use rand_pcg::Pcg64Mcg;
+use soma::gpu::ops::{LossOutput, MatmulSpec, OpTargets};
+use soma::ops::gather::gather_inputs;
+use soma::ops::{loss, optim, reduce};
+use soma::train::Sample;
+use soma::{Activation, Dataset, Inputs, Normalize, Optimizer, Output, Targets};
+
+/// The single-kernel calls the cases make (those of `soma::gpu::GpuOps`), blocking or awaited.
+pub trait Ops {
+    async fn matmul(
+        &self,
+        a: ArrayView2<'_, f32>,
+        b: ArrayView2<'_, f32>,
+        spec: MatmulSpec<'_>,
+    ) -> soma::Result<Array2<f32>>;
+    async fn matmul_derivative(
+        &self,
+        a: ArrayView2<'_, f32>,
+        b: ArrayView2<'_, f32>,
+        trans_b: bool,
+        aux: ArrayView2<'_, f32>,
+        act: Activation,
+    ) -> soma::Result<Array2<f32>>;
+    async fn loss(
+        &self,
+        output: Output,
+        z: ArrayView2<'_, f32>,
+        targets: OpTargets<'_>,
+    ) -> soma::Result<LossOutput>;
+    async fn column_sums(&self, m: ArrayView2<'_, f32>) -> soma::Result<Array1<f32>>;
+    async fn optimizer_step(
+        &self,
+        optimizer: &Optimizer,
+        lr: f32,
+        t: u64,
+        p: ArrayView1<'_, f32>,
+        g: ArrayView1<'_, f32>,
+        slots: &[ArrayView1<'_, f32>],
+    ) -> soma::Result<(Array1<f32>, Vec<Array1<f32>>)>;
+    async fn gather(
+        &self,
+        inputs: &Inputs,
+        features: usize,
+        indices: &[u32],
+        normalize: Normalize,
+    ) -> soma::Result<Array2<f32>>;
+    async fn gather_images(
+        &self,
+        inputs: &Inputs,
+        features: usize,
+        indices: &[u32],
+        normalize: Normalize,
+        image: Option<(usize, usize)>,
+    ) -> soma::Result<Array2<f32>>;
+}
+
+/// Calls `$run!(case)` for every case that needs a device (each an `async fn(&impl Ops)` of
+/// this module); [`shapes_cover_both_tiles`] needs none.
+macro_rules! every_op_case {
+    ($run:ident) => {
+        $run!(matmul_all_forms_match_exact_products);
+        $run!(weight_gradient_with_ones_row_gives_bias_gradient);
+        $run!(forward_epilogue_bias_and_every_activation);
+        $run!(input_gradient_epilogue_multiplies_derivative_of_stored_output);
+        $run!(softmax_cross_entropy_matches_cpu_including_huge_logits);
+        $run!(sigmoid_mse_matches_cpu);
+        $run!(every_optimizer_matches_cpu_update_over_several_steps);
+        $run!(shifted_image_gather_matches_cpu);
+        $run!(gather_u8_and_f32_with_scale_and_shift);
+        $run!(argmax_ties_pick_the_first_like_the_cpu);
+    };
+}
+pub(crate) use every_op_case;
+
+/// Matmul: |gpu − exact| ≤ MATMUL_REL·√K·Σ_k|a_ik·b_kj|. A sum of K f32 products in any order
+/// has a rounding error that grows like √K·u·Σ|terms| (u ≈ 6e-8) for independent roundings;
+/// 1e-5 leaves room for the different blocking/FMA order, far below any indexing bug (O(1)).
+const MATMUL_REL: f64 = 1e-5;
+/// Absolute slack for values through an activation or a transcendental (exp, log, tanh):
+/// a few f32 ulps of results of magnitude ≤ 1.
+const ULPS_ABS: f64 = 1e-6;
+/// Loss sums: the per-row f32 losses are reduced in a different order (tree vs sequential);
+/// relative error of a sum of ≤ 300 terms is ≤ 300·u ≈ 2e-5 in the worst case.
+const LOSS_SUM_REL: f64 = 2e-5;
+/// Optimizer: one step is ~10 f32 operations per value, each rounded once, possibly fused
+/// (FMA) on the GPU; 5 steps on values of magnitude ≤ 1 stay within a few 1e-7.
+const OPTIM_ABS: f32 = 1e-6;
+
+/// m×k×n; the products choose their tile by C's size, and these cover both tiles (checked by
+/// `shapes_cover_both_tiles`).
+const SHAPES: [(usize, usize, usize); 5] = [
+    (1, 1, 1),
+    (7, 13, 5),
+    (64, 784, 64),
+    (100, 784, 64),
+    (257, 300, 129),
+];
+
+pub fn shapes_cover_both_tiles() {
+    use soma::ops::matmul::{LARGE_TILE, SMALL_TILE, choose_tile};
+    let tiles: Vec<_> = SHAPES
+        .iter()
+        .map(|&(m, _, n)| choose_tile(m as u32, n as u32))
+        .collect();
+    assert!(
+        tiles.contains(&SMALL_TILE) && tiles.contains(&LARGE_TILE),
+        "{tiles:?}"
+    );
+}
+
+fn random(rng: &mut Pcg64Mcg, rows: usize, cols: usize, scale: f32) -> Array2<f32> {
+    Array2::from_shape_fn((rows, cols), |_| (rng.random::<f32>() * 2.0 - 1.0) * scale)
+}
+
+fn to64(a: ArrayView2<f32>) -> Array2<f64> {
+    a.mapv(|v| v as f64)
+}
+
+/// Checks `got` against `exact` with the matmul bound, `scale` = Σ|a||b| per element.
+fn assert_matmul_close(
+    what: &str,
+    got: &Array2<f32>,
+    exact: &Array2<f64>,
+    scale: &Array2<f64>,
+    k: usize,
+    extra_abs: f64,
+) {
+    assert_eq!(got.dim(), exact.dim(), "{what}: shape");
+    let tol_k = MATMUL_REL * (k as f64).sqrt();
+    for ((idx, &g), (&e, &s)) in got.indexed_iter().zip(exact.iter().zip(scale.iter())) {
+        let tol = tol_k * s + extra_abs + 1e-30;
+        assert!(
+            (g as f64 - e).abs() <= tol,
+            "{what}: at {idx:?} gpu {g} vs exact {e} (tolerance {tol:e})"
+        );
+    }
+}
+
+pub async fn matmul_all_forms_match_exact_products(ops: &impl Ops) {
+    let mut rng = Pcg64Mcg::seed_from_u64(1);
+    for (m, k, n) in SHAPES {
+        let a = random(&mut rng, m, k, 1.0);
+        let b = random(&mut rng, k, n, 1.0);
+        let exact = to64(a.view()).dot(&to64(b.view()));
+        let scale = to64(a.view())
+            .mapv(f64::abs)
+            .dot(&to64(b.view()).mapv(f64::abs));
+        let what = format!("A·B {m}x{k}x{n}");
+
+        let nn = ops
+            .matmul(a.view(), b.view(), MatmulSpec::default())
+            .await
+            .unwrap();
+        assert_matmul_close(&what, &nn, &exact, &scale, k, 0.0);
+
+        let at = a.t().as_standard_layout().to_owned();
+        let tn = ops
+            .matmul(
+                at.view(),
+                b.view(),
+                MatmulSpec {
+                    trans_a: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_matmul_close(&format!("Aᵀ·B {m}x{k}x{n}"), &tn, &exact, &scale, k, 0.0);
+
+        let bt = b.t().as_standard_layout().to_owned();
+        let nt = ops
+            .matmul(
+                a.view(),
+                bt.view(),
+                MatmulSpec {
+                    trans_b: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_matmul_close(&format!("A·Bᵀ {m}x{k}x{n}"), &nt, &exact, &scale, k, 0.0);
+    }
+}
+
+pub async fn weight_gradient_with_ones_row_gives_bias_gradient(ops: &impl Ops) {
+    let mut rng = Pcg64Mcg::seed_from_u64(2);
+    // Backprop shapes: x is B×in, dz is B×out; dW = xᵀ·dz, db = colsum(dz) in the extra row.
+    for (b, inp, out) in [(1, 1, 1), (13, 7, 5), (100, 784, 64), (64, 64, 10)] {
+        let x = random(&mut rng, b, inp, 1.0);
+        let dz = random(&mut rng, b, out, 0.1);
+        let got = ops
+            .matmul(
+                x.view(),
+                dz.view(),
+                MatmulSpec {
+                    trans_a: true,
+                    ones_row: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let mut x1 = to64(x.view());
+        x1.push_column(Array1::ones(b).view()).unwrap();
+        let exact = x1.t().dot(&to64(dz.view()));
+        let scale = x1.t().mapv(f64::abs).dot(&to64(dz.view()).mapv(f64::abs));
+        assert_matmul_close(
+            &format!("dW+db {b}x{inp}x{out}"),
+            &got,
+            &exact,
+            &scale,
+            b,
+            0.0,
+        );
+        // And the standalone reduce kernel agrees with the CPU's column sums.
+        let sums = ops.column_sums(dz.view()).await.unwrap();
+        let mut cpu_sums = Array1::zeros(out);
+        reduce::column_sums(dz.view(), cpu_sums.view_mut());
+        for (g, c) in sums.iter().zip(cpu_sums.iter()) {
+            assert!((g - c).abs() as f64 <= MATMUL_REL * (b as f64).sqrt() * 0.1 * b as f64);
+        }
+    }
+}
+
+pub async fn forward_epilogue_bias_and_every_activation(ops: &impl Ops) {
+    let mut rng = Pcg64Mcg::seed_from_u64(3);
+    for (m, k, n) in SHAPES {
+        let x = random(&mut rng, m, k, 1.0);
+        let w = random(&mut rng, k, n, 1.0 / (k as f32).sqrt() * 3.0);
+        let bias = Array1::from_shape_fn(n, |_| rng.random::<f32>() - 0.5);
+        let z64 = to64(x.view()).dot(&to64(w.view()));
+        let scale = to64(x.view())
+            .mapv(f64::abs)
+            .dot(&to64(w.view()).mapv(f64::abs));
+        let acts = Activation::ALL.map(Some);
+        for act in acts.into_iter().chain([None]) {
+            let got = ops
+                .matmul(
+                    x.view(),
+                    w.view(),
+                    MatmulSpec {
+                        bias: Some(bias.view()),
+                        act,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            // f' ≤ 1 for every activation, so the product's error passes through undamped.
+            let mut exact = z64.clone();
+            for mut row in exact.rows_mut() {
+                for (v, &b) in row.iter_mut().zip(bias.iter()) {
+                    let z = (*v + b as f64) as f32;
+                    *v = act.map_or(z, |a| a.apply(z)) as f64;
+                }
+            }
+            let what = format!("x·W+b then {act:?} {m}x{k}x{n}");
+            assert_matmul_close(&what, &got, &exact, &scale, k, ULPS_ABS);
+        }
+    }
+}
+
+pub async fn input_gradient_epilogue_multiplies_derivative_of_stored_output(ops: &impl Ops) {
+    let mut rng = Pcg64Mcg::seed_from_u64(4);
+    for (m, k, n) in SHAPES {
+        // delta_prev (m×n) = dz (m×k) · Wᵀ where W is n×k, times f'(a_prev) (m×n).
+        let dz = random(&mut rng, m, k, 1.0);
+        let w = random(&mut rng, n, k, 1.0);
+        let z_prev = random(&mut rng, m, n, 3.0);
+        let prod = to64(dz.view()).dot(&to64(w.view()).t());
+        let scale = to64(dz.view())
+            .mapv(f64::abs)
+            .dot(&to64(w.view()).mapv(f64::abs).t());
+        for act in Activation::ALL {
+            let a_prev = z_prev.mapv(|z| act.apply(z));
+            let got = ops
+                .matmul_derivative(dz.view(), w.view(), true, a_prev.view(), act)
+                .await
+                .unwrap();
+            let mut exact = prod.clone();
+            exact.zip_mut_with(&a_prev, |v, &a| {
+                *v *= act.derivative_from_output(a) as f64;
+            });
+            let what = format!("dz·Wᵀ⊙{act}'(a) {m}x{k}x{n}");
+            assert_matmul_close(&what, &got, &exact, &scale, k, ULPS_ABS);
+        }
+    }
+}
+
+/// The CPU reference of the loss kernel (`ops::loss::output_delta`, which the CPU backend
+/// runs; it takes MSE's sigmoids from the forward pass): outputs, delta, loss sum and correct
+/// count.
+fn cpu_loss(
+    output: Output,
+    z: &Array2<f32>,
+    y: &Array2<f32>,
+) -> (Array2<f32>, Array2<f32>, f64, u32) {
+    let mut out = z.clone();
+    if output == Output::SigmoidMse {
+        out.mapv_inplace(soma::ops::activation::sigmoid);
+    }
+    let mut delta = Array2::zeros(z.dim());
+    let s = loss::output_delta(
+        output,
+        out.view_mut(),
+        y.view(),
+        delta.view_mut(),
+        z.nrows(),
+    );
+    (out, delta, s.loss_sum, s.correct as u32)
+}
+
+fn assert_all_close(what: &str, got: &Array2<f32>, want: &Array2<f32>, abs: f64) {
+    assert_eq!(got.dim(), want.dim(), "{what}: shape");
+    for ((idx, &g), &w) in got.indexed_iter().zip(want.iter()) {
+        assert!(
+            ((g - w) as f64).abs() <= abs * (1.0 + w.abs() as f64),
+            "{what} at {idx:?}: gpu {g} vs cpu {w}"
+        );
+    }
+}
+
+pub async fn softmax_cross_entropy_matches_cpu_including_huge_logits(ops: &impl Ops) {
+    let mut rng = Pcg64Mcg::seed_from_u64(5);
+    for (rows, classes, scale) in [
+        (1, 2, 1.0),
+        (7, 3, 4.0),
+        (100, 10, 3.0),
+        (300, 10, 80.0),
+        (64, 129, 2.0),
+    ] {
+        let z = random(&mut rng, rows, classes, scale);
+        let labels: Vec<u32> = (0..rows)
+            .map(|_| rng.random_range(0..classes as u32))
+            .collect();
+        let onehot = Array2::from_shape_fn((rows, classes), |(r, c)| {
+            (labels[r] == c as u32) as u8 as f32
+        });
+        let (p, d, loss, correct) = cpu_loss(Output::SoftmaxCrossEntropy, &z, &onehot);
+        assert!(loss.is_finite(), "reference loss finite at scale {scale}");
+        for targets in [OpTargets::Labels(&labels), OpTargets::Values(onehot.view())] {
+            let got = ops
+                .loss(Output::SoftmaxCrossEntropy, z.view(), targets)
+                .await
+                .unwrap();
+            let what = format!("softmax-CE {rows}x{classes} scale {scale}");
+            assert_all_close(&format!("{what} probabilities"), &got.outputs, &p, ULPS_ABS);
+            assert_all_close(
+                &format!("{what} delta"),
+                &got.delta,
+                &d,
+                ULPS_ABS / rows as f64,
+            );
+            assert_eq!(got.correct, correct, "{what} correct");
+            let rel = (got.loss_sum as f64 - loss).abs() / loss.max(1e-6);
+            assert!(
+                rel <= LOSS_SUM_REL + ULPS_ABS * rows as f64 / loss.max(1e-6),
+                "{what} loss {} vs {loss}",
+                got.loss_sum
+            );
+        }
+    }
+    // Soft targets (rows summing to one) go through the values path.
+    let z = random(&mut rng, 33, 5, 2.0);
+    let mut y = random(&mut rng, 33, 5, 1.0).mapv(f32::abs);
+    for mut row in y.rows_mut() {
+        let s = row.sum();
+        row.mapv_inplace(|v| v / s);
+    }
+    let (p, d, loss, correct) = cpu_loss(Output::SoftmaxCrossEntropy, &z, &y);
+    let got = ops
+        .loss(
+            Output::SoftmaxCrossEntropy,
+            z.view(),
+            OpTargets::Values(y.view()),
+        )
+        .await
+        .unwrap();
+    assert_all_close("soft-target probabilities", &got.outputs, &p, ULPS_ABS);
+    assert_all_close("soft-target delta", &got.delta, &d, ULPS_ABS);
+    assert_eq!(got.correct, correct);
+    assert!((got.loss_sum as f64 - loss).abs() / loss <= LOSS_SUM_REL);
+}
+
+pub async fn sigmoid_mse_matches_cpu(ops: &impl Ops) {
+    let mut rng = Pcg64Mcg::seed_from_u64(6);
+    for (rows, width) in [(1, 1), (4, 1), (100, 10), (257, 3)] {
+        let z = random(&mut rng, rows, width, 4.0);
+        let y = Array2::from_shape_fn((rows, width), |_| rng.random::<f32>());
+        let (a, d, loss, correct) = cpu_loss(Output::SigmoidMse, &z, &y);
+        let got = ops
+            .loss(Output::SigmoidMse, z.view(), OpTargets::Values(y.view()))
+            .await
+            .unwrap();
+        let what = format!("sigmoid-MSE {rows}x{width}");
+        assert_all_close(&format!("{what} outputs"), &got.outputs, &a, ULPS_ABS);
+        assert_all_close(&format!("{what} delta"), &got.delta, &d, ULPS_ABS);
+        assert_eq!(got.correct, correct, "{what} correct");
+        assert!(
+            (got.loss_sum as f64 - loss).abs() <= LOSS_SUM_REL * loss + ULPS_ABS,
+            "{what} loss"
+        );
+    }
+}
+
+pub async fn every_optimizer_matches_cpu_update_over_several_steps(ops: &impl Ops) {
+    let mut rng = Pcg64Mcg::seed_from_u64(7);
+    let optimizers = [
+        Optimizer::Sgd,
+        Optimizer::momentum(),
+        Optimizer::momentum().with_weight_decay(1e-2),
+        Optimizer::adam(),
+        Optimizer::adam().with_weight_decay(1e-3),
+    ];
+    for opt in optimizers {
+        for n in [1usize, 1000, 70_000] {
+            let mut p_cpu = Array1::from_shape_fn(n, |_| rng.random::<f32>() - 0.5);
+            let mut s_cpu: Vec<Array1<f32>> = (0..opt.slots()).map(|_| Array1::zeros(n)).collect();
+            let mut p_gpu = p_cpu.clone();
+            let mut s_gpu = s_cpu.clone();
+            for t in 1..=5u64 {
+                let g = Array1::from_shape_fn(n, |_| rng.random::<f32>() - 0.5);
+                let mut views: Vec<_> = s_cpu.iter_mut().map(|s| s.view_mut()).collect();
+                optim::update(&opt, 0.05, t, p_cpu.view_mut(), g.view(), &mut views);
+                let sv: Vec<_> = s_gpu.iter().map(|s| s.view()).collect();
+                let (p, s) = ops
+                    .optimizer_step(&opt, 0.05, t, p_gpu.view(), g.view(), &sv)
+                    .await
+                    .unwrap();
+                p_gpu = p;
+                s_gpu = s;
+            }
+            let diff = p_gpu
+                .iter()
+                .zip(&p_cpu)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(diff <= OPTIM_ABS, "{opt:?} n={n}: params differ by {diff}");
+            for (a, b) in s_gpu.iter().zip(&s_cpu) {
+                let d = a
+                    .iter()
+                    .zip(b)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f32::max);
+                assert!(d <= OPTIM_ABS, "{opt:?} n={n}: state differs by {d}");
+            }
+        }
+    }
+}
+
+pub async fn shifted_image_gather_matches_cpu(ops: &impl Ops) {
+    let mut rng = Pcg64Mcg::seed_from_u64(9);
+    // 5x7 images (not square, so swapped axes would show), every shift from -3 to 3.
+    let (h, w, len) = (5usize, 7usize, 4usize);
+    let pixels: Vec<u8> = (0..len * h * w)
+        .map(|_| rng.random_range(1..=255))
+        .collect();
+    let norm = Normalize {
+        scale: 1.0 / 255.0,
+        shift: -0.25,
+    };
+    let mut ds = Dataset::new(
+        h * w,
+        Inputs::U8(pixels),
+        Targets::Labels {
+            labels: vec![0; len],
+            classes: 2,
+        },
+        norm,
+    )
+    .unwrap();
+    ds.image = Some((h, w));
+    let mut entries = Vec::new();
+    for dx in -3..=3i8 {
+        for dy in -3..=3i8 {
+            let index = rng.random_range(0..len as u32);
+            entries.push(Sample { index, dx, dy }.encode());
+        }
+    }
+    let mut want = Array2::zeros((entries.len(), h * w));
+    gather_inputs(&ds, &entries, want.view_mut());
+    let got = ops
+        .gather_images(ds.inputs(), h * w, &entries, norm, ds.image)
+        .await
+        .unwrap();
+    assert_all_close("shifted gather", &got, &want, ULPS_ABS);
+}
+
+pub async fn gather_u8_and_f32_with_scale_and_shift(ops: &impl Ops) {
+    let mut rng = Pcg64Mcg::seed_from_u64(8);
+    for (len, features) in [(1, 1), (10, 7), (300, 784)] {
+        let pixels: Vec<u8> = (0..len * features).map(|_| rng.random()).collect();
+        let labels = vec![0u8; len];
+        let norm = Normalize {
+            scale: 1.0 / 255.0,
+            shift: -0.5,
+        };
+        let ds = Dataset::new(
+            features,
+            Inputs::U8(pixels),
+            Targets::Labels {
+                labels: labels.clone(),
+                classes: 2,
+            },
+            norm,
+        )
+        .unwrap();
+        let indices: Vec<u32> = (0..len * 2 + 3)
+            .map(|_| rng.random_range(0..len as u32))
+            .collect();
+        let mut want = Array2::zeros((indices.len(), features));
+        gather_inputs(&ds, &indices, want.view_mut());
+        let got = ops
+            .gather(ds.inputs(), features, &indices, norm)
+            .await
+            .unwrap();
+        assert_all_close(
+            &format!("gather u8 {len}x{features}"),
+            &got,
+            &want,
+            ULPS_ABS,
+        );
+
+        let values: Vec<f32> = (0..len * features)
+            .map(|_| rng.random::<f32>() * 10.0)
+            .collect();
+        let norm = Normalize {
+            scale: 0.5,
+            shift: 1.0,
+        };
+        let ds = Dataset::new(
+            features,
+            Inputs::F32(values),
+            Targets::Labels { labels, classes: 2 },
+            norm,
+        )
+        .unwrap();
+        gather_inputs(&ds, &indices, want.view_mut());
+        let got = ops
+            .gather(ds.inputs(), features, &indices, norm)
+            .await
+            .unwrap();
+        assert_all_close(
+            &format!("gather f32 {len}x{features}"),
+            &got,
+            &want,
+            ULPS_ABS,
+        );
+    }
+}
+
+pub async fn argmax_ties_pick_the_first_like_the_cpu(ops: &impl Ops) {
+    let z = Array2::from_shape_vec((2, 3), vec![1.0, 1.0, 0.0, 0.0, 2.0, 2.0]).unwrap();
+    let got = ops
+        .loss(
+            Output::SoftmaxCrossEntropy,
+            z.view(),
+            OpTargets::Labels(&[0, 1]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.correct, 2);
+    assert_eq!(loss::argmax(z.row(1).iter().copied()), 1);
+    let _ = z.sum_axis(Axis(0));
+}
