@@ -96,7 +96,10 @@ if [ "$what" != wasm ]; then
     [ -d "$MNIST_DIR" ] || skip "no MNIST for the end-to-end test (set MNIST_DIR)"
     export MNIST_DIR
     web/build.sh
-    cargo build --release --example mnist --example predict --example serve
+    # Native, as `cargo test --release` builds them: not with the wasm build's target dir
+    # and flags (which would rebuild everything).
+    env -u RUSTFLAGS CARGO_TARGET_DIR="$ROOT/target" \
+        cargo build --release --example mnist --example predict --example serve
     (cd web/e2e && npm ci --no-audit --no-fund --loglevel=error)
     CHROMIUM="$browser" node web/e2e/test.mjs target/web/e2e
 fi
