@@ -3,7 +3,8 @@
 # soma-web crate) for wasm32-unknown-unknown, then wasm-bindgen's JavaScript glue, into web/pkg.
 #
 #   web/build.sh            # web/pkg/soma_web.js + soma_web_bg.wasm; extra arguments go to cargo
-#   web/build.sh clippy     # clippy on soma and soma-web for wasm32 (a plain check on the
+#   web/build.sh clippy     # clippy on soma (library) and soma-web (library and browser
+#                           # tests) for wasm32 (a plain check on the
 #                           # Debian route, which has no clippy)
 #
 # Then `cargo run --release --example serve` serves the page with the MNIST files.
@@ -33,7 +34,9 @@ if [ "${1:-}" = clippy ]; then
 fi
 if [ "$action" = clippy ]; then
     [ "$WEB_ROUTE" = debian ] && action=check
-    web_cargo "$action" --release -p soma -p soma-web --all-targets "$@"
+    # soma's own tests and benches are native (threads, files); the browser's are soma-web's.
+    web_cargo "$action" --release -p soma --lib "$@"
+    web_cargo "$action" --release -p soma-web --lib --tests "$@"
     exit
 fi
 web_cargo build --release -p soma-web --lib "$@"
