@@ -231,7 +231,11 @@ impl Trainer {
     /// Hands the training set to the backend and (re)starts the run after `epochs_done`.
     async fn start(&mut self, epochs_done: u64) -> soma::Result<()> {
         let mut cfg = self.recipe.train_config();
-        cfg.lr = default_lr(&self.engine.backend().optimizer());
+        // A loaded checkpoint may bring another optimizer: train it at that one's rate.
+        let optimizer = self.engine.backend().optimizer();
+        if optimizer.name() != self.recipe.optimizer.name() {
+            cfg.lr = default_lr(&optimizer);
+        }
         self.run = Run::new(self.engine.backend(), &self.train, &cfg, epochs_done)?;
         self.engine.backend().set_train_data(&self.train)?;
         self.engine.take_stats().await?;
