@@ -292,8 +292,14 @@ fn prepare_forms<'a>(
             ..Default::default()
         },
     )?;
-    let abt =
-        ops.prepare_matmul_derivative(delta.view(), w.view(), true, x.view(), Activation::Sigmoid)?;
+    let abt = ops.prepare_matmul_derivative(
+        delta.view(),
+        w.view(),
+        true,
+        x.view(),
+        Activation::Sigmoid,
+        None,
+    )?;
     Ok([("fwd", fwd), ("AtB", atb), ("ABt_deriv", abt)])
 }
 
@@ -359,6 +365,7 @@ fn gpu_roundtrip(c: &mut Criterion, ops: &GpuOps) {
                                 true,
                                 x.view(),
                                 Activation::Sigmoid,
+                                None,
                             )
                             .expect("matmul"),
                         )

@@ -2,8 +2,10 @@
 // `mul_derivative`; the optimizer epilogue is `ops::optim::update`). Record: `MatmulDims`.
 //
 // C = op(A) · op(B) with an epilogue, register-blocked: each workgroup computes a
-// TILE_M × TILE_N block of C, each thread a 4 × 4 sub-block held in registers, with K walked in
-// TILE_K slices staged in workgroup memory. (On lavapipe the 4×4 blocking is ~5× a plain tile.)
+// TILE_M × TILE_N block of C, each thread a 4 × 4 sub-block held in registers. This file is
+// what both ways of feeding the blocks share; the kernel is it plus one of
+//   matmul_staged.wgsl: K walked in TILE_K slices staged in workgroup memory (GPUs);
+//   matmul_direct.wgsl: no workgroup memory or barriers (software adapters).
 //
 // Forms (override constants, so the branches fold away per pipeline):
 //   TRANS_A = false, TRANS_B = false: A·B     (forward:     x · W)
@@ -15,7 +17,6 @@
 
 override TILE_M: u32 = 64u;
 override TILE_N: u32 = 64u;
-override TILE_K: u32 = 16u;
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 
@@ -47,37 +48,6 @@ struct Dims {
 @group(0) @binding(4) var<storage, read_write> slots: array<f32>;  // EPI_OPTIM only
 @group(0) @binding(5) var<storage, read> dims: Dims;
 @group(0) @binding(6) var<storage, read> step: Step;
-
-// k-major, four consecutive rows (columns) per vec4: one load feeds a thread's 4×4 block.
-// (Scalar tiles cost 8 workgroup loads per 16 FMAs; lavapipe runs each as a gather.)
-var<workgroup> a_tile: array<vec4<f32>, TILE_M * TILE_K / 4u>;  // [kk * TILE_M/4 + i/4][i%4]
-var<workgroup> b_tile: array<vec4<f32>, TILE_N * TILE_K / 4u>;  // [kk * TILE_N/4 + j/4][j%4]
-
-fn load_a(i: u32, kk: u32, m: u32, k: u32) -> f32 {
-    if kk >= k {
-        return 0.0;
-    }
-    if i == m && dims.ones_row != 0u {
-        return 1.0;
-    }
-    if i >= m {
-        return 0.0;
-    }
-    if TRANS_A {
-        return a[kk * dims.lda + i];
-    }
-    return a[i * dims.lda + kk];
-}
-
-fn load_b(kk: u32, j: u32, k: u32) -> f32 {
-    if kk >= k || j >= dims.n {
-        return 0.0;
-    }
-    if TRANS_B {
-        return b[j * dims.ldb + kk];
-    }
-    return b[kk * dims.ldb + j];
-}
 
 // The optimizer step of parameter c[i, j] (with the bias as the ones-row, the layer's W and b
 // are one (in+1)×out block): the gradient never goes to memory, and the update needs no
@@ -116,8 +86,8 @@ fn epilogue(i: u32, j: u32, acc: f32) -> f32 {
     return acc;
 }
 
-// Writes columns j..j+3 of row i of C (those inside C).
-fn store_row(i: u32, j: u32, m_out: u32, v: vec4<f32>) {
+// Writes row i of C at columns j, j + sj, j + 2·sj, j + 3·sj (those inside C).
+fn store_row(i: u32, j: u32, sj: u32, m_out: u32, v: vec4<f32>) {
     if i >= m_out {
         return;
     }
@@ -125,78 +95,13 @@ fn store_row(i: u32, j: u32, m_out: u32, v: vec4<f32>) {
     if j < dims.n {
         c[at + j] = epilogue(i, j, v.x);
     }
-    if j + 1u < dims.n {
-        c[at + j + 1u] = epilogue(i, j + 1u, v.y);
+    if j + sj < dims.n {
+        c[at + j + sj] = epilogue(i, j + sj, v.y);
     }
-    if j + 2u < dims.n {
-        c[at + j + 2u] = epilogue(i, j + 2u, v.z);
+    if j + 2u * sj < dims.n {
+        c[at + j + 2u * sj] = epilogue(i, j + 2u * sj, v.z);
     }
-    if j + 3u < dims.n {
-        c[at + j + 3u] = epilogue(i, j + 3u, v.w);
+    if j + 3u * sj < dims.n {
+        c[at + j + 3u * sj] = epilogue(i, j + 3u * sj, v.w);
     }
-}
-
-@compute @workgroup_size(TILE_N / 4u, TILE_M / 4u, 1)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let m = select(dims.m, step.rows, dims.rows_dim == ROWS_M);
-    let k = select(dims.k, step.rows, dims.rows_dim == ROWS_K);
-    let threads = (TILE_M / 4u) * (TILE_N / 4u);
-    let row0 = wg.y * TILE_M;
-    let col0 = wg.x * TILE_N;
-    let ty = lid.y * 4u;
-    let tx = lid.x * 4u;
-
-    // Four named accumulators, not an array: naga would emit an array as function memory.
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
-
-    for (var k0 = 0u; k0 < k; k0 += TILE_K) {
-        // Consecutive threads read consecutive addresses of whichever dimension is contiguous.
-        for (var e = li; e < TILE_M * TILE_K; e += threads) {
-            var i: u32;
-            var kk: u32;
-            if TRANS_A {
-                i = e % TILE_M;
-                kk = e / TILE_M;
-            } else {
-                kk = e % TILE_K;
-                i = e / TILE_K;
-            }
-            a_tile[kk * (TILE_M / 4u) + i / 4u][i % 4u] = load_a(row0 + i, k0 + kk, m, k);
-        }
-        for (var e = li; e < TILE_N * TILE_K; e += threads) {
-            var j: u32;
-            var kk: u32;
-            if TRANS_B {
-                kk = e % TILE_K;
-                j = e / TILE_K;
-            } else {
-                j = e % TILE_N;
-                kk = e / TILE_N;
-            }
-            b_tile[kk * (TILE_N / 4u) + j / 4u][j % 4u] = load_b(k0 + kk, col0 + j, k);
-        }
-        workgroupBarrier();
-        for (var kk = 0u; kk < TILE_K; kk++) {
-            let bv = b_tile[kk * (TILE_N / 4u) + lid.x];
-            let av = a_tile[kk * (TILE_M / 4u) + lid.y];
-            acc0 += av.x * bv;
-            acc1 += av.y * bv;
-            acc2 += av.z * bv;
-            acc3 += av.w * bv;
-        }
-        workgroupBarrier();
-    }
-
-    let m_out = m + select(0u, 1u, dims.ones_row != 0u);
-    store_row(row0 + ty, col0 + tx, m_out, acc0);
-    store_row(row0 + ty + 1u, col0 + tx, m_out, acc1);
-    store_row(row0 + ty + 2u, col0 + tx, m_out, acc2);
-    store_row(row0 + ty + 3u, col0 + tx, m_out, acc3);
 }

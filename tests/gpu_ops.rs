@@ -12,6 +12,7 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use op_cases::{Ops, every_op_case};
 use soma::gpu::ops::{LossOutput, MatmulSpec, OpTargets};
 use soma::gpu::{GpuContext, GpuOps, GpuOptions};
+use soma::ops::matmul::Tile;
 use soma::{Activation, Inputs, Normalize, Optimizer, Output};
 
 fn ops() -> Option<&'static GpuOps> {
@@ -46,8 +47,9 @@ impl Ops for GpuOps {
         trans_b: bool,
         aux: ArrayView2<'_, f32>,
         act: Activation,
+        tile: Option<Tile>,
     ) -> soma::Result<Array2<f32>> {
-        GpuOps::matmul_derivative(self, a, b, trans_b, aux, act)
+        GpuOps::matmul_derivative(self, a, b, trans_b, aux, act, tile)
     }
     async fn loss(
         &self,
@@ -93,8 +95,8 @@ impl Ops for GpuOps {
 }
 
 #[test]
-fn shapes_cover_both_tiles() {
-    op_cases::shapes_cover_both_tiles();
+fn the_tile_rule_picks_every_tile() {
+    op_cases::the_tile_rule_picks_every_tile();
 }
 
 macro_rules! native_test {

@@ -103,7 +103,7 @@ impl GpuBackend {
         // size (BENCHMARKS.md): each workgroup there is a coroutine on a CPU core, so the fused
         // rows kernel's per-row weight reads cost more than the dispatches it saves.
         let (fused, parked) = match FusedKernels::new(&ctx, net)? {
-            Ok(kernels) if ctx.info.device_type == wgpu::DeviceType::Cpu => (
+            Ok(kernels) if ctx.is_software() => (
                 Err(format!(
                     "a software adapter ({}): the general path is faster there; \
                      use_path(StepPath::Fused) takes the fused step anyway",

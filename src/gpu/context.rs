@@ -305,6 +305,12 @@ impl GpuContext {
         self.timeout_ns.store(ns, Ordering::Relaxed);
     }
 
+    /// Whether the adapter is a CPU implementation (lavapipe, SwiftShader): kernels are then
+    /// chosen for it (`ops::matmul::choose_tile`), and `auto` prefers the CPU backend.
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == DeviceType::Cpu
+    }
+
     /// "name, backend, device type, driver (driver_info)", for printing at start.
     pub fn describe(&self) -> String {
         let i = &self.info;

@@ -4,7 +4,7 @@
 
 use super::context::GpuContext;
 use crate::error::{Error, Result};
-use crate::ops::matmul::{LARGE_TILE, SMALL_TILE, Tile};
+use crate::ops::matmul::{DIRECT_TILE, Feed, LARGE_TILE, SMALL_TILE, TILES, Tile};
 use crate::ops::{activation, gather, kernel_source, loss, matmul, optim, reduce};
 
 /// How a kernel binds each slot, in binding order.
@@ -112,25 +112,44 @@ pub fn kernel_specs() -> Vec<KernelSpec> {
 /// The variants of [`Kernels`].
 fn step_specs() -> Vec<KernelSpec> {
     use Slot::*;
-    let matmul_src = kernel_source(&[activation::WGSL, optim::WGSL, matmul::WGSL]);
+    let staged_src = kernel_source(&[
+        activation::WGSL,
+        optim::WGSL,
+        matmul::WGSL,
+        matmul::STAGED_WGSL,
+    ]);
+    let direct_src = kernel_source(&[
+        activation::WGSL,
+        optim::WGSL,
+        matmul::WGSL,
+        matmul::DIRECT_WGSL,
+    ]);
     let matmul_slots = [Read, Read, Write, Read, Write, Uniform, Step];
-    let matmul = |name, ta: bool, tb: bool, tile: Tile| {
-        let constants = [
-            ("TILE_M", tile.m as f64),
-            ("TILE_N", tile.n as f64),
-            ("TILE_K", tile.k as f64),
-            ("TRANS_A", ta as u8 as f64),
-            ("TRANS_B", tb as u8 as f64),
-        ];
-        KernelSpec::new(name, matmul_src.clone(), &matmul_slots, &constants)
-    };
-    vec![
-        matmul("matmul_nn", false, false, LARGE_TILE),
-        matmul("matmul_tn", true, false, LARGE_TILE),
-        matmul("matmul_nt", false, true, LARGE_TILE),
-        matmul("matmul_nn_small", false, false, SMALL_TILE),
-        matmul("matmul_tn_small", true, false, SMALL_TILE),
-        matmul("matmul_nt_small", false, true, SMALL_TILE),
+    let mut specs = Vec::new();
+    for tile in TILES {
+        for (form, ta, tb) in FORMS {
+            let mut constants = vec![
+                ("TILE_M", tile.m as f64),
+                ("TILE_N", tile.n as f64),
+                ("TRANS_A", ta as u8 as f64),
+                ("TRANS_B", tb as u8 as f64),
+            ];
+            let source = match tile.feed {
+                Feed::Staged => {
+                    constants.push(("TILE_K", tile.k as f64));
+                    staged_src.clone()
+                }
+                Feed::Direct => direct_src.clone(),
+            };
+            specs.push(KernelSpec::new(
+                matmul_name(form, tile),
+                source,
+                &matmul_slots,
+                &constants,
+            ));
+        }
+    }
+    specs.extend([
         KernelSpec::new(
             "loss",
             kernel_source(&[activation::WGSL, loss::WGSL]),
@@ -143,7 +162,31 @@ fn step_specs() -> Vec<KernelSpec> {
             &[Read, Read, Write, Uniform, Step],
             &[("WG", gather::WG as f64)],
         ),
-    ]
+    ]);
+    specs
+}
+
+/// The three matmul forms: name, `TRANS_A`, `TRANS_B`.
+const FORMS: [(&str, bool, bool); 3] = [
+    ("nn", false, false),
+    ("tn", true, false),
+    ("nt", false, true),
+];
+
+/// The kernel name of matmul form `form` (`nn`, `tn`, `nt`) with `tile`.
+fn matmul_name(form: &str, tile: Tile) -> &'static str {
+    match (form, tile) {
+        ("nn", LARGE_TILE) => "matmul_nn",
+        ("tn", LARGE_TILE) => "matmul_tn",
+        ("nt", LARGE_TILE) => "matmul_nt",
+        ("nn", SMALL_TILE) => "matmul_nn_small",
+        ("tn", SMALL_TILE) => "matmul_tn_small",
+        ("nt", SMALL_TILE) => "matmul_nt_small",
+        ("nn", DIRECT_TILE) => "matmul_nn_direct",
+        ("tn", DIRECT_TILE) => "matmul_tn_direct",
+        ("nt", DIRECT_TILE) => "matmul_nt_direct",
+        _ => unreachable!("a tile of TILES and a form of FORMS"),
+    }
 }
 
 /// The variants of [`OpKernels`].
@@ -186,18 +229,20 @@ impl Built {
     }
 }
 
+/// The three forms of the matmul with one tile.
+pub struct MatmulKernels {
+    /// `A·B` (forward).
+    pub nn: Kernel,
+    /// `Aᵀ·B` (weight gradients, with the bias row).
+    pub tn: Kernel,
+    /// `A·Bᵀ` (input gradients).
+    pub nt: Kernel,
+}
+
 /// The pipelines of a training step, evaluation and prediction.
 pub struct Kernels {
-    /// `A·B` (forward).
-    pub matmul_nn: Kernel,
-    /// `Aᵀ·B` (weight gradients, with the bias row).
-    pub matmul_tn: Kernel,
-    /// `A·Bᵀ` (input gradients).
-    pub matmul_nt: Kernel,
-    /// The three forms again with [`SMALL_TILE`].
-    pub matmul_nn_small: Kernel,
-    pub matmul_tn_small: Kernel,
-    pub matmul_nt_small: Kernel,
+    /// The matmul forms per tile, in the order of [`TILES`].
+    matmul: Vec<(Tile, MatmulKernels)>,
     pub loss: Kernel,
     pub gather: Kernel,
 }
@@ -206,16 +251,42 @@ impl Kernels {
     /// Builds every pipeline a step binds (once per backend or op runner).
     pub fn new(ctx: &GpuContext) -> Result<Kernels> {
         let mut k = Built::new(ctx, step_specs())?;
+        let mut matmul = Vec::new();
+        for tile in TILES {
+            let forms = MatmulKernels {
+                nn: k.take(matmul_name("nn", tile))?,
+                tn: k.take(matmul_name("tn", tile))?,
+                nt: k.take(matmul_name("nt", tile))?,
+            };
+            matmul.push((tile, forms));
+        }
         Ok(Kernels {
-            matmul_nn: k.take("matmul_nn")?,
-            matmul_tn: k.take("matmul_tn")?,
-            matmul_nt: k.take("matmul_nt")?,
-            matmul_nn_small: k.take("matmul_nn_small")?,
-            matmul_tn_small: k.take("matmul_tn_small")?,
-            matmul_nt_small: k.take("matmul_nt_small")?,
+            matmul,
             loss: k.take("loss")?,
             gather: k.take("gather")?,
         })
+    }
+
+    /// The matmul of form op(A)·op(B) with `tile`; `Aᵀ·Bᵀ` is not a form.
+    pub fn matmul(&self, tile: Tile, trans_a: bool, trans_b: bool) -> Result<&Kernel> {
+        let forms = self
+            .matmul
+            .iter()
+            .find(|(t, _)| *t == tile)
+            .map(|(_, f)| f)
+            .ok_or_else(|| {
+                Error::arg(
+                    "matmul tile",
+                    "one of ops::matmul::TILES",
+                    format!("{tile:?}"),
+                )
+            })?;
+        match (trans_a, trans_b) {
+            (false, false) => Ok(&forms.nn),
+            (true, false) => Ok(&forms.tn),
+            (false, true) => Ok(&forms.nt),
+            (true, true) => Err(Error::arg("matmul form", "A·B, Aᵀ·B or A·Bᵀ", "Aᵀ·Bᵀ")),
+        }
     }
 }
 

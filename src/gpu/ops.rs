@@ -19,9 +19,9 @@ use crate::error::{Error, Result};
 use crate::net::{Activation, Output};
 use crate::ops::StepRecord;
 use crate::ops::activation::ACT_IDENTITY;
-use crate::ops::gather::{GatherDims, WG, pack_inputs};
+use crate::ops::gather::{GatherDims, WG, gather_threads, pack_inputs};
 use crate::ops::loss::{DeviceStats, LossDims, TargetKind};
-use crate::ops::matmul::{Epilogue, MatmulDims, RowsDim, SMALL_TILE, choose_tile};
+use crate::ops::matmul::{Epilogue, MatmulDims, RowsDim, Tile, choose_tile};
 use crate::ops::optim::{OptimDims, OptimParams};
 use crate::ops::reduce::{COLSUM_WG, ColsumDims};
 use crate::optim::Optimizer;
@@ -39,6 +39,8 @@ pub struct MatmulSpec<'a> {
     pub act: Option<Activation>,
     /// Appends a row of ones to op(A): the last row of C is then the column sums of op(B).
     pub ones_row: bool,
+    /// The kernel's tile; `None`: the one the training steps would choose on this adapter.
+    pub tile: Option<Tile>,
 }
 
 /// What the loss kernel returns.
@@ -200,8 +202,8 @@ impl GpuOps {
         };
         self.prepare_matmul_dims(
             dims,
-            spec.trans_a,
-            spec.trans_b,
+            (spec.trans_a, spec.trans_b),
+            spec.tile,
             &contiguous(a),
             &b_data,
             None,
@@ -209,7 +211,7 @@ impl GpuOps {
     }
 
     /// `C = (A·op(B)) ⊙ f'(aux)`, the input-gradient epilogue: `aux` holds the stored outputs
-    /// `a = f(z)` of the layer below, shaped like C.
+    /// `a = f(z)` of the layer below, shaped like C. `tile` as in [`MatmulSpec::tile`].
     pub fn matmul_derivative(
         &self,
         a: ArrayView2<f32>,
@@ -217,8 +219,9 @@ impl GpuOps {
         trans_b: bool,
         aux: ArrayView2<f32>,
         act: Activation,
+        tile: Option<Tile>,
     ) -> Result<Array2<f32>> {
-        self.matmul_derivative_readout(a, b, trans_b, aux, act)?
+        self.matmul_derivative_readout(a, b, trans_b, aux, act, tile)?
             .run()
     }
 
@@ -230,8 +233,9 @@ impl GpuOps {
         trans_b: bool,
         aux: ArrayView2<f32>,
         act: Activation,
+        tile: Option<Tile>,
     ) -> Result<Readout<'_, Array2<f32>>> {
-        let op = self.prepare_matmul_derivative(a, b, trans_b, aux, act)?;
+        let op = self.prepare_matmul_derivative(a, b, trans_b, aux, act, tile)?;
         Ok(Readout::matrix(op, MATMUL_C, aux.nrows(), aux.ncols()))
     }
 
@@ -243,6 +247,7 @@ impl GpuOps {
         trans_b: bool,
         aux: ArrayView2<f32>,
         act: Activation,
+        tile: Option<Tile>,
     ) -> Result<PreparedOp<'_>> {
         let (m, ka) = a.dim();
         let (kb, n) = if trans_b {
@@ -272,8 +277,8 @@ impl GpuOps {
         let aux = contiguous(aux);
         self.prepare_matmul_dims(
             dims,
-            false,
-            trans_b,
+            (false, trans_b),
+            tile,
             &contiguous(a),
             &contiguous(b),
             Some(&aux),
@@ -283,28 +288,16 @@ impl GpuOps {
     fn prepare_matmul_dims(
         &self,
         dims: MatmulDims,
-        trans_a: bool,
-        trans_b: bool,
+        (trans_a, trans_b): (bool, bool),
+        tile: Option<Tile>,
         a: &[f32],
         b: &[f32],
         aux: Option<&[f32]>,
     ) -> Result<PreparedOp<'_>> {
         let rows_out = dims.m + dims.ones_row;
-        // The same tile rule as the training steps, so the tests exercise both tiles.
-        let tile = choose_tile(rows_out, dims.n);
-        let small = tile == SMALL_TILE;
-        let k = &self.kernels;
-        let kernel = match (trans_a, trans_b) {
-            (false, false) if small => &k.matmul_nn_small,
-            (true, false) if small => &k.matmul_tn_small,
-            (false, true) if small => &k.matmul_nt_small,
-            (false, false) => &k.matmul_nn,
-            (true, false) => &k.matmul_tn,
-            (false, true) => &k.matmul_nt,
-            (true, true) => {
-                return Err(Error::arg("matmul form", "A·B, Aᵀ·B or A·Bᵀ", "Aᵀ·Bᵀ"));
-            }
-        };
+        // The steps' tile rule unless the caller names a tile (the tests run every tile).
+        let tile = tile.unwrap_or_else(|| choose_tile(rows_out, dims.n, self.ctx.is_software()));
+        let kernel = self.kernels.matmul(tile, trans_a, trans_b)?;
         let ctx = &self.ctx;
         let c_bytes = (rows_out * dims.n * 4) as u64;
         let buffers = vec![
@@ -580,7 +573,7 @@ impl GpuOps {
             ..Default::default()
         };
         let max = ctx.limits.max_compute_workgroups_per_dimension;
-        let grid = grid_1d((rows * features) as u64, WG, max);
+        let grid = grid_1d(gather_threads(rows as u64, features as u32), WG, max);
         self.prepare(&self.kernels.gather, buffers, &dims, grid)
     }
 }

@@ -11,9 +11,9 @@ use crate::error::{Error, Result};
 use crate::net::Network;
 use crate::ops::StepRecord;
 use crate::ops::activation::ACT_IDENTITY;
-use crate::ops::gather::{GatherDims, WG};
+use crate::ops::gather::{GatherDims, WG, gather_threads};
 use crate::ops::loss::{LossDims, TargetKind};
-use crate::ops::matmul::{Epilogue, MatmulDims, RowsDim, SMALL_TILE, Tile, choose_tile};
+use crate::ops::matmul::{Epilogue, MatmulDims, RowsDim, Tile, choose_tile};
 use crate::ops::optim::OptimParams;
 use crate::optim::Optimizer;
 use crate::params::{Layer, Params};
@@ -89,24 +89,25 @@ pub(crate) enum Purpose {
 /// Which pipeline a dispatch runs.
 #[derive(Clone, Copy, Debug)]
 enum KernelId {
-    MatmulNN(Tile),
-    MatmulTN(Tile),
-    MatmulNT(Tile),
+    Matmul {
+        tile: Tile,
+        trans_a: bool,
+        trans_b: bool,
+    },
     Loss,
     Gather,
 }
 
 impl KernelId {
-    fn kernel(self, k: &Kernels) -> &Kernel {
+    fn kernel(self, k: &Kernels) -> Result<&Kernel> {
         match self {
-            KernelId::MatmulNN(t) if t == SMALL_TILE => &k.matmul_nn_small,
-            KernelId::MatmulTN(t) if t == SMALL_TILE => &k.matmul_tn_small,
-            KernelId::MatmulNT(t) if t == SMALL_TILE => &k.matmul_nt_small,
-            KernelId::MatmulNN(_) => &k.matmul_nn,
-            KernelId::MatmulTN(_) => &k.matmul_tn,
-            KernelId::MatmulNT(_) => &k.matmul_nt,
-            KernelId::Loss => &k.loss,
-            KernelId::Gather => &k.gather,
+            KernelId::Matmul {
+                tile,
+                trans_a,
+                trans_b,
+            } => k.matmul(tile, trans_a, trans_b),
+            KernelId::Loss => Ok(&k.loss),
+            KernelId::Gather => Ok(&k.gather),
         }
     }
 }
@@ -114,7 +115,7 @@ impl KernelId {
 /// How a dispatch's workgroup count follows the batch's rows.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Grid {
-    /// One thread per input value of the batch.
+    /// One thread per run of `GATHER_RUN` input values of the batch.
     Gather {
         features: u32,
     },
@@ -131,7 +132,7 @@ impl Grid {
     /// Workgroups for a step of `rows` rows, at most `max` per dimension.
     fn workgroups(self, rows: u32, max: u32) -> (u32, u32) {
         match self {
-            Grid::Gather { features } => grid_1d(rows as u64 * features as u64, WG, max),
+            Grid::Gather { features } => grid_1d(gather_threads(rows as u64, features), WG, max),
             Grid::Matmul(dims, tile) => {
                 let m = if dims.rows_dim == RowsDim::M as u32 {
                     rows
@@ -295,12 +296,14 @@ impl ProgramBuilder<'_> {
             .map(|mut p| {
                 p.buffers.push(range(&dims_buf, p.dims.0, p.dims.1));
                 p.buffers.push(range(self.buffers.steps, 0, step_bytes));
-                let kernel = p.kernel.kernel(self.kernels);
+                let kernel = p.kernel.kernel(self.kernels)?;
                 let bind = kernel.bind(ctx, kernel.name, &p.buffers);
-                Dispatch::new(kernel, bind, p.grid, p.label)
+                Ok(Dispatch::new(kernel, bind, p.grid, p.label))
             })
-            .collect();
+            .collect::<Result<Vec<_>>>();
+        // The scope is closed before any error of ours is returned.
         ctx.end_scope(scope, "binding the step's buffers")?;
+        let dispatches = dispatches?;
         Ok(Program::new(
             dispatches,
             rows,
@@ -357,10 +360,14 @@ impl ProgramBuilder<'_> {
             bias_offset: (i * o) as u32,
             ..Default::default()
         };
-        let tile = choose_tile(rows, o as u32);
+        let tile = choose_tile(rows, o as u32, self.ctx.is_software());
         PlannedDispatch {
             label: format!("forward {}", l + 1),
-            kernel: KernelId::MatmulNN(tile),
+            kernel: KernelId::Matmul {
+                tile,
+                trans_a: false,
+                trans_b: false,
+            },
             buffers: vec![
                 b.work.acts[l].as_entire_binding(),
                 range(b.params, off, size),
@@ -419,10 +426,14 @@ impl ProgramBuilder<'_> {
             act: net.hidden().code(),
             ..Default::default()
         };
-        let tile = choose_tile(rows, i as u32);
+        let tile = choose_tile(rows, i as u32, self.ctx.is_software());
         PlannedDispatch {
             label: format!("input grad {l}"),
-            kernel: KernelId::MatmulNT(tile),
+            kernel: KernelId::Matmul {
+                tile,
+                trans_a: false,
+                trans_b: true,
+            },
             buffers: vec![
                 b.work.deltas[l].as_entire_binding(),
                 range(b.params, off, size),
@@ -454,10 +465,14 @@ impl ProgramBuilder<'_> {
             opt: OptimParams::new(self.optimizer, self.layout.total as u32),
             ..Default::default()
         };
-        let tile = choose_tile(i as u32 + 1, o as u32);
+        let tile = choose_tile(i as u32 + 1, o as u32, self.ctx.is_software());
         PlannedDispatch {
             label: format!("weight grad + update {}", l + 1),
-            kernel: KernelId::MatmulTN(tile),
+            kernel: KernelId::Matmul {
+                tile,
+                trans_a: true,
+                trans_b: false,
+            },
             buffers: vec![
                 b.work.acts[l].as_entire_binding(),
                 b.work.deltas[l].as_entire_binding(),

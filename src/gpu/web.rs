@@ -25,6 +25,7 @@ use crate::data::{Dataset, Inputs, Normalize};
 use crate::error::{Error, Result};
 use crate::net::{Activation, Output};
 use crate::ops::loss::DeviceStats;
+use crate::ops::matmul::Tile;
 use crate::optim::{OptimState, Optimizer};
 use crate::params::Params;
 
@@ -291,8 +292,9 @@ impl GpuOps {
         trans_b: bool,
         aux: ArrayView2<'_, f32>,
         act: Activation,
+        tile: Option<Tile>,
     ) -> Result<Array2<f32>> {
-        self.matmul_derivative_readout(a, b, trans_b, aux, act)?
+        self.matmul_derivative_readout(a, b, trans_b, aux, act, tile)?
             .run_async()
             .await
     }

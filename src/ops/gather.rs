@@ -14,6 +14,14 @@ pub(crate) const WGSL: &str = include_str!("../../shaders/gather.wgsl");
 /// Threads per workgroup of the element-wise kernels (gather, optimizer).
 pub const WG: u32 = 256;
 
+/// Consecutive values of a row that one thread of the gather kernel writes.
+pub const GATHER_RUN: u32 = 4;
+
+/// Threads the gather kernel runs for `rows` rows of `features` values.
+pub fn gather_threads(rows: u64, features: u32) -> u64 {
+    rows * features.div_ceil(GATHER_RUN) as u64
+}
+
 /// How the dataset's inputs are stored on the device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
@@ -25,6 +33,7 @@ pub enum InputKind {
 }
 
 pub(crate) const SHARED: &[Shared] = &[
+    Shared::U32("GATHER_RUN", GATHER_RUN),
     Shared::U32("INPUT_U8", InputKind::U8 as u32),
     Shared::U32("INPUT_F32", InputKind::F32 as u32),
     Shared::U32("SAMPLE_INDEX_MASK", Sample::MAX_INDEX),

@@ -1,4 +1,4 @@
-//! `C = op(A) · op(B)` with an epilogue: the CPU twin of `shaders/matmul.wgsl`.
+//! `C = op(A) · op(B)` with an epilogue: the CPU twin of `shaders/matmul*.wgsl`.
 //!
 //! The CPU reference is [`crate::cpu::linalg::gemm`] followed by the epilogue functions here
 //! ([`bias_activation`] for the forward pass, [`mul_derivative`] for input gradients); the
@@ -14,21 +14,37 @@ use super::optim::OptimParams;
 use crate::net::Activation;
 
 pub(crate) const WGSL: &str = include_str!("../../shaders/matmul.wgsl");
+pub(crate) const STAGED_WGSL: &str = include_str!("../../shaders/matmul_staged.wgsl");
+pub(crate) const DIRECT_WGSL: &str = include_str!("../../shaders/matmul_direct.wgsl");
 
-/// A matmul tile: rows × columns of C per workgroup and the K slice staged per pass; each of
-/// the (m/4)·(n/4) threads owns a 4×4 block of C.
+/// How a matmul kernel feeds its threads' 4×4 blocks of C.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Feed {
+    /// K in slices staged in workgroup memory, two barriers per slice
+    /// (`shaders/matmul_staged.wgsl`): GPUs, where it saves global loads.
+    Staged,
+    /// Straight from A and B, no workgroup memory or barriers (`shaders/matmul_direct.wgsl`):
+    /// software adapters, where workgroup memory is ordinary memory and barriers are coroutine
+    /// switches.
+    Direct,
+}
+
+/// A matmul tile: rows × columns of C per workgroup, the K slice staged per pass (staged
+/// kernels), and how the blocks are fed; each of the (m/4)·(n/4) threads owns a 4×4 block of C.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tile {
     pub m: u32,
     pub n: u32,
     pub k: u32,
+    pub feed: Feed,
 }
 
-/// The default tile: 256 threads, the most reuse per staged value.
+/// The default tile on GPUs: 256 threads, the most reuse per staged value.
 pub const LARGE_TILE: Tile = Tile {
     m: 64,
     n: 64,
     k: 16,
+    feed: Feed::Staged,
 };
 /// For products too small to give the large tile enough workgroups (at batch 64, `x·W₁` is a
 /// single 64×64 tile): four times the workgroups, and half the barriers along K. On lavapipe
@@ -38,12 +54,29 @@ pub const SMALL_TILE: Tile = Tile {
     m: 32,
     n: 32,
     k: 32,
+    feed: Feed::Staged,
 };
+/// The tile on software adapters: 64 threads, 8 side by side along a row of C (a multiple of the
+/// SIMD width of SwiftShader, 4, and of lavapipe, 8), 8 rows of them; at batch 64 the first
+/// layer's product still has four workgroups for the adapter's threads. On SwiftShader 32×32
+/// measured as fast as 16×64 for the 64-wide layers and 1.7× faster for the 10-wide output
+/// layer (fewer idle threads); 16×32 the same as 32×32.
+pub const DIRECT_TILE: Tile = Tile {
+    m: 32,
+    n: 32,
+    k: 0,
+    feed: Feed::Direct,
+};
+/// Every tile a kernel is built for.
+pub const TILES: [Tile; 3] = [LARGE_TILE, SMALL_TILE, DIRECT_TILE];
 /// Below this many large-tile workgroups, a product uses the small tile.
 pub const SMALL_TILE_BELOW: u32 = 8;
 
-/// The tile for a product whose C has `rows` × `cols` elements.
-pub fn choose_tile(rows: u32, cols: u32) -> Tile {
+/// The tile for a product whose C has `rows` × `cols` elements, on a software adapter or a GPU.
+pub fn choose_tile(rows: u32, cols: u32, software: bool) -> Tile {
+    if software {
+        return DIRECT_TILE;
+    }
     let large = rows.div_ceil(LARGE_TILE.m) * cols.div_ceil(LARGE_TILE.n);
     if large < SMALL_TILE_BELOW {
         SMALL_TILE

@@ -13,6 +13,7 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use soma::gpu::ops::{LossOutput, MatmulSpec, OpTargets};
 use soma::ops::gather::gather_inputs;
+use soma::ops::matmul::{TILES, Tile};
 use soma::ops::{loss, optim, reduce};
 use soma::train::Sample;
 use soma::{Activation, Dataset, Inputs, Normalize, Optimizer, Output, Targets};
@@ -32,6 +33,7 @@ pub trait Ops {
         trans_b: bool,
         aux: ArrayView2<'_, f32>,
         act: Activation,
+        tile: Option<Tile>,
     ) -> soma::Result<Array2<f32>>;
     async fn loss(
         &self,
@@ -67,7 +69,7 @@ pub trait Ops {
 }
 
 /// Calls `$run!(case)` for every case that needs a device (each an `async fn(&impl Ops)` of
-/// this module); [`shapes_cover_both_tiles`] needs none.
+/// this module); [`the_tile_rule_picks_every_tile`] needs none.
 macro_rules! every_op_case {
     ($run:ident) => {
         $run!(matmul_all_forms_match_exact_products);
@@ -98,8 +100,9 @@ const LOSS_SUM_REL: f64 = 2e-5;
 /// (FMA) on the GPU; 5 steps on values of magnitude ≤ 1 stay within a few 1e-7.
 const OPTIM_ABS: f32 = 1e-6;
 
-/// m×k×n; the products choose their tile by C's size, and these cover both tiles (checked by
-/// `shapes_cover_both_tiles`).
+/// m×k×n: sizes that fit no tile (1, 5, 7, 13, 129, 257, 300) and the showcase's first layer at
+/// batch 64 and 100. Every matmul case runs each shape on every tile (`ops::matmul::TILES`), not
+/// only on the one this adapter's steps would choose.
 const SHAPES: [(usize, usize, usize); 5] = [
     (1, 1, 1),
     (7, 13, 5),
@@ -108,16 +111,21 @@ const SHAPES: [(usize, usize, usize); 5] = [
     (257, 300, 129),
 ];
 
-pub fn shapes_cover_both_tiles() {
-    use soma::ops::matmul::{LARGE_TILE, SMALL_TILE, choose_tile};
-    let tiles: Vec<_> = SHAPES
+/// The steps' tile rule picks each tile for some product: the small and the large staged tiles
+/// on GPUs for these shapes, the direct one on software adapters.
+pub fn the_tile_rule_picks_every_tile() {
+    use soma::ops::matmul::{DIRECT_TILE, LARGE_TILE, SMALL_TILE, choose_tile};
+    let gpu: Vec<_> = SHAPES
         .iter()
-        .map(|&(m, _, n)| choose_tile(m as u32, n as u32))
+        .map(|&(m, _, n)| choose_tile(m as u32, n as u32, false))
         .collect();
     assert!(
-        tiles.contains(&SMALL_TILE) && tiles.contains(&LARGE_TILE),
-        "{tiles:?}"
+        gpu.contains(&SMALL_TILE) && gpu.contains(&LARGE_TILE),
+        "{gpu:?}"
     );
+    for &(m, _, n) in &SHAPES {
+        assert_eq!(choose_tile(m as u32, n as u32, true), DIRECT_TILE);
+    }
 }
 
 fn random(rng: &mut Pcg64Mcg, rows: usize, cols: usize, scale: f32) -> Array2<f32> {
@@ -157,41 +165,51 @@ pub async fn matmul_all_forms_match_exact_products(ops: &impl Ops) {
         let scale = to64(a.view())
             .mapv(f64::abs)
             .dot(&to64(b.view()).mapv(f64::abs));
-        let what = format!("A·B {m}x{k}x{n}");
+        for tile in TILES {
+            let what = |form: &str| format!("{form} {m}x{k}x{n} on {tile:?}");
+            let nn = ops
+                .matmul(
+                    a.view(),
+                    b.view(),
+                    MatmulSpec {
+                        tile: Some(tile),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            assert_matmul_close(&what("A·B"), &nn, &exact, &scale, k, 0.0);
 
-        let nn = ops
-            .matmul(a.view(), b.view(), MatmulSpec::default())
-            .await
-            .unwrap();
-        assert_matmul_close(&what, &nn, &exact, &scale, k, 0.0);
+            let at = a.t().as_standard_layout().to_owned();
+            let tn = ops
+                .matmul(
+                    at.view(),
+                    b.view(),
+                    MatmulSpec {
+                        trans_a: true,
+                        tile: Some(tile),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            assert_matmul_close(&what("Aᵀ·B"), &tn, &exact, &scale, k, 0.0);
 
-        let at = a.t().as_standard_layout().to_owned();
-        let tn = ops
-            .matmul(
-                at.view(),
-                b.view(),
-                MatmulSpec {
-                    trans_a: true,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        assert_matmul_close(&format!("Aᵀ·B {m}x{k}x{n}"), &tn, &exact, &scale, k, 0.0);
-
-        let bt = b.t().as_standard_layout().to_owned();
-        let nt = ops
-            .matmul(
-                a.view(),
-                bt.view(),
-                MatmulSpec {
-                    trans_b: true,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        assert_matmul_close(&format!("A·Bᵀ {m}x{k}x{n}"), &nt, &exact, &scale, k, 0.0);
+            let bt = b.t().as_standard_layout().to_owned();
+            let nt = ops
+                .matmul(
+                    a.view(),
+                    bt.view(),
+                    MatmulSpec {
+                        trans_b: true,
+                        tile: Some(tile),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            assert_matmul_close(&what("A·Bᵀ"), &nt, &exact, &scale, k, 0.0);
+        }
     }
 }
 
@@ -201,30 +219,27 @@ pub async fn weight_gradient_with_ones_row_gives_bias_gradient(ops: &impl Ops) {
     for (b, inp, out) in [(1, 1, 1), (13, 7, 5), (100, 784, 64), (64, 64, 10)] {
         let x = random(&mut rng, b, inp, 1.0);
         let dz = random(&mut rng, b, out, 0.1);
-        let got = ops
-            .matmul(
-                x.view(),
-                dz.view(),
-                MatmulSpec {
-                    trans_a: true,
-                    ones_row: true,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
         let mut x1 = to64(x.view());
         x1.push_column(Array1::ones(b).view()).unwrap();
         let exact = x1.t().dot(&to64(dz.view()));
         let scale = x1.t().mapv(f64::abs).dot(&to64(dz.view()).mapv(f64::abs));
-        assert_matmul_close(
-            &format!("dW+db {b}x{inp}x{out}"),
-            &got,
-            &exact,
-            &scale,
-            b,
-            0.0,
-        );
+        for tile in TILES {
+            let got = ops
+                .matmul(
+                    x.view(),
+                    dz.view(),
+                    MatmulSpec {
+                        trans_a: true,
+                        ones_row: true,
+                        tile: Some(tile),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            let what = format!("dW+db {b}x{inp}x{out} on {tile:?}");
+            assert_matmul_close(&what, &got, &exact, &scale, b, 0.0);
+        }
         // And the standalone reduce kernel agrees with the CPU's column sums.
         let sums = ops.column_sums(dz.view()).await.unwrap();
         let mut cpu_sums = Array1::zeros(out);
@@ -247,18 +262,6 @@ pub async fn forward_epilogue_bias_and_every_activation(ops: &impl Ops) {
             .dot(&to64(w.view()).mapv(f64::abs));
         let acts = Activation::ALL.map(Some);
         for act in acts.into_iter().chain([None]) {
-            let got = ops
-                .matmul(
-                    x.view(),
-                    w.view(),
-                    MatmulSpec {
-                        bias: Some(bias.view()),
-                        act,
-                        ..Default::default()
-                    },
-                )
-                .await
-                .unwrap();
             // f' ≤ 1 for every activation, so the product's error passes through undamped.
             let mut exact = z64.clone();
             for mut row in exact.rows_mut() {
@@ -267,8 +270,23 @@ pub async fn forward_epilogue_bias_and_every_activation(ops: &impl Ops) {
                     *v = act.map_or(z, |a| a.apply(z)) as f64;
                 }
             }
-            let what = format!("x·W+b then {act:?} {m}x{k}x{n}");
-            assert_matmul_close(&what, &got, &exact, &scale, k, ULPS_ABS);
+            for tile in TILES {
+                let got = ops
+                    .matmul(
+                        x.view(),
+                        w.view(),
+                        MatmulSpec {
+                            bias: Some(bias.view()),
+                            act,
+                            tile: Some(tile),
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .unwrap();
+                let what = format!("x·W+b then {act:?} {m}x{k}x{n} on {tile:?}");
+                assert_matmul_close(&what, &got, &exact, &scale, k, ULPS_ABS);
+            }
         }
     }
 }
@@ -286,16 +304,18 @@ pub async fn input_gradient_epilogue_multiplies_derivative_of_stored_output(ops:
             .dot(&to64(w.view()).mapv(f64::abs).t());
         for act in Activation::ALL {
             let a_prev = z_prev.mapv(|z| act.apply(z));
-            let got = ops
-                .matmul_derivative(dz.view(), w.view(), true, a_prev.view(), act)
-                .await
-                .unwrap();
             let mut exact = prod.clone();
             exact.zip_mut_with(&a_prev, |v, &a| {
                 *v *= act.derivative_from_output(a) as f64;
             });
-            let what = format!("dz·Wᵀ⊙{act}'(a) {m}x{k}x{n}");
-            assert_matmul_close(&what, &got, &exact, &scale, k, ULPS_ABS);
+            for tile in TILES {
+                let got = ops
+                    .matmul_derivative(dz.view(), w.view(), true, a_prev.view(), act, Some(tile))
+                    .await
+                    .unwrap();
+                let what = format!("dz·Wᵀ⊙{act}'(a) {m}x{k}x{n} on {tile:?}");
+                assert_matmul_close(&what, &got, &exact, &scale, k, ULPS_ABS);
+            }
         }
     }
 }

@@ -14,6 +14,7 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use op_cases::{Ops, every_op_case};
 use soma::gpu::ops::{LossOutput, MatmulSpec, OpTargets};
 use soma::gpu::{GpuContext, GpuOps, GpuOptions};
+use soma::ops::matmul::Tile;
 use soma::{Activation, Inputs, Normalize, Optimizer, Output};
 use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
 
@@ -67,8 +68,10 @@ impl Ops for GpuOps {
         trans_b: bool,
         aux: ArrayView2<'_, f32>,
         act: Activation,
+        tile: Option<Tile>,
     ) -> soma::Result<Array2<f32>> {
-        self.matmul_derivative_async(a, b, trans_b, aux, act).await
+        self.matmul_derivative_async(a, b, trans_b, aux, act, tile)
+            .await
     }
     async fn loss(
         &self,
@@ -117,8 +120,8 @@ impl Ops for GpuOps {
 }
 
 #[wasm_bindgen_test]
-fn shapes_cover_both_tiles() {
-    op_cases::shapes_cover_both_tiles();
+fn the_tile_rule_picks_every_tile() {
+    op_cases::the_tile_rule_picks_every_tile();
 }
 
 macro_rules! browser_test {
