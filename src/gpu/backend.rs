@@ -32,6 +32,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::net::Network;
 use crate::ops::StepRecord;
+use crate::ops::matmul::tiles_for;
 use crate::optim::{OptimState, Optimizer};
 use crate::params::Params;
 
@@ -97,21 +98,23 @@ impl GpuBackend {
         params.check_shape(net, "initial parameters")?;
         optimizer.validate()?;
         ctx.check("creating the GPU backend")?;
-        let kernels = Kernels::new(&ctx)?;
+        let kernels = Kernels::new(&ctx, tiles_for(ctx.is_software()))?;
         // The fused step where the network fits it, except on software adapters (lavapipe,
         // SwiftShader: DeviceType::Cpu), where the general path measured faster at every batch
         // size (BENCHMARKS.md): each workgroup there is a coroutine on a CPU core, so the fused
-        // rows kernel's per-row weight reads cost more than the dispatches it saves.
-        let (fused, parked) = match FusedKernels::new(&ctx, net)? {
-            Ok(kernels) if ctx.is_software() => (
+        // rows kernel's per-row weight reads cost more than the dispatches it saves. There its
+        // kernels are built only if `use_path` asks for them (in a browser, compiling them
+        // cost seconds before the first step).
+        let fused = if ctx.is_software() {
+            FusedKernels::fits(&ctx, net).and_then(|()| {
                 Err(format!(
                     "a software adapter ({}): the general path is faster there; \
                      use_path(StepPath::Fused) takes the fused step anyway",
                     ctx.info.name
-                )),
-                Some(kernels),
-            ),
-            other => (other, None),
+                ))
+            })
+        } else {
+            FusedKernels::new(&ctx, net)?
         };
         let layout = ParamLayout::new(net, ctx.limits.min_storage_buffer_offset_alignment);
         let bytes = layout.total * 4;
@@ -145,7 +148,7 @@ impl GpuBackend {
             ctx,
             kernels,
             fused,
-            parked,
+            parked: None,
             net: net.clone(),
             optimizer,
             layout,

@@ -49,11 +49,7 @@ impl FusedKernels {
         ctx: &GpuContext,
         net: &Network,
     ) -> Result<std::result::Result<Self, String>> {
-        let shape = match plan(
-            net.sizes(),
-            ctx.limits.max_compute_workgroup_storage_size,
-            ctx.limits.max_compute_workgroups_per_dimension,
-        ) {
+        let shape = match Self::shape(ctx, net) {
             Ok(s) => s,
             Err(why) => return Ok(Err(why)),
         };
@@ -65,6 +61,22 @@ impl FusedKernels {
             grads,
             update,
         }))
+    }
+}
+
+impl FusedKernels {
+    /// Whether `net` fits the fused step on `ctx`'s limits, without building anything; if
+    /// not, why.
+    pub(crate) fn fits(ctx: &GpuContext, net: &Network) -> std::result::Result<(), String> {
+        Self::shape(ctx, net).map(|_| ())
+    }
+
+    fn shape(ctx: &GpuContext, net: &Network) -> std::result::Result<FusedShape, String> {
+        plan(
+            net.sizes(),
+            ctx.limits.max_compute_workgroup_storage_size,
+            ctx.limits.max_compute_workgroups_per_dimension,
+        )
     }
 }
 
@@ -308,12 +320,18 @@ impl GpuBackend {
             StepPath::Fused => {
                 if let Some(kernels) = self.parked.take() {
                     self.fused = Ok(kernels);
-                } else if let Err(why) = &self.fused {
-                    return Err(Error::arg(
-                        "step path",
-                        "a network that fits the fused step",
-                        why,
-                    ));
+                } else if self.fused.is_err() {
+                    // Not built yet (software adapters build them on demand), or unfit.
+                    match FusedKernels::new(&self.ctx, &self.net)? {
+                        Ok(kernels) => self.fused = Ok(kernels),
+                        Err(why) => {
+                            return Err(Error::arg(
+                                "step path",
+                                "a network that fits the fused step",
+                                why,
+                            ));
+                        }
+                    }
                 }
             }
         }

@@ -99,7 +99,7 @@ impl KernelSpec {
 /// `Kernels` and the op runner build from these very lists, so a test that compiles each entry
 /// (e.g. through naga's strict validation, or a browser's WebGPU) covers all that ever runs.
 pub fn kernel_specs() -> Vec<KernelSpec> {
-    let mut all = step_specs();
+    let mut all = step_specs(&TILES);
     all.extend(op_specs());
     // The fused step is built per network shape: the showcase's, within WebGPU's default
     // limits (16 KiB of workgroup memory, 65,535 workgroups per dimension).
@@ -109,8 +109,8 @@ pub fn kernel_specs() -> Vec<KernelSpec> {
     all
 }
 
-/// The variants of [`Kernels`].
-fn step_specs() -> Vec<KernelSpec> {
+/// The variants of [`Kernels`] with matmuls of `tiles`.
+fn step_specs(tiles: &[Tile]) -> Vec<KernelSpec> {
     use Slot::*;
     let staged_src = kernel_source(&[
         activation::WGSL,
@@ -126,7 +126,7 @@ fn step_specs() -> Vec<KernelSpec> {
     ]);
     let matmul_slots = [Read, Read, Write, Read, Write, Uniform, Step];
     let mut specs = Vec::new();
-    for tile in TILES {
+    for &tile in tiles {
         for (form, ta, tb) in FORMS {
             let mut constants = vec![
                 ("TILE_M", tile.m as f64),
@@ -241,18 +241,20 @@ pub struct MatmulKernels {
 
 /// The pipelines of a training step, evaluation and prediction.
 pub struct Kernels {
-    /// The matmul forms per tile, in the order of [`TILES`].
+    /// The matmul forms per tile built.
     matmul: Vec<(Tile, MatmulKernels)>,
     pub loss: Kernel,
     pub gather: Kernel,
 }
 
 impl Kernels {
-    /// Builds every pipeline a step binds (once per backend or op runner).
-    pub fn new(ctx: &GpuContext) -> Result<Kernels> {
-        let mut k = Built::new(ctx, step_specs())?;
+    /// Builds the pipelines a step binds, with matmuls of `tiles` (once per backend or op
+    /// runner): the backend builds those its adapter's steps use (`ops::matmul::tiles_for`),
+    /// which on a software adapter in a browser is a third of the compile time.
+    pub fn new(ctx: &GpuContext, tiles: &[Tile]) -> Result<Kernels> {
+        let mut k = Built::new(ctx, step_specs(tiles))?;
         let mut matmul = Vec::new();
-        for tile in TILES {
+        for &tile in tiles {
             let forms = MatmulKernels {
                 nn: k.take(matmul_name("nn", tile))?,
                 tn: k.take(matmul_name("tn", tile))?,
@@ -277,7 +279,7 @@ impl Kernels {
             .ok_or_else(|| {
                 Error::arg(
                     "matmul tile",
-                    "one of ops::matmul::TILES",
+                    "a tile these kernels were built for",
                     format!("{tile:?}"),
                 )
             })?;

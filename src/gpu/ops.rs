@@ -21,7 +21,7 @@ use crate::ops::StepRecord;
 use crate::ops::activation::ACT_IDENTITY;
 use crate::ops::gather::{GatherDims, WG, gather_threads, pack_inputs};
 use crate::ops::loss::{DeviceStats, LossDims, TargetKind};
-use crate::ops::matmul::{Epilogue, MatmulDims, RowsDim, Tile, choose_tile};
+use crate::ops::matmul::{Epilogue, MatmulDims, RowsDim, TILES, Tile, choose_tile};
 use crate::ops::optim::{OptimDims, OptimParams};
 use crate::ops::reduce::{COLSUM_WG, ColsumDims};
 use crate::optim::Optimizer;
@@ -80,7 +80,8 @@ impl GpuOps {
     /// Builds every pipeline on `ctx`.
     pub fn new(ctx: impl Into<Arc<GpuContext>>) -> Result<GpuOps> {
         let ctx = ctx.into();
-        let kernels = Kernels::new(&ctx)?;
+        // Every tile: the tests run each one on any adapter.
+        let kernels = Kernels::new(&ctx, &TILES)?;
         let extra = OpKernels::new(&ctx)?;
         let step = upload(&ctx, "op step", &[StepRecord::default()], usage_storage())?;
         Ok(GpuOps {

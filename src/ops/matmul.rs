@@ -69,6 +69,15 @@ pub const DIRECT_TILE: Tile = Tile {
 };
 /// Every tile a kernel is built for.
 pub const TILES: [Tile; 3] = [LARGE_TILE, SMALL_TILE, DIRECT_TILE];
+/// The tiles [`choose_tile`] can pick on a software adapter or a GPU: the ones to build.
+pub fn tiles_for(software: bool) -> &'static [Tile] {
+    if software {
+        &[DIRECT_TILE]
+    } else {
+        &[LARGE_TILE, SMALL_TILE]
+    }
+}
+
 /// Below this many large-tile workgroups, a product uses the small tile.
 pub const SMALL_TILE_BELOW: u32 = 8;
 
