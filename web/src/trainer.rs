@@ -186,10 +186,10 @@ impl Trainer {
                 None,
             ),
             // As natively: a hardware GPU if there is one, else the CPU. A software adapter
-            // (SwiftShader, Chrome's fallback) trained ~14× slower than the CPU backend
+            // (SwiftShader, Chrome's fallback) trained ~6× slower than the CPU backend
             // compiled to wasm on the same machine (BENCHMARKS.md, the browser).
             "auto" => match Engine::gpu_context().await {
-                Ok(ctx) if ctx.info.device_type == wgpu::DeviceType::Cpu => (
+                Ok(ctx) if ctx.is_software() => (
                     None,
                     Some(
                         "WebGPU's adapter is a software one, slower than the CPU backend \
