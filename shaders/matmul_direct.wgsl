@@ -1,8 +1,8 @@
 // The matmul without workgroup memory or barriers (after `matmul.wgsl`), for software adapters
 // (SwiftShader, lavapipe). There, workgroup memory is ordinary memory behind the same caches as
 // A and B, so staging buys no reuse, and a workgroup with a barrier runs each SIMD group as a
-// coroutine that yields at every barrier. Measured against the staged kernel at batch 64: 1.5×
-// the samples/s on SwiftShader, the same on lavapipe (BENCHMARKS.md).
+// coroutine that yields at every barrier. Against the staged kernel: 1.5× the samples/s on
+// SwiftShader at batch 64 to 1024, and less GPU time per step on lavapipe (BENCHMARKS.md).
 //
 // Each thread still owns a 4 × 4 block of C, but its four columns are TILE_N/4 apart: the
 // threads side by side in a SIMD group then read consecutive addresses of B and write

@@ -105,16 +105,14 @@ impl GpuBackend {
         // rows kernel's per-row weight reads cost more than the dispatches it saves. There its
         // kernels are built only if `use_path` asks for them (in a browser, compiling them
         // cost seconds before the first step).
-        let fused = if ctx.is_software() {
-            FusedKernels::fits(&ctx, net).and_then(|()| {
-                Err(format!(
-                    "a software adapter ({}): the general path is faster there; \
-                     use_path(StepPath::Fused) takes the fused step anyway",
-                    ctx.info.name
-                ))
-            })
-        } else {
-            FusedKernels::new(&ctx, net)?
+        let fused = match FusedKernels::fits(&ctx, net) {
+            Ok(()) if ctx.is_software() => Err(format!(
+                "a software adapter ({}): the general path is faster there; \
+                 use_path(StepPath::Fused) takes the fused step anyway",
+                ctx.info.name
+            )),
+            Ok(()) => FusedKernels::new(&ctx, net)?,
+            Err(why) => Err(why),
         };
         let layout = ParamLayout::new(net, ctx.limits.min_storage_buffer_offset_alignment);
         let bytes = layout.total * 4;

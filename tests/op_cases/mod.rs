@@ -165,50 +165,26 @@ pub async fn matmul_all_forms_match_exact_products(ops: &impl Ops) {
         let scale = to64(a.view())
             .mapv(f64::abs)
             .dot(&to64(b.view()).mapv(f64::abs));
+        // Each form takes its operands as stored: Aᵀ as K×M, Bᵀ as N×K.
+        let at = a.t().as_standard_layout().to_owned();
+        let bt = b.t().as_standard_layout().to_owned();
+        let forms = [
+            ("A·B", &a, &b, false, false),
+            ("Aᵀ·B", &at, &b, true, false),
+            ("A·Bᵀ", &a, &bt, false, true),
+        ];
         for tile in TILES {
-            let what = |form: &str| format!("{form} {m}x{k}x{n} on {tile:?}");
-            let nn = ops
-                .matmul(
-                    a.view(),
-                    b.view(),
-                    MatmulSpec {
-                        tile: Some(tile),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .unwrap();
-            assert_matmul_close(&what("A·B"), &nn, &exact, &scale, k, 0.0);
-
-            let at = a.t().as_standard_layout().to_owned();
-            let tn = ops
-                .matmul(
-                    at.view(),
-                    b.view(),
-                    MatmulSpec {
-                        trans_a: true,
-                        tile: Some(tile),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .unwrap();
-            assert_matmul_close(&what("Aᵀ·B"), &tn, &exact, &scale, k, 0.0);
-
-            let bt = b.t().as_standard_layout().to_owned();
-            let nt = ops
-                .matmul(
-                    a.view(),
-                    bt.view(),
-                    MatmulSpec {
-                        trans_b: true,
-                        tile: Some(tile),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .unwrap();
-            assert_matmul_close(&what("A·Bᵀ"), &nt, &exact, &scale, k, 0.0);
+            for (form, x, y, trans_a, trans_b) in forms {
+                let spec = MatmulSpec {
+                    trans_a,
+                    trans_b,
+                    tile: Some(tile),
+                    ..Default::default()
+                };
+                let got = ops.matmul(x.view(), y.view(), spec).await.unwrap();
+                let what = format!("{form} {m}x{k}x{n} on {tile:?}");
+                assert_matmul_close(&what, &got, &exact, &scale, k, 0.0);
+            }
         }
     }
 }
