@@ -177,7 +177,7 @@ fn update_param(at: u32, grad: f32) {
     if o.kind == OPTIM_ADAM {
         s1 = slots[o.slot_stride + at];
     }
-    let u = optimizer_update(o, step.lr, step.c1, step.c2, params[at], grad, s0, s1);
+    let u = optimizer_update(o.kind, o, step.lr, step.c1, step.c2, params[at], grad, s0, s1);
     params[at] = u.p;
     if o.kind != OPTIM_SGD {
         slots[at] = u.s0;

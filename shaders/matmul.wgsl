@@ -19,12 +19,20 @@ override TILE_M: u32 = 64u;
 override TILE_N: u32 = 64u;
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
+// The epilogue, its activation and the optimizer (`ops::matmul::Special`): constants of the
+// pipeline, not read from the record, because software adapters run every arm of a branch on a
+// record field under a lane mask, for every element of C.
+override EPILOGUE: u32 = 0u;
+override ACT: u32 = 0u;
+override OPTIM: u32 = 0u;
 
 // Epilogues (EPI_* in the prelude, `ops::matmul::Epilogue`): EPI_BIAS_ACT c = act(acc + bias[j]);
 // EPI_MUL_DERIV c = acc * f'(aux[i, j]) with f' from the stored output; EPI_OPTIM acc is the
 // gradient of parameter c[i, j], updated in place. ROWS_M / ROWS_K: m or k comes from the step
 // record.
 
+// `epilogue`, `act` and `opt.kind` are also the pipeline's constants (they chose it); the
+// kernel reads the constants.
 struct Dims {
     m: u32,
     n: u32,
@@ -58,30 +66,30 @@ fn update_param(i: u32, j: u32, grad: f32) -> f32 {
     let s = dims.slot_base + at;
     var s0 = 0.0;
     var s1 = 0.0;
-    if o.kind != OPTIM_SGD {
+    if OPTIM != OPTIM_SGD {
         s0 = slots[s];
     }
-    if o.kind == OPTIM_ADAM {
+    if OPTIM == OPTIM_ADAM {
         s1 = slots[o.slot_stride + s];
     }
-    let u = optimizer_update(o, step.lr, step.c1, step.c2, c[at], grad, s0, s1);
-    if o.kind != OPTIM_SGD {
+    let u = optimizer_update(OPTIM, o, step.lr, step.c1, step.c2, c[at], grad, s0, s1);
+    if OPTIM != OPTIM_SGD {
         slots[s] = u.s0;
     }
-    if o.kind == OPTIM_ADAM {
+    if OPTIM == OPTIM_ADAM {
         slots[o.slot_stride + s] = u.s1;
     }
     return u.p;
 }
 
 fn epilogue(i: u32, j: u32, acc: f32) -> f32 {
-    if dims.epilogue == EPI_OPTIM {
+    if EPILOGUE == EPI_OPTIM {
         return update_param(i, j, acc);
     }
-    if dims.epilogue == EPI_BIAS_ACT {
-        return act_apply(dims.act, acc + b[dims.bias_offset + j]);
-    } else if dims.epilogue == EPI_MUL_DERIV {
-        return acc * act_derivative_from_output(dims.act, aux[i * dims.ldc + j]);
+    if EPILOGUE == EPI_BIAS_ACT {
+        return act_apply(ACT, acc + b[dims.bias_offset + j]);
+    } else if EPILOGUE == EPI_MUL_DERIV {
+        return acc * act_derivative_from_output(ACT, aux[i * dims.ldc + j]);
     }
     return acc;
 }

@@ -20,14 +20,15 @@ struct Updated {
     s1: f32,  // Adam's second moment
 }
 
-// One parameter's update, term by term as `ops::optim::update`; the caller loads and stores
-// the slots (only those its optimizer has).
-fn optimizer_update(o: OptimParams, lr: f32, c1: f32, c2: f32, p: f32, grad: f32, s0: f32, s1: f32) -> Updated {
-    if o.kind == OPTIM_SGD {
+// One parameter's update, term by term as `ops::optim::update`, by optimizer `kind` (`o.kind`,
+// or a pipeline constant that folds the branches away); the caller loads and stores the slots
+// (only those its optimizer has).
+fn optimizer_update(kind: u32, o: OptimParams, lr: f32, c1: f32, c2: f32, p: f32, grad: f32, s0: f32, s1: f32) -> Updated {
+    if kind == OPTIM_SGD {
         return Updated(p - lr * grad, s0, s1);
     }
     let g = grad + o.weight_decay * p;
-    if o.kind == OPTIM_MOMENTUM {
+    if kind == OPTIM_MOMENTUM {
         let v = o.momentum * s0 + g;
         return Updated(p - lr * v, v, s1);
     }

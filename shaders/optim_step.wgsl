@@ -47,7 +47,7 @@ fn main(
     if o.kind == OPTIM_ADAM {
         s1 = slots[o.slot_stride + i];
     }
-    let u = optimizer_update(o, lr, c1, c2, params[i], grads[i], s0, s1);
+    let u = optimizer_update(o.kind, o, lr, c1, c2, params[i], grads[i], s0, s1);
     if o.kind != OPTIM_SGD {
         slots[i] = u.s0;
     }

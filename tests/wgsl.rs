@@ -114,7 +114,7 @@ fn every_kernel_variant_passes_strict_validation_within_webgpu_default_limits() 
     let specs = kernel_specs();
     // The engine builds at least the eight step pipelines and the two op-runner ones.
     assert!(specs.len() >= 10, "{} specs", specs.len());
-    let mut names: Vec<&str> = specs.iter().map(|s| s.name).collect();
+    let mut names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
     names.sort();
     names.dedup();
     assert_eq!(names.len(), specs.len(), "kernel names are unique");

@@ -32,7 +32,6 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::net::Network;
 use crate::ops::StepRecord;
-use crate::ops::matmul::tiles_for;
 use crate::optim::{OptimState, Optimizer};
 use crate::params::Params;
 
@@ -98,7 +97,7 @@ impl GpuBackend {
         params.check_shape(net, "initial parameters")?;
         optimizer.validate()?;
         ctx.check("creating the GPU backend")?;
-        let kernels = Kernels::new(&ctx, tiles_for(ctx.is_software()))?;
+        let kernels = Kernels::new(&ctx)?;
         // The fused step where the network fits it, except on software adapters (lavapipe,
         // SwiftShader: DeviceType::Cpu), where the general path measured faster at every batch
         // size (BENCHMARKS.md): each workgroup there is a coroutine on a CPU core, so the fused

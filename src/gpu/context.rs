@@ -9,6 +9,7 @@ use std::time::Duration;
 use wgpu::{AdapterInfo, Backends, DeviceType, Limits};
 
 use crate::error::{Error, Result};
+use crate::ops::matmul::TileTarget;
 
 /// How to choose the adapter.
 #[derive(Clone, Debug, Default)]
@@ -306,9 +307,20 @@ impl GpuContext {
     }
 
     /// Whether the adapter is a CPU implementation (lavapipe, SwiftShader): kernels are then
-    /// chosen for it (`ops::matmul::choose_tile`), and `auto` prefers the CPU backend.
+    /// chosen for it ([`GpuContext::tile_target`]), and `auto` prefers the CPU backend.
     pub fn is_software(&self) -> bool {
         self.info.device_type == DeviceType::Cpu
+    }
+
+    /// The adapter as `ops::matmul::choose_tile` sees it.
+    pub fn tile_target(&self) -> TileTarget {
+        if self.is_software() {
+            TileTarget::Software {
+                lanes: self.info.subgroup_min_size,
+            }
+        } else {
+            TileTarget::Gpu
+        }
     }
 
     /// "name, backend, device type, driver (driver_info)", for printing at start.

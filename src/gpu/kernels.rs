@@ -2,9 +2,13 @@
 //! [`crate::ops`]) inside an error scope, so that an invalid shader is an [`Error::Gpu`] naming
 //! the kernel, with naga's message.
 
+use std::sync::Mutex;
+
 use super::context::GpuContext;
 use crate::error::{Error, Result};
-use crate::ops::matmul::{DIRECT_TILE, Feed, LARGE_TILE, SMALL_TILE, TILES, Tile};
+use crate::ops::matmul::{
+    DIRECT_TILE, DIRECT_WIDE_TILE, Feed, LARGE_TILE, SMALL_TILE, Special, TILES, Tile,
+};
 use crate::ops::{activation, gather, kernel_source, loss, matmul, optim, reduce};
 
 /// How a kernel binds each slot, in binding order.
@@ -26,9 +30,10 @@ pub enum Slot {
     Step,
 }
 
-/// A compute pipeline and the layout of its one bind group.
+/// A compute pipeline and the layout of its one bind group (handles: cloning shares them).
+#[derive(Clone)]
 pub struct Kernel {
-    pub name: &'static str,
+    pub name: String,
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
 }
@@ -67,7 +72,7 @@ impl Kernel {
 /// layout of its one bind group and its override constants.
 #[derive(Clone, Debug)]
 pub struct KernelSpec {
-    pub name: &'static str,
+    pub name: String,
     pub source: String,
     pub slots: Vec<Slot>,
     pub constants: Vec<(&'static str, f64)>,
@@ -75,13 +80,13 @@ pub struct KernelSpec {
 
 impl KernelSpec {
     pub(crate) fn new(
-        name: &'static str,
+        name: impl Into<String>,
         source: String,
         slots: &[Slot],
         constants: &[(&'static str, f64)],
     ) -> KernelSpec {
         KernelSpec {
-            name,
+            name: name.into(),
             source,
             slots: slots.to_vec(),
             constants: constants.to_vec(),
@@ -90,16 +95,31 @@ impl KernelSpec {
 
     /// Builds this pipeline on `ctx` (see [`build_kernel`]).
     pub fn build(&self, ctx: &GpuContext) -> Result<Kernel> {
-        build_kernel(ctx, self.name, &self.source, &self.slots, &self.constants)
+        build_kernel(ctx, &self.name, &self.source, &self.slots, &self.constants)
     }
 }
 
 /// Every pipeline variant the engine builds, with each override-constant combination it uses:
-/// those of [`Kernels`] (the step, evaluation, prediction), then those of the single-op runner.
-/// `Kernels` and the op runner build from these very lists, so a test that compiles each entry
-/// (e.g. through naga's strict validation, or a browser's WebGPU) covers all that ever runs.
+/// the matmuls of every tile, form and specialisation, the rest of [`Kernels`] (the step,
+/// evaluation, prediction), the single-op runner's and the fused step's. `Kernels` and the op
+/// runner build from these very specs, so a test that compiles each entry (e.g. through naga's
+/// strict validation, or a browser's WebGPU) covers all that ever runs.
 pub fn kernel_specs() -> Vec<KernelSpec> {
-    let mut all = step_specs(&TILES);
+    let mut all = Vec::new();
+    for tile in TILES {
+        for (_, trans_a, trans_b) in FORMS {
+            for special in Special::all() {
+                let key = MatmulKey {
+                    tile,
+                    trans_a,
+                    trans_b,
+                    special,
+                };
+                all.push(matmul_spec(key).expect("FORMS holds only valid forms"));
+            }
+        }
+    }
+    all.extend(step_specs());
     all.extend(op_specs());
     // The fused step is built per network shape: the showcase's, within WebGPU's default
     // limits (16 KiB of workgroup memory, 65,535 workgroups per dimension).
@@ -109,47 +129,73 @@ pub fn kernel_specs() -> Vec<KernelSpec> {
     all
 }
 
-/// The variants of [`Kernels`] with matmuls of `tiles`.
-fn step_specs(tiles: &[Tile]) -> Vec<KernelSpec> {
-    use Slot::*;
-    let staged_src = kernel_source(&[
-        activation::WGSL,
-        optim::WGSL,
-        matmul::WGSL,
-        matmul::STAGED_WGSL,
-    ]);
-    let direct_src = kernel_source(&[
-        activation::WGSL,
-        optim::WGSL,
-        matmul::WGSL,
-        matmul::DIRECT_WGSL,
-    ]);
-    let matmul_slots = [Read, Read, Write, Read, Write, Uniform, Step];
-    let mut specs = Vec::new();
-    for &tile in tiles {
-        for (form, ta, tb) in FORMS {
-            let mut constants = vec![
-                ("TILE_M", tile.m as f64),
-                ("TILE_N", tile.n as f64),
-                ("TRANS_A", ta as u8 as f64),
-                ("TRANS_B", tb as u8 as f64),
-            ];
-            let source = match tile.feed {
-                Feed::Staged => {
-                    constants.push(("TILE_K", tile.k as f64));
-                    staged_src.clone()
-                }
-                Feed::Direct => direct_src.clone(),
-            };
-            specs.push(KernelSpec::new(
-                matmul_name(form, tile),
-                source,
-                &matmul_slots,
-                &constants,
+/// A matmul pipeline: its tile, form (`Aᵀ·Bᵀ` is none) and specialisation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatmulKey {
+    pub tile: Tile,
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub special: Special,
+}
+
+/// The spec of the matmul `key`, named e.g. `matmul_tn_direct (sgd)`.
+fn matmul_spec(key: MatmulKey) -> Result<KernelSpec> {
+    let form = FORMS
+        .iter()
+        .find(|f| (f.1, f.2) == (key.trans_a, key.trans_b))
+        .map(|f| f.0)
+        .ok_or_else(|| Error::arg("matmul form", "A·B, Aᵀ·B or A·Bᵀ", "Aᵀ·Bᵀ"))?;
+    let tile = key.tile;
+    let suffix = match tile {
+        LARGE_TILE => "",
+        SMALL_TILE => "_small",
+        DIRECT_TILE => "_direct",
+        DIRECT_WIDE_TILE => "_direct_wide",
+        _ => {
+            return Err(Error::arg(
+                "matmul tile",
+                "one of ops::matmul::TILES",
+                format!("{tile:?}"),
             ));
         }
-    }
-    specs.extend([
+    };
+    let mut constants = vec![
+        ("TILE_M", tile.m as f64),
+        ("TILE_N", tile.n as f64),
+        ("TRANS_A", key.trans_a as u8 as f64),
+        ("TRANS_B", key.trans_b as u8 as f64),
+    ];
+    constants.extend(key.special.constants());
+    let feed = match tile.feed {
+        Feed::Staged => {
+            constants.push(("TILE_K", tile.k as f64));
+            matmul::STAGED_WGSL
+        }
+        Feed::Direct => {
+            constants.push(("BLOCK", tile.block as f64));
+            matmul::DIRECT_WGSL
+        }
+    };
+    Ok(KernelSpec::new(
+        format!("matmul_{form}{suffix} ({})", key.special),
+        kernel_source(&[activation::WGSL, optim::WGSL, matmul::WGSL, feed]),
+        &[
+            Slot::Read,
+            Slot::Read,
+            Slot::Write,
+            Slot::Read,
+            Slot::Write,
+            Slot::Uniform,
+            Slot::Step,
+        ],
+        &constants,
+    ))
+}
+
+/// The variants of [`Kernels`] besides the matmuls.
+fn step_specs() -> [KernelSpec; 2] {
+    use Slot::*;
+    [
         KernelSpec::new(
             "loss",
             kernel_source(&[activation::WGSL, loss::WGSL]),
@@ -162,8 +208,7 @@ fn step_specs(tiles: &[Tile]) -> Vec<KernelSpec> {
             &[Read, Read, Write, Uniform, Step],
             &[("WG", gather::WG as f64)],
         ),
-    ]);
-    specs
+    ]
 }
 
 /// The three matmul forms: name, `TRANS_A`, `TRANS_B`.
@@ -172,22 +217,6 @@ const FORMS: [(&str, bool, bool); 3] = [
     ("tn", true, false),
     ("nt", false, true),
 ];
-
-/// The kernel name of matmul form `form` (`nn`, `tn`, `nt`) with `tile`.
-fn matmul_name(form: &str, tile: Tile) -> &'static str {
-    match (form, tile) {
-        ("nn", LARGE_TILE) => "matmul_nn",
-        ("tn", LARGE_TILE) => "matmul_tn",
-        ("nt", LARGE_TILE) => "matmul_nt",
-        ("nn", SMALL_TILE) => "matmul_nn_small",
-        ("tn", SMALL_TILE) => "matmul_tn_small",
-        ("nt", SMALL_TILE) => "matmul_nt_small",
-        ("nn", DIRECT_TILE) => "matmul_nn_direct",
-        ("tn", DIRECT_TILE) => "matmul_tn_direct",
-        ("nt", DIRECT_TILE) => "matmul_nt_direct",
-        _ => unreachable!("a tile of TILES and a form of FORMS"),
-    }
-}
 
 /// The variants of [`OpKernels`].
 fn op_specs() -> Vec<KernelSpec> {
@@ -229,66 +258,36 @@ impl Built {
     }
 }
 
-/// The three forms of the matmul with one tile.
-pub struct MatmulKernels {
-    /// `A·B` (forward).
-    pub nn: Kernel,
-    /// `Aᵀ·B` (weight gradients, with the bias row).
-    pub tn: Kernel,
-    /// `A·Bᵀ` (input gradients).
-    pub nt: Kernel,
-}
-
 /// The pipelines of a training step, evaluation and prediction.
 pub struct Kernels {
-    /// The matmul forms per tile built.
-    matmul: Vec<(Tile, MatmulKernels)>,
+    /// The matmuls built so far. Each is built the first time a program or op asks for it:
+    /// a network uses a handful of the tile × form × specialisation variants, and on a
+    /// software adapter in a browser every pipeline is compile time before the first step.
+    matmul: Mutex<Vec<(MatmulKey, Kernel)>>,
     pub loss: Kernel,
     pub gather: Kernel,
 }
 
 impl Kernels {
-    /// Builds the pipelines a step binds, with matmuls of `tiles` (once per backend or op
-    /// runner): the backend builds those its adapter's steps use (`ops::matmul::tiles_for`),
-    /// which on a software adapter in a browser is a third of the compile time.
-    pub fn new(ctx: &GpuContext, tiles: &[Tile]) -> Result<Kernels> {
-        let mut k = Built::new(ctx, step_specs(tiles))?;
-        let mut matmul = Vec::new();
-        for &tile in tiles {
-            let forms = MatmulKernels {
-                nn: k.take(matmul_name("nn", tile))?,
-                tn: k.take(matmul_name("tn", tile))?,
-                nt: k.take(matmul_name("nt", tile))?,
-            };
-            matmul.push((tile, forms));
-        }
+    /// Builds the loss and gather pipelines (once per backend or op runner).
+    pub fn new(ctx: &GpuContext) -> Result<Kernels> {
+        let mut k = Built::new(ctx, step_specs().into())?;
         Ok(Kernels {
-            matmul,
+            matmul: Mutex::new(Vec::new()),
             loss: k.take("loss")?,
             gather: k.take("gather")?,
         })
     }
 
-    /// The matmul of form op(A)·op(B) with `tile`; `Aᵀ·Bᵀ` is not a form.
-    pub fn matmul(&self, tile: Tile, trans_a: bool, trans_b: bool) -> Result<&Kernel> {
-        let forms = self
-            .matmul
-            .iter()
-            .find(|(t, _)| *t == tile)
-            .map(|(_, f)| f)
-            .ok_or_else(|| {
-                Error::arg(
-                    "matmul tile",
-                    "a tile these kernels were built for",
-                    format!("{tile:?}"),
-                )
-            })?;
-        match (trans_a, trans_b) {
-            (false, false) => Ok(&forms.nn),
-            (true, false) => Ok(&forms.tn),
-            (false, true) => Ok(&forms.nt),
-            (true, true) => Err(Error::arg("matmul form", "A·B, Aᵀ·B or A·Bᵀ", "Aᵀ·Bᵀ")),
+    /// The matmul `key`, built on `ctx` the first time it is asked for.
+    pub fn matmul(&self, ctx: &GpuContext, key: MatmulKey) -> Result<Kernel> {
+        let mut built = self.matmul.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, k)) = built.iter().find(|(k, _)| *k == key) {
+            return Ok(k.clone());
         }
+        let kernel = matmul_spec(key)?.build(ctx)?;
+        built.push((key, kernel.clone()));
+        Ok(kernel)
     }
 }
 
@@ -332,7 +331,7 @@ fn layout_entry(binding: u32, slot: Slot) -> wgpu::BindGroupLayoutEntry {
 /// back as [`Error::Gpu`] naming the kernel and carrying naga's/wgpu's message.
 pub fn build_kernel(
     ctx: &GpuContext,
-    name: &'static str,
+    name: &str,
     source: &str,
     slots: &[Slot],
     constants: &[(&str, f64)],
@@ -379,7 +378,7 @@ pub fn build_kernel(
         });
     ctx.end_scope(scope, format!("kernel `{name}`"))?;
     Ok(Kernel {
-        name,
+        name: name.to_string(),
         pipeline,
         layout,
     })

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
 use super::context::GpuContext;
-use super::kernels::{Kernel, Kernels, OpKernels, grid_1d};
+use super::kernels::{Kernel, Kernels, MatmulKey, OpKernels, grid_1d};
 pub use super::prepared::PreparedOp;
 use super::prepared::{Readout, matrix};
 use super::resources::{Records, range, upload, usage_out, usage_storage};
@@ -21,7 +21,7 @@ use crate::ops::StepRecord;
 use crate::ops::activation::ACT_IDENTITY;
 use crate::ops::gather::{GatherDims, WG, gather_threads, pack_inputs};
 use crate::ops::loss::{DeviceStats, LossDims, TargetKind};
-use crate::ops::matmul::{Epilogue, MatmulDims, RowsDim, TILES, Tile, choose_tile};
+use crate::ops::matmul::{Epilogue, MatmulDims, RowsDim, Special, Tile, choose_tile};
 use crate::ops::optim::{OptimDims, OptimParams};
 use crate::ops::reduce::{COLSUM_WG, ColsumDims};
 use crate::optim::Optimizer;
@@ -80,8 +80,7 @@ impl GpuOps {
     /// Builds every pipeline on `ctx`.
     pub fn new(ctx: impl Into<Arc<GpuContext>>) -> Result<GpuOps> {
         let ctx = ctx.into();
-        // Every tile: the tests run each one on any adapter.
-        let kernels = Kernels::new(&ctx, &TILES)?;
+        let kernels = Kernels::new(&ctx)?;
         let extra = OpKernels::new(&ctx)?;
         let step = upload(&ctx, "op step", &[StepRecord::default()], usage_storage())?;
         Ok(GpuOps {
@@ -100,7 +99,7 @@ impl GpuOps {
     /// Binds `buffers` (in binding order), then `dims` and the zeroed step record, to `kernel`.
     fn prepare<'a, T: bytemuck::Pod>(
         &'a self,
-        kernel: &'a Kernel,
+        kernel: Kernel,
         mut buffers: Vec<wgpu::Buffer>,
         dims: &T,
         grid: (u32, u32),
@@ -117,8 +116,8 @@ impl GpuOps {
             0,
             std::mem::size_of::<StepRecord>() as u64,
         ));
-        let bind = kernel.bind(ctx, kernel.name, &bindings);
-        ctx.check(kernel.name)?;
+        let bind = kernel.bind(ctx, &kernel.name, &bindings);
+        ctx.check(&kernel.name)?;
         Ok(PreparedOp {
             ctx,
             kernel,
@@ -297,8 +296,15 @@ impl GpuOps {
     ) -> Result<PreparedOp<'_>> {
         let rows_out = dims.m + dims.ones_row;
         // The steps' tile rule unless the caller names a tile (the tests run every tile).
-        let tile = tile.unwrap_or_else(|| choose_tile(rows_out, dims.n, self.ctx.is_software()));
-        let kernel = self.kernels.matmul(tile, trans_a, trans_b)?;
+        let target = self.ctx.tile_target();
+        let tile = tile.unwrap_or_else(|| choose_tile(rows_out, dims.n, dims.k, target));
+        let key = MatmulKey {
+            tile,
+            trans_a,
+            trans_b,
+            special: Special::of(&dims),
+        };
+        let kernel = self.kernels.matmul(&self.ctx, key)?;
         let ctx = &self.ctx;
         let c_bytes = (rows_out * dims.n * 4) as u64;
         let buffers = vec![
@@ -330,7 +336,7 @@ impl GpuOps {
         targets: OpTargets<'_>,
     ) -> Result<Readout<'_, LossOutput>> {
         let op = self.prepare_loss(output, z, targets)?;
-        let kernel = op.kernel.name;
+        let kernel = op.kernel.name.clone();
         let (rows, n) = z.dim();
         let stats_words = std::mem::size_of::<DeviceStats>() / 4;
         let reads = vec![(0, rows * n), (1, rows * n), (4, stats_words)];
@@ -338,8 +344,8 @@ impl GpuOps {
             let [outputs, delta, stats] = <[Vec<f32>; 3]>::try_from(v).expect("three reads");
             let stats: DeviceStats = bytemuck::pod_read_unaligned(bytemuck::cast_slice(&stats));
             Ok(LossOutput {
-                outputs: matrix(kernel, rows, n, outputs)?,
-                delta: matrix(kernel, rows, n, delta)?,
+                outputs: matrix(&kernel, rows, n, outputs)?,
+                delta: matrix(&kernel, rows, n, delta)?,
                 loss_sum: stats.loss,
                 correct: stats.correct,
             })
@@ -387,7 +393,7 @@ impl GpuOps {
             rows: rows as u32,
             ..Default::default()
         };
-        self.prepare(&self.kernels.loss, buffers, &dims, (1, 1))
+        self.prepare(self.kernels.loss.clone(), buffers, &dims, (1, 1))
     }
 
     /// `out[j] = Σ_i m[i, j]`.
@@ -420,7 +426,7 @@ impl GpuOps {
             ..Default::default()
         };
         let grid = ((cols as u32).div_ceil(COLSUM_WG), 1);
-        self.prepare(&self.extra.column_sums, buffers, &dims, grid)
+        self.prepare(self.extra.column_sums.clone(), buffers, &dims, grid)
     }
 
     /// One optimizer step (1-based step `t`) on one tensor: returns the new parameters and
@@ -499,7 +505,7 @@ impl GpuOps {
         };
         let max = ctx.limits.max_compute_workgroups_per_dimension;
         self.prepare(
-            &self.extra.optim,
+            self.extra.optim.clone(),
             buffers,
             &dims,
             grid_1d(n as u64, WG, max),
@@ -575,7 +581,7 @@ impl GpuOps {
         };
         let max = ctx.limits.max_compute_workgroups_per_dimension;
         let grid = grid_1d(gather_threads(rows as u64, features as u32), WG, max);
-        self.prepare(&self.kernels.gather, buffers, &dims, grid)
+        self.prepare(self.kernels.gather.clone(), buffers, &dims, grid)
     }
 }
 

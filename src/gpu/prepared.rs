@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 /// wanted (the kernel benches time exactly this), then read its outputs.
 pub struct PreparedOp<'a> {
     pub(super) ctx: &'a GpuContext,
-    pub(super) kernel: &'a Kernel,
+    pub(super) kernel: Kernel,
     pub(super) bind: wgpu::BindGroup,
     pub(super) grid: (u32, u32),
     /// In binding order (the dims record last).
@@ -24,14 +24,14 @@ impl PreparedOp<'_> {
     /// Records `times` dispatches into one pass, submits and waits.
     pub fn dispatch(&self, times: usize) -> Result<()> {
         self.submit(times);
-        let name = self.kernel.name;
+        let name = &self.kernel.name;
         self.ctx.wait(name)?;
         self.ctx.check(name)
     }
 
     /// Records `times` dispatches into one pass and submits them.
     pub(super) fn submit(&self, times: usize) {
-        let name = self.kernel.name;
+        let name = &self.kernel.name;
         let mut encoder = self
             .ctx
             .device
@@ -53,7 +53,7 @@ impl PreparedOp<'_> {
     /// The first `len` values of the buffer at `binding`.
     pub(super) fn read(&self, binding: usize, len: usize) -> Result<Vec<f32>> {
         let bytes = self.ctx.read_back(
-            self.kernel.name,
+            &self.kernel.name,
             &self.buffers[binding],
             0,
             (len * 4) as u64,
@@ -64,7 +64,7 @@ impl PreparedOp<'_> {
     /// The buffer at `binding` as a `rows × cols` matrix.
     pub fn read_matrix(&self, binding: usize, rows: usize, cols: usize) -> Result<Array2<f32>> {
         let v = self.read(binding, rows * cols)?;
-        matrix(self.kernel.name, rows, cols, v)
+        matrix(&self.kernel.name, rows, cols, v)
     }
 }
 
@@ -120,9 +120,9 @@ impl<'a, T> Readout<'a, T> {
 impl<'a> Readout<'a, Array2<f32>> {
     /// The buffer at `binding` as a `rows × cols` matrix.
     pub(super) fn matrix(op: PreparedOp<'a>, binding: usize, rows: usize, cols: usize) -> Self {
-        let kernel = op.kernel.name;
+        let kernel = op.kernel.name.clone();
         Readout::new(op, vec![(binding, rows * cols)], move |mut v| {
-            matrix(kernel, rows, cols, v.remove(0))
+            matrix(&kernel, rows, cols, v.remove(0))
         })
     }
 }

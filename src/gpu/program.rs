@@ -5,7 +5,7 @@
 use ndarray::{Array1, Array2};
 
 use super::context::GpuContext;
-use super::kernels::{Kernel, Kernels, grid_1d};
+use super::kernels::{Kernel, Kernels, MatmulKey, grid_1d};
 use super::resources::{DeviceData, Records, Workspace, range};
 use crate::error::{Error, Result};
 use crate::net::Network;
@@ -13,7 +13,7 @@ use crate::ops::StepRecord;
 use crate::ops::activation::ACT_IDENTITY;
 use crate::ops::gather::{GatherDims, WG, gather_threads};
 use crate::ops::loss::{LossDims, TargetKind};
-use crate::ops::matmul::{Epilogue, MatmulDims, RowsDim, Tile, choose_tile};
+use crate::ops::matmul::{Epilogue, MatmulDims, RowsDim, Special, Tile, choose_tile};
 use crate::ops::optim::OptimParams;
 use crate::optim::Optimizer;
 use crate::params::{Layer, Params};
@@ -89,25 +89,27 @@ pub(crate) enum Purpose {
 /// Which pipeline a dispatch runs.
 #[derive(Clone, Copy, Debug)]
 enum KernelId {
-    Matmul {
-        tile: Tile,
-        trans_a: bool,
-        trans_b: bool,
-    },
+    Matmul(MatmulKey),
     Loss,
     Gather,
 }
 
 impl KernelId {
-    fn kernel(self, k: &Kernels) -> Result<&Kernel> {
+    /// The matmul of form op(A)·op(B) with `tile`, specialised for `dims`.
+    fn matmul(tile: Tile, trans_a: bool, trans_b: bool, dims: &MatmulDims) -> KernelId {
+        KernelId::Matmul(MatmulKey {
+            tile,
+            trans_a,
+            trans_b,
+            special: Special::of(dims),
+        })
+    }
+
+    fn kernel(self, ctx: &GpuContext, k: &Kernels) -> Result<Kernel> {
         match self {
-            KernelId::Matmul {
-                tile,
-                trans_a,
-                trans_b,
-            } => k.matmul(tile, trans_a, trans_b),
-            KernelId::Loss => Ok(&k.loss),
-            KernelId::Gather => Ok(&k.gather),
+            KernelId::Matmul(key) => k.matmul(ctx, key),
+            KernelId::Loss => Ok(k.loss.clone()),
+            KernelId::Gather => Ok(k.gather.clone()),
         }
     }
 }
@@ -284,7 +286,7 @@ impl ProgramBuilder<'_> {
                 if l > 0 {
                     plan.push(self.input_grad(&mut rec, l, rows32));
                 }
-                plan.push(self.weight_grad_update(&mut rec, l));
+                plan.push(self.weight_grad_update(&mut rec, l, rows32));
             }
         }
 
@@ -296,9 +298,9 @@ impl ProgramBuilder<'_> {
             .map(|mut p| {
                 p.buffers.push(range(&dims_buf, p.dims.0, p.dims.1));
                 p.buffers.push(range(self.buffers.steps, 0, step_bytes));
-                let kernel = p.kernel.kernel(self.kernels)?;
-                let bind = kernel.bind(ctx, kernel.name, &p.buffers);
-                Ok(Dispatch::new(kernel, bind, p.grid, p.label))
+                let kernel = p.kernel.kernel(ctx, self.kernels)?;
+                let bind = kernel.bind(ctx, &kernel.name, &p.buffers);
+                Ok(Dispatch::new(&kernel, bind, p.grid, p.label))
             })
             .collect::<Result<Vec<_>>>();
         // The scope is closed before any error of ours is returned.
@@ -360,14 +362,10 @@ impl ProgramBuilder<'_> {
             bias_offset: (i * o) as u32,
             ..Default::default()
         };
-        let tile = choose_tile(rows, o as u32, self.ctx.is_software());
+        let tile = choose_tile(rows, o as u32, i as u32, self.ctx.tile_target());
         PlannedDispatch {
             label: format!("forward {}", l + 1),
-            kernel: KernelId::Matmul {
-                tile,
-                trans_a: false,
-                trans_b: false,
-            },
+            kernel: KernelId::matmul(tile, false, false, &dims),
             buffers: vec![
                 b.work.acts[l].as_entire_binding(),
                 range(b.params, off, size),
@@ -426,14 +424,10 @@ impl ProgramBuilder<'_> {
             act: net.hidden().code(),
             ..Default::default()
         };
-        let tile = choose_tile(rows, i as u32, self.ctx.is_software());
+        let tile = choose_tile(rows, i as u32, o as u32, self.ctx.tile_target());
         PlannedDispatch {
             label: format!("input grad {l}"),
-            kernel: KernelId::Matmul {
-                tile,
-                trans_a: false,
-                trans_b: true,
-            },
+            kernel: KernelId::matmul(tile, false, true, &dims),
             buffers: vec![
                 b.work.deltas[l].as_entire_binding(),
                 range(b.params, off, size),
@@ -448,7 +442,7 @@ impl ProgramBuilder<'_> {
 
     /// `xᵀ·dz` over the batch is dW (i×o), and the ones-row adds db: the gradient of the
     /// layer's [W; b] block, handed straight to the optimizer in the epilogue.
-    fn weight_grad_update(&self, rec: &mut Records, l: usize) -> PlannedDispatch<'_> {
+    fn weight_grad_update(&self, rec: &mut Records, l: usize, rows: u32) -> PlannedDispatch<'_> {
         let (b, net) = (&self.buffers, self.net);
         let (i, o) = net.layer_shape(l);
         let (off, size) = self.layout.layer_bytes(net, l);
@@ -465,14 +459,10 @@ impl ProgramBuilder<'_> {
             opt: OptimParams::new(self.optimizer, self.layout.total as u32),
             ..Default::default()
         };
-        let tile = choose_tile(i as u32 + 1, o as u32, self.ctx.is_software());
+        let tile = choose_tile(i as u32 + 1, o as u32, rows, self.ctx.tile_target());
         PlannedDispatch {
             label: format!("weight grad + update {}", l + 1),
-            kernel: KernelId::Matmul {
-                tile,
-                trans_a: true,
-                trans_b: false,
-            },
+            kernel: KernelId::matmul(tile, true, false, &dims),
             buffers: vec![
                 b.work.acts[l].as_entire_binding(),
                 b.work.deltas[l].as_entire_binding(),

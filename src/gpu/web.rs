@@ -223,7 +223,7 @@ impl PreparedOp<'_> {
     pub async fn dispatch_async(&self, times: usize) -> Result<()> {
         self.submit(times);
         self.ctx.settle_scopes().await?;
-        self.ctx.check(self.kernel.name)
+        self.ctx.check(&self.kernel.name)
     }
 
     /// [`PreparedOp::read_matrix`], awaited.
@@ -234,7 +234,7 @@ impl PreparedOp<'_> {
         cols: usize,
     ) -> Result<Array2<f32>> {
         let v = self.read_async(binding, rows * cols).await?;
-        matrix(self.kernel.name, rows, cols, v)
+        matrix(&self.kernel.name, rows, cols, v)
     }
 
     /// `PreparedOp::read`, awaited: the first `len` values of the buffer at `binding`.
@@ -242,7 +242,7 @@ impl PreparedOp<'_> {
         let bytes = self
             .ctx
             .read_back_async(
-                self.kernel.name,
+                &self.kernel.name,
                 &self.buffers[binding],
                 0,
                 (len * 4) as u64,

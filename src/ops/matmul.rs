@@ -10,8 +10,10 @@ use multiversion::multiversion;
 use ndarray::{Array1, ArrayView2, ArrayViewMut2};
 
 use super::Shared;
+use super::activation::ACT_IDENTITY;
 use super::optim::OptimParams;
 use crate::net::Activation;
+use crate::optim::Optimizer;
 
 pub(crate) const WGSL: &str = include_str!("../../shaders/matmul.wgsl");
 pub(crate) const STAGED_WGSL: &str = include_str!("../../shaders/matmul_staged.wgsl");
@@ -30,13 +32,15 @@ pub enum Feed {
 }
 
 /// A matmul tile: rows × columns of C per workgroup, the K slice staged per pass (staged
-/// kernels), and how the blocks are fed; each of the (m/4)·(n/4) threads owns a 4×4 block of C.
+/// kernels), how the blocks are fed, and the side of each thread's block of C (4, or 8 for
+/// direct tiles): a workgroup has (m/block)·(n/block) threads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tile {
     pub m: u32,
     pub n: u32,
     pub k: u32,
     pub feed: Feed,
+    pub block: u32,
 }
 
 /// The default tile on GPUs: 256 threads, the most reuse per staged value.
@@ -45,6 +49,7 @@ pub const LARGE_TILE: Tile = Tile {
     n: 64,
     k: 16,
     feed: Feed::Staged,
+    block: 4,
 };
 /// For products too small to give the large tile enough workgroups (at batch 64, `x·W₁` is a
 /// single 64×64 tile): four times the workgroups, and half the barriers along K. On lavapipe
@@ -55,6 +60,7 @@ pub const SMALL_TILE: Tile = Tile {
     n: 32,
     k: 32,
     feed: Feed::Staged,
+    block: 4,
 };
 /// The tile on software adapters: 64 threads, 8 side by side along a row of C (a multiple of the
 /// SIMD width of SwiftShader, 4, and of lavapipe, 8), 8 rows of them; at batch 64 the first
@@ -66,31 +72,53 @@ pub const DIRECT_TILE: Tile = Tile {
     n: 32,
     k: 0,
     feed: Feed::Direct,
+    block: 4,
+};
+/// The direct tile with an 8×8 block per thread (16 threads): half the loads per multiply-add
+/// of [`DIRECT_TILE`], for products with a long K.
+pub const DIRECT_WIDE_TILE: Tile = Tile {
+    block: 8,
+    ..DIRECT_TILE
 };
 /// Every tile a kernel is built for.
-pub const TILES: [Tile; 3] = [LARGE_TILE, SMALL_TILE, DIRECT_TILE];
-/// The tiles [`choose_tile`] can pick on a software adapter or a GPU: the ones to build.
-pub fn tiles_for(software: bool) -> &'static [Tile] {
-    if software {
-        &[DIRECT_TILE]
-    } else {
-        &[LARGE_TILE, SMALL_TILE]
-    }
-}
-
+pub const TILES: [Tile; 4] = [LARGE_TILE, SMALL_TILE, DIRECT_TILE, DIRECT_WIDE_TILE];
 /// Below this many large-tile workgroups, a product uses the small tile.
 pub const SMALL_TILE_BELOW: u32 = 8;
 
-/// The tile for a product whose C has `rows` × `cols` elements, on a software adapter or a GPU.
-pub fn choose_tile(rows: u32, cols: u32, software: bool) -> Tile {
-    if software {
-        return DIRECT_TILE;
-    }
-    let large = rows.div_ceil(LARGE_TILE.m) * cols.div_ceil(LARGE_TILE.n);
-    if large < SMALL_TILE_BELOW {
-        SMALL_TILE
-    } else {
-        LARGE_TILE
+/// From this K on, every software adapter takes the wide direct tile.
+pub const WIDE_K_FROM: u32 = 256;
+
+/// The adapter as the tile rule sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TileTarget {
+    /// A hardware GPU: workgroup tiles staged in workgroup memory.
+    Gpu,
+    /// A software adapter (lavapipe, SwiftShader) running `lanes` invocations per SIMD group
+    /// (its smallest subgroup size: SwiftShader 4, lavapipe 8 with AVX2).
+    Software { lanes: u32 },
+}
+
+/// The tile for a product whose C has `rows` × `cols` elements and whose inner dimension is
+/// `k`, on `target`.
+///
+/// Software adapters take the direct tiles. The wide one (8×8 per thread) halves the loads per
+/// multiply-add, and each load with a per-lane address is a gather there. On SwiftShader (4
+/// lanes) it was faster for every product of the MNIST step: 4.5 against 7.0 ms of GPU time per
+/// batch-64 step. On lavapipe (8 lanes) it was faster where K is long (the first layer's
+/// products, and weight gradients at batch 1024), but 0.02–0.08 ms slower for each short-K
+/// product at batch 64 (BENCHMARKS.md). Hence the 4×4 block there below [`WIDE_K_FROM`].
+pub fn choose_tile(rows: u32, cols: u32, k: u32, target: TileTarget) -> Tile {
+    match target {
+        TileTarget::Software { lanes } if lanes <= 4 || k >= WIDE_K_FROM => DIRECT_WIDE_TILE,
+        TileTarget::Software { .. } => DIRECT_TILE,
+        TileTarget::Gpu => {
+            let large = rows.div_ceil(LARGE_TILE.m) * cols.div_ceil(LARGE_TILE.n);
+            if large < SMALL_TILE_BELOW {
+                SMALL_TILE
+            } else {
+                LARGE_TILE
+            }
+        }
     }
 }
 
@@ -127,6 +155,98 @@ pub(crate) const SHARED: &[Shared] = &[
     Shared::U32("ROWS_M", RowsDim::M as u32),
     Shared::U32("ROWS_K", RowsDim::K as u32),
 ];
+
+/// What a matmul pipeline is specialised for beyond its form and tile: the epilogue, the
+/// activation it applies or differentiates, and the optimizer kind it updates with, given to
+/// the kernel as override constants. Software adapters run every arm of a branch on a record
+/// field under a lane mask: with the three read from the record, SwiftShader ran the code of all
+/// epilogues, activations and optimizers for every element of C, which made the first layer's
+/// weight-gradient kernel 2.8× slower at batch 64 (BENCHMARKS.md). The record keeps its copies
+/// of the fields, and they choose the pipeline ([`Special::of`]), so the two cannot disagree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Special {
+    pub epilogue: u32,
+    /// The activation code (`ACT_*`) of `BiasAct` and `MulDerivative`; 0 otherwise.
+    pub act: u32,
+    /// The optimizer code (`OPTIM_*`) of `Optim`; 0 otherwise.
+    pub optim: u32,
+}
+
+impl Special {
+    /// The specialisation a dims record asks for (fields its epilogue ignores are zeroed, so
+    /// that records differing only there share a pipeline).
+    pub fn of(dims: &MatmulDims) -> Special {
+        let with_act = [Epilogue::BiasAct as u32, Epilogue::MulDerivative as u32];
+        Special {
+            epilogue: dims.epilogue,
+            act: if with_act.contains(&dims.epilogue) {
+                dims.act
+            } else {
+                0
+            },
+            optim: if dims.epilogue == Epilogue::Optim as u32 {
+                dims.opt.kind
+            } else {
+                0
+            },
+        }
+    }
+
+    /// Every specialisation the kernels can be built with.
+    pub fn all() -> Vec<Special> {
+        let acts = Activation::ALL
+            .iter()
+            .map(|a| a.code())
+            .chain([ACT_IDENTITY]);
+        let plain = Special {
+            epilogue: Epilogue::None as u32,
+            act: 0,
+            optim: 0,
+        };
+        let mut all = vec![plain];
+        for epilogue in [Epilogue::BiasAct, Epilogue::MulDerivative] {
+            all.extend(acts.clone().map(|act| Special {
+                epilogue: epilogue as u32,
+                act,
+                optim: 0,
+            }));
+        }
+        all.extend(Optimizer::KINDS.iter().map(|o| Special {
+            epilogue: Epilogue::Optim as u32,
+            act: 0,
+            optim: o.code(),
+        }));
+        all
+    }
+
+    /// The override constants that carry it.
+    pub fn constants(self) -> [(&'static str, f64); 3] {
+        [
+            ("EPILOGUE", self.epilogue as f64),
+            ("ACT", self.act as f64),
+            ("OPTIM", self.optim as f64),
+        ]
+    }
+}
+
+impl std::fmt::Display for Special {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let act = Activation::ALL
+            .iter()
+            .find(|a| a.code() == self.act)
+            .map_or("identity".to_string(), |a| a.to_string());
+        let optim = Optimizer::KINDS
+            .iter()
+            .find(|o| o.code() == self.optim)
+            .map_or("?", |o| o.name());
+        match self.epilogue {
+            e if e == Epilogue::BiasAct as u32 => write!(f, "bias+{act}"),
+            e if e == Epilogue::MulDerivative as u32 => write!(f, "deriv {act}"),
+            e if e == Epilogue::Optim as u32 => write!(f, "{optim}"),
+            _ => f.write_str("plain"),
+        }
+    }
+}
 
 /// `shaders/matmul.wgsl`'s `Dims`.
 #[repr(C)]

@@ -15,6 +15,21 @@ pub(crate) const WGSL: &str = include_str!("../../shaders/optim.wgsl");
 pub(crate) const STEP_WGSL: &str = include_str!("../../shaders/optim_step.wgsl");
 
 impl Optimizer {
+    /// One optimizer of each kind, in code order (their hyper-parameters do not matter).
+    pub const KINDS: [Optimizer; 3] = [
+        Optimizer::Sgd,
+        Optimizer::Momentum {
+            momentum: 0.0,
+            weight_decay: 0.0,
+        },
+        Optimizer::Adam {
+            beta1: 0.0,
+            beta2: 0.0,
+            eps: 0.0,
+            weight_decay: 0.0,
+        },
+    ];
+
     /// The code the kernels switch on.
     pub const fn code(&self) -> u32 {
         match self {
@@ -26,25 +41,9 @@ impl Optimizer {
 }
 
 pub(crate) const SHARED: &[Shared] = &[
-    Shared::U32("OPTIM_SGD", Optimizer::Sgd.code()),
-    Shared::U32(
-        "OPTIM_MOMENTUM",
-        Optimizer::Momentum {
-            momentum: 0.0,
-            weight_decay: 0.0,
-        }
-        .code(),
-    ),
-    Shared::U32(
-        "OPTIM_ADAM",
-        Optimizer::Adam {
-            beta1: 0.0,
-            beta2: 0.0,
-            eps: 0.0,
-            weight_decay: 0.0,
-        }
-        .code(),
-    ),
+    Shared::U32("OPTIM_SGD", Optimizer::KINDS[0].code()),
+    Shared::U32("OPTIM_MOMENTUM", Optimizer::KINDS[1].code()),
+    Shared::U32("OPTIM_ADAM", Optimizer::KINDS[2].code()),
 ];
 
 /// `shaders/optim.wgsl`'s `OptimParams`: an optimizer's kind and hyper-parameters.

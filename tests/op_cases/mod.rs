@@ -111,20 +111,28 @@ const SHAPES: [(usize, usize, usize); 5] = [
     (257, 300, 129),
 ];
 
-/// The steps' tile rule picks each tile for some product: the small and the large staged tiles
-/// on GPUs for these shapes, the direct one on software adapters.
+/// The steps' tile rule picks each tile of `TILES` for some product and adapter: the small and
+/// the large staged tiles on GPUs for these shapes, the two direct ones on software adapters.
 pub fn the_tile_rule_picks_every_tile() {
-    use soma::ops::matmul::{DIRECT_TILE, LARGE_TILE, SMALL_TILE, choose_tile};
-    let gpu: Vec<_> = SHAPES
+    use soma::ops::matmul::{TILES, TileTarget, choose_tile};
+    let targets = [
+        TileTarget::Gpu,
+        TileTarget::Software { lanes: 4 },
+        TileTarget::Software { lanes: 8 },
+    ];
+    let picked: Vec<_> = targets
         .iter()
-        .map(|&(m, _, n)| choose_tile(m as u32, n as u32, false))
+        .flat_map(|&t| {
+            SHAPES
+                .iter()
+                .map(move |&(m, k, n)| choose_tile(m as u32, n as u32, k as u32, t))
+        })
         .collect();
-    assert!(
-        gpu.contains(&SMALL_TILE) && gpu.contains(&LARGE_TILE),
-        "{gpu:?}"
-    );
-    for &(m, _, n) in &SHAPES {
-        assert_eq!(choose_tile(m as u32, n as u32, true), DIRECT_TILE);
+    for tile in TILES {
+        assert!(
+            picked.contains(&tile),
+            "{tile:?} is never chosen: {picked:?}"
+        );
     }
 }
 
