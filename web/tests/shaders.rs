@@ -45,7 +45,7 @@ async fn every_kernel_variant_builds_in_the_browser() {
             Err(e) => failures.push(e.to_string()),
         }
     }
-    let names: Vec<&str> = specs.iter().map(|s| s.name).collect();
+    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
     console_log!("{} kernel variants: {}", specs.len(), names.join(", "));
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
