@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use super::context::GpuContext;
 use crate::error::{Error, Result};
+use crate::ops::gather::InputKind;
 use crate::ops::matmul::{
     DIRECT_TILE, DIRECT_WIDE_TILE, Feed, LARGE_TILE, SMALL_TILE, Special, TILES, Tile,
 };
@@ -119,7 +120,8 @@ pub fn kernel_specs() -> Vec<KernelSpec> {
             }
         }
     }
-    all.extend(step_specs());
+    all.extend([InputKind::U8, InputKind::F32].map(gather_spec));
+    all.push(loss_spec());
     all.extend(op_specs());
     // The fused step is built per network shape: the showcase's, within WebGPU's default
     // limits (16 KiB of workgroup memory, 65,535 workgroups per dimension).
@@ -192,23 +194,29 @@ fn matmul_spec(key: MatmulKey) -> Result<KernelSpec> {
     ))
 }
 
-/// The variants of [`Kernels`] besides the matmuls.
-fn step_specs() -> [KernelSpec; 2] {
+fn loss_spec() -> KernelSpec {
     use Slot::*;
-    [
-        KernelSpec::new(
-            "loss",
-            kernel_source(&[activation::WGSL, loss::WGSL]),
-            &[Write, Write, Read, Read, Write, Uniform, Step],
-            &[("WG", loss::LOSS_WG as f64)],
-        ),
-        KernelSpec::new(
-            "gather",
-            kernel_source(&[gather::WGSL]),
-            &[Read, Read, Write, Uniform, Step],
-            &[("WG", gather::WG as f64)],
-        ),
-    ]
+    KernelSpec::new(
+        "loss",
+        kernel_source(&[activation::WGSL, loss::WGSL]),
+        &[Write, Write, Read, Read, Write, Uniform, Step],
+        &[("WG", loss::LOSS_WG as f64)],
+    )
+}
+
+/// The gather for datasets stored as `kind`.
+fn gather_spec(kind: InputKind) -> KernelSpec {
+    use Slot::*;
+    let name = match kind {
+        InputKind::U8 => "gather",
+        InputKind::F32 => "gather_f32",
+    };
+    KernelSpec::new(
+        name,
+        kernel_source(&[gather::WGSL]),
+        &[Read, Read, Write, Uniform, Step],
+        &[("WG", gather::WG as f64), ("KIND", kind as u32 as f64)],
+    )
 }
 
 /// The three matmul forms: name, `TRANS_A`, `TRANS_B`.
@@ -258,34 +266,52 @@ impl Built {
     }
 }
 
+/// A pipeline [`Kernels`] builds the first time it is asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OnDemand {
+    Matmul(MatmulKey),
+    Gather(InputKind),
+}
+
 /// The pipelines of a training step, evaluation and prediction.
 pub struct Kernels {
-    /// The matmuls built so far. Each is built the first time a program or op asks for it:
-    /// a network uses a handful of the tile × form × specialisation variants, and on a
-    /// software adapter in a browser every pipeline is compile time before the first step.
-    matmul: Mutex<Vec<(MatmulKey, Kernel)>>,
+    /// The matmuls and gathers built so far. Each is built the first time a program or op asks
+    /// for it: a network uses a handful of the matmul's tile × form × specialisation variants
+    /// and one input kind, and on a software adapter in a browser every pipeline is compile
+    /// time before the first step.
+    built: Mutex<Vec<(OnDemand, Kernel)>>,
     pub loss: Kernel,
-    pub gather: Kernel,
 }
 
 impl Kernels {
-    /// Builds the loss and gather pipelines (once per backend or op runner).
+    /// Builds the loss pipeline (once per backend or op runner).
     pub fn new(ctx: &GpuContext) -> Result<Kernels> {
-        let mut k = Built::new(ctx, step_specs().into())?;
         Ok(Kernels {
-            matmul: Mutex::new(Vec::new()),
-            loss: k.take("loss")?,
-            gather: k.take("gather")?,
+            built: Mutex::new(Vec::new()),
+            loss: loss_spec().build(ctx)?,
         })
     }
 
     /// The matmul `key`, built on `ctx` the first time it is asked for.
     pub fn matmul(&self, ctx: &GpuContext, key: MatmulKey) -> Result<Kernel> {
-        let mut built = self.matmul.lock().unwrap_or_else(|e| e.into_inner());
+        self.on_demand(ctx, OnDemand::Matmul(key))
+    }
+
+    /// The gather for datasets stored as `kind`, built on `ctx` the first time.
+    pub fn gather(&self, ctx: &GpuContext, kind: InputKind) -> Result<Kernel> {
+        self.on_demand(ctx, OnDemand::Gather(kind))
+    }
+
+    fn on_demand(&self, ctx: &GpuContext, key: OnDemand) -> Result<Kernel> {
+        let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, k)) = built.iter().find(|(k, _)| *k == key) {
             return Ok(k.clone());
         }
-        let kernel = matmul_spec(key)?.build(ctx)?;
+        let spec = match key {
+            OnDemand::Matmul(key) => matmul_spec(key)?,
+            OnDemand::Gather(kind) => gather_spec(kind),
+        };
+        let kernel = spec.build(ctx)?;
         built.push((key, kernel.clone()));
         Ok(kernel)
     }

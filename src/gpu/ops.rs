@@ -581,7 +581,8 @@ impl GpuOps {
         };
         let max = ctx.limits.max_compute_workgroups_per_dimension;
         let grid = grid_1d(gather_threads(rows as u64, features as u32), WG, max);
-        self.prepare(self.kernels.gather.clone(), buffers, &dims, grid)
+        let kernel = self.kernels.gather(ctx, kind)?;
+        self.prepare(kernel, buffers, &dims, grid)
     }
 }
 

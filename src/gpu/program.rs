@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::net::Network;
 use crate::ops::StepRecord;
 use crate::ops::activation::ACT_IDENTITY;
-use crate::ops::gather::{GatherDims, WG, gather_threads};
+use crate::ops::gather::{GatherDims, InputKind, WG, gather_threads};
 use crate::ops::loss::{LossDims, TargetKind};
 use crate::ops::matmul::{Epilogue, MatmulDims, RowsDim, Special, Tile, choose_tile};
 use crate::ops::optim::OptimParams;
@@ -91,7 +91,7 @@ pub(crate) enum Purpose {
 enum KernelId {
     Matmul(MatmulKey),
     Loss,
-    Gather,
+    Gather(InputKind),
 }
 
 impl KernelId {
@@ -109,7 +109,7 @@ impl KernelId {
         match self {
             KernelId::Matmul(key) => k.matmul(ctx, key),
             KernelId::Loss => Ok(k.loss.clone()),
-            KernelId::Gather => Ok(k.gather.clone()),
+            KernelId::Gather(kind) => k.gather(ctx, kind),
         }
     }
 }
@@ -329,7 +329,7 @@ impl ProgramBuilder<'_> {
         };
         PlannedDispatch {
             label: "gather".into(),
-            kernel: KernelId::Gather,
+            kernel: KernelId::Gather(b.data.input_kind),
             buffers: vec![
                 b.data.inputs.as_entire_binding(),
                 b.index.as_entire_binding(),
