@@ -9,9 +9,13 @@
 
 override WG: u32 = 256u;
 
-// Output kinds SOFTMAX_CE / SIGMOID_MSE and target kinds TARGET_LABELS (targets[i] is the class
-// of sample i), TARGET_VALUES (targets[i * n + j] are f32 bits), TARGET_NONE (prediction) come
-// from the prelude (`ops::loss::TargetKind`).
+// The output kind (SOFTMAX_CE / SIGMOID_MSE) and the target kind (TARGET_LABELS: targets[i] is
+// the class of sample i; TARGET_VALUES: targets[i * n + j] are f32 bits; TARGET_NONE:
+// prediction), constants from the prelude (`ops::loss::TargetKind`), are pipeline constants:
+// software adapters run every arm of a branch on a record field under a lane mask. The record
+// keeps its copies (they chose the pipeline).
+override OUTPUT: u32 = 0u;
+override TARGET: u32 = 0u;
 
 struct Dims {
     n: u32,          // outputs per row
@@ -43,7 +47,7 @@ var<workgroup> loss_part: array<f32, WG>;
 var<workgroup> correct_part: array<u32, WG>;
 
 fn target_value(sample: u32, j: u32) -> f32 {
-    if dims.target_kind == TARGET_LABELS {
+    if TARGET == TARGET_LABELS {
         return select(0.0, 1.0, targets[sample] == j);
     }
     return bitcast<f32>(targets[sample * dims.n + j]);
@@ -51,7 +55,7 @@ fn target_value(sample: u32, j: u32) -> f32 {
 
 // Arg-max of the target row (first max wins, as `ops::loss::argmax`).
 fn target_argmax(sample: u32) -> u32 {
-    if dims.target_kind == TARGET_LABELS {
+    if TARGET == TARGET_LABELS {
         return targets[sample];
     }
     var best = 0u;
@@ -85,7 +89,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     let rows = select(dims.rows, step.rows, dims.rows_from_step != 0u);
     let first = select(dims.index_offset, step.index_offset, dims.rows_from_step != 0u);
     let n = dims.n;
-    let has_targets = dims.target_kind != TARGET_NONE;
+    let has_targets = TARGET != TARGET_NONE;
     let bf = f32(rows);
     var loss_sum = 0.0;
     var correct = 0u;
@@ -96,7 +100,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         if has_targets {
             sample = sample_index(index[first + r]);
         }
-        if dims.kind == SOFTMAX_CE {
+        if OUTPUT == SOFTMAX_CE {
             var mx = F32_LOWEST;
             for (var j = 0u; j < n; j++) {
                 mx = max(mx, out[base + j]);

@@ -97,7 +97,7 @@ impl GpuBackend {
         params.check_shape(net, "initial parameters")?;
         optimizer.validate()?;
         ctx.check("creating the GPU backend")?;
-        let kernels = Kernels::new(&ctx)?;
+        let kernels = Kernels::new();
         // The fused step where the network fits it, except on software adapters (lavapipe,
         // SwiftShader: DeviceType::Cpu), where the general path measured faster at every batch
         // size (BENCHMARKS.md): each workgroup there is a coroutine on a CPU core, so the fused

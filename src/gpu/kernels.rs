@@ -6,7 +6,9 @@ use std::sync::Mutex;
 
 use super::context::GpuContext;
 use crate::error::{Error, Result};
+use crate::net::Output;
 use crate::ops::gather::InputKind;
+use crate::ops::loss::TargetKind;
 use crate::ops::matmul::{
     DIRECT_TILE, DIRECT_WIDE_TILE, Feed, LARGE_TILE, SMALL_TILE, Special, TILES, Tile,
 };
@@ -121,7 +123,11 @@ pub fn kernel_specs() -> Vec<KernelSpec> {
         }
     }
     all.extend([InputKind::U8, InputKind::F32].map(gather_spec));
-    all.push(loss_spec());
+    for output in Output::ALL {
+        for target in [TargetKind::Labels, TargetKind::Values, TargetKind::None] {
+            all.push(loss_spec(output, target));
+        }
+    }
     all.extend(op_specs());
     // The fused step is built per network shape: the showcase's, within WebGPU's default
     // limits (16 KiB of workgroup memory, 65,535 workgroups per dimension).
@@ -194,13 +200,18 @@ fn matmul_spec(key: MatmulKey) -> Result<KernelSpec> {
     ))
 }
 
-fn loss_spec() -> KernelSpec {
+/// The loss for `output` with targets of `target`.
+fn loss_spec(output: Output, target: TargetKind) -> KernelSpec {
     use Slot::*;
     KernelSpec::new(
-        "loss",
+        format!("loss ({output}, {target:?})"),
         kernel_source(&[activation::WGSL, loss::WGSL]),
         &[Write, Write, Read, Read, Write, Uniform, Step],
-        &[("WG", loss::LOSS_WG as f64)],
+        &[
+            ("WG", loss::LOSS_WG as f64),
+            ("OUTPUT", output.code() as f64),
+            ("TARGET", target as u32 as f64),
+        ],
     )
 }
 
@@ -271,25 +282,25 @@ impl Built {
 enum OnDemand {
     Matmul(MatmulKey),
     Gather(InputKind),
+    Loss(Output, TargetKind),
 }
 
 /// The pipelines of a training step, evaluation and prediction.
+#[derive(Default)]
 pub struct Kernels {
-    /// The matmuls and gathers built so far. Each is built the first time a program or op asks
-    /// for it: a network uses a handful of the matmul's tile × form × specialisation variants
-    /// and one input kind, and on a software adapter in a browser every pipeline is compile
-    /// time before the first step.
+    /// The pipelines built so far. Each is built the first time a program or op asks for it:
+    /// a network uses a handful of the matmul's tile × form × specialisation variants, one
+    /// input kind and one or two loss variants, and on a software adapter in a browser every
+    /// pipeline is compile time before the first step.
     built: Mutex<Vec<(OnDemand, Kernel)>>,
-    pub loss: Kernel,
 }
 
 impl Kernels {
-    /// Builds the loss pipeline (once per backend or op runner).
-    pub fn new(ctx: &GpuContext) -> Result<Kernels> {
-        Ok(Kernels {
+    /// None built yet (once per backend or op runner).
+    pub fn new() -> Kernels {
+        Kernels {
             built: Mutex::new(Vec::new()),
-            loss: loss_spec().build(ctx)?,
-        })
+        }
     }
 
     /// The matmul `key`, built on `ctx` the first time it is asked for.
@@ -302,6 +313,11 @@ impl Kernels {
         self.on_demand(ctx, OnDemand::Gather(kind))
     }
 
+    /// The loss for `output` with targets of `target`, built on `ctx` the first time.
+    pub fn loss(&self, ctx: &GpuContext, output: Output, target: TargetKind) -> Result<Kernel> {
+        self.on_demand(ctx, OnDemand::Loss(output, target))
+    }
+
     fn on_demand(&self, ctx: &GpuContext, key: OnDemand) -> Result<Kernel> {
         let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, k)) = built.iter().find(|(k, _)| *k == key) {
@@ -310,6 +326,7 @@ impl Kernels {
         let spec = match key {
             OnDemand::Matmul(key) => matmul_spec(key)?,
             OnDemand::Gather(kind) => gather_spec(kind),
+            OnDemand::Loss(output, target) => loss_spec(output, target),
         };
         let kernel = spec.build(ctx)?;
         built.push((key, kernel.clone()));

@@ -80,7 +80,7 @@ impl GpuOps {
     /// Builds every pipeline on `ctx`.
     pub fn new(ctx: impl Into<Arc<GpuContext>>) -> Result<GpuOps> {
         let ctx = ctx.into();
-        let kernels = Kernels::new(&ctx)?;
+        let kernels = Kernels::new();
         let extra = OpKernels::new(&ctx)?;
         let step = upload(&ctx, "op step", &[StepRecord::default()], usage_storage())?;
         Ok(GpuOps {
@@ -393,7 +393,8 @@ impl GpuOps {
             rows: rows as u32,
             ..Default::default()
         };
-        self.prepare(self.kernels.loss.clone(), buffers, &dims, (1, 1))
+        let kernel = self.kernels.loss(ctx, output, target_kind)?;
+        self.prepare(kernel, buffers, &dims, (1, 1))
     }
 
     /// `out[j] = Σ_i m[i, j]`.

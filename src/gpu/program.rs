@@ -8,7 +8,7 @@ use super::context::GpuContext;
 use super::kernels::{Kernel, Kernels, MatmulKey, grid_1d};
 use super::resources::{DeviceData, Records, Workspace, range};
 use crate::error::{Error, Result};
-use crate::net::Network;
+use crate::net::{Network, Output};
 use crate::ops::StepRecord;
 use crate::ops::activation::ACT_IDENTITY;
 use crate::ops::gather::{GatherDims, InputKind, WG, gather_threads};
@@ -90,7 +90,7 @@ pub(crate) enum Purpose {
 #[derive(Clone, Copy, Debug)]
 enum KernelId {
     Matmul(MatmulKey),
-    Loss,
+    Loss(Output, TargetKind),
     Gather(InputKind),
 }
 
@@ -108,7 +108,7 @@ impl KernelId {
     fn kernel(self, ctx: &GpuContext, k: &Kernels) -> Result<Kernel> {
         match self {
             KernelId::Matmul(key) => k.matmul(ctx, key),
-            KernelId::Loss => Ok(k.loss.clone()),
+            KernelId::Loss(output, target) => k.loss(ctx, output, target),
             KernelId::Gather(kind) => k.gather(ctx, kind),
         }
     }
@@ -395,7 +395,7 @@ impl ProgramBuilder<'_> {
         };
         PlannedDispatch {
             label: "loss".into(),
-            kernel: KernelId::Loss,
+            kernel: KernelId::Loss(net.output(), target_kind),
             buffers: vec![
                 b.work.acts[net.layers()].as_entire_binding(),
                 b.work.deltas[net.layers() - 1].as_entire_binding(),
