@@ -57,13 +57,34 @@ struct Dims {
 @group(0) @binding(5) var<storage, read> dims: Dims;
 @group(0) @binding(6) var<storage, read> step: Step;
 
+// What the epilogue and the stores read of the records, loaded once per thread by
+// `load_epilogue` (before its stores) instead of once per element: on software adapters every
+// storage load is a per-lane gather with bounds checks, and with momentum the weight-gradient
+// kernels spent more on these loads than on the update itself.
+struct EpilogueRecords {
+    opt: OptimParams,
+    lr: f32,
+    c1: f32,
+    c2: f32,
+    n: u32,
+    ldc: u32,
+    slot_base: u32,
+    bias_offset: u32,
+}
+var<private> rec: EpilogueRecords;
+
+fn load_epilogue() {
+    rec = EpilogueRecords(dims.opt, step.lr, step.c1, step.c2, dims.n, dims.ldc, dims.slot_base,
+        dims.bias_offset);
+}
+
 // The optimizer step of parameter c[i, j] (with the bias as the ones-row, the layer's W and b
 // are one (in+1)×out block): the gradient never goes to memory, and the update needs no
 // dispatch or pass over the parameters of its own. Each element has one thread: no races.
 fn update_param(i: u32, j: u32, grad: f32) -> f32 {
-    let o = dims.opt;
-    let at = i * dims.ldc + j;
-    let s = dims.slot_base + at;
+    let o = rec.opt;
+    let at = i * rec.ldc + j;
+    let s = rec.slot_base + at;
     var s0 = 0.0;
     var s1 = 0.0;
     if OPTIM != OPTIM_SGD {
@@ -72,7 +93,7 @@ fn update_param(i: u32, j: u32, grad: f32) -> f32 {
     if OPTIM == OPTIM_ADAM {
         s1 = slots[o.slot_stride + s];
     }
-    let u = optimizer_update(OPTIM, o, step.lr, step.c1, step.c2, c[at], grad, s0, s1);
+    let u = optimizer_update(OPTIM, o, rec.lr, rec.c1, rec.c2, c[at], grad, s0, s1);
     if OPTIM != OPTIM_SGD {
         slots[s] = u.s0;
     }
@@ -87,29 +108,30 @@ fn epilogue(i: u32, j: u32, acc: f32) -> f32 {
         return update_param(i, j, acc);
     }
     if EPILOGUE == EPI_BIAS_ACT {
-        return act_apply(ACT, acc + b[dims.bias_offset + j]);
+        return act_apply(ACT, acc + b[rec.bias_offset + j]);
     } else if EPILOGUE == EPI_MUL_DERIV {
-        return acc * act_derivative_from_output(ACT, aux[i * dims.ldc + j]);
+        return acc * act_derivative_from_output(ACT, aux[i * rec.ldc + j]);
     }
     return acc;
 }
 
-// Writes row i of C at columns j, j + sj, j + 2·sj, j + 3·sj (those inside C).
+// Writes row i of C at columns j, j + sj, j + 2·sj, j + 3·sj (those inside C), after
+// `load_epilogue`.
 fn store_row(i: u32, j: u32, sj: u32, m_out: u32, v: vec4<f32>) {
     if i >= m_out {
         return;
     }
-    let at = i * dims.ldc;
-    if j < dims.n {
+    let at = i * rec.ldc;
+    if j < rec.n {
         c[at + j] = epilogue(i, j, v.x);
     }
-    if j + sj < dims.n {
+    if j + sj < rec.n {
         c[at + j + sj] = epilogue(i, j + sj, v.y);
     }
-    if j + 2u * sj < dims.n {
+    if j + 2u * sj < rec.n {
         c[at + j + 2u * sj] = epilogue(i, j + 2u * sj, v.z);
     }
-    if j + 3u * sj < dims.n {
+    if j + 3u * sj < rec.n {
         c[at + j + 3u * sj] = epilogue(i, j + 3u * sj, v.w);
     }
 }

@@ -96,6 +96,7 @@ fn main(
     }
 
     let m_out = m + select(0u, 1u, dims.ones_row != 0u);
+    load_epilogue();
     store_row(row0 + ty, col0 + tx, 1u, m_out, acc0);
     store_row(row0 + ty + 1u, col0 + tx, 1u, m_out, acc1);
     store_row(row0 + ty + 2u, col0 + tx, 1u, m_out, acc2);

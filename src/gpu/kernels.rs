@@ -10,7 +10,8 @@ use crate::net::Output;
 use crate::ops::gather::InputKind;
 use crate::ops::loss::TargetKind;
 use crate::ops::matmul::{
-    DIRECT_TILE, DIRECT_WIDE_TILE, Feed, LARGE_TILE, SMALL_TILE, Special, TILES, Tile,
+    DIRECT_TILE, DIRECT_WIDE_TILE, DIRECT_WIDEST_TILE, Feed, LARGE_TILE, SMALL_TILE, Special,
+    TILES, Tile,
 };
 use crate::ops::{activation, gather, kernel_source, loss, matmul, optim, reduce};
 
@@ -159,6 +160,7 @@ fn matmul_spec(key: MatmulKey) -> Result<KernelSpec> {
         SMALL_TILE => "_small",
         DIRECT_TILE => "_direct",
         DIRECT_WIDE_TILE => "_direct_wide",
+        DIRECT_WIDEST_TILE => "_direct_widest",
         _ => {
             return Err(Error::arg(
                 "matmul tile",
@@ -177,16 +179,13 @@ fn matmul_spec(key: MatmulKey) -> Result<KernelSpec> {
     let feed = match tile.feed {
         Feed::Staged => {
             constants.push(("TILE_K", tile.k as f64));
-            matmul::STAGED_WGSL
+            matmul::STAGED_WGSL.to_string()
         }
-        Feed::Direct => {
-            constants.push(("BLOCK", tile.block as f64));
-            matmul::DIRECT_WGSL
-        }
+        Feed::Direct => matmul::direct_source(tile),
     };
     Ok(KernelSpec::new(
         format!("matmul_{form}{suffix} ({})", key.special),
-        kernel_source(&[activation::WGSL, optim::WGSL, matmul::WGSL, feed]),
+        kernel_source(&[activation::WGSL, optim::WGSL, matmul::WGSL, &feed]),
         &[
             Slot::Read,
             Slot::Read,

@@ -112,13 +112,15 @@ const SHAPES: [(usize, usize, usize); 5] = [
 ];
 
 /// The steps' tile rule picks each tile of `TILES` for some product and adapter: the small and
-/// the large staged tiles on GPUs for these shapes, the two direct ones on software adapters.
+/// the large staged tiles on GPUs for these shapes, the direct ones on software adapters of 4,
+/// 8 and 16 lanes; and never a workgroup narrower than the adapter's SIMD group.
 pub fn the_tile_rule_picks_every_tile() {
     use soma::ops::matmul::{TILES, TileTarget, choose_tile};
     let targets = [
         TileTarget::Gpu,
         TileTarget::Software { lanes: 4 },
         TileTarget::Software { lanes: 8 },
+        TileTarget::Software { lanes: 16 },
     ];
     let picked: Vec<_> = targets
         .iter()
