@@ -31,6 +31,7 @@ pub(crate) fn direct_source(tile: Tile) -> String {
             "{{block}}" => vec![
                 format!("const BLOCK_M: u32 = {bm}u;"),
                 format!("const BLOCK_N: u32 = {bn}u;"),
+                format!("const TILE_VEC4S: u32 = {}u;", tile.m * tile.n / 4),
             ],
             "{{row quads}}" => rows
                 .clone()
@@ -79,7 +80,7 @@ pub(crate) fn direct_source(tile: Tile) -> String {
             "{{stores}}" => (0..bm)
                 .flat_map(|r| {
                     cols.clone().map(move |p| {
-                        format!("store_row(i0 + {r}u, j0 + {}u * sj, sj, m_out, c{r}_{p});", 4 * p)
+                        format!("block[at + {}u] = c{r}_{p};", r * (bn / 4) + p)
                     })
                 })
                 .collect(),
