@@ -17,9 +17,6 @@
 // tests compile every block that is built.
 {{block}}
 
-// Each thread's block on its way to the stores (see the end of `main`).
-var<workgroup> block: array<vec4<f32>, TILE_VEC4S>;
-
 @compute @workgroup_size(TILE_N / BLOCK_N, TILE_M / BLOCK_M, 1)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -66,18 +63,17 @@ fn main(
 {{advance}}
     }
 
-    // The block goes through this thread's part of workgroup memory to one `store_row` in a
-    // loop. Written out per value, the inlined epilogues (the optimizer update, the bounds
-    // checks) were most of the code: SwiftShader took 1.5 s to compile a 16×16 kernel, 0.11 s
-    // now. (A function-local array instead made lavapipe lower each indexed read into a chain
-    // of branches, and compile for seconds.) No other thread touches the part: no barrier.
-    //   block[at + 5u * (BLOCK_N / 4u) + 1u] = c5_1;
-    let at = (lid.y * (TILE_N / BLOCK_N) + lid.x) * (BLOCK_M * BLOCK_N / 4u);
-{{stores}}
+    // The stores walk the block row by row, with the rows moving up one each time: one copy of
+    // `store_row` per column quad, whose inlined epilogues (the optimizer update, the bounds
+    // checks) had been most of the code written out per value. SwiftShader took 1.5 s to
+    // compile a 16×16 kernel that way. Going through an array instead (indexed per row) made
+    // lavapipe lower each read into a chain of branches, and in a browser workgroup memory is
+    // zeroed behind a barrier at every dispatch.
     load_epilogue();
     for (var r = 0u; r < BLOCK_M; r++) {
-        for (var p = 0u; p < BLOCK_N / 4u; p++) {
-            store_row(i0 + r, j0 + 4u * p * sj, sj, m_out, block[at + r * (BLOCK_N / 4u) + p]);
-        }
+        // store_row(i0 + r, j0 + 4u * sj, sj, m_out, c0_1);
+{{stores}}
+        // c0_1 = c1_1; c1_1 = c2_1; ...
+{{shift}}
     }
 }

@@ -31,7 +31,6 @@ pub(crate) fn direct_source(tile: Tile) -> String {
             "{{block}}" => vec![
                 format!("const BLOCK_M: u32 = {bm}u;"),
                 format!("const BLOCK_N: u32 = {bn}u;"),
-                format!("const TILE_VEC4S: u32 = {}u;", tile.m * tile.n / 4),
             ],
             "{{row quads}}" => rows
                 .clone()
@@ -77,12 +76,13 @@ pub(crate) fn direct_source(tile: Tile) -> String {
                 .map(|q| format!("ao{q} += vec4<u32>(a_step);"))
                 .chain(cols.clone().map(|p| format!("bo{p} += vec4<u32>(b_step);")))
                 .collect(),
-            "{{stores}}" => (0..bm)
-                .flat_map(|r| {
-                    cols.clone().map(move |p| {
-                        format!("block[at + {}u] = c{r}_{p};", r * (bn / 4) + p)
-                    })
-                })
+            "{{stores}}" => cols
+                .clone()
+                .map(|p| format!("store_row(i0 + r, j0 + {}u * sj, sj, m_out, c0_{p});", 4 * p))
+                .collect(),
+            "{{shift}}" => cols
+                .clone()
+                .flat_map(|p| (1..bm).map(move |r| format!("c{}_{p} = c{r}_{p};", r - 1)))
                 .collect(),
             _ => {
                 out.push_str(line);
