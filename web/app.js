@@ -110,6 +110,9 @@ async function showInfo(info) {
 function onProgress(p) {
   // From navigation (page load) to the first tick back: the wasm, the data, WebGPU, the step.
   state.firstTickMs ??= performance.now();
+  // From the data to the first loss back: the first tick's steps have run on the device, the
+  // compilation of their pipelines included (on WebGPU, the first ticks report before that).
+  if (p.loss != null) state.firstLossMs ??= performance.now() - state.dataReadyAt;
   const t = p.epoch - 1 + p.done / p.total;
   $("bar").style.width = `${((100 * t) / p.epochs).toFixed(2)}%`;
   if (p.loss !== null && p.loss !== undefined) {
@@ -172,6 +175,7 @@ async function finish() {
     medianSamplesPerSecond: rates.length ? rates[Math.floor(rates.length / 2)] : null,
     firstStepMs: info.firstStepMs,
     pageToFirstTickMs: state.firstTickMs,
+    dataToFirstLossMs: state.firstLossMs,
     dataMs: state.dataMs,
   });
   setState("done");
@@ -319,6 +323,7 @@ async function main() {
   state.dataMs = performance.now() - t0;
   $("status").textContent = "Opening WebGPU and preparing the network…";
   const opts = options();
+  state.dataReadyAt = performance.now();
   state.trainer = await Trainer.create(opts, ...files);
   const info = state.trainer.info();
   state.history.epochs = info.epochs;
