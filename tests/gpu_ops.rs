@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use op_cases::{Ops, every_op_case};
-use soma::gpu::ops::{LossOutput, MatmulSpec, OpTargets};
+use soma::gpu::ops::{LossOutput, MatmulSpec, OpTargets, UpdateSpec};
 use soma::gpu::{GpuContext, GpuOps, GpuOptions};
 use soma::ops::matmul::Tile;
 use soma::{Activation, Inputs, Normalize, Optimizer, Output};
@@ -72,6 +72,16 @@ impl Ops for GpuOps {
         slots: &[ArrayView1<'_, f32>],
     ) -> soma::Result<(Array1<f32>, Vec<Array1<f32>>)> {
         GpuOps::optimizer_step(self, optimizer, lr, t, p, g, slots)
+    }
+    async fn weight_update(
+        &self,
+        x: ArrayView2<'_, f32>,
+        delta: ArrayView2<'_, f32>,
+        params: ArrayView2<'_, f32>,
+        slots: &[ArrayView2<'_, f32>],
+        spec: UpdateSpec<'_>,
+    ) -> soma::Result<(Array2<f32>, Vec<Array2<f32>>)> {
+        GpuOps::weight_update(self, x, delta, params, slots, spec)
     }
     async fn gather(
         &self,

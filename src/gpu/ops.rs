@@ -10,7 +10,7 @@ use std::sync::Arc;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
 use super::context::GpuContext;
-use super::kernels::{Kernel, Kernels, MatmulKey, OpKernels, grid_1d};
+use super::kernels::{Kernel, MatmulKey, OpKernels, grid_1d};
 pub use super::prepared::PreparedOp;
 use super::prepared::{Readout, matrix};
 use super::resources::{Records, range, upload, usage_out, usage_storage};
@@ -43,6 +43,25 @@ pub struct MatmulSpec<'a> {
     pub tile: Option<Tile>,
 }
 
+/// The optimizer step a [`GpuOps::weight_update`] applies in its epilogue.
+#[derive(Clone, Copy, Debug)]
+pub struct UpdateSpec<'a> {
+    pub optimizer: &'a Optimizer,
+    pub lr: f32,
+    /// The step number (from 1), for Adam's bias corrections.
+    pub t: u64,
+    /// As [`MatmulSpec::tile`].
+    pub tile: Option<Tile>,
+}
+
+/// What [`GpuOps::weight_update`] returns: the updated `[W; b]` and optimizer state.
+pub(super) type UpdateReadout<'a> = Readout<'a, (Array2<f32>, Vec<Array2<f32>>)>;
+
+/// Where [`GpuOps::weight_update`] puts its layer's optimizer state in the state buffer: a
+/// training step's layers share one buffer, each starting at its offset in the parameters, so
+/// the op starts its layer past a gap, as the second layer's would.
+const UPDATE_SLOT_GAP: usize = 3;
+
 /// What the loss kernel returns.
 #[derive(Clone, Debug)]
 pub struct LossOutput {
@@ -67,7 +86,6 @@ pub(super) type OptimizerReadout<'a> = Readout<'a, (Array1<f32>, Vec<Array1<f32>
 /// Runs single kernels on a device.
 pub struct GpuOps {
     ctx: Arc<GpuContext>,
-    kernels: Kernels,
     extra: OpKernels,
     /// One zeroed step record: standalone ops take their sizes from their own records.
     step: wgpu::Buffer,
@@ -75,20 +93,15 @@ pub struct GpuOps {
 
 /// Matmul bindings: A, B, C, aux, slots.
 const MATMUL_C: usize = 2;
+const MATMUL_SLOTS: usize = 4;
 
 impl GpuOps {
     /// Builds every pipeline on `ctx`.
     pub fn new(ctx: impl Into<Arc<GpuContext>>) -> Result<GpuOps> {
         let ctx = ctx.into();
-        let kernels = Kernels::new();
         let extra = OpKernels::new(&ctx)?;
         let step = upload(&ctx, "op step", &[StepRecord::default()], usage_storage())?;
-        Ok(GpuOps {
-            ctx,
-            kernels,
-            extra,
-            step,
-        })
+        Ok(GpuOps { ctx, extra, step })
     }
 
     /// The device.
@@ -100,8 +113,21 @@ impl GpuOps {
     fn prepare<'a, T: bytemuck::Pod>(
         &'a self,
         kernel: Kernel,
+        buffers: Vec<wgpu::Buffer>,
+        dims: &T,
+        grid: (u32, u32),
+    ) -> Result<PreparedOp<'a>> {
+        self.prepare_with_step(kernel, buffers, dims, None, grid)
+    }
+
+    /// [`GpuOps::prepare`] with a step record of the op's own (kept after the dims record),
+    /// for an op that reads its learning rate from it.
+    fn prepare_with_step<'a, T: bytemuck::Pod>(
+        &'a self,
+        kernel: Kernel,
         mut buffers: Vec<wgpu::Buffer>,
         dims: &T,
+        step: Option<StepRecord>,
         grid: (u32, u32),
     ) -> Result<PreparedOp<'a>> {
         let ctx = &*self.ctx;
@@ -111,12 +137,18 @@ impl GpuOps {
         let mut bindings: Vec<_> = buffers.iter().map(|b| b.as_entire_binding()).collect();
         let dims_at = bindings.len() - 1;
         bindings[dims_at] = range(&buffers[dims_at], off, size);
+        let step_bytes = std::mem::size_of::<StepRecord>() as u64;
+        let own_step = match step {
+            Some(record) => Some(upload(ctx, "op step", &[record], usage_storage())?),
+            None => None,
+        };
         bindings.push(range(
-            &self.step,
+            own_step.as_ref().unwrap_or(&self.step),
             0,
-            std::mem::size_of::<StepRecord>() as u64,
+            step_bytes,
         ));
         let bind = kernel.bind(ctx, &kernel.name, &bindings);
+        buffers.extend(own_step);
         ctx.check(&kernel.name)?;
         Ok(PreparedOp {
             ctx,
@@ -294,6 +326,27 @@ impl GpuOps {
         b: &[f32],
         aux: Option<&[f32]>,
     ) -> Result<PreparedOp<'_>> {
+        let ctx = &self.ctx;
+        let c_bytes = (dims.m + dims.ones_row) as u64 * dims.n as u64 * 4;
+        let buffers = vec![
+            self.input("matmul A", a)?,
+            self.input("matmul B", b)?,
+            ctx.buffer("matmul C", c_bytes, usage_out())?,
+            self.input("matmul aux", aux.unwrap_or(&[0.0]))?,
+            ctx.buffer("matmul state slot", 16, usage_out())?,
+        ];
+        self.prepare_matmul_buffers(dims, (trans_a, trans_b), tile, buffers, None)
+    }
+
+    /// Binds `buffers` (A, B, C, aux, slots) to the matmul of `dims`.
+    fn prepare_matmul_buffers(
+        &self,
+        dims: MatmulDims,
+        (trans_a, trans_b): (bool, bool),
+        tile: Option<Tile>,
+        buffers: Vec<wgpu::Buffer>,
+        step: Option<StepRecord>,
+    ) -> Result<PreparedOp<'_>> {
         let rows_out = dims.m + dims.ones_row;
         // The steps' tile rule unless the caller names a tile (the tests run every tile).
         let target = self.ctx.tile_target();
@@ -304,17 +357,127 @@ impl GpuOps {
             trans_b,
             special: Special::of(&dims),
         };
-        let kernel = self.kernels.matmul(&self.ctx, key)?;
+        let kernel = self.ctx.kernels.matmul(&self.ctx, key)?;
+        let grid = dims.grid_for(dims.m, tile);
+        self.prepare_with_step(kernel, buffers, &dims, step, grid)
+    }
+
+    /// A layer's weight-gradient step, as a training step runs it: `G = [xᵀ·δ; 1ᵀ·δ]` (the
+    /// ones-row gives the bias gradient) for `x` B×in and `delta` B×out, handed to the
+    /// optimizer in the epilogue, which updates `params` ((in+1)×out: W, then b) and the
+    /// optimizer state `slots` (shaped like `params`) in place. Returns both, updated.
+    pub fn weight_update(
+        &self,
+        x: ArrayView2<f32>,
+        delta: ArrayView2<f32>,
+        params: ArrayView2<f32>,
+        slots: &[ArrayView2<f32>],
+        spec: UpdateSpec<'_>,
+    ) -> Result<(Array2<f32>, Vec<Array2<f32>>)> {
+        self.weight_update_readout(x, delta, params, slots, spec)?
+            .run()
+    }
+
+    /// [`GpuOps::weight_update`] before its dispatch.
+    pub(super) fn weight_update_readout(
+        &self,
+        x: ArrayView2<f32>,
+        delta: ArrayView2<f32>,
+        params: ArrayView2<f32>,
+        slots: &[ArrayView2<f32>],
+        spec: UpdateSpec<'_>,
+    ) -> Result<UpdateReadout<'_>> {
+        let op = self.prepare_weight_update(x, delta, params, slots, spec)?;
+        let (rows, cols) = params.dim();
+        let (n, count) = (rows * cols, slots.len());
+        let stride = UPDATE_SLOT_GAP + n;
+        Ok(Readout::new(
+            op,
+            vec![(MATMUL_C, n), (MATMUL_SLOTS, count * stride)],
+            move |v| {
+                let [p, all] = <[Vec<f32>; 2]>::try_from(v).expect("two reads");
+                let name = "weight update";
+                let slots = (0..count)
+                    .map(|s| {
+                        let at = s * stride + UPDATE_SLOT_GAP;
+                        matrix(name, rows, cols, all[at..at + n].to_vec())
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((matrix(name, rows, cols, p)?, slots))
+            },
+        ))
+    }
+
+    /// [`GpuOps::weight_update`], prepared (bindings: x, δ, params, aux, slots).
+    pub fn prepare_weight_update(
+        &self,
+        x: ArrayView2<f32>,
+        delta: ArrayView2<f32>,
+        params: ArrayView2<f32>,
+        slots: &[ArrayView2<f32>],
+        spec: UpdateSpec<'_>,
+    ) -> Result<PreparedOp<'_>> {
         let ctx = &self.ctx;
-        let c_bytes = (rows_out * dims.n * 4) as u64;
+        let ((batch, inputs), (batch_d, outputs)) = (x.dim(), delta.dim());
+        check_dim("weight update batch (rows of δ)", batch, batch_d)?;
+        let shape = (inputs + 1, outputs);
+        let optimizer = spec.optimizer;
+        if params.dim() != shape
+            || slots.len() != optimizer.slots()
+            || slots.iter().any(|s| s.dim() != shape)
+        {
+            return Err(Error::arg(
+                "weight update parameters and state",
+                format!(
+                    "{}x{} parameters and {} slots of that shape",
+                    shape.0,
+                    shape.1,
+                    optimizer.slots()
+                ),
+                format!("{:?} and {} slots", params.dim(), slots.len()),
+            ));
+        }
+        let n = shape.0 * shape.1;
+        let stride = UPDATE_SLOT_GAP + n;
+        let mut slot_data = vec![0.0; stride * slots.len().max(1)];
+        for (s, slot) in slots.iter().enumerate() {
+            let at = s * stride + UPDATE_SLOT_GAP;
+            slot_data[at..at + n].copy_from_slice(&contiguous(*slot));
+        }
+        let dims = MatmulDims {
+            m: inputs as u32,
+            n: outputs as u32,
+            k: batch as u32,
+            rows_dim: RowsDim::Fixed as u32,
+            lda: inputs as u32,
+            ldb: outputs as u32,
+            ldc: outputs as u32,
+            ones_row: 1,
+            epilogue: Epilogue::Optim as u32,
+            slot_base: UPDATE_SLOT_GAP as u32,
+            opt: OptimParams::new(optimizer, stride as u32),
+            ..Default::default()
+        };
         let buffers = vec![
-            self.input("matmul A", a)?,
-            self.input("matmul B", b)?,
-            ctx.buffer("matmul C", c_bytes, usage_out())?,
-            self.input("matmul aux", aux.unwrap_or(&[0.0]))?,
-            ctx.buffer("matmul state slot", 16, usage_out())?,
+            self.input("weight update x", &contiguous(x))?,
+            self.input("weight update delta", &contiguous(delta))?,
+            upload(
+                ctx,
+                "weight update params",
+                &contiguous(params),
+                usage_out(),
+            )?,
+            self.input("weight update aux", &[0.0])?,
+            upload(ctx, "weight update slots", &slot_data, usage_out())?,
         ];
-        self.prepare(kernel, buffers, &dims, dims.grid_for(dims.m, tile))
+        let (c1, c2) = optimizer.bias_corrections(spec.t);
+        let step = StepRecord {
+            lr: spec.lr,
+            c1,
+            c2,
+            ..Default::default()
+        };
+        self.prepare_matmul_buffers(dims, (true, false), spec.tile, buffers, Some(step))
     }
 
     /// The fused output layer: softmax + cross-entropy + `(p - y)/B`, or sigmoid + MSE +
@@ -393,7 +556,7 @@ impl GpuOps {
             rows: rows as u32,
             ..Default::default()
         };
-        let kernel = self.kernels.loss(ctx, output, target_kind)?;
+        let kernel = ctx.kernels.loss(ctx, output, target_kind)?;
         self.prepare(kernel, buffers, &dims, (1, 1))
     }
 
@@ -582,7 +745,7 @@ impl GpuOps {
         };
         let max = ctx.limits.max_compute_workgroups_per_dimension;
         let grid = grid_1d(gather_threads(rows as u64, features as u32), WG, max);
-        let kernel = self.kernels.gather(ctx, kind)?;
+        let kernel = ctx.kernels.gather(ctx, kind)?;
         self.prepare(kernel, buffers, &dims, grid)
     }
 }

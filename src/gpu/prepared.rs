@@ -16,7 +16,7 @@ pub struct PreparedOp<'a> {
     pub(super) kernel: Kernel,
     pub(super) bind: wgpu::BindGroup,
     pub(super) grid: (u32, u32),
-    /// In binding order (the dims record last).
+    /// In binding order (the dims record last), then the op's own step record if it has one.
     pub(super) buffers: Vec<wgpu::Buffer>,
 }
 

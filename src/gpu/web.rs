@@ -15,7 +15,7 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use super::backend::GpuBackend;
 use super::context::{GpuContext, GpuOptions};
 use super::kernels::{Kernel, KernelSpec};
-use super::ops::{GpuOps, LossOutput, MatmulSpec, OpTargets};
+use super::ops::{GpuOps, LossOutput, MatmulSpec, OpTargets, UpdateSpec};
 use super::prepared::{PreparedOp, Readout, matrix};
 use super::readback::copy_mapped;
 use super::stats::{Collect, STATS_RING};
@@ -325,6 +325,20 @@ impl GpuOps {
         slots: &[ArrayView1<'_, f32>],
     ) -> Result<(Array1<f32>, Vec<Array1<f32>>)> {
         self.optimizer_step_readout(optimizer, lr, t, p, g, slots)?
+            .run_async()
+            .await
+    }
+
+    /// [`GpuOps::weight_update`], awaited.
+    pub async fn weight_update_async(
+        &self,
+        x: ArrayView2<'_, f32>,
+        delta: ArrayView2<'_, f32>,
+        params: ArrayView2<'_, f32>,
+        slots: &[ArrayView2<'_, f32>],
+        spec: UpdateSpec<'_>,
+    ) -> Result<(Array2<f32>, Vec<Array2<f32>>)> {
+        self.weight_update_readout(x, delta, params, slots, spec)?
             .run_async()
             .await
     }

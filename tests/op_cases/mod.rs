@@ -11,7 +11,7 @@
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
-use soma::gpu::ops::{LossOutput, MatmulSpec, OpTargets};
+use soma::gpu::ops::{LossOutput, MatmulSpec, OpTargets, UpdateSpec};
 use soma::ops::gather::gather_inputs;
 use soma::ops::matmul::{TILES, Tile};
 use soma::ops::{loss, optim, reduce};
@@ -51,6 +51,14 @@ pub trait Ops {
         g: ArrayView1<'_, f32>,
         slots: &[ArrayView1<'_, f32>],
     ) -> soma::Result<(Array1<f32>, Vec<Array1<f32>>)>;
+    async fn weight_update(
+        &self,
+        x: ArrayView2<'_, f32>,
+        delta: ArrayView2<'_, f32>,
+        params: ArrayView2<'_, f32>,
+        slots: &[ArrayView2<'_, f32>],
+        spec: UpdateSpec<'_>,
+    ) -> soma::Result<(Array2<f32>, Vec<Array2<f32>>)>;
     async fn gather(
         &self,
         inputs: &Inputs,
@@ -79,6 +87,7 @@ macro_rules! every_op_case {
         $run!(softmax_cross_entropy_matches_cpu_including_huge_logits);
         $run!(sigmoid_mse_matches_cpu);
         $run!(every_optimizer_matches_cpu_update_over_several_steps);
+        $run!(weight_gradient_epilogue_applies_every_optimizer_on_every_tile);
         $run!(shifted_image_gather_matches_cpu);
         $run!(gather_u8_and_f32_with_scale_and_shift);
         $run!(argmax_ties_pick_the_first_like_the_cpu);
@@ -462,6 +471,76 @@ pub async fn every_optimizer_matches_cpu_update_over_several_steps(ops: &impl Op
                     .map(|(a, b)| (a - b).abs())
                     .fold(0.0, f32::max);
                 assert!(d <= OPTIM_ABS, "{opt:?} n={n}: state differs by {d}");
+            }
+        }
+    }
+}
+
+/// The training step's weight-gradient kernel: `[xᵀ·δ; 1ᵀ·δ]` with the optimizer applied in
+/// its epilogue, to the layer's parameters and state in place, on every tile. The reference is
+/// the CPU optimizer applied to the same gradient as the plain ones-row matmul computes it on
+/// that tile (`weight_gradient_with_ones_row_gives_bias_gradient` checks that one against the
+/// exact product): both kernels accumulate in the same order, so what is left to differ is
+/// the update itself, held to [`OPTIM_ABS`] as in the standalone optimizer's case. The state
+/// comes from earlier steps (non-zero, Adam's second moments positive) and sits past a gap in
+/// the state buffer, as a second layer's does.
+pub async fn weight_gradient_epilogue_applies_every_optimizer_on_every_tile(ops: &impl Ops) {
+    let mut rng = Pcg64Mcg::seed_from_u64(11);
+    let optimizers = [
+        Optimizer::Sgd,
+        Optimizer::momentum().with_weight_decay(1e-2),
+        Optimizer::adam().with_weight_decay(1e-3),
+    ];
+    let (lr, t) = (0.05, 3);
+    for (b, inp, out) in [(1, 1, 1), (13, 7, 5), (100, 784, 64), (64, 64, 10)] {
+        let x = random(&mut rng, b, inp, 1.0);
+        let dz = random(&mut rng, b, out, 0.1);
+        let params = random(&mut rng, inp + 1, out, 0.5);
+        for opt in optimizers {
+            let slots: Vec<Array2<f32>> = (0..opt.slots())
+                .map(|s| {
+                    let v = random(&mut rng, inp + 1, out, 0.01);
+                    // Adam's second moment is a running mean of squares.
+                    if s == 1 { v.mapv(|v| v * v) } else { v }
+                })
+                .collect();
+            for tile in TILES {
+                let what = format!("{opt:?} {b}x{inp}x{out} on {tile:?}");
+                let plain = MatmulSpec {
+                    trans_a: true,
+                    ones_row: true,
+                    tile: Some(tile),
+                    ..Default::default()
+                };
+                let grad = ops.matmul(x.view(), dz.view(), plain).await.unwrap();
+                let mut p_cpu = params.clone();
+                let mut s_cpu = slots.clone();
+                let mut views: Vec<_> = s_cpu.iter_mut().map(|s| s.view_mut()).collect();
+                optim::update(&opt, lr, t, p_cpu.view_mut(), grad.view(), &mut views);
+                let spec = UpdateSpec {
+                    optimizer: &opt,
+                    lr,
+                    t,
+                    tile: Some(tile),
+                };
+                let slot_views: Vec<_> = slots.iter().map(|s| s.view()).collect();
+                let (p_gpu, s_gpu) = ops
+                    .weight_update(x.view(), dz.view(), params.view(), &slot_views, spec)
+                    .await
+                    .unwrap();
+                let max_diff = |a: &Array2<f32>, b: &Array2<f32>| {
+                    a.iter()
+                        .zip(b)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0.0, f32::max)
+                };
+                let d = max_diff(&p_gpu, &p_cpu);
+                assert!(d <= OPTIM_ABS, "{what}: parameters differ by {d}");
+                assert_eq!(s_gpu.len(), s_cpu.len(), "{what}: state slots");
+                for (g, c) in s_gpu.iter().zip(&s_cpu) {
+                    let d = max_diff(g, c);
+                    assert!(d <= OPTIM_ABS, "{what}: state differs by {d}");
+                }
             }
         }
     }

@@ -12,7 +12,7 @@ use std::cell::OnceCell;
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use op_cases::{Ops, every_op_case};
-use soma::gpu::ops::{LossOutput, MatmulSpec, OpTargets};
+use soma::gpu::ops::{LossOutput, MatmulSpec, OpTargets, UpdateSpec};
 use soma::gpu::{GpuContext, GpuOps, GpuOptions};
 use soma::ops::matmul::Tile;
 use soma::{Activation, Inputs, Normalize, Optimizer, Output};
@@ -94,6 +94,17 @@ impl Ops for GpuOps {
         slots: &[ArrayView1<'_, f32>],
     ) -> soma::Result<(Array1<f32>, Vec<Array1<f32>>)> {
         self.optimizer_step_async(optimizer, lr, t, p, g, slots)
+            .await
+    }
+    async fn weight_update(
+        &self,
+        x: ArrayView2<'_, f32>,
+        delta: ArrayView2<'_, f32>,
+        params: ArrayView2<'_, f32>,
+        slots: &[ArrayView2<'_, f32>],
+        spec: UpdateSpec<'_>,
+    ) -> soma::Result<(Array2<f32>, Vec<Array2<f32>>)> {
+        self.weight_update_async(x, delta, params, slots, spec)
             .await
     }
     async fn gather(
