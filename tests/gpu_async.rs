@@ -1,19 +1,22 @@
 //! The GPU's pipelined training loop: no wait for the device in the middle of an epoch (stats
 //! come back asynchronously through a ring of staging buffers), every wait bounded by a timeout,
 //! and the evaluation set kept on the device between calls without ever being confused with
-//! another. Needs a GPU adapter (lavapipe will do): without one these print
+//! another; and a step's pipelines built before its data (`GpuBackend::prepare`, what a page
+//! does while MNIST downloads). Needs a GPU adapter (lavapipe will do): without one these print
 //! "SKIPPED: no GPU adapter" and pass, or fail under `SOMA_STRICT=1`.
 
 mod common;
 
-use common::data::mnist_like;
+use common::data::{mnist_like, regression};
 use common::gpu::{assert_stats_agree, context};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ndarray::ArrayView2;
-use soma::gpu::{GpuBackend, GpuContext, GpuCounters, GpuOptions};
+use soma::gpu::{GpuBackend, GpuContext, GpuCounters, GpuOptions, StepPath};
+use soma::ops::gather::InputKind;
+use soma::ops::loss::TargetKind;
 use soma::train::{Event, Schedule, TrainConfig, train};
 use soma::{
     Activation, Backend, CpuBackend, Dataset, Init, Network, Normalize, OptimState, Optimizer,
@@ -119,7 +122,8 @@ fn a_training_epoch_waits_for_the_gpu_only_at_its_end() {
         lr: 0.05,
         schedule: Schedule::Cosine { floor: 0.1 },
         seed: 5,
-        // 47 batches an epoch in 12 ticks, the last one short.
+        // 47 batches an epoch in 12 ticks, the last one short; the first epoch starts with
+        // ticks of 1 and 2 batches (13 ticks).
         batches_per_tick: 4,
         augment: 0,
     };
@@ -131,6 +135,7 @@ fn a_training_epoch_waits_for_the_gpu_only_at_its_end() {
         log: Vec::new(),
     };
     let (gpu_epochs, progress) = run(&mut gpu, &data, &test, &cfg);
+    let ticks = [13, 12];
 
     for (e, (c, g)) in cpu_epochs.iter().zip(&gpu_epochs).enumerate() {
         assert_eq!(
@@ -147,17 +152,18 @@ fn a_training_epoch_waits_for_the_gpu_only_at_its_end() {
             sum, g.train,
             "epoch {e}: progress stats add up to the epoch's"
         );
-        assert_eq!(progress[e].len(), 12, "epoch {e}: ticks");
+        assert_eq!(progress[e].len(), ticks[e], "epoch {e}: ticks");
     }
 
-    // The log, epoch by epoch: set_train_data and a first take_stats, then per epoch 12 ×
-    // train_batches, each followed by poll_stats but the last, by take_stats; then evaluate.
+    // The log, epoch by epoch: set_train_data and a first take_stats, then per epoch one
+    // train_batches per tick, each followed by poll_stats but the last, by take_stats; then
+    // evaluate.
     let log = &gpu.log;
     assert_eq!(log[0].0, "set_train_data");
     assert_eq!(log[1].0, "take_stats");
-    let epochs: Vec<&[(&str, u64, u64)]> = log[2..].chunks(2 * 12 + 1).collect();
-    assert_eq!(epochs.len(), 2, "{log:?}");
-    for (e, calls) in epochs.iter().enumerate() {
+    let (first, second) = log[2..].split_at(2 * ticks[0] + 1);
+    assert_eq!(second.len(), 2 * ticks[1] + 1, "{log:?}");
+    for (e, calls) in [first, second].iter().enumerate() {
         let (mid, end) = calls.split_at(calls.len() - 2);
         for &(call, waits, ring_waits) in mid {
             assert!(call == "train_batches" || call == "poll_stats", "{call}");
@@ -292,4 +298,72 @@ fn a_wait_past_the_timeout_is_an_error_naming_it_and_the_limit() {
         c.record_seconds(),
         c.submit_seconds()
     );
+}
+
+/// `prepare` builds exactly what training then runs: after it, training a tick on the data
+/// builds no pipeline. Each case has kernels the ones before it lack (another input kind,
+/// target kind, optimizer, tile), on a context of its own so that the count starts at zero.
+#[test]
+fn prepare_builds_every_pipeline_of_the_step() {
+    if context().is_none() {
+        return;
+    }
+    let ctx = Arc::new(GpuContext::new(&GpuOptions::default()).unwrap());
+    let relu = net(48);
+    let sigmoid_mse = Network::new(&[13, 7, 3], Activation::Sigmoid, Output::SigmoidMse).unwrap();
+    let cases = [
+        (
+            relu.clone(),
+            mnist_like(300, 3),
+            Optimizer::momentum(),
+            64,
+            StepPath::General,
+        ),
+        (
+            sigmoid_mse,
+            regression(300, 13, 3, 4),
+            Optimizer::adam(),
+            37,
+            StepPath::General,
+        ),
+        (
+            relu,
+            mnist_like(300, 5),
+            Optimizer::Sgd,
+            256,
+            StepPath::Fused,
+        ),
+    ];
+    for (net, data, opt, batch, path) in cases {
+        let what = format!("{net}, {opt}, batch {batch}, {path} path");
+        let params = Params::init(&net, Init::Uniform, 1);
+        let mut g = GpuBackend::new(Arc::clone(&ctx), &net, params, opt).unwrap();
+        g.use_path(path).unwrap();
+        let (inputs, targets) = match (data.inputs(), data.targets()) {
+            (soma::Inputs::U8(_), soma::Targets::Labels { .. }) => {
+                (InputKind::U8, TargetKind::Labels)
+            }
+            (soma::Inputs::F32(_), soma::Targets::Values { .. }) => {
+                (InputKind::F32, TargetKind::Values)
+            }
+            _ => unreachable!("the cases above"),
+        };
+        let start = ctx.kernels.built();
+        g.prepare(batch, inputs, targets).unwrap();
+        let prepared = ctx.kernels.built();
+        match path {
+            StepPath::General => assert!(prepared > start, "{what}: prepare built nothing new"),
+            // The fused step's three pipelines are built with the backend.
+            StepPath::Fused => assert_eq!(prepared, start, "{what}: nothing to prepare"),
+        }
+        g.set_train_data(&data).unwrap();
+        let order: Vec<u32> = (0..data.len() as u32).collect();
+        g.train_batches(&order, batch, 0.01).unwrap();
+        assert_eq!(g.take_stats().unwrap().samples, data.len() as u64, "{what}");
+        assert_eq!(
+            ctx.kernels.built(),
+            prepared,
+            "{what}: training built a pipeline prepare missed"
+        );
+    }
 }

@@ -47,7 +47,8 @@ pub struct TrainConfig {
     /// Seeds the batch order of every epoch.
     pub seed: u64,
     /// Batches per call into the backend, and so per progress event and per stats read-back
-    /// (asynchronous on the GPU: the loop waits only at an epoch's end).
+    /// (asynchronous on the GPU: the loop waits only at an epoch's end). The first epoch's first
+    /// ticks are shorter (1, 2, 4, … batches), so that the first loss is back after one step.
     pub batches_per_tick: usize,
     /// Shift each training image by up to this many pixels in x and y, drawn anew every
     /// epoch (0: no augmentation). Needs image-shaped inputs.

@@ -121,8 +121,20 @@ impl Run {
             self.started = Instant::now();
             self.busy = Duration::ZERO;
         }
-        let per_tick = self.cfg.batches_per_tick * self.cfg.batch_size;
         let start = self.next;
+        // The first epoch's first ticks grow from one batch (1, 2, 4, …: each as long as all
+        // before it) to `batches_per_tick`, so that the first loss comes back one step after
+        // training starts, not a whole tick after: the GPU's stats trail by ticks, and in a
+        // browser the first steps also wait for their pipelines to compile. The ticks (and so
+        // the learning rates) follow from the position alone, so a resumed run's match.
+        let batches = if self.epoch == 0 {
+            self.cfg
+                .batches_per_tick
+                .min(start / self.cfg.batch_size + 1)
+        } else {
+            self.cfg.batches_per_tick
+        };
+        let per_tick = batches * self.cfg.batch_size;
         let end = (start + per_tick).min(self.order.len());
         let steps_per_epoch = self.samples.div_ceil(self.cfg.batch_size);
         let step = self.epoch as usize * steps_per_epoch + start / self.cfg.batch_size;
