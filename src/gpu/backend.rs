@@ -22,16 +22,20 @@ use ndarray::{Array2, ArrayView2};
 use super::context::{GpuContext, blocking_allowed};
 use super::counters::GpuCounters;
 use super::fused::FusedKernels;
-use super::kernels::Kernels;
+use super::kernels::KernelId;
 use super::profile::Profiler;
-use super::program::{ParamLayout, Program, ProgramBuilder, Purpose, StepBuffers, StepPath};
+use super::program::{
+    DataShape, ParamLayout, Planner, Program, ProgramBuilder, Purpose, StepBuffers, StepPath,
+};
 use super::resources::{DeviceData, Workspace, upload, usage_out, usage_storage};
 use super::stats::{Collect, StatsRing};
 use crate::backend::{Backend, Stats, check_data, check_train_args};
-use crate::data::Dataset;
+use crate::data::{Dataset, Normalize};
 use crate::error::{Error, Result};
 use crate::net::Network;
 use crate::ops::StepRecord;
+use crate::ops::gather::InputKind;
+use crate::ops::loss::TargetKind;
 use crate::optim::{OptimState, Optimizer};
 use crate::params::Params;
 
@@ -46,7 +50,6 @@ pub const EVAL_CHUNK: usize = 1024;
 /// The wgpu implementation of [`Backend`].
 pub struct GpuBackend {
     pub(super) ctx: Arc<GpuContext>,
-    pub(super) kernels: Kernels,
     /// The fused step's pipelines when training takes it; else why not.
     pub(super) fused: std::result::Result<FusedKernels, String>,
     /// The fused pipelines while the general path is chosen over them (`use_path`).
@@ -97,7 +100,6 @@ impl GpuBackend {
         params.check_shape(net, "initial parameters")?;
         optimizer.validate()?;
         ctx.check("creating the GPU backend")?;
-        let kernels = Kernels::new();
         // The fused step where the network fits it, except on software adapters (lavapipe,
         // SwiftShader: DeviceType::Cpu), where the general path measured faster at every batch
         // size (BENCHMARKS.md): each workgroup there is a coroutine on a CPU core, so the fused
@@ -143,7 +145,6 @@ impl GpuBackend {
         let dummy = ctx.buffer("unused slot", 16, usage_out())?;
         Ok(GpuBackend {
             ctx,
-            kernels,
             fused,
             parked: None,
             net: net.clone(),
@@ -232,7 +233,6 @@ impl GpuBackend {
             .ok_or_else(|| Error::gpu("building a step", "no workspace"))?;
         let builder = ProgramBuilder {
             ctx: &self.ctx,
-            kernels: &self.kernels,
             net: &self.net,
             optimizer: &self.optimizer,
             layout: &self.layout,
@@ -258,6 +258,46 @@ impl GpuBackend {
             }
         }
         builder.build(purpose, rows)
+    }
+}
+
+impl GpuBackend {
+    /// Builds the pipelines that training on batches of `batch_size` over data stored as
+    /// `inputs` with `targets` will run, before the data is on the device (training builds
+    /// any it needs that are not built yet). In a browser the async form compiles them in
+    /// parallel, while the data downloads ([`GpuBackend::prepare_async`]).
+    pub fn prepare(&self, batch_size: usize, inputs: InputKind, targets: TargetKind) -> Result<()> {
+        for id in self.step_kernels(batch_size, inputs, targets) {
+            self.ctx.kernels.get(&self.ctx, id)?;
+        }
+        Ok(())
+    }
+
+    /// The pipelines of a training step on the general path, in dispatch order (none on the
+    /// fused path, whose three are built with the backend).
+    pub(super) fn step_kernels(
+        &self,
+        batch_size: usize,
+        inputs: InputKind,
+        targets: TargetKind,
+    ) -> Vec<KernelId> {
+        if self.step_path() == StepPath::Fused {
+            return Vec::new();
+        }
+        let planner = Planner {
+            ctx: &self.ctx,
+            net: &self.net,
+            optimizer: &self.optimizer,
+            layout: &self.layout,
+            // Only the kinds choose pipelines; the records this plan fills are not used.
+            data: DataShape {
+                input_kind: inputs,
+                target_kind: targets,
+                normalize: Normalize::IDENTITY,
+                image: None,
+            },
+        };
+        planner.kernels(Purpose::Train, batch_size)
     }
 }
 

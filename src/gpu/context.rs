@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use wgpu::{AdapterInfo, Backends, DeviceType, Limits};
 
+use super::kernels::Kernels;
 use crate::error::{Error, Result};
 use crate::ops::matmul::TileTarget;
 
@@ -48,6 +49,10 @@ pub struct GpuContext {
     failure: Arc<Mutex<Option<String>>>,
     /// The limit on each wait, in nanoseconds (atomic: the context is shared behind an `Arc`).
     timeout_ns: AtomicU64,
+    /// The pipelines built on this device so far, each the first time something asks for it:
+    /// every backend and op runner on the context shares them (and a page can build a
+    /// step's pipelines before its data arrives, `GpuBackend::prepare_async`).
+    pub kernels: Kernels,
     /// Error scopes closed but not yet awaited: in a browser they resolve only after control
     /// returns to the event loop, so each is kept here and [`GpuContext::settle_scopes`] (which
     /// every `_async` read-back runs first) awaits them, and no result read back can hide a
@@ -290,6 +295,7 @@ impl GpuContext {
             limits,
             failure,
             timeout_ns: AtomicU64::new(timeout.as_nanos().min(u64::MAX as u128) as u64),
+            kernels: Kernels::new(),
             #[cfg(target_arch = "wasm32")]
             pending_scopes: Default::default(),
         }

@@ -278,10 +278,21 @@ impl Built {
 
 /// A pipeline [`Kernels`] builds the first time it is asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum OnDemand {
+pub enum KernelId {
     Matmul(MatmulKey),
     Gather(InputKind),
     Loss(Output, TargetKind),
+}
+
+impl KernelId {
+    /// What builds it.
+    pub fn spec(self) -> Result<KernelSpec> {
+        Ok(match self {
+            KernelId::Matmul(key) => matmul_spec(key)?,
+            KernelId::Gather(kind) => gather_spec(kind),
+            KernelId::Loss(output, target) => loss_spec(output, target),
+        })
+    }
 }
 
 /// The pipelines of a training step, evaluation and prediction.
@@ -291,7 +302,7 @@ pub struct Kernels {
     /// a network uses a handful of the matmul's tile × form × specialisation variants, one
     /// input kind and one or two loss variants, and on a software adapter in a browser every
     /// pipeline is compile time before the first step.
-    built: Mutex<Vec<(OnDemand, Kernel)>>,
+    built: Mutex<Vec<(KernelId, Kernel)>>,
 }
 
 impl Kernels {
@@ -304,30 +315,37 @@ impl Kernels {
 
     /// The matmul `key`, built on `ctx` the first time it is asked for.
     pub fn matmul(&self, ctx: &GpuContext, key: MatmulKey) -> Result<Kernel> {
-        self.on_demand(ctx, OnDemand::Matmul(key))
+        self.get(ctx, KernelId::Matmul(key))
     }
 
     /// The gather for datasets stored as `kind`, built on `ctx` the first time.
     pub fn gather(&self, ctx: &GpuContext, kind: InputKind) -> Result<Kernel> {
-        self.on_demand(ctx, OnDemand::Gather(kind))
+        self.get(ctx, KernelId::Gather(kind))
     }
 
     /// The loss for `output` with targets of `target`, built on `ctx` the first time.
     pub fn loss(&self, ctx: &GpuContext, output: Output, target: TargetKind) -> Result<Kernel> {
-        self.on_demand(ctx, OnDemand::Loss(output, target))
+        self.get(ctx, KernelId::Loss(output, target))
     }
 
-    fn on_demand(&self, ctx: &GpuContext, key: OnDemand) -> Result<Kernel> {
+    /// How many pipelines are built so far.
+    pub fn built(&self) -> usize {
+        self.built.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether `key` is built.
+    pub fn is_built(&self, key: KernelId) -> bool {
+        let built = self.built.lock().unwrap_or_else(|e| e.into_inner());
+        built.iter().any(|(k, _)| *k == key)
+    }
+
+    /// The pipeline `key`, built on `ctx` the first time it is asked for.
+    pub fn get(&self, ctx: &GpuContext, key: KernelId) -> Result<Kernel> {
         let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, k)) = built.iter().find(|(k, _)| *k == key) {
             return Ok(k.clone());
         }
-        let spec = match key {
-            OnDemand::Matmul(key) => matmul_spec(key)?,
-            OnDemand::Gather(kind) => gather_spec(kind),
-            OnDemand::Loss(output, target) => loss_spec(output, target),
-        };
-        let kernel = spec.build(ctx)?;
+        let kernel = key.spec()?.build(ctx)?;
         built.push((key, kernel.clone()));
         Ok(kernel)
     }
@@ -349,7 +367,7 @@ impl OpKernels {
     }
 }
 
-fn layout_entry(binding: u32, slot: Slot) -> wgpu::BindGroupLayoutEntry {
+pub(super) fn layout_entry(binding: u32, slot: Slot) -> wgpu::BindGroupLayoutEntry {
     let ty = match slot {
         Slot::Read | Slot::Write => wgpu::BufferBindingType::Storage {
             read_only: slot == Slot::Read,

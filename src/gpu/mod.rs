@@ -4,7 +4,8 @@
 //! ([`backend`], with recording and submitting in [`submit`] and training stats coming back
 //! through a ring of staging buffers in [`stats`]), and single-kernel entry points on
 //! host arrays for tests and benches ([`ops`], [`prepared`]). On wasm32 the calls that read
-//! back have async counterparts (`web`), as nothing may block in a browser.
+//! back have async counterparts (`web`), as nothing may block in a browser, and pipelines can
+//! be compiled in parallel there (`web_compile`).
 
 pub mod backend;
 pub mod context;
@@ -21,11 +22,13 @@ pub mod stats;
 mod submit;
 #[cfg(target_arch = "wasm32")]
 mod web;
+#[cfg(target_arch = "wasm32")]
+mod web_compile;
 
 pub use backend::GpuBackend;
 pub use context::{DEFAULT_TIMEOUT, GpuContext, GpuOptions, TIMEOUT_ENV, hardware_adapter};
 pub use counters::GpuCounters;
-pub use kernels::{KernelSpec, Kernels, compile_wgsl, kernel_specs};
+pub use kernels::{KernelId, KernelSpec, Kernels, compile_wgsl, kernel_specs};
 pub use ops::{GpuOps, PreparedOp};
 pub use profile::KernelTime;
 pub use program::StepPath;

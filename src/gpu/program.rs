@@ -5,10 +5,11 @@
 use ndarray::{Array1, Array2};
 
 use super::context::GpuContext;
-use super::kernels::{Kernel, Kernels, MatmulKey, grid_1d};
+use super::kernels::{Kernel, KernelId, MatmulKey, grid_1d};
 use super::resources::{DeviceData, Records, Workspace, range};
+use crate::data::Normalize;
 use crate::error::{Error, Result};
-use crate::net::{Network, Output};
+use crate::net::Network;
 use crate::ops::StepRecord;
 use crate::ops::activation::ACT_IDENTITY;
 use crate::ops::gather::{GatherDims, InputKind, WG, gather_threads};
@@ -86,32 +87,14 @@ pub(crate) enum Purpose {
     Predict,
 }
 
-/// Which pipeline a dispatch runs.
-#[derive(Clone, Copy, Debug)]
-enum KernelId {
-    Matmul(MatmulKey),
-    Loss(Output, TargetKind),
-    Gather(InputKind),
-}
-
-impl KernelId {
-    /// The matmul of form op(A)·op(B) with `tile`, specialised for `dims`.
-    fn matmul(tile: Tile, trans_a: bool, trans_b: bool, dims: &MatmulDims) -> KernelId {
-        KernelId::Matmul(MatmulKey {
-            tile,
-            trans_a,
-            trans_b,
-            special: Special::of(dims),
-        })
-    }
-
-    fn kernel(self, ctx: &GpuContext, k: &Kernels) -> Result<Kernel> {
-        match self {
-            KernelId::Matmul(key) => k.matmul(ctx, key),
-            KernelId::Loss(output, target) => k.loss(ctx, output, target),
-            KernelId::Gather(kind) => k.gather(ctx, kind),
-        }
-    }
+/// The matmul of form op(A)·op(B) with `tile`, specialised for `dims`.
+fn matmul_kernel(tile: Tile, trans_a: bool, trans_b: bool, dims: &MatmulDims) -> KernelId {
+    KernelId::Matmul(MatmulKey {
+        tile,
+        trans_a,
+        trans_b,
+        special: Special::of(dims),
+    })
 }
 
 /// How a dispatch's workgroup count follows the batch's rows.
@@ -150,13 +133,13 @@ impl Grid {
     }
 }
 
-/// A dispatch before binding: its buffers (the dims record and the step record are appended),
-/// its dims record's place in the records buffer, and its grid.
-struct PlannedDispatch<'a> {
+/// A dispatch before binding: what it binds, by role (the dims record and the step record are
+/// appended), its dims record's place in the records buffer, and its grid.
+struct PlannedDispatch {
     /// What it computes (`forward 2`, `weight grad + update 1`): the key of its profile total.
     label: String,
     kernel: KernelId,
-    buffers: Vec<wgpu::BindingResource<'a>>,
+    binds: Vec<Bind>,
     /// `(offset, size)` of its dims record.
     dims: (u64, u64),
     grid: Grid,
@@ -256,10 +239,49 @@ pub(crate) struct StepBuffers<'a> {
     pub stats: &'a wgpu::Buffer,
 }
 
+/// What a plan reads of the dataset: the kinds choose the gather's and the loss's pipelines,
+/// the rest fills their records.
+#[derive(Clone, Copy, Debug)]
+pub struct DataShape {
+    pub input_kind: InputKind,
+    pub target_kind: TargetKind,
+    pub normalize: Normalize,
+    /// `(rows, cols)` of image samples, for shifted gathers.
+    pub image: Option<(usize, usize)>,
+}
+
+/// A buffer a planned dispatch binds, by its role in [`StepBuffers`].
+#[derive(Clone, Copy, Debug)]
+enum Bind {
+    Inputs,
+    Targets,
+    Index,
+    Stats,
+    /// The activations entering layer `l` (`acts[layers]` are the outputs).
+    Acts(usize),
+    /// The deltas at layer `l`'s output.
+    Deltas(usize),
+    /// Layer `l`'s `[W; b]` in the parameter buffer.
+    Layer(usize),
+    Slots,
+    Scratch,
+    Dummy,
+}
+
+/// Plans programs: each dispatch's kernel, record, grid and the buffers it binds (by role),
+/// with no buffer at hand, so that a step's pipelines can be built before its data arrives
+/// ([`super::GpuBackend::prepare`]).
+pub(crate) struct Planner<'a> {
+    pub ctx: &'a GpuContext,
+    pub net: &'a Network,
+    pub optimizer: &'a Optimizer,
+    pub layout: &'a ParamLayout,
+    pub data: DataShape,
+}
+
 /// Everything a program is built from.
 pub(crate) struct ProgramBuilder<'a> {
     pub ctx: &'a GpuContext,
-    pub kernels: &'a Kernels,
     pub net: &'a Network,
     pub optimizer: &'a Optimizer,
     pub layout: &'a ParamLayout,
@@ -271,7 +293,64 @@ impl ProgramBuilder<'_> {
     /// the tiles are chosen.
     pub(crate) fn build(&self, purpose: Purpose, rows: usize) -> Result<Program> {
         let ctx = self.ctx;
-        let mut rec = Records::new(ctx);
+        let planner = Planner {
+            ctx,
+            net: self.net,
+            optimizer: self.optimizer,
+            layout: self.layout,
+            data: self.buffers.data.shape(),
+        };
+        let (rec, plan) = planner.plan(purpose, rows);
+        let dims_buf = rec.upload(ctx, "step dims")?;
+        let step_bytes = std::mem::size_of::<StepRecord>() as u64;
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let dispatches = plan
+            .into_iter()
+            .map(|p| {
+                let mut buffers: Vec<_> = p.binds.iter().map(|&b| self.resource(b)).collect();
+                buffers.push(range(&dims_buf, p.dims.0, p.dims.1));
+                buffers.push(range(self.buffers.steps, 0, step_bytes));
+                let kernel = ctx.kernels.get(ctx, p.kernel)?;
+                let bind = kernel.bind(ctx, &kernel.name, &buffers);
+                Ok(Dispatch::new(&kernel, bind, p.grid, p.label))
+            })
+            .collect::<Result<Vec<_>>>();
+        // The scope is closed before any error of ours is returned.
+        ctx.end_scope(scope, "binding the step's buffers")?;
+        let dispatches = dispatches?;
+        Ok(Program::new(
+            dispatches,
+            rows,
+            StepPath::General,
+            vec![dims_buf],
+        ))
+    }
+
+    fn resource(&self, bind: Bind) -> wgpu::BindingResource<'_> {
+        let b = &self.buffers;
+        match bind {
+            Bind::Inputs => b.data.inputs.as_entire_binding(),
+            Bind::Targets => b.data.targets.as_entire_binding(),
+            Bind::Index => b.index.as_entire_binding(),
+            Bind::Stats => b.stats.as_entire_binding(),
+            Bind::Acts(l) => b.work.acts[l].as_entire_binding(),
+            Bind::Deltas(l) => b.work.deltas[l].as_entire_binding(),
+            Bind::Layer(l) => {
+                let (off, size) = self.layout.layer_bytes(self.net, l);
+                range(b.params, off, size)
+            }
+            Bind::Slots => b.slots.as_entire_binding(),
+            Bind::Scratch => b.scratch.as_entire_binding(),
+            Bind::Dummy => b.dummy.as_entire_binding(),
+        }
+    }
+}
+
+impl Planner<'_> {
+    /// The dispatches of `purpose` for batches (or chunks) of `rows` rows, for which the tiles
+    /// are chosen, and their dims records.
+    fn plan(&self, purpose: Purpose, rows: usize) -> (Records, Vec<PlannedDispatch>) {
+        let mut rec = Records::new(self.ctx);
         let mut plan = vec![self.gather(&mut rec)];
         let rows32 = rows as u32;
         for l in 0..self.net.layers() {
@@ -289,62 +368,45 @@ impl ProgramBuilder<'_> {
                 plan.push(self.weight_grad_update(&mut rec, l, rows32));
             }
         }
-
-        let dims_buf = rec.upload(ctx, "step dims")?;
-        let step_bytes = std::mem::size_of::<StepRecord>() as u64;
-        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let dispatches = plan
-            .into_iter()
-            .map(|mut p| {
-                p.buffers.push(range(&dims_buf, p.dims.0, p.dims.1));
-                p.buffers.push(range(self.buffers.steps, 0, step_bytes));
-                let kernel = p.kernel.kernel(ctx, self.kernels)?;
-                let bind = kernel.bind(ctx, &kernel.name, &p.buffers);
-                Ok(Dispatch::new(&kernel, bind, p.grid, p.label))
-            })
-            .collect::<Result<Vec<_>>>();
-        // The scope is closed before any error of ours is returned.
-        ctx.end_scope(scope, "binding the step's buffers")?;
-        let dispatches = dispatches?;
-        Ok(Program::new(
-            dispatches,
-            rows,
-            StepPath::General,
-            vec![dims_buf],
-        ))
+        (rec, plan)
     }
 
-    fn gather(&self, rec: &mut Records) -> PlannedDispatch<'_> {
-        let b = &self.buffers;
+    /// The pipelines the program of `purpose` for `rows` rows runs, in dispatch order (with
+    /// repeats).
+    pub(crate) fn kernels(&self, purpose: Purpose, rows: usize) -> Vec<KernelId> {
+        self.plan(purpose, rows)
+            .1
+            .iter()
+            .map(|p| p.kernel)
+            .collect()
+    }
+
+    fn gather(&self, rec: &mut Records) -> PlannedDispatch {
+        let data = &self.data;
         let features = self.net.inputs() as u32;
         let dims = GatherDims {
             features,
-            kind: b.data.input_kind as u32,
-            scale: b.data.normalize.scale,
-            shift: b.data.normalize.shift,
+            kind: data.input_kind as u32,
+            scale: data.normalize.scale,
+            shift: data.normalize.shift,
             rows_from_step: 1,
-            height: b.data.image.map_or(0, |(h, _)| h as u32),
-            width: b.data.image.map_or(0, |(_, w)| w as u32),
+            height: data.image.map_or(0, |(h, _)| h as u32),
+            width: data.image.map_or(0, |(_, w)| w as u32),
             ..Default::default()
         };
         PlannedDispatch {
             label: "gather".into(),
-            kernel: KernelId::Gather(b.data.input_kind),
-            buffers: vec![
-                b.data.inputs.as_entire_binding(),
-                b.index.as_entire_binding(),
-                b.work.acts[0].as_entire_binding(),
-            ],
+            kernel: KernelId::Gather(data.input_kind),
+            binds: vec![Bind::Inputs, Bind::Index, Bind::Acts(0)],
             dims: rec.push(&dims),
             grid: Grid::Gather { features },
         }
     }
 
     /// `a_{l+1} = f(a_l · W + b)` (the logits for the last layer).
-    fn forward(&self, rec: &mut Records, l: usize, rows: u32) -> PlannedDispatch<'_> {
-        let (b, net) = (&self.buffers, self.net);
+    fn forward(&self, rec: &mut Records, l: usize, rows: u32) -> PlannedDispatch {
+        let net = self.net;
         let (i, o) = net.layer_shape(l);
-        let (off, size) = self.layout.layer_bytes(net, l);
         let act = if l + 1 < net.layers() {
             net.hidden().code()
         } else {
@@ -365,13 +427,13 @@ impl ProgramBuilder<'_> {
         let tile = choose_tile(rows, o as u32, i as u32, self.ctx.tile_target());
         PlannedDispatch {
             label: format!("forward {}", l + 1),
-            kernel: KernelId::matmul(tile, false, false, &dims),
-            buffers: vec![
-                b.work.acts[l].as_entire_binding(),
-                range(b.params, off, size),
-                b.work.acts[l + 1].as_entire_binding(),
-                b.dummy.as_entire_binding(),
-                b.scratch.as_entire_binding(),
+            kernel: matmul_kernel(tile, false, false, &dims),
+            binds: vec![
+                Bind::Acts(l),
+                Bind::Layer(l),
+                Bind::Acts(l + 1),
+                Bind::Dummy,
+                Bind::Scratch,
             ],
             dims: rec.push(&dims),
             grid: Grid::Matmul(dims, tile),
@@ -379,12 +441,12 @@ impl ProgramBuilder<'_> {
     }
 
     /// Outputs, loss, correct count and (when there are targets) the output delta.
-    fn loss(&self, rec: &mut Records, purpose: Purpose) -> PlannedDispatch<'_> {
-        let (b, net) = (&self.buffers, self.net);
+    fn loss(&self, rec: &mut Records, purpose: Purpose) -> PlannedDispatch {
+        let net = self.net;
         let target_kind = if purpose == Purpose::Predict {
             TargetKind::None
         } else {
-            b.data.target_kind
+            self.data.target_kind
         };
         let dims = LossDims {
             n: net.outputs() as u32,
@@ -396,12 +458,12 @@ impl ProgramBuilder<'_> {
         PlannedDispatch {
             label: "loss".into(),
             kernel: KernelId::Loss(net.output(), target_kind),
-            buffers: vec![
-                b.work.acts[net.layers()].as_entire_binding(),
-                b.work.deltas[net.layers() - 1].as_entire_binding(),
-                b.data.targets.as_entire_binding(),
-                b.index.as_entire_binding(),
-                b.stats.as_entire_binding(),
+            binds: vec![
+                Bind::Acts(net.layers()),
+                Bind::Deltas(net.layers() - 1),
+                Bind::Targets,
+                Bind::Index,
+                Bind::Stats,
             ],
             dims: rec.push(&dims),
             grid: Grid::Single,
@@ -409,10 +471,9 @@ impl ProgramBuilder<'_> {
     }
 
     /// `delta_{l-1} = (delta_l · Wᵀ) ⊙ f'(a_l)`, with `a_l` this layer's input.
-    fn input_grad(&self, rec: &mut Records, l: usize, rows: u32) -> PlannedDispatch<'_> {
-        let (b, net) = (&self.buffers, self.net);
+    fn input_grad(&self, rec: &mut Records, l: usize, rows: u32) -> PlannedDispatch {
+        let net = self.net;
         let (i, o) = net.layer_shape(l);
-        let (off, size) = self.layout.layer_bytes(net, l);
         let dims = MatmulDims {
             n: i as u32,
             k: o as u32,
@@ -427,13 +488,13 @@ impl ProgramBuilder<'_> {
         let tile = choose_tile(rows, i as u32, o as u32, self.ctx.tile_target());
         PlannedDispatch {
             label: format!("input grad {l}"),
-            kernel: KernelId::matmul(tile, false, true, &dims),
-            buffers: vec![
-                b.work.deltas[l].as_entire_binding(),
-                range(b.params, off, size),
-                b.work.deltas[l - 1].as_entire_binding(),
-                b.work.acts[l].as_entire_binding(),
-                b.scratch.as_entire_binding(),
+            kernel: matmul_kernel(tile, false, true, &dims),
+            binds: vec![
+                Bind::Deltas(l),
+                Bind::Layer(l),
+                Bind::Deltas(l - 1),
+                Bind::Acts(l),
+                Bind::Scratch,
             ],
             dims: rec.push(&dims),
             grid: Grid::Matmul(dims, tile),
@@ -442,10 +503,9 @@ impl ProgramBuilder<'_> {
 
     /// `xᵀ·dz` over the batch is dW (i×o), and the ones-row adds db: the gradient of the
     /// layer's [W; b] block, handed straight to the optimizer in the epilogue.
-    fn weight_grad_update(&self, rec: &mut Records, l: usize, rows: u32) -> PlannedDispatch<'_> {
-        let (b, net) = (&self.buffers, self.net);
+    fn weight_grad_update(&self, rec: &mut Records, l: usize, rows: u32) -> PlannedDispatch {
+        let net = self.net;
         let (i, o) = net.layer_shape(l);
-        let (off, size) = self.layout.layer_bytes(net, l);
         let dims = MatmulDims {
             m: i as u32,
             n: o as u32,
@@ -462,13 +522,13 @@ impl ProgramBuilder<'_> {
         let tile = choose_tile(i as u32 + 1, o as u32, rows, self.ctx.tile_target());
         PlannedDispatch {
             label: format!("weight grad + update {}", l + 1),
-            kernel: KernelId::matmul(tile, true, false, &dims),
-            buffers: vec![
-                b.work.acts[l].as_entire_binding(),
-                b.work.deltas[l].as_entire_binding(),
-                range(b.params, off, size),
-                b.dummy.as_entire_binding(),
-                b.slots.as_entire_binding(),
+            kernel: matmul_kernel(tile, true, false, &dims),
+            binds: vec![
+                Bind::Acts(l),
+                Bind::Deltas(l),
+                Bind::Layer(l),
+                Bind::Dummy,
+                Bind::Slots,
             ],
             dims: rec.push(&dims),
             grid: Grid::Matmul(dims, tile),

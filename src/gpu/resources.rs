@@ -4,6 +4,7 @@
 use bytemuck::Pod;
 
 use super::context::GpuContext;
+use super::program::DataShape;
 use crate::data::{Dataset, Inputs, Normalize, Targets};
 use crate::error::Result;
 use crate::net::Network;
@@ -89,6 +90,16 @@ pub(crate) struct DeviceData {
 }
 
 impl DeviceData {
+    /// What a program's plan reads of this dataset.
+    pub(crate) fn shape(&self) -> DataShape {
+        DataShape {
+            input_kind: self.input_kind,
+            target_kind: self.target_kind,
+            normalize: self.normalize,
+            image: self.image,
+        }
+    }
+
     /// Uploads `data` (`what` names it in errors): inputs packed for the gather kernel, targets
     /// as labels or f32 bits.
     pub(crate) fn upload(ctx: &GpuContext, data: &Dataset, what: &str) -> Result<DeviceData> {
