@@ -41,7 +41,7 @@ try {
         const run = await waitForRun(page, 600_000);
         if (run.state !== "done") throw new Error(`${name}: ${run.status}`);
         rates.push(run.result.epochs[1].samplesPerSecond);
-        firsts.push([run.result.firstStepMs, run.result.pageToFirstTickMs, run.result.dataToFirstLossMs]);
+        firsts.push([run.result.dataToFirstTickMs, run.result.pageToFirstTickMs, run.result.dataToFirstLossMs]);
       } else {
         await page.waitForFunction(() => ["DONE", "FAILED"].includes(document.title), { timeout: 600_000, polling: 250 });
         const res = JSON.parse(await page.$eval("#out", (e) => e.textContent));
@@ -61,7 +61,7 @@ try {
   tfjs.kill();
 }
 const best = Math.max(...rows.filter((r) => r.name.startsWith("TF.js")).map((r) => r.median));
-console.log("| page, backend | samples/s (median of " + runs + ") | runs | × TF.js's best | data → first step, ms | page load → first tick, ms | data → first loss back, ms |");
+console.log("| page, backend | samples/s (median of " + runs + ") | runs | × TF.js's best | data → first tick handed over, ms | page load → first tick, ms | data → first loss back, ms |");
 console.log("|---|---|---|---|---|---|---|");
 const column = (r, i) => (r.firsts.length ? r.firsts.map((x) => x[i].toFixed(0)).join(", ") : "");
 for (const r of rows) {

@@ -96,7 +96,7 @@ try {
   const auto = await trainOnce(browser, `${server.url}?epochs=1`, "page (auto)");
   const a = auto.run.result;
   check(Math.abs(a.testAccuracy - reference.test_accuracy) <= TOLERANCE, `page (auto) accuracy ${(100 * a.testAccuracy).toFixed(2)}% vs native ${(100 * reference.test_accuracy).toFixed(2)}%`);
-  console.log(`page (auto): ${a.fallback ? "CPU (" + a.fallback + ")" : "WebGPU"}; ${Math.round(a.medianSamplesPerSecond)} samples/s, first step ${a.firstStepMs.toFixed(0)} ms after the data`);
+  console.log(`page (auto): ${a.fallback ? "CPU (" + a.fallback + ")" : "WebGPU"}; ${Math.round(a.medianSamplesPerSecond)} samples/s, first loss back ${a.dataToFirstLossMs.toFixed(0)} ms after the data`);
   await auto.page.close();
 
   // On WebGPU whatever the adapter.
@@ -104,7 +104,7 @@ try {
   const g = gpu.run.result;
   check(!g.fallback && /BrowserWebGpu/.test(g.backend), `page (WebGPU) trained on WebGPU: ${g.backend.slice(0, 60)}`);
   check(Math.abs(g.testAccuracy - reference.test_accuracy) <= TOLERANCE, `page (WebGPU) accuracy ${(100 * g.testAccuracy).toFixed(2)}% vs native ${(100 * reference.test_accuracy).toFixed(2)}%`);
-  console.log(`page (WebGPU): ${Math.round(g.medianSamplesPerSecond)} samples/s, first step ${g.firstStepMs.toFixed(0)} ms after the data`);
+  console.log(`page (WebGPU): ${Math.round(g.medianSamplesPerSecond)} samples/s, first loss back ${g.dataToFirstLossMs.toFixed(0)} ms after the data`);
 
   // Drawn digits, and the checkpoint the page saves read natively.
   const page = gpu.page;

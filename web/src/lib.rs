@@ -5,7 +5,9 @@
 #![cfg(target_arch = "wasm32")]
 
 mod engine;
+mod setup;
 mod trainer;
 
 pub use engine::Engine;
-pub use trainer::Trainer;
+pub use setup::Setup;
+pub use trainer::{Mnist, Trainer};

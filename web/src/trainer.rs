@@ -4,34 +4,18 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use soma::checkpoint::Checkpoint;
 use soma::data::{DatasetKind, idx};
-use soma::gpu::{GpuContext, StepPath};
+use soma::gpu::GpuContext;
 use soma::model::top_k;
 use soma::train::{Event, Recipe, Run, default_lr};
-use soma::{Dataset, Error, ModelInfo, Network, Params, Stats, digit};
+use soma::{Dataset, Error, ModelInfo, Network, Stats, digit};
 use wasm_bindgen::prelude::*;
 use web_time::Instant;
 
 use crate::engine::Engine;
-
-/// What the page may change; everything else is the `mnist` example's defaults
-/// ([`Recipe::default`]).
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
-struct Options {
-    /// `auto` (WebGPU if the browser has it, else the CPU), `gpu` or `cpu`.
-    backend: Option<String>,
-    /// `general` or `fused` (the GPU's step; the backend chooses by default).
-    step_path: Option<String>,
-    epochs: Option<u64>,
-    batch_size: Option<usize>,
-    batches_per_tick: Option<usize>,
-    /// Train on the first N training images only.
-    limit: Option<usize>,
-    seed: Option<u64>,
-}
+use crate::setup::{MNIST_CLASSES, Setup, engine};
 
 /// A tick's progress, as the page reads it.
 #[derive(Serialize)]
@@ -102,6 +86,33 @@ struct Info {
     first_step_ms: Option<f64>,
 }
 
+/// MNIST read from the four files' bytes.
+#[wasm_bindgen]
+pub struct Mnist {
+    train: Dataset,
+    test: Dataset,
+}
+
+#[wasm_bindgen]
+impl Mnist {
+    /// Reads the four files (gzip or raw IDX): the page does it while [`Setup::open`]'s
+    /// pipelines compile.
+    pub fn read(
+        train_images: Vec<u8>,
+        train_labels: Vec<u8>,
+        test_images: Vec<u8>,
+        test_labels: Vec<u8>,
+    ) -> Result<Mnist, JsError> {
+        let read = |i: usize, images: &[u8], labels: &[u8]| {
+            idx::load_bytes(FILES[i], images, FILES[i + 1], labels, MNIST_CLASSES).map_err(js)
+        };
+        Ok(Mnist {
+            train: read(0, &train_images, &train_labels)?,
+            test: read(2, &test_images, &test_labels)?,
+        })
+    }
+}
+
 /// Training and prediction in the page.
 #[wasm_bindgen]
 pub struct Trainer {
@@ -118,7 +129,7 @@ pub struct Trainer {
     first_step_ms: Option<f64>,
 }
 
-fn js(e: Error) -> JsError {
+pub(crate) fn js(e: Error) -> JsError {
     JsError::new(&e.to_string())
 }
 
@@ -137,79 +148,38 @@ const FILES: [&str; 4] = [
 
 #[wasm_bindgen]
 impl Trainer {
-    /// Reads MNIST from the four files' bytes (gzip or raw IDX), opens WebGPU (or falls back
-    /// to the CPU, saying why) and prepares the run. `options` is `{}` for the defaults.
-    pub async fn create(
-        options: JsValue,
-        train_images: Vec<u8>,
-        train_labels: Vec<u8>,
-        test_images: Vec<u8>,
-        test_labels: Vec<u8>,
-    ) -> Result<Trainer, JsError> {
+    /// Prepares the run on `data` with what `setup` opened ([`Setup::open`], which the page
+    /// starts before the files arrive).
+    pub async fn create(setup: Setup, data: Mnist) -> Result<Trainer, JsError> {
         let created = Instant::now();
-        let options: Options = if options.is_undefined() || options.is_null() {
-            Options::default()
-        } else {
-            serde_wasm_bindgen::from_value(options)
-                .map_err(|e| JsError::new(&format!("Trainer options: {e}")))?
-        };
-        let defaults = Recipe::default();
-        let recipe = Recipe {
-            epochs: options.epochs.unwrap_or(defaults.epochs),
-            batch_size: options.batch_size.unwrap_or(defaults.batch_size),
-            batches_per_tick: options
-                .batches_per_tick
-                .unwrap_or(defaults.batches_per_tick),
-            seed: options.seed.unwrap_or(defaults.seed),
-            ..defaults
-        };
-        let mut train =
-            idx::load_bytes(FILES[0], &train_images, FILES[1], &train_labels, 10).map_err(js)?;
+        let Mnist {
+            mut train,
+            mut test,
+        } = data;
+        let Setup {
+            options,
+            recipe,
+            gpu,
+            fallback,
+            net: prepared_net,
+            engine: prepared,
+        } = setup;
         if let Some(n) = options.limit {
             train = train.head(n);
         }
-        let mut test =
-            idx::load_bytes(FILES[2], &test_images, FILES[3], &test_labels, 10).map_err(js)?;
         let normalize = recipe.normalize(&train);
         train.normalize = normalize;
         test.normalize = normalize;
         let model = ModelInfo::for_dataset(DatasetKind::Mnist, normalize);
-        let net = recipe.network(train.features(), 10).map_err(js)?;
-
-        // The backend shares its context as an `Arc` (Send + Sync natively); a page has one
-        // thread, where the context is neither.
-        #[allow(clippy::arc_with_non_send_sync)]
-        let (gpu, fallback) = match options.backend.as_deref().unwrap_or("auto") {
-            "cpu" => (None, Some("the CPU was asked for".to_string())),
-            "gpu" => (
-                Some(Arc::new(Engine::gpu_context().await.map_err(js)?)),
-                None,
-            ),
-            // As natively: a hardware GPU if there is one, else the CPU. A software adapter
-            // (SwiftShader, Chrome's fallback) trained ~6× slower than the CPU backend
-            // compiled to wasm on the same machine (BENCHMARKS.md, the browser).
-            "auto" => match Engine::gpu_context().await {
-                Ok(ctx) if ctx.is_software() => (
-                    None,
-                    Some(
-                        "WebGPU's adapter is a software one, slower than the CPU backend \
-                         (?backend=gpu trains on it anyway)"
-                            .to_string(),
-                    ),
-                ),
-                Ok(ctx) => (Some(Arc::new(ctx)), None),
-                Err(e) => (None, Some(e.to_string())),
-            },
-            other => {
-                return Err(js(Error::arg("backend", "auto, gpu or cpu", other)));
-            }
+        let net = recipe
+            .network(train.features(), MNIST_CLASSES)
+            .map_err(js)?;
+        // Files of another shape than MNIST's get an engine of their own.
+        let mut engine = if net == prepared_net {
+            prepared
+        } else {
+            engine(&gpu, &net, &recipe, options.step_path.as_deref())?
         };
-        let params = Params::init(&net, recipe.init, recipe.seed);
-        let mut engine = Engine::new(gpu.clone(), &net, params, recipe.optimizer).map_err(js)?;
-        if let (Some(path), Engine::Gpu(g)) = (&options.step_path, &mut engine) {
-            g.use_path(path.parse::<StepPath>().map_err(js)?)
-                .map_err(js)?;
-        }
         let run = Run::new(engine.backend(), &train, &recipe.train_config(), 0).map_err(js)?;
         let mut trainer = Trainer {
             gpu,

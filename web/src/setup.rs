@@ -1,0 +1,140 @@
+//! What the page sets up before its data arrives: the options, WebGPU (or the reason for the
+//! CPU) and the engine for MNIST's shape, with the training step's pipelines compiled by the
+//! browser in parallel while the files download.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use soma::gpu::{GpuContext, StepPath};
+use soma::ops::gather::InputKind;
+use soma::ops::loss::TargetKind;
+use soma::train::Recipe;
+use soma::{Error, Network, Params};
+use wasm_bindgen::prelude::*;
+
+use crate::engine::Engine;
+use crate::trainer::js;
+
+/// What the page may change; everything else is the `mnist` example's defaults
+/// ([`Recipe::default`]).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub(crate) struct Options {
+    /// `auto` (WebGPU if the browser has it, else the CPU), `gpu` or `cpu`.
+    pub backend: Option<String>,
+    /// `general` or `fused` (the GPU's step; the backend chooses by default).
+    pub step_path: Option<String>,
+    pub epochs: Option<u64>,
+    pub batch_size: Option<usize>,
+    pub batches_per_tick: Option<usize>,
+    /// Train on the first N training images only.
+    pub limit: Option<usize>,
+    pub seed: Option<u64>,
+}
+
+/// MNIST's shape, known before its files arrive: 28×28 pixels stored as bytes, 10 labels.
+const MNIST_FEATURES: usize = 28 * 28;
+pub(crate) const MNIST_CLASSES: usize = 10;
+
+/// The run's options, where it trains and its engine, ready for the data
+/// ([`crate::Trainer::create`]).
+#[wasm_bindgen]
+pub struct Setup {
+    pub(crate) options: Options,
+    pub(crate) recipe: Recipe,
+    pub(crate) gpu: Option<Arc<GpuContext>>,
+    /// Why the CPU trains although WebGPU was asked for or hoped for.
+    pub(crate) fallback: Option<String>,
+    /// The network for MNIST's shape and its engine, with freshly initialised parameters.
+    pub(crate) net: Network,
+    pub(crate) engine: Engine,
+}
+
+#[wasm_bindgen]
+impl Setup {
+    /// Reads `options` (`{}` for the defaults), opens WebGPU (or falls back to the CPU,
+    /// saying why) and builds the engine, compiling the training step's pipelines.
+    pub async fn open(options: JsValue) -> Result<Setup, JsError> {
+        let options: Options = if options.is_undefined() || options.is_null() {
+            Options::default()
+        } else {
+            serde_wasm_bindgen::from_value(options)
+                .map_err(|e| JsError::new(&format!("Trainer options: {e}")))?
+        };
+        let defaults = Recipe::default();
+        let recipe = Recipe {
+            epochs: options.epochs.unwrap_or(defaults.epochs),
+            batch_size: options.batch_size.unwrap_or(defaults.batch_size),
+            batches_per_tick: options
+                .batches_per_tick
+                .unwrap_or(defaults.batches_per_tick),
+            seed: options.seed.unwrap_or(defaults.seed),
+            ..defaults
+        };
+        let (gpu, fallback) = where_to_train(options.backend.as_deref()).await?;
+        let net = recipe.network(MNIST_FEATURES, MNIST_CLASSES).map_err(js)?;
+        let engine = engine(&gpu, &net, &recipe, options.step_path.as_deref())?;
+        if let Engine::Gpu(g) = &engine {
+            g.prepare_async(recipe.batch_size, InputKind::U8, TargetKind::Labels)
+                .await
+                .map_err(js)?;
+        }
+        Ok(Setup {
+            options,
+            recipe,
+            gpu,
+            fallback,
+            net,
+            engine,
+        })
+    }
+}
+
+/// WebGPU's context, or `None` and why the CPU trains.
+async fn where_to_train(
+    backend: Option<&str>,
+) -> Result<(Option<Arc<GpuContext>>, Option<String>), JsError> {
+    // The backend shares its context as an `Arc` (Send + Sync natively); a page has one
+    // thread, where the context is neither.
+    #[allow(clippy::arc_with_non_send_sync)]
+    Ok(match backend.unwrap_or("auto") {
+        "cpu" => (None, Some("the CPU was asked for".to_string())),
+        "gpu" => (
+            Some(Arc::new(Engine::gpu_context().await.map_err(js)?)),
+            None,
+        ),
+        // As natively: a hardware GPU if there is one, else the CPU. A software adapter
+        // (SwiftShader, Chrome's fallback) trained ~6× slower than the CPU backend
+        // compiled to wasm on the same machine (BENCHMARKS.md, the browser).
+        "auto" => match Engine::gpu_context().await {
+            Ok(ctx) if ctx.is_software() => (
+                None,
+                Some(
+                    "WebGPU's adapter is a software one, slower than the CPU backend \
+                     (?backend=gpu trains on it anyway)"
+                        .to_string(),
+                ),
+            ),
+            Ok(ctx) => (Some(Arc::new(ctx)), None),
+            Err(e) => (None, Some(e.to_string())),
+        },
+        other => return Err(js(Error::arg("backend", "auto, gpu or cpu", other))),
+    })
+}
+
+/// The engine for `net` with the recipe's initial parameters, on `gpu` (on the step path
+/// asked for, if any) or the CPU.
+pub(crate) fn engine(
+    gpu: &Option<Arc<GpuContext>>,
+    net: &Network,
+    recipe: &Recipe,
+    step_path: Option<&str>,
+) -> Result<Engine, JsError> {
+    let params = Params::init(net, recipe.init, recipe.seed);
+    let mut engine = Engine::new(gpu.clone(), net, params, recipe.optimizer).map_err(js)?;
+    if let (Some(path), Engine::Gpu(g)) = (step_path, &mut engine) {
+        g.use_path(path.parse::<StepPath>().map_err(js)?)
+            .map_err(js)?;
+    }
+    Ok(engine)
+}
