@@ -34,3 +34,5 @@ pub use profile::KernelTime;
 pub use program::StepPath;
 #[cfg(target_arch = "wasm32")]
 pub use web::compile_wgsl_async;
+#[cfg(target_arch = "wasm32")]
+pub use web_compile::Preparing;

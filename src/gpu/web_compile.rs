@@ -25,15 +25,51 @@ impl GpuBackend {
         inputs: InputKind,
         targets: TargetKind,
     ) -> Result<()> {
+        self.start_prepare(batch_size, inputs, targets)?
+            .finish(&self.ctx)
+            .await
+    }
+
+    /// Has the browser start compiling the pipelines [`GpuBackend::prepare`] builds, and
+    /// returns at once: the page reads and uploads its data meanwhile. Await
+    /// [`Preparing::finish`] before the first step, which would otherwise compile them again.
+    pub fn start_prepare(
+        &self,
+        batch_size: usize,
+        inputs: InputKind,
+        targets: TargetKind,
+    ) -> Result<Preparing> {
         let ids = self.step_kernels(batch_size, inputs, targets);
-        self.ctx.kernels.prepare_async(&self.ctx, &ids).await
+        self.ctx.kernels.start_prepare(&self.ctx, &ids)
+    }
+}
+
+/// Pipelines the browser is compiling ([`GpuBackend::start_prepare`]).
+pub struct Preparing {
+    pending: Vec<(KernelId, String, JsFuture)>,
+}
+
+impl Preparing {
+    /// Awaits the compilations, then builds each pipeline through wgpu (which finds it in
+    /// the browser's cache). A pipeline the browser rejects is an [`Error::Gpu`] naming it,
+    /// with its message.
+    pub async fn finish(self, ctx: &GpuContext) -> Result<()> {
+        // Held until wgpu has built each one: the browser caches a pipeline while it lives.
+        let mut compiled = Vec::with_capacity(self.pending.len());
+        for (id, name, future) in self.pending {
+            compiled.push((id, future.await.map_err(|e| failed(&name, &e))?));
+        }
+        for &(id, _) in &compiled {
+            ctx.kernels.get(ctx, id)?;
+        }
+        drop(compiled);
+        ctx.settle_scopes().await
     }
 }
 
 impl Kernels {
-    /// Builds the pipelines `ids` that are not built yet, all compiled at once by the browser
-    /// first. A pipeline the browser rejects is an [`Error::Gpu`] naming it, with its message.
-    pub async fn prepare_async(&self, ctx: &GpuContext, ids: &[KernelId]) -> Result<()> {
+    /// Has the browser start compiling the pipelines `ids` that are not built yet.
+    pub fn start_prepare(&self, ctx: &GpuContext, ids: &[KernelId]) -> Result<Preparing> {
         let device: &JsValue = ctx
             .device
             .as_webgpu()
@@ -46,21 +82,12 @@ impl Kernels {
             }
         }
         let mut pending = Vec::new();
-        for &id in &wanted {
+        for id in wanted {
             let spec = id.spec()?;
             let promise = compile(device, &spec).map_err(|e| failed(&spec.name, &e))?;
-            pending.push((spec.name, JsFuture::from(promise)));
+            pending.push((id, spec.name, JsFuture::from(promise)));
         }
-        // Held until wgpu has built each one: the browser caches a pipeline while it lives.
-        let mut compiled = Vec::with_capacity(pending.len());
-        for (name, future) in pending {
-            compiled.push(future.await.map_err(|e| failed(&name, &e))?);
-        }
-        for id in wanted {
-            self.get(ctx, id)?;
-        }
-        drop(compiled);
-        ctx.settle_scopes().await
+        Ok(Preparing { pending })
     }
 }
 

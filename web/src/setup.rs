@@ -1,11 +1,11 @@
 //! What the page sets up before its data arrives: the options, WebGPU (or the reason for the
-//! CPU) and the engine for MNIST's shape, with the training step's pipelines compiled by the
-//! browser in parallel while the files download.
+//! CPU) and the engine for MNIST's shape, with the browser compiling the training step's
+//! pipelines in parallel while the files download and are read and uploaded.
 
 use std::sync::Arc;
 
 use serde::Deserialize;
-use soma::gpu::{GpuContext, StepPath};
+use soma::gpu::{GpuContext, Preparing, StepPath};
 use soma::ops::gather::InputKind;
 use soma::ops::loss::TargetKind;
 use soma::train::Recipe;
@@ -48,12 +48,15 @@ pub struct Setup {
     /// The network for MNIST's shape and its engine, with freshly initialised parameters.
     pub(crate) net: Network,
     pub(crate) engine: Engine,
+    /// The step's pipelines the browser is compiling, on WebGPU.
+    pub(crate) preparing: Option<Preparing>,
 }
 
 #[wasm_bindgen]
 impl Setup {
     /// Reads `options` (`{}` for the defaults), opens WebGPU (or falls back to the CPU,
-    /// saying why) and builds the engine, compiling the training step's pipelines.
+    /// saying why) and builds the engine; on WebGPU the browser starts compiling the training
+    /// step's pipelines ([`crate::Trainer::create`] awaits them).
     pub async fn open(options: JsValue) -> Result<Setup, JsError> {
         let options: Options = if options.is_undefined() || options.is_null() {
             Options::default()
@@ -74,11 +77,13 @@ impl Setup {
         let (gpu, fallback) = where_to_train(options.backend.as_deref()).await?;
         let net = recipe.network(MNIST_FEATURES, MNIST_CLASSES).map_err(js)?;
         let engine = engine(&gpu, &net, &recipe, options.step_path.as_deref())?;
-        if let Engine::Gpu(g) = &engine {
-            g.prepare_async(recipe.batch_size, InputKind::U8, TargetKind::Labels)
-                .await
-                .map_err(js)?;
-        }
+        let preparing = match &engine {
+            Engine::Gpu(g) => Some(
+                g.start_prepare(recipe.batch_size, InputKind::U8, TargetKind::Labels)
+                    .map_err(js)?,
+            ),
+            Engine::Cpu(_) => None,
+        };
         Ok(Setup {
             options,
             recipe,
@@ -86,6 +91,7 @@ impl Setup {
             fallback,
             net,
             engine,
+            preparing,
         })
     }
 }

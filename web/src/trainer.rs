@@ -163,6 +163,7 @@ impl Trainer {
             fallback,
             net: prepared_net,
             engine: prepared,
+            preparing,
         } = setup;
         if let Some(n) = options.limit {
             train = train.head(n);
@@ -195,6 +196,10 @@ impl Trainer {
             first_step_ms: None,
         };
         trainer.start(0).await.map_err(js)?;
+        // The data is on the device; the first step needs the pipelines compiled meanwhile.
+        if let (Some(preparing), Some(ctx)) = (preparing, &trainer.gpu) {
+            preparing.finish(ctx).await.map_err(js)?;
+        }
         Ok(trainer)
     }
 
