@@ -1,7 +1,8 @@
 // The page: fetches MNIST, trains soma on WebGPU (or the CPU, saying why), plots as it goes,
 // and reads digits drawn on the canvas. URL parameters change the run for tests and
 // benchmarks: epochs, backend (auto|gpu|cpu), stepPath (general|fused), batch, tick
-// (batches per step call), limit (training images), seed.
+// (batches per step call), limit (training images), seed, optimizer (sgd|momentum|adam),
+// augment (pixels of random shift, 0 for none).
 
 import init, { Mnist, Setup, Trainer } from "./pkg/soma_web.js";
 import { drawTraining } from "./chart.js";
@@ -54,8 +55,10 @@ function options() {
   num("tick", "batchesPerTick");
   num("limit", "limit");
   num("seed", "seed");
+  num("augment", "augment");
   if (q.has("backend")) o.backend = q.get("backend");
   if (q.has("stepPath")) o.stepPath = q.get("stepPath");
+  if (q.has("optimizer")) o.optimizer = q.get("optimizer");
   return o;
 }
 

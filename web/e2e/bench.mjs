@@ -26,6 +26,8 @@ const configs = [
   ["soma, auto (CPU backend in wasm here)", `${somaUrl}?epochs=2&limit=6000`],
   ["soma, WebGPU, general step", `${somaUrl}?epochs=2&limit=6000&backend=gpu&stepPath=general`],
   ["soma, WebGPU, fused step", `${somaUrl}?epochs=2&limit=6000&backend=gpu&stepPath=fused`],
+  // TF.js's page trains plain SGD without shifts: the same work per sample.
+  ["soma, WebGPU, general step, SGD, no shifts", `${somaUrl}?epochs=2&limit=6000&backend=gpu&stepPath=general&optimizer=sgd&augment=0`],
   ...["wasm", "webgl", "cpu", "webgpu"].map((b) => [`TF.js ${b}`, `http://127.0.0.1:${tfjsPort}/tfjs-mlp.html?backend=${b}`]),
 ];
 

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use soma::gpu::{GpuContext, Preparing, StepPath};
 use soma::ops::gather::InputKind;
 use soma::ops::loss::TargetKind;
-use soma::train::Recipe;
-use soma::{Error, Network, Params};
+use soma::train::{Recipe, default_lr, default_weight_decay};
+use soma::{Error, Network, Optimizer, Params};
 use wasm_bindgen::prelude::*;
 
 use crate::engine::Engine;
@@ -30,6 +30,10 @@ pub(crate) struct Options {
     /// Train on the first N training images only.
     pub limit: Option<usize>,
     pub seed: Option<u64>,
+    /// `sgd`, `momentum` or `adam`, at its default rate and weight decay.
+    pub optimizer: Option<String>,
+    /// Random shifts of up to this many pixels (0: none).
+    pub augment: Option<u8>,
 }
 
 /// MNIST's shape, known before its files arrive: 28×28 pixels stored as bytes, 10 labels.
@@ -65,7 +69,17 @@ impl Setup {
                 .map_err(|e| JsError::new(&format!("Trainer options: {e}")))?
         };
         let defaults = Recipe::default();
+        let optimizer = match &options.optimizer {
+            Some(name) => {
+                let o = Optimizer::from_name(name).map_err(js)?;
+                o.with_weight_decay(default_weight_decay(&o))
+            }
+            None => defaults.optimizer,
+        };
         let recipe = Recipe {
+            lr: default_lr(&optimizer),
+            optimizer,
+            augment: options.augment.unwrap_or(defaults.augment),
             epochs: options.epochs.unwrap_or(defaults.epochs),
             batch_size: options.batch_size.unwrap_or(defaults.batch_size),
             batches_per_tick: options
