@@ -444,20 +444,13 @@ impl GpuOps {
             let at = s * stride + UPDATE_SLOT_GAP;
             slot_data[at..at + n].copy_from_slice(&contiguous(*slot));
         }
-        let dims = MatmulDims {
-            m: inputs as u32,
-            n: outputs as u32,
-            k: batch as u32,
-            rows_dim: RowsDim::Fixed as u32,
-            lda: inputs as u32,
-            ldb: outputs as u32,
-            ldc: outputs as u32,
-            ones_row: 1,
-            epilogue: Epilogue::Optim as u32,
-            slot_base: UPDATE_SLOT_GAP as u32,
-            opt: OptimParams::new(optimizer, stride as u32),
-            ..Default::default()
-        };
+        let dims = MatmulDims::weight_update(
+            inputs as u32,
+            outputs as u32,
+            Some(batch as u32),
+            UPDATE_SLOT_GAP as u32,
+            OptimParams::new(optimizer, stride as u32),
+        );
         let buffers = vec![
             self.input("weight update x", &contiguous(x))?,
             self.input("weight update delta", &contiguous(delta))?,

@@ -506,19 +506,13 @@ impl Planner<'_> {
     fn weight_grad_update(&self, rec: &mut Records, l: usize, rows: u32) -> PlannedDispatch {
         let net = self.net;
         let (i, o) = net.layer_shape(l);
-        let dims = MatmulDims {
-            m: i as u32,
-            n: o as u32,
-            rows_dim: RowsDim::K as u32,
-            lda: i as u32,
-            ldb: o as u32,
-            ldc: o as u32,
-            ones_row: 1,
-            epilogue: Epilogue::Optim as u32,
-            slot_base: self.layout.starts[l] as u32,
-            opt: OptimParams::new(self.optimizer, self.layout.total as u32),
-            ..Default::default()
-        };
+        let dims = MatmulDims::weight_update(
+            i as u32,
+            o as u32,
+            None,
+            self.layout.starts[l] as u32,
+            OptimParams::new(self.optimizer, self.layout.total as u32),
+        );
         let tile = choose_tile(i as u32 + 1, o as u32, rows, self.ctx.tile_target());
         PlannedDispatch {
             label: format!("weight grad + update {}", l + 1),

@@ -170,6 +170,33 @@ pub struct MatmulDims {
 }
 
 impl MatmulDims {
+    /// A layer's weight-gradient step, `inputs` → `outputs`: `[xᵀ·δ; 1ᵀ·δ]` over the batch
+    /// (the ones-row gives the bias gradient), handed to the optimizer `opt` in the epilogue,
+    /// with the layer's state at `slot_base` in the state buffer. The batch is `batch` rows, or
+    /// the step record's when `None` (a training step's).
+    pub fn weight_update(
+        inputs: u32,
+        outputs: u32,
+        batch: Option<u32>,
+        slot_base: u32,
+        opt: OptimParams,
+    ) -> MatmulDims {
+        MatmulDims {
+            m: inputs,
+            n: outputs,
+            k: batch.unwrap_or(0),
+            rows_dim: batch.map_or(RowsDim::K, |_| RowsDim::Fixed) as u32,
+            lda: inputs,
+            ldb: outputs,
+            ldc: outputs,
+            ones_row: 1,
+            epilogue: Epilogue::Optim as u32,
+            slot_base,
+            opt,
+            ..Default::default()
+        }
+    }
+
     /// Workgroups of `tile` covering C for `m` rows of op(A) (plus the ones-row).
     pub fn grid_for(&self, m: u32, tile: Tile) -> (u32, u32) {
         let rows = m + self.ones_row;
