@@ -81,8 +81,9 @@ struct Info {
     epochs_done: u64,
     train_samples: usize,
     test_samples: usize,
-    /// From `Trainer.create` being called (the data fetched) to the first step handed to the
-    /// backend, in milliseconds; `None` before it.
+    /// From `Trainer.create` being called (the data read, the WebGPU device open) to the first
+    /// step handed to the backend, in milliseconds (the upload and the wait for the step's
+    /// pipelines included); `None` before it. The page times the rest from the data's arrival.
     first_step_ms: Option<f64>,
 }
 
