@@ -328,20 +328,24 @@ impl Kernels {
         self.get(ctx, KernelId::Loss(output, target))
     }
 
+    /// The built pipelines (a panic elsewhere leaves the list usable: entries are pushed whole).
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(KernelId, Kernel)>> {
+        self.built.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// How many pipelines are built so far.
     pub fn built(&self) -> usize {
-        self.built.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.lock().len()
     }
 
     /// Whether `key` is built.
     pub fn is_built(&self, key: KernelId) -> bool {
-        let built = self.built.lock().unwrap_or_else(|e| e.into_inner());
-        built.iter().any(|(k, _)| *k == key)
+        self.lock().iter().any(|(k, _)| *k == key)
     }
 
     /// The pipeline `key`, built on `ctx` the first time it is asked for.
     pub fn get(&self, ctx: &GpuContext, key: KernelId) -> Result<Kernel> {
-        let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
+        let mut built = self.lock();
         if let Some((_, k)) = built.iter().find(|(k, _)| *k == key) {
             return Ok(k.clone());
         }
