@@ -276,19 +276,47 @@ fn a_wait_past_the_timeout_is_an_error_naming_it_and_the_limit() {
     // waited for right after. (Lavapipe blocks a submit until the previous one has finished, so
     // the wait must directly follow the long submit: a read-back's own copy would come first.)
     gpu.train_batches(&order, 256, 0.01).unwrap();
+    // What an adapter can show depends on whether its submit returns before the work is done:
+    // - Vulkan (lavapipe included), Metal, DX12, hardware GL: the steps are still running when
+    //   `submit` returns, so the 1 ns wait must end in the timeout error.
+    // - GL on llvmpipe (a fresh machine's only adapter): Mesa runs each compute dispatch to
+    //   completion inside the GL call, so the queue is already empty when `submit` returns and
+    //   no wait can outlast it. There the test shows the other half of the contract: a wait
+    //   under a 1 ns limit for work that has finished is not an error.
+    // The non-blocking poll tells the two apart; it may take the GL branch only on GL, so on
+    // Vulkan this test is exactly as strict as it always was.
+    let finished_in_submit = ctx
+        .device
+        .poll(wgpu::PollType::Poll)
+        .expect("a non-blocking poll")
+        .is_queue_empty();
     ctx.set_timeout(Duration::from_nanos(1));
-    let err = ctx
-        .wait("the training steps")
-        .expect_err("a 1 ns wait for a long submit");
+    let waited = ctx.wait("the training steps");
     ctx.set_timeout(soma::gpu::DEFAULT_TIMEOUT);
-    let text = err.to_string();
-    assert!(
-        matches!(err, soma::Error::Gpu { .. })
-            && text.contains("the training steps")
-            && text.contains("timeout")
-            && text.contains(soma::gpu::TIMEOUT_ENV),
-        "{text}"
-    );
+    if finished_in_submit {
+        assert_eq!(
+            ctx.info.backend,
+            wgpu::Backend::Gl,
+            "only GL runs a submit's work inside the submit ({})",
+            ctx.describe()
+        );
+        waited.expect("a 1 ns wait for work that has already finished");
+        println!(
+            "NOTE: {} ran the steps inside the submit: nothing to time out on, so only the \
+             finished wait was checked",
+            ctx.describe()
+        );
+    } else {
+        let err = waited.expect_err("a 1 ns wait for a long submit");
+        let text = err.to_string();
+        assert!(
+            matches!(err, soma::Error::Gpu { .. })
+                && text.contains("the training steps")
+                && text.contains("timeout")
+                && text.contains(soma::gpu::TIMEOUT_ENV),
+            "{text}"
+        );
+    }
     // Nothing was lost: the steps finish and their stats come back with the next wait.
     assert_eq!(gpu.take_stats().unwrap().samples, data.len() as u64);
     let (c, wall) = (gpu.counters(), started.elapsed().as_secs_f64());
