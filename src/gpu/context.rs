@@ -111,10 +111,20 @@ pub fn hardware_adapter() -> Option<AdapterInfo> {
 /// software adapter the CPU backend is faster.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn hardware_adapter() -> Option<AdapterInfo> {
+    all_adapters()
+        .into_iter()
+        .find(|i| i.device_type != DeviceType::Cpu)
+}
+
+/// Every adapter wgpu finds (within `WGPU_BACKEND`), in the order [`GpuContext::new`] tries
+/// them: hardware first. For diagnostics (the `adapter` example): when the adapter picked is
+/// not the one expected, this shows what else was there. Native only.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn all_adapters() -> Vec<AdapterInfo> {
     pollster::block_on(adapters(&instance()))
         .into_iter()
         .map(|a| a.get_info())
-        .find(|i| i.device_type != DeviceType::Cpu)
+        .collect()
 }
 
 /// Limits the engine needs from `available`: fixed minimums for the kernels, and the adapter's

@@ -26,6 +26,8 @@ mod web;
 mod web_compile;
 
 pub use backend::GpuBackend;
+#[cfg(not(target_arch = "wasm32"))]
+pub use context::all_adapters;
 pub use context::{DEFAULT_TIMEOUT, GpuContext, GpuOptions, TIMEOUT_ENV, hardware_adapter};
 pub use counters::GpuCounters;
 pub use kernels::{KernelId, KernelSpec, Kernels, compile_wgsl, kernel_specs};
