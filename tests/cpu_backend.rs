@@ -1,6 +1,7 @@
 //! What only the CPU reference backend has: its thread count and the split of a batch into
 //! row blocks. Everything the `Backend` trait promises is tested on both backends in
-//! `tests/backend_suite.rs`.
+//! `tests/backend_suite.rs`. The networks here are tiny, so the tests that split batches lower
+//! the work a block needs (`with_min_block_flops`); by default such networks stay on one thread.
 
 mod common;
 
@@ -24,7 +25,8 @@ fn several_threads_give_the_same_training_as_one() {
     let run = |threads: usize| {
         let mut cpu = CpuBackend::new(&net, Params::init(&net, Init::He, 3), Optimizer::momentum())
             .unwrap()
-            .with_threads(threads);
+            .with_threads(threads)
+            .with_min_block_flops(0);
         let config = TrainConfig {
             batch_size: 128,
             ..cfg(2, Schedule::Constant)
@@ -44,7 +46,8 @@ fn several_threads_give_the_same_training_as_one() {
 #[test]
 fn uneven_row_blocks_match_one_thread() {
     // Batch 37 splits into blocks of 19 and 18 rows on two threads, and 300 samples leave a
-    // final batch of 4, which runs as one block: every path of the split is exercised.
+    // final batch of 4, which runs as one block (a row of 4-16-3 is 544 FLOPs: 37 rows hold
+    // 20,128, 4 rows 2,176): every path of the split is exercised.
     let net = Network::new(
         &[4, 16, 3],
         Activation::Sigmoid,
@@ -59,7 +62,8 @@ fn uneven_row_blocks_match_one_thread() {
             Optimizer::adam(),
         )
         .unwrap()
-        .with_threads(threads);
+        .with_threads(threads)
+        .with_min_block_flops(5_000);
         let config = TrainConfig {
             batch_size: 37,
             ..cfg(2, Schedule::Constant)
@@ -78,4 +82,67 @@ fn uneven_row_blocks_match_one_thread() {
     );
     assert_eq!(s1.samples, s2.samples);
     assert!((s1.mean_loss() - s2.mean_loss()).abs() < 1e-4);
+}
+
+#[test]
+fn a_tiny_networks_batches_stay_on_one_thread_by_default() {
+    // 4-16-3 at batch 64 is ~35 kFLOP a step, far under `MIN_BLOCK_FLOPS`: the split would cost
+    // more than it gives, so two threads must train bit for bit as one does.
+    let net = Network::new(
+        &[4, 16, 3],
+        Activation::Sigmoid,
+        Output::SoftmaxCrossEntropy,
+    )
+    .unwrap();
+    let data = blobs(256);
+    let run = |threads: usize| {
+        let mut cpu = CpuBackend::new(&net, Params::init(&net, Init::Uniform, 2), Optimizer::Sgd)
+            .unwrap()
+            .with_threads(threads);
+        let config = TrainConfig {
+            batch_size: 64,
+            ..cfg(2, Schedule::Constant)
+        };
+        train(&mut cpu, &data, None, &config, 0, |_| {}).unwrap();
+        cpu.params().unwrap()
+    };
+    assert_eq!(run(1), run(2));
+    assert!(64 * net.train_flops_per_sample() < soma::cpu::MIN_BLOCK_FLOPS);
+}
+
+#[test]
+fn mnist_sized_batches_split_once_each_block_holds_enough_work() {
+    // 784-64-64-10 is 229,120 FLOPs a row: 16 rows (3.7 MFLOP) make a block, 8 do not. With a
+    // split the sums run in another order, so the parameters differ in their last bits; without
+    // one they are identical.
+    let net = Network::new(
+        &[784, 64, 64, 10],
+        Activation::Sigmoid,
+        Output::SoftmaxCrossEntropy,
+    )
+    .unwrap();
+    let data = common::data::mnist_like(64, 3);
+    let run = |threads: usize, batch_size: usize| {
+        let mut cpu = CpuBackend::new(&net, Params::init(&net, Init::Uniform, 4), Optimizer::Sgd)
+            .unwrap()
+            .with_threads(threads);
+        let config = TrainConfig {
+            batch_size,
+            ..cfg(1, Schedule::Constant)
+        };
+        train(&mut cpu, &data, None, &config, 0, |_| {}).unwrap();
+        cpu.params().unwrap()
+    };
+    assert_eq!(
+        run(1, 16),
+        run(2, 16),
+        "batch 16: blocks of 8 rows would hold too little work"
+    );
+    let (one, two) = (run(1, 32), run(2, 32));
+    assert_ne!(one, two, "batch 32: two blocks of 16 rows");
+    assert!(
+        max_abs_diff(&one, &two) < 1e-5,
+        "off by {}",
+        max_abs_diff(&one, &two)
+    );
 }

@@ -10,6 +10,8 @@
 //! synchronisation than the second core gave.
 
 pub mod linalg;
+#[cfg(not(target_arch = "wasm32"))]
+mod team;
 
 use ndarray::{Array1, Array2, ArrayView2, Axis, s};
 
@@ -22,15 +24,40 @@ use crate::ops::matmul::{bias_activation, mul_derivative};
 use crate::ops::reduce::column_sums;
 use crate::ops::{gather, loss, optim};
 use crate::optim::{OptimState, Optimizer};
-use crate::params::{Layer, Params};
+use crate::params::Params;
 use crate::train::Sample;
 
 /// Rows per chunk when evaluating or predicting: bounds memory, not results.
 const EVAL_CHUNK: usize = 1024;
 
-/// Fewest rows worth a thread of their own: below this a block's matrix products are too small
-/// to pay for the hand-off.
-const MIN_ROWS_PER_THREAD: usize = 16;
+/// The least training work (FLOPs, see [`Network::train_flops_per_sample`]) a row block must
+/// hold to get a thread of its own. A split step costs two barriers and a pass that sums the
+/// blocks' gradients; measured on 784-64-64-10 (2-vCPU EPYC), two blocks of 16 rows (3.7 MFLOP
+/// each) already beat one thread, so the bound sits just under that. A tiny network's steps
+/// stay on one thread whatever the batch.
+pub const MIN_BLOCK_FLOPS: u64 = 3_000_000;
+
+/// How a batch is split into row blocks, one per thread.
+#[derive(Clone, Copy, Debug)]
+struct Split {
+    threads: usize,
+    flops_per_row: u64,
+    min_block_flops: u64,
+}
+
+impl Split {
+    /// How many row blocks a batch of `b` rows is split into: one per thread, as long as each
+    /// holds `min_block_flops` of work and a row.
+    fn blocks(self, b: usize) -> usize {
+        let by_work = (b as u64 * self.flops_per_row)
+            .checked_div(self.min_block_flops)
+            .unwrap_or(u64::MAX);
+        self.threads
+            .min(b)
+            .min(usize::try_from(by_work).unwrap_or(usize::MAX))
+            .max(1)
+    }
+}
 
 /// Activations, deltas and gradients for batches of up to `rows` samples.
 struct Workspace {
@@ -79,6 +106,8 @@ pub struct CpuBackend {
     pool: Option<rayon::ThreadPool>,
     /// Threads of `pool` (1 without one); kept apart because `in_pool` lends the pool out.
     threads: usize,
+    /// See [`CpuBackend::with_min_block_flops`].
+    min_block_flops: u64,
 }
 
 impl CpuBackend {
@@ -98,19 +127,20 @@ impl CpuBackend {
             #[cfg(not(target_arch = "wasm32"))]
             pool: None,
             threads: 1,
+            min_block_flops: MIN_BLOCK_FLOPS,
         })
     }
 
-    /// Splits each batch over up to `threads` threads (blocks of at least
-    /// `MIN_ROWS_PER_THREAD` rows). If the thread pool cannot be built, runs on one; on
-    /// wasm32 (no threads) always on one.
+    /// Splits each batch over up to `threads` threads (blocks of at least [`MIN_BLOCK_FLOPS`]
+    /// of work). If the thread pool cannot be built, runs on one; on wasm32 (no threads) always
+    /// on one.
     #[cfg(target_arch = "wasm32")]
     pub fn with_threads(self, _threads: usize) -> Self {
         self
     }
 
-    /// Splits each batch over up to `threads` threads (blocks of at least
-    /// `MIN_ROWS_PER_THREAD` rows). If the thread pool cannot be built, runs on one.
+    /// Splits each batch over up to `threads` threads (blocks of at least [`MIN_BLOCK_FLOPS`]
+    /// of work). If the thread pool cannot be built, runs on one.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.pool = (threads > 1)
@@ -145,9 +175,26 @@ impl CpuBackend {
         f(self)
     }
 
+    /// How batches are split into row blocks.
+    fn split(&self) -> Split {
+        Split {
+            threads: self.threads,
+            flops_per_row: self.net.train_flops_per_sample(),
+            min_block_flops: self.min_block_flops,
+        }
+    }
+
     /// How many row blocks a batch of `b` rows is split into.
     fn blocks(&self, b: usize) -> usize {
-        self.threads.min(b / MIN_ROWS_PER_THREAD).max(1)
+        self.split().blocks(b)
+    }
+
+    /// Sets the least work a row block needs for a thread of its own (default
+    /// [`MIN_BLOCK_FLOPS`]); 0 splits every batch of at least as many rows as threads, which
+    /// the tests use to put tiny networks on several threads.
+    pub fn with_min_block_flops(mut self, flops: u64) -> Self {
+        self.min_block_flops = flops;
+        self
     }
 
     /// Makes `blocks` workspaces of at least `rows` rows, reallocating only to grow.
@@ -161,10 +208,9 @@ impl CpuBackend {
         }
     }
 
-    /// Runs `indices` of `data` forward (and, when `train`, backward) in row blocks, one per
-    /// thread, with the output deltas scaled for a batch of `batch` rows. Returns the summed
-    /// stats; each block's weight gradients are left in its workspace.
-    fn run_blocks(&mut self, data: &Dataset, indices: &[u32], batch: usize, train: bool) -> Stats {
+    /// Runs `indices` of `data` forward in row blocks, one per thread, and returns the summed
+    /// stats (evaluation).
+    fn run_blocks(&mut self, data: &Dataset, indices: &[u32]) -> Stats {
         let blocks = self.blocks(indices.len());
         let rows = indices.len().div_ceil(blocks);
         let (net, params) = (&self.net, &self.params);
@@ -172,11 +218,7 @@ impl CpuBackend {
             let b = part.len();
             Self::load_batch(work, data, part);
             Self::forward(net, params, work, b);
-            let stats = Self::output_delta(net, work, b, batch);
-            if train {
-                Self::backward(net, params, work, b);
-            }
-            stats
+            Self::output_delta(net, work, b, b)
         };
         let work = &mut self.work[..blocks];
         // Called inside `in_pool`, so the blocks go to the pool's threads without a hand-off
@@ -198,87 +240,26 @@ impl CpuBackend {
         run(&mut work[0], indices)
     }
 
-    /// Sums the `blocks` workspaces' gradients into the first one's and applies the optimizer.
-    /// Both are element-wise, so they run in parallel over row chunks of every tensor: the
-    /// threads stay busy between steps instead of one of them idling (and falling asleep)
-    /// through a serial update.
-    fn reduce_and_update(&mut self, blocks: usize, lr: f32) {
-        use ndarray::{ArrayView2, ArrayViewMut2, Axis};
-
-        struct Chunk<'a> {
-            p: ArrayViewMut2<'a, f32>,
-            g: ArrayViewMut2<'a, f32>,
-            others: Vec<ArrayView2<'a, f32>>,
-            slots: Vec<ArrayViewMut2<'a, f32>>,
+    /// One thread's training: each batch forward, backward and through the optimizer, tensor
+    /// by tensor (the reference path), prefetching the next batch's rows.
+    fn train_serial(&mut self, data: &Dataset, order: &[u32], batch_size: usize, lr: f32) {
+        let mut batches = order.chunks(batch_size).peekable();
+        while let Some(batch) = batches.next() {
+            let work = &mut self.work[0];
+            let b = batch.len();
+            Self::load_batch(work, data, batch);
+            gather::prefetch(data, batches.peek().copied().unwrap_or_default());
+            Self::forward(&self.net, &self.params, work, b);
+            self.stats.add(Self::output_delta(&self.net, work, b, b));
+            Self::backward(&self.net, &self.params, work, b);
+            optim::apply(
+                &self.optimizer,
+                lr,
+                &mut self.params,
+                &work.grads,
+                &mut self.state,
+            );
         }
-        self.state.step += 1;
-        let (t, optimizer, parts) = (self.state.step, self.optimizer, self.threads);
-        let (first, rest) = self.work.split_at_mut(1);
-        let others = &rest[..blocks - 1];
-        let mut slot_layers: Vec<_> = self
-            .state
-            .slots
-            .iter_mut()
-            .map(|s| s.layers.iter_mut())
-            .collect();
-        let mut chunks = Vec::new();
-        for (l, (p, g)) in self
-            .params
-            .layers
-            .iter_mut()
-            .zip(&mut first[0].grads.layers)
-            .enumerate()
-        {
-            // W in row chunks (one per thread), then b as a one-row matrix.
-            let rows = p.w.nrows().div_ceil(parts).max(1);
-            let (mut slot_w, mut slot_b) = (Vec::new(), Vec::new());
-            for it in slot_layers.iter_mut() {
-                let Layer { w, b } = it.next().expect("a state tensor per layer");
-                slot_w.push(w.axis_chunks_iter_mut(Axis(0), rows));
-                slot_b.push(b.view_mut().insert_axis(Axis(0)));
-            }
-            let mut other_w: Vec<_> = others
-                .iter()
-                .map(|o| o.grads.layers[l].w.axis_chunks_iter(Axis(0), rows))
-                .collect();
-            let w_chunks = p.w.axis_chunks_iter_mut(Axis(0), rows);
-            for (pw, gw) in w_chunks.zip(g.w.axis_chunks_iter_mut(Axis(0), rows)) {
-                chunks.push(Chunk {
-                    p: pw,
-                    g: gw,
-                    others: other_w
-                        .iter_mut()
-                        .map(|o| o.next().expect("same rows"))
-                        .collect(),
-                    slots: slot_w
-                        .iter_mut()
-                        .map(|s| s.next().expect("same rows"))
-                        .collect(),
-                });
-            }
-            chunks.push(Chunk {
-                p: p.b.view_mut().insert_axis(Axis(0)),
-                g: g.b.view_mut().insert_axis(Axis(0)),
-                others: others
-                    .iter()
-                    .map(|o| o.grads.layers[l].b.view().insert_axis(Axis(0)))
-                    .collect(),
-                slots: slot_b,
-            });
-        }
-        let update = |mut c: Chunk<'_>| {
-            for o in &c.others {
-                c.g += o;
-            }
-            optim::update(&optimizer, lr, t, c.p, c.g.view(), &mut c.slots);
-        };
-        #[cfg(not(target_arch = "wasm32"))]
-        if blocks > 1 {
-            use rayon::prelude::*;
-            chunks.into_par_iter().for_each(update);
-            return;
-        }
-        chunks.into_iter().for_each(update);
     }
 
     /// Forward pass over the first `b` rows of `work.acts[0]`; leaves every layer's output in
@@ -369,24 +350,13 @@ impl Backend for CpuBackend {
         let rows = batch_size.min(order.len());
         let blocks = self.blocks(rows);
         self.workspaces(blocks, rows.div_ceil(blocks));
-        self.in_pool(|this| {
-            for batch in order.chunks(batch_size) {
-                let stats = this.run_blocks(&data, batch, batch.len(), true);
-                this.stats.add(stats);
-                if this.blocks(batch.len()) > 1 {
-                    this.reduce_and_update(this.blocks(batch.len()), lr);
-                } else {
-                    // The reference path: the whole update, tensor by tensor.
-                    optim::apply(
-                        &this.optimizer,
-                        lr,
-                        &mut this.params,
-                        &this.work[0].grads,
-                        &mut this.state,
-                    );
-                }
-            }
-        });
+        #[cfg(not(target_arch = "wasm32"))]
+        if blocks > 1 {
+            self.train_team(&data, order, batch_size, lr);
+            self.train = Some(data);
+            return Ok(());
+        }
+        self.train_serial(&data, order, batch_size, lr);
         self.train = Some(data);
         Ok(())
     }
@@ -404,7 +374,7 @@ impl Backend for CpuBackend {
         Ok(self.in_pool(|this| {
             let mut total = Stats::default();
             for chunk in indices.chunks(rows) {
-                total.add(this.run_blocks(data, chunk, chunk.len(), false));
+                total.add(this.run_blocks(data, chunk));
             }
             total
         }))
