@@ -1,4 +1,5 @@
-//! Finite-difference gradient checks of the CPU backend, for every hidden activation × output.
+//! Finite-difference gradient checks of the CPU backend, for every hidden activation × output;
+//! and of the convolution and max-pool ops on their own (the last section, with its own oracle).
 //!
 //! The oracle is an independent forward pass written plainly below in f64 (no code shared with
 //! the library): the loss of a batch is the mean over samples of `-ln softmax(z)[y]` or of
@@ -438,4 +439,436 @@ fn the_oracle_itself_matches_hand_computed_values() {
     // Its numeric gradient w.r.t. b[0]: d/db0 of ((σ(b0)-1)² + σ(b1)²)/2 is (σ-1)·σ(1-σ) = -0.125.
     let g = p.numeric_grad(&P64::from(&zero));
     assert!((g[4] - -0.125).abs() < 1e-9, "numeric d/db0 = {}", g[4]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convolution and max-pooling (`soma::ops::{conv, pool}`), op by op
+//
+// No network uses these ops yet, so they are checked directly rather than through a backend
+// step: the loss is `½ Σ (y - t)²` over the outputs `y` of a convolution, or of a convolution
+// followed by a 2×2 max-pool, with random targets `t`. Its gradient with respect to `y` is
+// `y - t`; the library's backward ops carry that back to the input, the weights and the bias
+// (in f32), and central differences of an independent f64 forward pass are the oracle. The loss
+// is quadratic in each single scalar (the convolution is linear in each of x, w, b, and the
+// pool picks one value once no window is near a tie), so the central differences have no
+// truncation error: only f64 rounding, ≈ 1e-16·|L|/H ≈ 1e-9 for |L| ≲ 100.
+
+use soma::ops::conv::{Chw, ConvShape, Padding, conv2d, conv2d_input_grad, conv2d_param_grads};
+use soma::ops::pool::{PoolShape, max_pool, max_pool_backward};
+
+/// Absolute part of the convolution gradients' tolerance (`|a - n| ≤ CONV_ATOL + CONV_RTOL ·
+/// max(|a|, |n|)`). The analytic side is f32 throughout, and its error is mostly the forward
+/// outputs' rounding (≤ 3.1e-6 measured, see the forward test below) carried by `dy = y - t`
+/// into the backward sums of up to C_out·k·k = 125 (input gradient) or B·OH·OW = 120 (weights)
+/// terms with |w|, |x| ≤ 1: a random walk of ≈ √125 · 3e-6 ≈ 3.4e-5. Measured over every case
+/// and seed: at most 1.8e-5 absolute (5×5 same, C_in 5, gradients up to 74).
+const CONV_ATOL: f64 = 5e-5;
+
+/// Relative part: the f32 rounding of the large gradients themselves (measured: at most 3.2e-5
+/// relative on gradients above 0.1, all within the absolute part). A flipped or transposed
+/// kernel index, a missing padding offset or a gradient sent to the wrong pool input moves a
+/// gradient by O(1), ≥ 1e-1 relative (`a_flipped_kernel_in_the_input_gradient_fails_the_check`).
+const CONV_RTOL: f64 = 1e-4;
+
+/// A convolution, optionally followed by a max-pool, and its batch size.
+#[derive(Clone, Copy, Debug)]
+struct ConvCase {
+    c_in: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    k: usize,
+    padding: Padding,
+    pool: bool,
+    batch: usize,
+}
+
+impl ConvCase {
+    fn shape(&self) -> ConvShape {
+        ConvShape::new(
+            Chw::new(self.c_in, self.h, self.w),
+            self.c_out,
+            self.k,
+            self.padding,
+        )
+        .unwrap()
+    }
+}
+
+impl std::fmt::Display for ConvCase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "B={} {}×{}×{} → {} channels, {k}×{k} {}{}",
+            self.batch,
+            self.c_in,
+            self.h,
+            self.w,
+            self.c_out,
+            self.padding,
+            if self.pool { " → max-pool" } else { "" },
+            k = self.k
+        )
+    }
+}
+
+/// Odd sizes, C_in = 1, 3, 5, k = 1, 3, 5, a kernel as large as the input, both paddings, and a
+/// pool after valid and same convolutions.
+fn conv_cases() -> Vec<ConvCase> {
+    use Padding::{Same, Valid};
+    let case = |c_in, h, w, c_out, k, padding, pool, batch| ConvCase {
+        c_in,
+        h,
+        w,
+        c_out,
+        k,
+        padding,
+        pool,
+        batch,
+    };
+    vec![
+        case(1, 7, 5, 2, 3, Valid, false, 3),
+        case(3, 7, 5, 4, 3, Same, false, 2),
+        case(5, 7, 5, 3, 5, Valid, false, 2),
+        case(5, 7, 5, 3, 5, Same, false, 3),
+        case(3, 5, 7, 2, 5, Same, false, 1),
+        case(2, 3, 3, 3, 3, Valid, false, 4),
+        case(3, 4, 5, 2, 1, Valid, false, 2),
+        case(3, 8, 6, 2, 3, Valid, true, 3),
+        case(1, 6, 8, 5, 5, Same, true, 2),
+        case(5, 6, 10, 3, 3, Same, true, 2),
+    ]
+}
+
+/// The f64 forward pass, from the definition with signed coordinates (a tap outside the image
+/// reads 0): `y[n][co][oy][ox] = b[co] + Σ w[co][ci][ky][kx] · x[n][ci][oy+ky-p][ox+kx-p]`.
+/// Returns `y` flat (channel-major per sample) and the output's (height, width).
+fn conv64(c: &ConvCase, x: &[f64], w: &[f64], b: &[f64]) -> (Vec<f64>, (usize, usize)) {
+    let p = match c.padding {
+        Padding::Valid => 0,
+        Padding::Same => (c.k as isize - 1) / 2,
+    };
+    let (oh, ow) = match c.padding {
+        Padding::Valid => (c.h - c.k + 1, c.w - c.k + 1),
+        Padding::Same => (c.h, c.w),
+    };
+    let mut y = Vec::with_capacity(c.batch * c.c_out * oh * ow);
+    for n in 0..c.batch {
+        for co in 0..c.c_out {
+            for oy in 0..oh as isize {
+                for ox in 0..ow as isize {
+                    let mut sum = b[co];
+                    for ci in 0..c.c_in {
+                        for ky in 0..c.k as isize {
+                            for kx in 0..c.k as isize {
+                                let (iy, ix) = (oy + ky - p, ox + kx - p);
+                                if iy < 0 || ix < 0 || iy >= c.h as isize || ix >= c.w as isize {
+                                    continue;
+                                }
+                                let xv =
+                                    x[((n * c.c_in + ci) * c.h + iy as usize) * c.w + ix as usize];
+                                let wv =
+                                    w[((co * c.c_in + ci) * c.k + ky as usize) * c.k + kx as usize];
+                                sum += wv * xv;
+                            }
+                        }
+                    }
+                    y.push(sum);
+                }
+            }
+        }
+    }
+    (y, (oh, ow))
+}
+
+/// The f64 2×2 max-pool of `planes` planes of h×w, and the smallest gap between a window's
+/// maximum and its runner-up (how far the batch is from a tie).
+fn pool64(planes: usize, h: usize, w: usize, y: &[f64]) -> (Vec<f64>, f64) {
+    let mut out = Vec::new();
+    let mut gap = f64::INFINITY;
+    for plane in y.chunks(h * w).take(planes) {
+        for oy in 0..h / 2 {
+            for ox in 0..w / 2 {
+                let mut v: Vec<f64> = [(0, 0), (0, 1), (1, 0), (1, 1)]
+                    .iter()
+                    .map(|(dy, dx)| plane[(2 * oy + dy) * w + 2 * ox + dx])
+                    .collect();
+                v.sort_by(|a, b| b.total_cmp(a));
+                gap = gap.min(v[0] - v[1]);
+                out.push(v[0]);
+            }
+        }
+    }
+    (out, gap)
+}
+
+/// A case with random values: x, w in [-1, 1), b in [-0.5, 0.5), targets t in [-1, 1).
+struct ConvProblem {
+    case: ConvCase,
+    x: Vec<f32>,
+    w: Vec<f32>,
+    b: Vec<f32>,
+    t: Vec<f32>,
+}
+
+impl ConvProblem {
+    /// Resampled until no pool window is within `KINK_MARGIN` of a tie: a perturbation of `H`
+    /// moves a convolution output by at most `H` (every |x|, |w| ≤ 1), far less.
+    fn random(case: ConvCase, seed: u64) -> ConvProblem {
+        let mut rng = Pcg64Mcg::seed_from_u64(seed);
+        let s = case.shape();
+        let mut uniform =
+            |n: usize, r: f32| -> Vec<f32> { (0..n).map(|_| rng.random_range(-r..r)).collect() };
+        for _attempt in 0..1000 {
+            let x = uniform(case.batch * s.input().len(), 1.0);
+            let w = uniform(s.weight_dims().0 * s.weight_dims().1, 1.0);
+            let b = uniform(case.c_out, 0.5);
+            let outputs = if case.pool {
+                PoolShape::new(s.output()).unwrap().output().len()
+            } else {
+                s.output().len()
+            };
+            let t = uniform(case.batch * outputs, 1.0);
+            let p = ConvProblem { case, x, w, b, t };
+            if p.forward(&p.x64(), &p.w64(), &p.b64()).1 >= KINK_MARGIN {
+                return p;
+            }
+        }
+        panic!("{case}: no batch without a near-tie in a pool window in 1000 attempts");
+    }
+
+    fn x64(&self) -> Vec<f64> {
+        self.x.iter().map(|&v| v as f64).collect()
+    }
+    fn w64(&self) -> Vec<f64> {
+        self.w.iter().map(|&v| v as f64).collect()
+    }
+    fn b64(&self) -> Vec<f64> {
+        self.b.iter().map(|&v| v as f64).collect()
+    }
+
+    /// The f64 outputs (after the pool, if any) and the smallest pool gap (∞ without a pool).
+    fn forward(&self, x: &[f64], w: &[f64], b: &[f64]) -> (Vec<f64>, f64) {
+        let c = &self.case;
+        let (y, (oh, ow)) = conv64(c, x, w, b);
+        if c.pool {
+            pool64(c.batch * c.c_out, oh, ow, &y)
+        } else {
+            (y, f64::INFINITY)
+        }
+    }
+
+    fn loss(&self, x: &[f64], w: &[f64], b: &[f64]) -> f64 {
+        let (y, _) = self.forward(x, w, b);
+        assert_eq!(y.len(), self.t.len());
+        y.iter()
+            .zip(&self.t)
+            .map(|(&y, &t)| 0.5 * (y - t as f64).powi(2))
+            .sum()
+    }
+
+    /// Central differences for every scalar of x, then w, then b.
+    fn numeric_grad(&self) -> [Vec<f64>; 3] {
+        let params = [self.x64(), self.w64(), self.b64()];
+        std::array::from_fn(|which| {
+            (0..params[which].len())
+                .map(|k| {
+                    let at = |d: f64| {
+                        let mut p = params.clone();
+                        p[which][k] += d;
+                        self.loss(&p[0], &p[1], &p[2])
+                    };
+                    (at(H) - at(-H)) / (2.0 * H)
+                })
+                .collect()
+        })
+    }
+
+    /// The library's gradients (x, w, b) in f32, with the input gradient computed from weights
+    /// `w_back` (the real ones, except where a test plants a mistake), and its forward outputs.
+    fn analytic_grad(&self, w_back: &[f32]) -> ([Vec<f64>; 3], Vec<f32>) {
+        let c = &self.case;
+        let s = c.shape();
+        let x = Array2::from_shape_vec((c.batch, s.input().len()), self.x.clone()).unwrap();
+        let w = Array2::from_shape_vec(s.weight_dims(), self.w.clone()).unwrap();
+        let b = Array1::from_vec(self.b.clone());
+        let mut y = Array2::zeros((c.batch, s.output().len()));
+        conv2d(&s, x.view(), w.view(), b.view(), y.view_mut()).unwrap();
+        let (out, dy) = if c.pool {
+            let ps = PoolShape::new(s.output()).unwrap();
+            let mut pooled = Array2::zeros((c.batch, ps.output().len()));
+            let mut arg = Array2::zeros(pooled.dim());
+            max_pool(&ps, y.view(), pooled.view_mut(), arg.view_mut()).unwrap();
+            let t = Array2::from_shape_vec(pooled.dim(), self.t.clone()).unwrap();
+            let d_pooled = &pooled - &t;
+            let mut dy = Array2::zeros(y.dim());
+            max_pool_backward(&ps, d_pooled.view(), arg.view(), dy.view_mut()).unwrap();
+            (pooled, dy)
+        } else {
+            let t = Array2::from_shape_vec(y.dim(), self.t.clone()).unwrap();
+            let dy = &y - &t;
+            (y, dy)
+        };
+        let w_back = Array2::from_shape_vec(s.weight_dims(), w_back.to_vec()).unwrap();
+        let mut dx = Array2::zeros(x.dim());
+        conv2d_input_grad(&s, dy.view(), w_back.view(), dx.view_mut()).unwrap();
+        let (mut dw, mut db) = (Array2::zeros(w.dim()), Array1::zeros(c.c_out));
+        conv2d_param_grads(&s, x.view(), dy.view(), dw.view_mut(), db.view_mut()).unwrap();
+        let f64s = |a: &[f32]| a.iter().map(|&v| v as f64).collect::<Vec<_>>();
+        let grads = [
+            f64s(dx.as_slice().unwrap()),
+            f64s(dw.as_slice().unwrap()),
+            f64s(db.as_slice().unwrap()),
+        ];
+        (grads, out.into_raw_vec_and_offset().0)
+    }
+}
+
+/// The error of `a` against `n` as a fraction of the convolution tolerance: below 1 passes.
+fn conv_tol_ratio(a: f64, n: f64) -> f64 {
+    (a - n).abs() / (CONV_ATOL + CONV_RTOL * a.abs().max(n.abs()))
+}
+
+/// The worst scalar of a comparison: (its ratio to the tolerance, which of x/w/b, its index,
+/// analytic, numeric).
+fn worst_conv_scalar(
+    analytic: &[Vec<f64>; 3],
+    numeric: &[Vec<f64>; 3],
+) -> (f64, &'static str, usize, f64, f64) {
+    let mut worst = (0.0, "", 0, 0.0, 0.0);
+    for (which, name) in ["x", "w", "b"].into_iter().enumerate() {
+        assert_eq!(analytic[which].len(), numeric[which].len(), "{name}");
+        for (k, (&a, &n)) in analytic[which].iter().zip(&numeric[which]).enumerate() {
+            let r = conv_tol_ratio(a, n);
+            if r > worst.0 || r.is_nan() {
+                worst = (r, name, k, a, n);
+            }
+        }
+    }
+    worst
+}
+
+const CONV_SEEDS: [u64; 2] = [11, 12];
+
+#[test]
+fn conv_and_pool_gradients_match_finite_differences() {
+    let mut checked = 0;
+    for case in conv_cases() {
+        for seed in CONV_SEEDS {
+            let p = ConvProblem::random(case, seed);
+            let (analytic, _) = p.analytic_grad(&p.w);
+            let numeric = p.numeric_grad();
+            let (ratio, name, k, a, n) = worst_conv_scalar(&analytic, &numeric);
+            assert!(
+                ratio < 1.0,
+                "{case} seed {seed}: d{name}[{k}]: analytic {a:e}, numeric {n:e}, error {:e} \
+                 is {ratio:.1}× the tolerance",
+                (a - n).abs()
+            );
+            for (g, name) in numeric.iter().zip(["x", "w", "b"]) {
+                // Guards against a vacuous pass. Under a pool, three inputs in four get no
+                // gradient (and an input that no kept output reads, none either).
+                let nonzero = g.iter().filter(|v| v.abs() > 1e-6).count();
+                let needed = if case.pool && name == "x" {
+                    g.len() / 5
+                } else {
+                    g.len() / 2
+                };
+                assert!(
+                    nonzero > needed,
+                    "{case} seed {seed}: only {nonzero} of {} d{name} are nonzero",
+                    g.len()
+                );
+            }
+            checked += analytic.iter().map(Vec::len).sum::<usize>();
+        }
+    }
+    assert!(checked > 3000, "checked only {checked} scalars");
+}
+
+#[test]
+fn conv_and_pool_forward_match_the_f64_oracle() {
+    for case in conv_cases() {
+        let p = ConvProblem::random(case, CONV_SEEDS[0]);
+        let (_, out) = p.analytic_grad(&p.w);
+        let (want, _) = p.forward(&p.x64(), &p.w64(), &p.b64());
+        assert_eq!(out.len(), want.len(), "{case}");
+        for (j, (&o, &w)) in out.iter().zip(&want).enumerate() {
+            // f32 sums of ≤ 125 products, |x·w| ≈ 0.25 on average: a random walk of rounding
+            // errors ≈ √125 · 6e-8 · 31 ≈ 2e-5; measured at most 3.1e-6.
+            assert!(
+                (o as f64 - w).abs() < 2e-5,
+                "{case}: output {j}: {o} against {w}"
+            );
+        }
+    }
+}
+
+/// The check is not vacuous: the input gradient computed with the kernel flipped left-right
+/// (the classic convolution-vs-correlation mistake) or its rows swapped fails it by far.
+#[test]
+fn a_flipped_kernel_in_the_input_gradient_fails_the_check() {
+    for case in conv_cases().into_iter().filter(|c| c.k > 1) {
+        let p = ConvProblem::random(case, CONV_SEEDS[0]);
+        let k = case.k;
+        let remap = |f: &dyn Fn(usize, usize) -> (usize, usize)| -> Vec<f32> {
+            let mut out = p.w.clone();
+            for (patch, src) in out.chunks_mut(k * k).zip(p.w.chunks(k * k)) {
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let (sy, sx) = f(ky, kx);
+                        patch[ky * k + kx] = src[sy * k + sx];
+                    }
+                }
+            }
+            out
+        };
+        let numeric = p.numeric_grad();
+        for (what, w_back) in [
+            ("flipped left-right", remap(&|y, x| (y, k - 1 - x))),
+            ("transposed", remap(&|y, x| (x, y))),
+        ] {
+            let (analytic, _) = p.analytic_grad(&w_back);
+            let (ratio, name, ..) = worst_conv_scalar(&analytic, &numeric);
+            assert!(
+                ratio > 100.0 && name == "x",
+                "{case}: a kernel {what} in the input gradient went unnoticed \
+                 (worst: d{name}, {ratio:.1}× the tolerance)"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_conv_oracle_itself_matches_hand_computed_values() {
+    // One 1×2×2 image, one 2×2 kernel, valid: a single dot product plus the bias.
+    let case = ConvCase {
+        c_in: 1,
+        h: 2,
+        w: 2,
+        c_out: 1,
+        k: 2,
+        padding: Padding::Valid,
+        pool: false,
+        batch: 1,
+    };
+    let (y, dims) = conv64(&case, &[1., 2., 3., 4.], &[1., -1., 2., 0.5], &[0.25]);
+    assert_eq!((y, dims), (vec![1. - 2. + 6. + 2. + 0.25], (1, 1)));
+    // Same padding, 3×3 kernel with only its centre set: the identity.
+    let case = ConvCase {
+        k: 3,
+        padding: Padding::Same,
+        ..case
+    };
+    let mut w = vec![0.; 9];
+    w[4] = 1.;
+    let (y, _) = conv64(&case, &[1., 2., 3., 4.], &w, &[0.]);
+    assert_eq!(y, vec![1., 2., 3., 4.]);
+    // Its top-left tap alone shifts the image down-right, zeros coming in.
+    let mut w = vec![0.; 9];
+    w[0] = 1.;
+    let (y, _) = conv64(&case, &[1., 2., 3., 4.], &w, &[0.]);
+    assert_eq!(y, vec![0., 0., 0., 1.]);
+    let (m, gap) = pool64(1, 2, 4, &[1., 5., 0., 0., 3., 2., 0., -1.]);
+    assert_eq!((m, gap), (vec![5., 0.], 0.));
 }

@@ -12,13 +12,17 @@
 //! | optimizer update | [`optim`] (`update`) | `optim.wgsl`, `optim_step.wgsl` |
 //! | column sums | [`reduce`] (`column_sums`) | `reduce.wgsl` |
 //! | fused step (rows; gradients + update) | [`fused`] (the ops above in sequence) | `fused_rows.wgsl`, `fused_grads.wgsl` |
+//! | conv2d (forward, input / weight / bias gradients) | [`conv`] (`conv2d`, `conv2d_input_grad`, `conv2d_param_grads`) | not yet (issue 19) |
+//! | max-pool 2×2 (forward + arg-max, backward) | [`pool`] (`max_pool`, `max_pool_backward`) | not yet (issue 19) |
 
 pub mod activation;
+pub mod conv;
 pub mod fused;
 pub mod gather;
 pub mod loss;
 pub mod matmul;
 pub mod optim;
+pub mod pool;
 pub mod reduce;
 
 use std::fmt::Write;

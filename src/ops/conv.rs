@@ -1,0 +1,641 @@
+//! 2-D convolution, stride 1, k×k kernel, "valid" or "same" padding, with a bias per output
+//! channel: the CPU reference, written as the textbook sums so that a reader can check each
+//! line against them. There is no WGSL twin yet (issue 19).
+//!
+//! **Layout.** A batch is a B × (C·H·W) array, one sample per row, channel-major within the row
+//! (`x[n, (c·H + y)·W + x]`, NCHW flattened), as soma's batches are B × features: a dense layer
+//! after a convolution reads its output rows as they are (flatten is free). The weights are
+//! C_out × (C_in·k·k), `w[co, (ci·k + ky)·k + kx]` (PyTorch's `[C_out, C_in, k, k]` flattened),
+//! the bias has C_out values.
+//!
+//! **The sums** ("convolution" as every framework means it, a cross-correlation: the kernel is
+//! not flipped), with `p` the padding (0 for valid, (k-1)/2 for same) and `x` zero outside the
+//! image:
+//!
+//! ```text
+//! forward       y[n, co, oy, ox] = b[co] + Σ_ci Σ_ky Σ_kx w[co, ci, ky, kx] · x[n, ci, oy+ky-p, ox+kx-p]
+//! input grad   dx[n, ci, iy, ix] = Σ_co Σ_ky Σ_kx w[co, ci, ky, kx] · dy[n, co, iy-ky+p, ix-kx+p]
+//!                                  (over the (oy, ox) = (iy-ky+p, ix-kx+p) inside the output)
+//! weight grad  dw[co, ci, ky, kx] = Σ_n Σ_oy Σ_ox dy[n, co, oy, ox] · x[n, ci, oy+ky-p, ox+kx-p]
+//! bias grad    db[co]             = Σ_n Σ_oy Σ_ox dy[n, co, oy, ox]
+//! ```
+//!
+//! The input gradient is written as a gather (each `dx` a sum of what reads it), not as the
+//! forward pass's scatter run backwards: that is the form a GPU thread per `dx` computes without
+//! atomics. Sums are in f32, in the loop order shown.
+//!
+//! **Speed, for the fast CPU path and the GPU kernels** (these loops are the oracle, not the
+//! fast path). All three are GEMMs over the im2col matrix `X̂[n][(ci,ky,kx), (oy,ox)] =
+//! x[n, ci, oy+ky-p, ox+kx-p]` (R = C_in·k·k rows, P = OH·OW columns per sample):
+//! - forward: `Y[n] = W · X̂[n]` (C_out × R times R × P), bias and activation in the epilogue;
+//!   the result is already channel-major, so no transpose follows;
+//! - weight grad: `dW = Σ_n dY[n] · X̂[n]ᵀ` (K = B·P, the batch reduction of the dense
+//!   weight-gradient step; the ones-row of the matmul gives `db` as it does for dense layers),
+//!   with the optimizer in its epilogue;
+//! - input grad: `dX̂[n] = Wᵀ · dY[n]`, then col2im adds overlapping patches; or, without the
+//!   scatter, the gather above is itself a GEMM (K = C_out·k·k) over the im2col view of `dy`
+//!   padded by k-1-p with the kernel flipped.
+//!
+//! Implicit GEMM computes the `X̂` element a tile loads from its (row, column) index instead of
+//! reading a written-out `X̂` (k² times the input's size). On the CPU, im2col per sample into a
+//! reused workspace then `cpu::linalg::gemm` is the simple fast path; for the first layer of an
+//! MNIST net (C_in = 1) R is only k², so the product is thin and the epilogue matters.
+
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
+
+use crate::error::{Error, Result};
+use crate::named_enum;
+
+/// The shape of one sample of a spatial layer's input or output: channels × height × width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Chw {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+impl Chw {
+    pub const fn new(c: usize, h: usize, w: usize) -> Chw {
+        Chw { c, h, w }
+    }
+
+    /// Values per sample, C·H·W: the width of a batch row. Saturates instead of overflowing,
+    /// so that an absurd shape fails the size checks rather than wrapping round to a small one.
+    pub fn len(&self) -> usize {
+        self.c.saturating_mul(self.h).saturating_mul(self.w)
+    }
+
+    /// Whether any dimension is 0.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Where value `(c, y, x)` sits in a sample's row (channel-major).
+    #[inline]
+    pub fn index(&self, c: usize, y: usize, x: usize) -> usize {
+        (c * self.h + y) * self.w + x
+    }
+}
+
+impl std::fmt::Display for Chw {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}×{}×{}", self.c, self.h, self.w)
+    }
+}
+
+/// The largest count of values per sample (and of weights per layer) a spatial op takes: the GPU
+/// kernels will index in u32, and the pool's arg-max is a u32.
+pub const MAX_VALUES: usize = u32::MAX as usize;
+
+/// How a convolution treats the border.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Padding {
+    /// No padding: every tap lies inside the input, the output is (H-k+1)×(W-k+1).
+    Valid,
+    /// (k-1)/2 zeros on each side: the output has the input's size. Odd k only: an even k
+    /// would need one more zero on one side than the other, and frameworks differ on which,
+    /// so [`ConvShape::new`] rejects it rather than pick one silently.
+    Same,
+}
+
+named_enum!(Padding, "padding", ["valid" => Padding::Valid, "same" => Padding::Same]);
+
+/// A validated convolution: its input, output channels, kernel size and padding. Built only by
+/// [`ConvShape::new`], so every op taking one can trust that its sizes are sane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvShape {
+    input: Chw,
+    out_channels: usize,
+    kernel: usize,
+    padding: Padding,
+}
+
+impl ConvShape {
+    /// A `kernel`×`kernel` convolution from `input` to `out_channels` channels, or an error that
+    /// names the convolution and the offending sizes: a zero size, a kernel larger than the
+    /// input (either padding), an even kernel with same padding, or more than [`MAX_VALUES`]
+    /// values per sample or weights.
+    pub fn new(input: Chw, out_channels: usize, kernel: usize, padding: Padding) -> Result<Self> {
+        let s = ConvShape {
+            input,
+            out_channels,
+            kernel,
+            padding,
+        };
+        let what = format!("conv2d {}", s.describe());
+        if input.is_empty() {
+            return Err(Error::shape(
+                what,
+                "an input of at least 1×1×1 (C×H×W)",
+                input,
+            ));
+        }
+        if out_channels == 0 {
+            return Err(Error::shape(what, "at least 1 output channel", 0));
+        }
+        if kernel == 0 {
+            return Err(Error::shape(what, "a kernel of at least 1×1", "0×0"));
+        }
+        if kernel > input.h || kernel > input.w {
+            // With same padding such a kernel would be defined (most taps on padding zeros), but
+            // it is almost surely a mistake in the layer list, and the issue asks for an error.
+            return Err(Error::shape(
+                what,
+                format!("a kernel no larger than the {}×{} input", input.h, input.w),
+                format!("{kernel}×{kernel}"),
+            ));
+        }
+        if padding == Padding::Same && kernel.is_multiple_of(2) {
+            return Err(Error::shape(
+                what,
+                "an odd kernel size with same padding (or valid padding)",
+                format!("{kernel}×{kernel}"),
+            ));
+        }
+        let weights = out_channels
+            .checked_mul(input.c)
+            .and_then(|v| v.checked_mul(kernel * kernel));
+        let sizes = [
+            ("input values per sample", Some(input.len())),
+            ("output values per sample", Some(s.output().len())),
+            ("weights", weights),
+        ];
+        for (name, n) in sizes {
+            if n.is_none_or(|n| n > MAX_VALUES) {
+                return Err(Error::TooLarge {
+                    what: format!("{what}: its {name}"),
+                    needed: n.map_or("more than usize::MAX".into(), |n| n.to_string()),
+                    limit: MAX_VALUES.to_string(),
+                });
+            }
+        }
+        Ok(s)
+    }
+
+    /// One sample's input.
+    pub fn input(&self) -> Chw {
+        self.input
+    }
+
+    /// One sample's output: C_out × OH × OW.
+    pub fn output(&self) -> Chw {
+        let shrink = match self.padding {
+            Padding::Valid => self.kernel - 1,
+            Padding::Same => 0,
+        };
+        Chw::new(
+            self.out_channels,
+            self.input.h - shrink,
+            self.input.w - shrink,
+        )
+    }
+
+    pub fn kernel(&self) -> usize {
+        self.kernel
+    }
+
+    pub fn padding(&self) -> Padding {
+        self.padding
+    }
+
+    /// Zeros added before (and after) each row and column: 0, or (k-1)/2 for same.
+    pub fn pad(&self) -> usize {
+        match self.padding {
+            Padding::Valid => 0,
+            Padding::Same => (self.kernel - 1) / 2,
+        }
+    }
+
+    /// The weight matrix's shape: C_out × (C_in·k·k).
+    pub fn weight_dims(&self) -> (usize, usize) {
+        (self.out_channels, self.patch_len())
+    }
+
+    /// Values one output reads from one sample: C_in·k·k (a row of the weights).
+    pub fn patch_len(&self) -> usize {
+        self.input.c * self.kernel * self.kernel
+    }
+
+    /// Trainable parameters: weights and biases.
+    pub fn parameter_count(&self) -> usize {
+        self.out_channels * self.patch_len() + self.out_channels
+    }
+
+    /// Multiply-adds of one sample's forward pass, as if padding zeros were multiplied too (the
+    /// count frameworks and FLOP tables use).
+    pub fn macs_per_sample(&self) -> u64 {
+        self.output().len() as u64 * self.patch_len() as u64
+    }
+
+    /// Where weight `(co, ci, ky, kx)` sits: its row is `co`, this is its column.
+    #[inline]
+    fn tap(&self, ci: usize, ky: usize, kx: usize) -> usize {
+        (ci * self.kernel + ky) * self.kernel + kx
+    }
+
+    /// The row index of input pixel `(c, py - p, px - p)`, given in padded coordinates (the
+    /// input with its border of zeros), or `None` when that is a padding zero.
+    #[inline]
+    fn input_at(&self, c: usize, py: usize, px: usize) -> Option<usize> {
+        let (y, x) = (py.checked_sub(self.pad())?, px.checked_sub(self.pad())?);
+        (y < self.input.h && x < self.input.w).then(|| self.input.index(c, y, x))
+    }
+
+    /// `"3×7×5 → 8×7×5, 5×5 same"`.
+    fn describe(&self) -> String {
+        let fits = match self.padding {
+            Padding::Valid => (1..=self.input.h.min(self.input.w)).contains(&self.kernel),
+            Padding::Same => true,
+        };
+        let out = if fits && !self.input.is_empty() {
+            self.output().to_string()
+        } else {
+            "?".to_string()
+        };
+        format!(
+            "{} → {out}, {k}×{k} {}",
+            self.input,
+            self.padding,
+            k = self.kernel
+        )
+    }
+
+    fn what(&self, array: &str) -> String {
+        format!("conv2d {}: {array}", self.describe())
+    }
+
+    /// `a` must be `rows` × `cols`.
+    fn check(&self, array: &str, a: (usize, usize), rows: usize, cols: usize) -> Result<()> {
+        if a != (rows, cols) {
+            return Err(Error::shape(
+                self.what(array),
+                format!("{rows}×{cols}"),
+                format!("{}×{}", a.0, a.1),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A batch of inputs: B rows of C·H·W. Returns B.
+    fn check_input(&self, array: &str, x: (usize, usize)) -> Result<usize> {
+        if x.1 != self.input.len() {
+            return Err(Error::shape(
+                self.what(array),
+                format!(
+                    "rows of C·H·W = {}·{}·{} = {} values",
+                    self.input.c,
+                    self.input.h,
+                    self.input.w,
+                    self.input.len()
+                ),
+                format!("{}×{}", x.0, x.1),
+            ));
+        }
+        Ok(x.0)
+    }
+
+    fn check_weights(&self, w: (usize, usize)) -> Result<()> {
+        let (r, c) = self.weight_dims();
+        self.check("weights (C_out × C_in·k·k)", w, r, c)
+    }
+
+    fn check_bias(&self, array: &str, len: usize) -> Result<()> {
+        if len != self.out_channels {
+            return Err(Error::shape(
+                self.what(array),
+                format!("{} values (one per output channel)", self.out_channels),
+                len,
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for ConvShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "conv2d {}", self.describe())
+    }
+}
+
+/// Forward pass: `out = conv(x, w) + b` for a batch `x` (B × C_in·H·W) into `out`
+/// (B × C_out·OH·OW). An error (nothing written) when a shape does not fit `s`.
+pub fn conv2d(
+    s: &ConvShape,
+    x: ArrayView2<f32>,
+    w: ArrayView2<f32>,
+    b: ArrayView1<f32>,
+    mut out: ArrayViewMut2<f32>,
+) -> Result<()> {
+    let batch = s.check_input("input", x.dim())?;
+    s.check_weights(w.dim())?;
+    s.check_bias("bias", b.len())?;
+    let o = s.output();
+    s.check("output", out.dim(), batch, o.len())?;
+    let (k, c_in) = (s.kernel, s.input.c);
+    for n in 0..batch {
+        for co in 0..o.c {
+            for oy in 0..o.h {
+                for ox in 0..o.w {
+                    let mut acc = b[co];
+                    for ci in 0..c_in {
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                if let Some(i) = s.input_at(ci, oy + ky, ox + kx) {
+                                    acc += w[[co, s.tap(ci, ky, kx)]] * x[[n, i]];
+                                }
+                            }
+                        }
+                    }
+                    out[[n, o.index(co, oy, ox)]] = acc;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Input gradient: `dx` (B × C_in·H·W) from the output gradient `dy` (B × C_out·OH·OW) and
+/// the weights, overwriting `dx`.
+pub fn conv2d_input_grad(
+    s: &ConvShape,
+    dy: ArrayView2<f32>,
+    w: ArrayView2<f32>,
+    mut dx: ArrayViewMut2<f32>,
+) -> Result<()> {
+    let o = s.output();
+    let batch = dy.nrows();
+    s.check("output gradient", dy.dim(), batch, o.len())?;
+    s.check_weights(w.dim())?;
+    let i = s.input;
+    s.check("input gradient", dx.dim(), batch, i.len())?;
+    let (k, p) = (s.kernel, s.pad());
+    for n in 0..batch {
+        for ci in 0..i.c {
+            for iy in 0..i.h {
+                for ix in 0..i.w {
+                    let mut acc = 0.0f32;
+                    for co in 0..o.c {
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                // The output that read this pixel through tap (ky, kx):
+                                // oy + ky - p = iy, if it lies inside the output.
+                                let (Some(oy), Some(ox)) =
+                                    ((iy + p).checked_sub(ky), (ix + p).checked_sub(kx))
+                                else {
+                                    continue;
+                                };
+                                if oy < o.h && ox < o.w {
+                                    acc +=
+                                        w[[co, s.tap(ci, ky, kx)]] * dy[[n, o.index(co, oy, ox)]];
+                                }
+                            }
+                        }
+                    }
+                    dx[[n, i.index(ci, iy, ix)]] = acc;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Weight and bias gradients, summed over the batch: `dw` (C_out × C_in·k·k) and `db` (C_out)
+/// from the inputs `x` and the output gradient `dy`, overwriting both.
+pub fn conv2d_param_grads(
+    s: &ConvShape,
+    x: ArrayView2<f32>,
+    dy: ArrayView2<f32>,
+    mut dw: ArrayViewMut2<f32>,
+    mut db: ArrayViewMut1<f32>,
+) -> Result<()> {
+    let batch = s.check_input("input", x.dim())?;
+    let o = s.output();
+    s.check("output gradient", dy.dim(), batch, o.len())?;
+    s.check_weights(dw.dim())?;
+    s.check_bias("bias gradient", db.len())?;
+    let k = s.kernel;
+    for co in 0..o.c {
+        for ci in 0..s.input.c {
+            for ky in 0..k {
+                for kx in 0..k {
+                    let mut acc = 0.0f32;
+                    for n in 0..batch {
+                        for oy in 0..o.h {
+                            for ox in 0..o.w {
+                                if let Some(i) = s.input_at(ci, oy + ky, ox + kx) {
+                                    acc += dy[[n, o.index(co, oy, ox)]] * x[[n, i]];
+                                }
+                            }
+                        }
+                    }
+                    dw[[co, s.tap(ci, ky, kx)]] = acc;
+                }
+            }
+        }
+        let mut acc = 0.0f32;
+        for n in 0..batch {
+            for j in 0..o.h * o.w {
+                acc += dy[[n, co * o.h * o.w + j]];
+            }
+        }
+        db[co] = acc;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array1, Array2, array};
+
+    fn shape(c: usize, h: usize, w: usize, co: usize, k: usize, p: Padding) -> ConvShape {
+        ConvShape::new(Chw::new(c, h, w), co, k, p).unwrap()
+    }
+
+    #[test]
+    fn output_shapes() {
+        let s = shape(3, 7, 5, 8, 3, Padding::Valid);
+        assert_eq!(s.output(), Chw::new(8, 5, 3));
+        assert_eq!(s.weight_dims(), (8, 27));
+        assert_eq!(s.parameter_count(), 8 * 27 + 8);
+        assert_eq!(s.macs_per_sample(), 8 * 5 * 3 * 27);
+        let s = shape(3, 7, 5, 8, 5, Padding::Same);
+        assert_eq!((s.output(), s.pad()), (Chw::new(8, 7, 5), 2));
+        // The kernel may be as large as the input: one output per channel.
+        assert_eq!(
+            shape(1, 5, 5, 2, 5, Padding::Valid).output(),
+            Chw::new(2, 1, 1)
+        );
+        assert_eq!(
+            shape(1, 28, 28, 8, 5, Padding::Valid).to_string(),
+            "conv2d 1×28×28 → 8×24×24, 5×5 valid"
+        );
+        assert_eq!("same".parse::<Padding>().unwrap(), Padding::Same);
+        assert!("full".parse::<Padding>().is_err());
+    }
+
+    #[test]
+    fn bad_shapes_are_errors_that_name_the_conv_and_the_sizes() {
+        let err = |c, h, w, co, k, p| {
+            ConvShape::new(Chw::new(c, h, w), co, k, p)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(1, 4, 6, 8, 5, Padding::Valid);
+        assert!(
+            e.contains("1×4×6") && e.contains("5×5") && e.contains("4×6"),
+            "{e}"
+        );
+        let e = err(1, 6, 4, 8, 5, Padding::Same);
+        assert!(e.contains("no larger than the 6×4 input"), "{e}");
+        let e = err(3, 8, 8, 8, 4, Padding::Same);
+        assert!(e.contains("odd kernel") && e.contains("4×4"), "{e}");
+        assert!(ConvShape::new(Chw::new(3, 8, 8), 8, 4, Padding::Valid).is_ok());
+        assert!(err(0, 8, 8, 8, 3, Padding::Valid).contains("0×8×8"));
+        assert!(err(1, 8, 0, 8, 3, Padding::Valid).contains("1×8×0"));
+        assert!(err(1, 8, 8, 0, 3, Padding::Valid).contains("output channel"));
+        assert!(err(1, 8, 8, 4, 0, Padding::Same).contains("at least 1×1"));
+        let e = err(1 << 20, 1 << 20, 1 << 20, 1, 1, Padding::Valid);
+        assert!(e.contains("input values per sample"), "{e}");
+        let e = err(1 << 16, 3, 3, 1 << 16, 3, Padding::Same);
+        assert!(e.contains("weights"), "{e}");
+    }
+
+    #[test]
+    fn arrays_that_do_not_fit_are_errors_not_panics() {
+        let s = shape(2, 4, 3, 3, 3, Padding::Valid); // output 3×2×1
+        let (x, w, b) = (
+            Array2::<f32>::zeros((2, 24)),
+            Array2::<f32>::zeros((3, 18)),
+            Array1::<f32>::zeros(3),
+        );
+        let mut out = Array2::<f32>::zeros((2, 6));
+        assert!(conv2d(&s, x.view(), w.view(), b.view(), out.view_mut()).is_ok());
+        // A channel mismatch: the previous layer gave 3 channels, not 2.
+        let x3 = Array2::<f32>::zeros((2, 36));
+        let e = conv2d(&s, x3.view(), w.view(), b.view(), out.view_mut()).unwrap_err();
+        assert!(e.to_string().contains("2·4·3 = 24") && e.to_string().contains("2×36"));
+        let wt = w.t().to_owned();
+        assert!(conv2d(&s, x.view(), wt.view(), b.view(), out.view_mut()).is_err());
+        let b4 = Array1::<f32>::zeros(4);
+        assert!(conv2d(&s, x.view(), w.view(), b4.view(), out.view_mut()).is_err());
+        let mut short = Array2::<f32>::zeros((1, 6));
+        assert!(conv2d(&s, x.view(), w.view(), b.view(), short.view_mut()).is_err());
+        let mut dx = Array2::<f32>::zeros((2, 24));
+        assert!(conv2d_input_grad(&s, out.view(), w.view(), dx.view_mut()).is_ok());
+        assert!(conv2d_input_grad(&s, x.view(), w.view(), dx.view_mut()).is_err());
+        let mut dx1 = Array2::<f32>::zeros((1, 24));
+        assert!(conv2d_input_grad(&s, out.view(), w.view(), dx1.view_mut()).is_err());
+        let (mut dw, mut db) = (w.clone(), b.clone());
+        assert!(conv2d_param_grads(&s, x.view(), out.view(), dw.view_mut(), db.view_mut()).is_ok());
+        assert!(
+            conv2d_param_grads(&s, x.view(), short.view(), dw.view_mut(), db.view_mut()).is_err()
+        );
+        let mut db4 = b4.clone();
+        assert!(
+            conv2d_param_grads(&s, x.view(), out.view(), dw.view_mut(), db4.view_mut()).is_err()
+        );
+    }
+
+    /// One 3×3 image, one 2×2 kernel, by hand.
+    #[test]
+    fn valid_forward_and_gradients_by_hand() {
+        let s = shape(1, 3, 3, 1, 2, Padding::Valid);
+        let x = array![[1., 2., 3., 4., 5., 6., 7., 8., 9.]];
+        let w = array![[1., 0., 0., -1.]]; // y = x[y][x] - x[y+1][x+1] + b
+        let b = array![0.5];
+        let mut y = Array2::zeros((1, 4));
+        conv2d(&s, x.view(), w.view(), b.view(), y.view_mut()).unwrap();
+        assert_eq!(
+            y,
+            array![[1. - 5. + 0.5, 2. - 6. + 0.5, 4. - 8. + 0.5, 5. - 9. + 0.5]]
+        );
+
+        // dy picks the top-right output: x[0][1] feeds it through w[0][0] = 1, x[1][2] through
+        // w[1][1] = -1.
+        let dy = array![[0., 1., 0., 0.]];
+        let mut dx = Array2::zeros((1, 9));
+        conv2d_input_grad(&s, dy.view(), w.view(), dx.view_mut()).unwrap();
+        assert_eq!(dx, array![[0., 1., 0., 0., 0., -1., 0., 0., 0.]]);
+        // dw[ky][kx] = x[ky][1 + kx]: the patch under that output.
+        let (mut dw, mut db) = (Array2::zeros((1, 4)), Array1::zeros(1));
+        conv2d_param_grads(&s, x.view(), dy.view(), dw.view_mut(), db.view_mut()).unwrap();
+        assert_eq!(dw, array![[2., 3., 5., 6.]]);
+        assert_eq!(db, array![1.]);
+    }
+
+    /// Same padding: a 3×3 box filter over two channels of 3×3 (the second ten times the
+    /// first), summing both; edges and corners see only the pixels inside the image.
+    #[test]
+    fn same_padding_by_hand() {
+        let s = shape(2, 3, 3, 1, 3, Padding::Same);
+        let grid: Vec<f32> = (1..=9).map(|v| v as f32).collect();
+        let tens: Vec<f32> = grid.iter().map(|v| 10. * v).collect();
+        let x = Array2::from_shape_vec((1, 18), [grid, tens].concat()).unwrap();
+        let w = Array2::from_elem((1, 18), 1.0f32);
+        let mut y = Array2::zeros((1, 9));
+        conv2d(&s, x.view(), w.view(), array![0.].view(), y.view_mut()).unwrap();
+        // 3×3 neighbourhood sums of 1..9 inside the grid, e.g. 1 + 2 + 4 + 5 = 12 at a corner,
+        // times 11 for the two channels.
+        let sums = [12., 21., 16., 27., 45., 33., 24., 39., 28.];
+        assert_eq!(y.row(0).to_vec(), sums.map(|v| 11. * v));
+        // With an all-ones kernel, the input gradient of dy = 1 counts the outputs that read
+        // each pixel: 4 at corners, 6 at edges, 9 inside, in both channels.
+        let mut dx = Array2::zeros((1, 18));
+        let ones = Array2::from_elem((1, 9), 1.0f32);
+        conv2d_input_grad(&s, ones.view(), w.view(), dx.view_mut()).unwrap();
+        let count = [4., 6., 4., 6., 9., 6., 4., 6., 4.];
+        assert_eq!(dx.row(0).to_vec(), [count, count].concat());
+    }
+
+    /// The input gradient is the forward map's transpose: ⟨conv(x), dy⟩ = ⟨x, conv_inputᵀ(dy)⟩
+    /// (bias 0), and the weight gradient is the other factor's: ⟨conv_w(x), dy⟩ = ⟨w, dw⟩. Both
+    /// sides are small integer sums here, so exact in f32.
+    #[test]
+    fn gradients_are_the_transposes_of_the_forward_map() {
+        for (c, h, wd, co, k, p) in [
+            (1, 5, 4, 2, 3, Padding::Valid),
+            (3, 4, 5, 2, 3, Padding::Same),
+            (2, 6, 5, 3, 5, Padding::Same),
+            (2, 3, 3, 1, 1, Padding::Valid),
+        ] {
+            let s = shape(c, h, wd, co, k, p);
+            let o = s.output();
+            let ints = |r: usize, n: usize, seed: usize| {
+                Array2::from_shape_fn((r, n), |(i, j)| ((i * 7 + j * 13 + seed) % 9) as f32 - 4.)
+            };
+            let (x, w, dy) = (
+                ints(2, c * h * wd, 1),
+                ints(co, c * k * k, 2),
+                ints(2, o.len(), 3),
+            );
+            let mut y = Array2::zeros((2, o.len()));
+            conv2d(
+                &s,
+                x.view(),
+                w.view(),
+                Array1::zeros(co).view(),
+                y.view_mut(),
+            )
+            .unwrap();
+            let mut dx = Array2::zeros(x.dim());
+            conv2d_input_grad(&s, dy.view(), w.view(), dx.view_mut()).unwrap();
+            let (mut dw, mut db) = (Array2::zeros(w.dim()), Array1::zeros(co));
+            conv2d_param_grads(&s, x.view(), dy.view(), dw.view_mut(), db.view_mut()).unwrap();
+            let dot = |a: &Array2<f32>, b: &Array2<f32>| (a * b).sum();
+            assert_eq!(dot(&y, &dy), dot(&x, &dx), "{s}");
+            assert_eq!(dot(&y, &dy), dot(&w, &dw), "{s}");
+            let per_channel: Vec<f32> = (0..co)
+                .map(|ch| {
+                    dy.columns()
+                        .into_iter()
+                        .skip(ch * o.h * o.w)
+                        .take(o.h * o.w)
+                        .map(|c| c.sum())
+                        .sum()
+                })
+                .collect();
+            assert_eq!(db.to_vec(), per_channel, "{s}");
+        }
+    }
+}
