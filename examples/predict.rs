@@ -12,6 +12,10 @@ use soma::data::{DatasetKind, locate};
 use soma::model::top_k;
 use soma::{BackendKind, ModelInfo, Normalize, Optimizer, Targets, checkpoint, digit};
 
+// Shared with the `picture` fuzz target and the regression tests: the same decode, fuzzed.
+#[path = "common/picture.rs"]
+mod picture;
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum ScaleArg {
     /// x / 255 (`mnist --scale unit`).
@@ -253,24 +257,9 @@ fn model_info(args: &Args, ckpt: &checkpoint::Checkpoint) -> Result<ModelInfo, F
     }
 }
 
-/// Decodes a picture file and brings it to MNIST's form.
+/// Decodes a picture file and brings it to MNIST's form (see `common/picture.rs`).
 fn read_picture(path: &Path) -> Result<Vec<u8>, Fail> {
-    let picture = image::ImageReader::open(path)
-        .map_err(|e| format!("{}: cannot open: {e}", path.display()))?
-        .with_guessed_format()
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?
-        .decode()
-        .map_err(|e| {
-            format!(
-                "{}: not a picture this reads (PNG, JPEG or PGM/PPM): {e}",
-                path.display()
-            )
-        })?
-        .to_rgba8();
-    let (w, h) = picture.dimensions();
-    let grey = digit::grey_from_rgba(picture.as_raw())?;
-    digit::mnist_like(&grey, w as usize, h as usize)
-        .map_err(|e| format!("{}: {e}", path.display()).into())
+    Ok(picture::read(path)?)
 }
 
 /// The test-set samples `--dataset-index` names, as stored (already in MNIST's form).

@@ -36,6 +36,10 @@ pub const MAX_SIDE: u64 = 1 << 16;
 /// The IDX data type code of unsigned bytes.
 const TYPE_U8: u8 = 0x08;
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// The most bytes one byte of deflate data decodes to (258-byte matches, at best about 1032
+/// of them per byte of input): a gzip file of `n` bytes holds at most `n · 1032` bytes, so a
+/// header that promises more is not believed before the bytes arrive.
+const MAX_DEFLATE_RATIO: u64 = 1032;
 
 /// Images read from an IDX file: `count` images of `rows × cols` u8 pixels, row-major.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -208,6 +212,8 @@ struct IdxFile<'a> {
     /// Bytes left in a raw file (`None` when gzip: the decompressed size is unknown).
     raw_left: Option<u64>,
     gzip: bool,
+    /// The file's size in bytes (compressed, for gzip).
+    size: u64,
 }
 
 impl<'a> IdxFile<'a> {
@@ -244,6 +250,7 @@ impl<'a> IdxFile<'a> {
             reader,
             raw_left,
             gzip,
+            size,
         })
     }
 
@@ -379,8 +386,15 @@ impl<'a> IdxFile<'a> {
                 format!("{left} bytes ({what})"),
             ));
         }
-        // Capped by MAX_PAYLOAD, so this allocation is bounded whatever the file holds.
-        let mut data = Vec::with_capacity(len as usize);
+        // Capped by MAX_PAYLOAD, and for gzip by what the compressed bytes can decode to: a
+        // 30-byte gzip file whose header claims 100 million labels must not reserve 100 MB
+        // (the fuzzer's first finding). Past this, the vector grows as the bytes arrive.
+        let reserve = if self.gzip {
+            len.min(self.size.saturating_mul(MAX_DEFLATE_RATIO))
+        } else {
+            len
+        };
+        let mut data = Vec::with_capacity(reserve as usize);
         let mut limited = (&mut self.reader).take(len + 1);
         if let Err(e) = limited.read_to_end(&mut data) {
             return Err(self.read_error(e, "reading IDX payload"));

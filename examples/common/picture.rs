@@ -1,0 +1,71 @@
+//! Decodes a picture file (PNG, JPEG or PGM/PPM, through the `image` crate) and brings it to
+//! MNIST's form with `soma::digit::mnist_like`: what `predict` does with each picture it is
+//! given. A file of its own, included with `#[path]`, because the library does not depend on
+//! `image` (the `digit` functions take pixels, so a browser canvas can use them too); the
+//! `picture` fuzz target (fuzz/) and the regression tests include this same file, so what is
+//! fuzzed is exactly what `predict` runs.
+//!
+//! A picture is untrusted input: a few kilobytes of PNG or JPEG can claim a picture of
+//! billions of pixels. The size is checked from the header, before any pixel is decoded.
+
+// Each includer uses part: `predict` reads files, the fuzz target and the tests bytes.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Cursor, Seek};
+use std::path::Path;
+
+use image::{ImageDecoder, ImageReader, Limits};
+
+/// The most pixels a picture may have: 2^24 (16.7 megapixels, more than a 12-megapixel phone
+/// photo). Decoding one, converting it to RGBA and bringing it to MNIST's form then needs
+/// about 20 bytes per pixel (340 MB at most), and no single buffer is over 8 bytes per pixel.
+pub const MAX_PIXELS: u64 = 1 << 24;
+
+/// The longest side a picture may have: a 16384 × 1024 strip is as many pixels as a
+/// 4096 × 4096 square, so both pass, but no 1-pixel-high picture a million wide does.
+pub const MAX_SIDE: u32 = 16_384;
+
+/// The 28 × 28 MNIST-style pixels of the picture file at `path`.
+pub fn read(path: &Path) -> Result<Vec<u8>, String> {
+    let name = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|e| format!("{name}: cannot open: {e}"))?;
+    decode(&name, BufReader::new(file))
+}
+
+/// The 28 × 28 MNIST-style pixels of the picture file whose bytes are `bytes`; `name` is what
+/// errors name.
+pub fn from_bytes(name: &str, bytes: &[u8]) -> Result<Vec<u8>, String> {
+    decode(name, Cursor::new(bytes))
+}
+
+fn decode(name: &str, reader: impl BufRead + Seek) -> Result<Vec<u8>, String> {
+    let mut reader = ImageReader::new(reader)
+        .with_guessed_format()
+        .map_err(|e| format!("{name}: cannot read: {e}"))?;
+    // The decoders' own guard as well: no decoder allocates more than a picture of
+    // MAX_PIXELS needs (16-bit RGBA, 8 bytes per pixel), whatever its header claims.
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_PIXELS * 8);
+    reader.limits(limits);
+    let not_picture = |e: image::ImageError| {
+        format!("{name}: not a picture this reads (PNG, JPEG or PGM/PPM): {e}")
+    };
+    let decoder = reader.into_decoder().map_err(not_picture)?;
+    // Checked from the header, before any pixel is decoded.
+    let (w, h) = decoder.dimensions();
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > MAX_PIXELS {
+        return Err(format!(
+            "{name}: a picture of {w}×{h} pixels; predict reads at most {MAX_PIXELS} pixels \
+             (e.g. 4096×4096), a digit needs far fewer"
+        ));
+    }
+    let picture = image::DynamicImage::from_decoder(decoder)
+        .map_err(not_picture)?
+        .to_rgba8();
+    let (w, h) = picture.dimensions();
+    let grey = soma::digit::grey_from_rgba(picture.as_raw()).map_err(|e| format!("{name}: {e}"))?;
+    soma::digit::mnist_like(&grey, w as usize, h as usize).map_err(|e| format!("{name}: {e}"))
+}
