@@ -23,6 +23,7 @@ use super::context::{GpuContext, blocking_allowed};
 use super::counters::GpuCounters;
 use super::fused::FusedKernels;
 use super::kernels::KernelId;
+use super::live::DeviceBuffer;
 use super::profile::Profiler;
 use super::program::{
     DataShape, ParamLayout, Planner, Program, ProgramBuilder, Purpose, StepBuffers, StepPath,
@@ -57,30 +58,30 @@ pub struct GpuBackend {
     pub(super) net: Network,
     pub(super) optimizer: Optimizer,
     pub(super) layout: ParamLayout,
-    pub(super) params: wgpu::Buffer,
+    pub(super) params: DeviceBuffer,
     /// Read-write placeholder for the state slot of dispatches that update nothing.
-    pub(super) scratch: wgpu::Buffer,
-    pub(super) slots: wgpu::Buffer,
+    pub(super) scratch: DeviceBuffer,
+    pub(super) slots: DeviceBuffer,
     /// Optimizer steps taken (Adam's `t`).
     pub(super) step: u64,
     /// [`STEPS_PER_SUBMIT`] step records at the storage offset alignment.
-    pub(super) steps: wgpu::Buffer,
+    pub(super) steps: DeviceBuffer,
     pub(super) step_stride: u64,
-    pub(super) stats: wgpu::Buffer,
-    pub(super) eval_stats: wgpu::Buffer,
+    pub(super) stats: DeviceBuffer,
+    pub(super) eval_stats: DeviceBuffer,
     /// Where evaluation stats are read back (training's go through `ring`).
-    pub(super) stats_staging: wgpu::Buffer,
+    pub(super) stats_staging: DeviceBuffer,
     pub(super) ring: StatsRing,
     /// Bound where a kernel's slot is unused (forward's `aux`, SGD's slots, prediction's targets).
-    pub(super) dummy: wgpu::Buffer,
+    pub(super) dummy: DeviceBuffer,
     pub(super) work: Option<Workspace>,
     pub(super) train: Option<DeviceData>,
     /// The last evaluation set, kept on the device, with its [`Dataset::id`].
     pub(super) eval_data: Option<(u64, DeviceData)>,
     /// `0..n` for evaluation and prediction chunks, with its `n` (serves any length up to it).
-    pub(super) eval_index: Option<(wgpu::Buffer, usize)>,
+    pub(super) eval_index: Option<(DeviceBuffer, usize)>,
     /// The training order of the current segment of a call.
-    pub(super) index: Option<wgpu::Buffer>,
+    pub(super) index: Option<DeviceBuffer>,
     pub(super) index_capacity: usize,
     pub(super) program: Option<Program>,
     pub(super) counters: GpuCounters,

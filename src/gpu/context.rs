@@ -9,6 +9,7 @@ use std::time::Duration;
 use wgpu::{AdapterInfo, Backends, DeviceType, Limits};
 
 use super::kernels::Kernels;
+use super::live::{DeviceBuffer, LiveBuffers, Tally};
 use crate::error::{Error, Result};
 use crate::ops::matmul::TileTarget;
 
@@ -53,6 +54,8 @@ pub struct GpuContext {
     /// every backend and op runner on the context shares them (and a page can build a
     /// step's pipelines before its data arrives, `GpuBackend::prepare_async`).
     pub kernels: Kernels,
+    /// The buffers alive on this device, counted by every [`DeviceBuffer`] it created.
+    tally: Arc<Tally>,
     /// Error scopes closed but not yet awaited: in a browser they resolve only after control
     /// returns to the event loop, so each is kept here and [`GpuContext::settle_scopes`] (which
     /// every `_async` read-back runs first) awaits them, and no result read back can hide a
@@ -306,6 +309,7 @@ impl GpuContext {
             failure,
             timeout_ns: AtomicU64::new(timeout.as_nanos().min(u64::MAX as u128) as u64),
             kernels: Kernels::new(),
+            tally: Arc::default(),
             #[cfg(target_arch = "wasm32")]
             pending_scopes: Default::default(),
         }
@@ -392,22 +396,30 @@ impl GpuContext {
     }
 
     /// Creates a buffer after checking its size (zero-sized requests get 4 bytes: wgpu allows
-    /// empty buffers but not empty bindings).
+    /// empty buffers but not empty bindings), counted in [`GpuContext::buffers_alive`] until
+    /// it is dropped.
     pub fn buffer(
         &self,
         what: &str,
         bytes: u64,
         usage: wgpu::BufferUsages,
-    ) -> Result<wgpu::Buffer> {
+    ) -> Result<DeviceBuffer> {
         let storage = usage.contains(wgpu::BufferUsages::STORAGE);
         let bytes = bytes.max(4).next_multiple_of(4);
         self.check_buffer_size(what, bytes, storage)?;
-        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(what),
             size: bytes,
             usage,
             mapped_at_creation: false,
-        }))
+        });
+        Ok(DeviceBuffer::counted(buffer, &self.tally))
+    }
+
+    /// The buffers soma holds on this device now, and their bytes (see [`super::live`]): what
+    /// a long run checks for growth.
+    pub fn buffers_alive(&self) -> LiveBuffers {
+        self.tally.now()
     }
 
     /// Waits, for at most [`GpuContext::timeout`], until `submission` (all work submitted so far

@@ -1,6 +1,7 @@
 //! The wgpu backend: the device ([`context`]), the compute pipelines built once from
-//! `shaders/*.wgsl` ([`kernels`]), device buffers and uploads ([`resources`]), the bound
-//! dispatches of a step ([`program`]), the training backend that keeps everything resident
+//! `shaders/*.wgsl` ([`kernels`]), device buffers and uploads ([`resources`]; each one counted
+//! while alive, [`live`]), the bound dispatches of a step ([`program`]), the training backend
+//! that keeps everything resident
 //! ([`backend`], with recording and submitting in [`submit`] and training stats coming back
 //! through a ring of staging buffers in [`stats`]), and single-kernel entry points on
 //! host arrays for tests and benches ([`ops`], [`prepared`]). On wasm32 the calls that read
@@ -12,6 +13,7 @@ pub mod context;
 pub mod counters;
 mod fused;
 pub mod kernels;
+pub mod live;
 pub mod ops;
 pub mod prepared;
 pub mod profile;
@@ -31,6 +33,7 @@ pub use context::all_adapters;
 pub use context::{DEFAULT_TIMEOUT, GpuContext, GpuOptions, TIMEOUT_ENV, hardware_adapter};
 pub use counters::GpuCounters;
 pub use kernels::{KernelId, KernelSpec, Kernels, compile_wgsl, kernel_specs};
+pub use live::{DeviceBuffer, LiveBuffers};
 pub use ops::{GpuOps, PreparedOp};
 pub use profile::KernelTime;
 pub use program::StepPath;

@@ -7,6 +7,7 @@ use ndarray::Array2;
 
 use super::context::GpuContext;
 use super::kernels::Kernel;
+use super::live::DeviceBuffer;
 use crate::error::{Error, Result};
 
 /// One kernel with its buffers uploaded and its bind group built: dispatch it as often as
@@ -17,7 +18,7 @@ pub struct PreparedOp<'a> {
     pub(super) bind: wgpu::BindGroup,
     pub(super) grid: (u32, u32),
     /// In binding order (the dims record last), then the op's own step record if it has one.
-    pub(super) buffers: Vec<wgpu::Buffer>,
+    pub(super) buffers: Vec<DeviceBuffer>,
 }
 
 impl PreparedOp<'_> {

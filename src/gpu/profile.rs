@@ -5,6 +5,7 @@
 //! mode, off by default; the totals it reports are GPU time, not wall time.
 
 use super::context::GpuContext;
+use super::live::DeviceBuffer;
 use crate::error::{Error, Result};
 
 /// Most queries one query set may hold (wgpu's `QUERY_SET_MAX_QUERIES`).
@@ -21,8 +22,8 @@ pub struct KernelTime {
 /// The query set and the buffers its timestamps travel through.
 pub(crate) struct Profiler {
     queries: wgpu::QuerySet,
-    resolve: wgpu::Buffer,
-    staging: wgpu::Buffer,
+    resolve: DeviceBuffer,
+    staging: DeviceBuffer,
     /// Nanoseconds per timestamp tick.
     period: f64,
     totals: Vec<KernelTime>,

@@ -6,6 +6,7 @@ use ndarray::{Array1, Array2};
 
 use super::context::GpuContext;
 use super::kernels::{Kernel, KernelId, MatmulKey, grid_1d};
+use super::live::DeviceBuffer;
 use super::resources::{DeviceData, Records, Workspace, range};
 use crate::data::Normalize;
 use crate::error::{Error, Result};
@@ -201,7 +202,7 @@ pub(crate) struct Program {
     pub rows: usize,
     pub path: StepPath,
     /// Holds the dims records the bind groups point into (and the fused path's work buffers).
-    _buffers: Vec<wgpu::Buffer>,
+    _buffers: Vec<DeviceBuffer>,
 }
 
 impl Program {
@@ -209,7 +210,7 @@ impl Program {
         dispatches: Vec<Dispatch>,
         rows: usize,
         path: StepPath,
-        buffers: Vec<wgpu::Buffer>,
+        buffers: Vec<DeviceBuffer>,
     ) -> Program {
         Program {
             dispatches,

@@ -6,6 +6,7 @@
 use super::context::GpuContext;
 #[cfg(target_arch = "wasm32")]
 use super::context::no_blocking;
+use super::live::DeviceBuffer;
 use crate::error::{Error, Result};
 
 impl GpuContext {
@@ -29,7 +30,7 @@ impl GpuContext {
         src: &wgpu::Buffer,
         offset: u64,
         bytes: u64,
-    ) -> Result<wgpu::Buffer> {
+    ) -> Result<DeviceBuffer> {
         let mut encoder = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(what) });

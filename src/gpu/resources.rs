@@ -4,6 +4,7 @@
 use bytemuck::Pod;
 
 use super::context::GpuContext;
+use super::live::DeviceBuffer;
 use super::program::DataShape;
 use crate::data::{Dataset, Inputs, Normalize, Targets};
 use crate::error::Result;
@@ -27,7 +28,7 @@ pub(crate) fn upload<T: Pod>(
     what: &str,
     data: &[T],
     usage: wgpu::BufferUsages,
-) -> Result<wgpu::Buffer> {
+) -> Result<DeviceBuffer> {
     let bytes: &[u8] = bytemuck::cast_slice(data);
     let buf = ctx.buffer(what, bytes.len() as u64, usage)?;
     if bytes.len().is_multiple_of(4) {
@@ -63,7 +64,7 @@ impl Records {
     }
 
     /// Uploads the records into a new (read-only storage) buffer.
-    pub fn upload(&self, ctx: &GpuContext, what: &str) -> Result<wgpu::Buffer> {
+    pub fn upload(&self, ctx: &GpuContext, what: &str) -> Result<DeviceBuffer> {
         upload(ctx, what, &self.bytes, usage_storage())
     }
 }
@@ -79,8 +80,8 @@ pub fn range(buffer: &wgpu::Buffer, offset: u64, size: u64) -> wgpu::BindingReso
 
 /// A dataset on the device.
 pub(crate) struct DeviceData {
-    pub inputs: wgpu::Buffer,
-    pub targets: wgpu::Buffer,
+    pub inputs: DeviceBuffer,
+    pub targets: DeviceBuffer,
     pub len: usize,
     pub input_kind: InputKind,
     pub target_kind: TargetKind,
@@ -152,9 +153,9 @@ impl DeviceData {
 pub(crate) struct Workspace {
     pub rows: usize,
     /// `acts[0]` is the input batch, `acts[l + 1]` the output of layer `l`.
-    pub acts: Vec<wgpu::Buffer>,
+    pub acts: Vec<DeviceBuffer>,
     /// `deltas[l]`: gradient of the loss w.r.t. layer `l`'s pre-activation.
-    pub deltas: Vec<wgpu::Buffer>,
+    pub deltas: Vec<DeviceBuffer>,
 }
 
 impl Workspace {

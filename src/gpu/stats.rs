@@ -10,6 +10,7 @@ use web_time::Instant;
 
 use super::backend::GpuBackend;
 use super::context::GpuContext;
+use super::live::DeviceBuffer;
 use crate::backend::Stats;
 use crate::error::{Error, Result};
 use crate::ops::loss::DeviceStats;
@@ -22,7 +23,7 @@ pub const STATS_RING: usize = 3;
 
 /// One staging buffer of the ring.
 struct Slot {
-    buffer: wgpu::Buffer,
+    buffer: DeviceBuffer,
 }
 
 /// A slot whose copy has been submitted and whose map was requested, not yet collected.

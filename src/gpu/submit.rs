@@ -9,6 +9,7 @@ use ndarray::ArrayView2;
 use web_time::Instant;
 
 use super::backend::{EVAL_CHUNK, GpuBackend, STEPS_PER_SUBMIT};
+use super::live::DeviceBuffer;
 use super::profile::{KernelTime, Profiler};
 use super::program::{Program, Purpose};
 use super::resources::{DeviceData, upload, usage_out, usage_storage};
@@ -232,7 +233,7 @@ impl GpuBackend {
     pub(super) fn queue_prediction(
         &mut self,
         inputs: ArrayView2<f32>,
-    ) -> Result<Option<(wgpu::Buffer, usize)>> {
+    ) -> Result<Option<(DeviceBuffer, usize)>> {
         self.ctx.check("predict")?;
         check_predict_inputs(&self.net, &inputs)?;
         let rows = inputs.nrows();

@@ -7,6 +7,7 @@ use ndarray::{Array2, ArrayView1, ArrayView2};
 use super::{GpuOps, check_dim, contiguous};
 use crate::error::{Error, Result};
 use crate::gpu::kernels::MatmulKey;
+use crate::gpu::live::DeviceBuffer;
 use crate::gpu::prepared::{PreparedOp, Readout, matrix};
 use crate::gpu::resources::{upload, usage_out};
 use crate::net::Activation;
@@ -238,7 +239,7 @@ impl GpuOps {
         dims: MatmulDims,
         (trans_a, trans_b): (bool, bool),
         tile: Option<Tile>,
-        buffers: Vec<wgpu::Buffer>,
+        buffers: Vec<DeviceBuffer>,
         step: Option<StepRecord>,
     ) -> Result<PreparedOp<'_>> {
         let rows_out = dims.m + dims.ones_row;

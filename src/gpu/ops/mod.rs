@@ -13,6 +13,7 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
 use super::context::GpuContext;
 use super::kernels::{Kernel, OpKernels, grid_1d};
+use super::live::DeviceBuffer;
 pub use super::prepared::PreparedOp;
 use super::prepared::{Readout, matrix};
 use super::resources::{Records, range, upload, usage_out, usage_storage};
@@ -53,7 +54,7 @@ pub struct GpuOps {
     ctx: Arc<GpuContext>,
     extra: OpKernels,
     /// One zeroed step record: standalone ops take their sizes from their own records.
-    step: wgpu::Buffer,
+    step: DeviceBuffer,
 }
 
 impl GpuOps {
@@ -74,7 +75,7 @@ impl GpuOps {
     fn prepare<'a, T: bytemuck::Pod>(
         &'a self,
         kernel: Kernel,
-        buffers: Vec<wgpu::Buffer>,
+        buffers: Vec<DeviceBuffer>,
         dims: &T,
         grid: (u32, u32),
     ) -> Result<PreparedOp<'a>> {
@@ -86,7 +87,7 @@ impl GpuOps {
     fn prepare_with_step<'a, T: bytemuck::Pod>(
         &'a self,
         kernel: Kernel,
-        mut buffers: Vec<wgpu::Buffer>,
+        mut buffers: Vec<DeviceBuffer>,
         dims: &T,
         step: Option<StepRecord>,
         grid: (u32, u32),
@@ -120,7 +121,7 @@ impl GpuOps {
         })
     }
 
-    fn input(&self, what: &str, values: &[f32]) -> Result<wgpu::Buffer> {
+    fn input(&self, what: &str, values: &[f32]) -> Result<DeviceBuffer> {
         upload(&self.ctx, what, values, usage_storage())
     }
 
