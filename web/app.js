@@ -323,7 +323,10 @@ async function main() {
   setState("loading");
   setUpDrawing();
   setUpCheckpoints();
-  await init();
+  const wasm = await init();
+  // For web/e2e/soak.mjs: the wasm linear memory (where Rust's heap lives; it never shrinks,
+  // so a leak shows as growth). Each epoch's soma GPU buffer count comes in epochEnd.
+  window.somaWasmMemoryBytes = () => wasm.memory.buffer.byteLength;
   const t0 = performance.now();
   $("status").textContent = "Fetching MNIST, opening WebGPU and preparing the network…";
   // WebGPU opens, and the browser compiles the training step's pipelines (off this thread)

@@ -46,6 +46,18 @@ struct EpochEnd {
     test_accuracy: f64,
     seconds: f64,
     samples_per_second: f64,
+    /// soma's device buffers alive after the epoch and its evaluation (`None` on the CPU):
+    /// what `web/e2e/soak.mjs` checks stays flat over a long run.
+    gpu_buffers: Option<GpuBuffers>,
+}
+
+/// soma's own count of its device buffers alive ([`GpuContext::buffers_alive`]). Numbers as
+/// f64 (exact up to 2^53) so that JavaScript gets plain numbers, not BigInts.
+#[derive(Serialize, Clone, Copy)]
+#[serde(rename_all = "camelCase")]
+struct GpuBuffers {
+    buffers: f64,
+    bytes: f64,
 }
 
 #[derive(Serialize)]
@@ -243,6 +255,29 @@ impl Trainer {
         })
     }
 
+    /// soma's device buffers alive now, `{buffers, bytes}`, or `undefined` when training on the
+    /// CPU: two atomic loads, cheap enough to read every epoch (each epoch's end also carries
+    /// it, as `epochEnd.gpuBuffers`).
+    #[wasm_bindgen(js_name = gpuBuffers)]
+    pub fn gpu_buffers_js(&self) -> Result<JsValue, JsError> {
+        to_js(&self.gpu_buffers())
+    }
+
+    fn gpu_buffers(&self) -> Option<GpuBuffers> {
+        // The engine's context, not `self.gpu`: a page that fell back to the CPU may still
+        // hold an open device.
+        match &self.engine {
+            Engine::Gpu(g) => {
+                let live = g.context().buffers_alive();
+                Some(GpuBuffers {
+                    buffers: live.buffers as f64,
+                    bytes: live.bytes as f64,
+                })
+            }
+            _ => None,
+        }
+    }
+
     /// Whether every epoch is done (then [`Trainer::step`] does nothing).
     pub fn finished(&self) -> bool {
         self.run.is_finished()
@@ -284,6 +319,7 @@ impl Trainer {
                 test_accuracy: test.accuracy(),
                 seconds: e.seconds,
                 samples_per_second: self.train.len() as f64 / e.seconds,
+                gpu_buffers: self.gpu_buffers(),
             })
         } else {
             None
