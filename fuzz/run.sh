@@ -5,9 +5,9 @@
 #   fuzz/run.sh TARGET [SECONDS | -runs=N] [more libFuzzer flags…]
 #
 # TARGET is idx, checkpoint or picture; the default is 60 seconds. New inputs it finds stay in
-# fuzz/work/TARGET (ignored by git; copy the useful ones into corpus/ by hand, `-merge=1`
-# keeps it small); crashes go to fuzz/artifacts/TARGET. SANITIZER=none builds without ASan;
-# JOBS=N runs N workers (libFuzzer's -fork), for the long runs.
+# fuzz/work/TARGET, or FUZZ_WORK/TARGET (ignored by git; copy the useful ones into corpus/ by
+# hand, `-merge=1` keeps it small); crashes go to fuzz/artifacts/TARGET. SANITIZER=none builds
+# without ASan; JOBS=N runs N workers (libFuzzer's -fork), for the long runs.
 #
 # The limits: a reader may take at most 2048 MB of RSS and 512 MB in one allocation
 # (-rss_limit_mb / -malloc_limit_mb). The largest legitimate input soma reads, a picture at
@@ -35,8 +35,8 @@ export RUSTC_BOOTSTRAP=1
 sanitizer=(); [ "${SANITIZER:-address}" = none ] && sanitizer=(--sanitizer none)
 cargo fuzz build "${sanitizer[@]}" "$target"
 
-work="work/$target"
-mkdir -p "$work" "artifacts/$target"
+work="${FUZZ_WORK:-work}/$target"
+mkdir -p "$work"
 cp -n "corpus/$target"/* "$work"/
 dict=(); [ -f "$target.dict" ] && dict=("-dict=$target.dict")
 fork=(); [ -n "${JOBS:-}" ] && fork=("-fork=$JOBS" -ignore_crashes=0)
@@ -46,7 +46,7 @@ trap 'rm -f "$log"' EXIT
 set +e
 cargo fuzz run "${sanitizer[@]}" "$target" "$work" -- \
     -rss_limit_mb=2048 -malloc_limit_mb=512 -timeout=5 \
-    -artifact_prefix="artifacts/$target/" -print_final_stats=1 \
+    -print_final_stats=1 \
     "${dict[@]}" "${fork[@]}" "${limit[@]}" "$@" 2>&1 | tee "$log" | grep -E '^(#[0-9]+.*(INITED|DONE|pulse))|ERROR|panicked|SUMMARY|Test unit written|stat::' 
 status=${PIPESTATUS[0]}
 set -e

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# CI's brief fuzz pass (.ci/run): installs the pinned cargo-fuzz if missing, builds the targets
+# and runs each a fixed number of executions (about 20-30 s each) from its committed corpus, in
+# a scratch corpus directory, with a fixed seed, under run.sh's limits. It catches a reader
+# that breaks on inputs near the seeds; the long runs that find deep bugs are SECURITY.md's.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+CARGO_FUZZ_VERSION=0.13.2
+if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]; then
+    cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
+fi
+
+FUZZ_WORK="$(mktemp -d)"
+export FUZZ_WORK
+trap 'rm -rf "$FUZZ_WORK"' EXIT
+# Executions per target: about 25 s each at the short runs' speed (SECURITY.md).
+declare -A runs=([idx]=60000 [checkpoint]=100000 [picture]=30000)
+for target in idx checkpoint picture; do
+    ./run.sh "$target" "-runs=${runs[$target]}" -seed=1
+done
