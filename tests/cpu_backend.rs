@@ -146,3 +146,32 @@ fn mnist_sized_batches_split_once_each_block_holds_enough_work() {
         max_abs_diff(&one, &two)
     );
 }
+
+#[test]
+fn a_shorter_batch_split_into_fewer_blocks_still_fits_the_workspaces() {
+    // Two cases where a shorter batch runs as one block longer than the blocks of a full one:
+    // - training 784-64-10 in batches of 50 (two blocks of 25 rows), the last batch 26 rows,
+    //   too little work for two blocks;
+    // - evaluating 784-2-10 (6,392 FLOPs a row) in chunks of 1,024 rows (two blocks of 512),
+    //   the last chunk 900 rows, one block.
+    let run = |hidden: usize, len: usize, batch_size: usize| {
+        let net = Network::new(
+            &[784, hidden, 10],
+            Activation::Sigmoid,
+            Output::SoftmaxCrossEntropy,
+        )
+        .unwrap();
+        let data = common::data::mnist_like(len, 9);
+        let mut cpu = CpuBackend::new(&net, Params::init(&net, Init::Uniform, 1), Optimizer::Sgd)
+            .unwrap()
+            .with_threads(2);
+        let config = TrainConfig {
+            batch_size,
+            ..cfg(1, Schedule::Constant)
+        };
+        train(&mut cpu, &data, None, &config, 0, |_| {}).unwrap();
+        assert_eq!(cpu.evaluate(&data).unwrap().samples, len as u64);
+    };
+    run(64, 126, 50);
+    run(2, 1_924, 64);
+}

@@ -57,6 +57,31 @@ impl Split {
             .min(usize::try_from(by_work).unwrap_or(usize::MAX))
             .max(1)
     }
+
+    /// The most rows one block holds in any batch of up to `rows` rows. Not simply
+    /// `rows / blocks(rows)`: a smaller batch (a partial last batch, the last evaluation
+    /// chunk) may be split into fewer blocks, each of them longer.
+    fn max_block_rows(self, rows: usize) -> usize {
+        // `blocks` never falls as sizes grow, so within each run of sizes with the same count
+        // the largest size has the longest block: visit the largest size of each run.
+        let (mut longest, mut b) = (0, rows);
+        while b > 0 {
+            let k = self.blocks(b);
+            longest = longest.max(b.div_ceil(k));
+            // The largest size below `b` split into fewer than `k` blocks (0 if none).
+            let (mut lo, mut hi) = (0, b);
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                if self.blocks(mid) < k {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            b = lo;
+        }
+        longest
+    }
 }
 
 /// Activations, deltas and gradients for batches of up to `rows` samples.
@@ -195,6 +220,13 @@ impl CpuBackend {
     pub fn with_min_block_flops(mut self, flops: u64) -> Self {
         self.min_block_flops = flops;
         self
+    }
+
+    /// Makes the workspaces for batches (or evaluation chunks) of up to `rows` rows: one per
+    /// block, each long enough for the longest block of any such batch.
+    fn workspaces_for(&mut self, rows: usize) {
+        let split = self.split();
+        self.workspaces(split.blocks(rows), split.max_block_rows(rows));
     }
 
     /// Makes `blocks` workspaces of at least `rows` rows, reallocating only to grow.
@@ -348,10 +380,9 @@ impl Backend for CpuBackend {
         // Taken out while the steps borrow `self`, put back after.
         let data = self.train.take().expect("checked above");
         let rows = batch_size.min(order.len());
-        let blocks = self.blocks(rows);
-        self.workspaces(blocks, rows.div_ceil(blocks));
+        self.workspaces_for(rows);
         #[cfg(not(target_arch = "wasm32"))]
-        if blocks > 1 {
+        if self.blocks(rows) > 1 {
             self.train_team(&data, order, batch_size, lr);
             self.train = Some(data);
             return Ok(());
@@ -368,8 +399,7 @@ impl Backend for CpuBackend {
     fn evaluate(&mut self, data: &Dataset) -> Result<Stats> {
         check_data(&self.net, data, "evaluation set")?;
         let rows = EVAL_CHUNK.min(data.len()).max(1);
-        let blocks = self.blocks(rows);
-        self.workspaces(blocks, rows.div_ceil(blocks));
+        self.workspaces_for(rows);
         let indices: Vec<u32> = (0..data.len() as u32).collect();
         Ok(self.in_pool(|this| {
             let mut total = Stats::default();
@@ -423,5 +453,42 @@ impl Backend for CpuBackend {
         state.check(&self.optimizer, &self.net)?;
         self.state = state.clone();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_batch_up_to_a_size_has_a_block_longer_than_the_workspaces() {
+        // 784-2-10 (6,392 FLOPs a row) splits only from 939 rows: the 938-row tail of an
+        // evaluation in chunks of 1,024 is one block, longer than the 512 of a split chunk.
+        for (threads, flops_per_row, min_block_flops) in [
+            (2, 6_392, MIN_BLOCK_FLOPS),
+            (2, 229_120, MIN_BLOCK_FLOPS),
+            (3, 544, 5_000),
+            (4, 1, 0),
+            (8, 100_000, MIN_BLOCK_FLOPS),
+        ] {
+            let split = Split {
+                threads,
+                flops_per_row,
+                min_block_flops,
+            };
+            for rows in [1usize, 2, 7, 37, 64, 100, 1024] {
+                let want = (1..=rows)
+                    .map(|b| b.div_ceil(split.blocks(b)))
+                    .max()
+                    .unwrap();
+                assert_eq!(split.max_block_rows(rows), want, "{split:?}, {rows} rows");
+            }
+        }
+        let split = Split {
+            threads: 2,
+            flops_per_row: 6_392,
+            min_block_flops: MIN_BLOCK_FLOPS,
+        };
+        assert_eq!((split.blocks(1024), split.max_block_rows(1024)), (2, 938));
     }
 }
