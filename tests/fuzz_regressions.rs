@@ -7,8 +7,15 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::collections::HashMap;
 
-use soma::data::idx;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use soma::checkpoint::{self, Checkpoint};
+use soma::data::{DatasetKind, idx};
+use soma::{
+    Activation, Backend, CpuBackend, Dataset, Init, Inputs, ModelInfo, Network, Normalize,
+    OptimState, Optimizer, Output, Params, Targets,
+};
 
 #[path = "../examples/common/picture.rs"]
 mod picture;
@@ -144,4 +151,183 @@ fn picture_claiming_too_many_pixels_is_refused_before_decoding() {
     let err = out.expect_err("too large").to_string();
     assert!(err.contains("huge.pgm"), "{err}");
     assert!(largest < 1 << 20, "allocated {largest} B");
+}
+
+/// The bytes of a small Adam checkpoint (784-4-10, as the page trains) with its metadata and
+/// tensors edited: `edit` gets the metadata and the tensors as (name, shape, f32 values).
+fn edited_checkpoint(
+    edit: impl FnOnce(&mut HashMap<String, String>, &mut Vec<(String, Vec<usize>, Vec<f32>)>),
+) -> Vec<u8> {
+    let net = Network::new(
+        &[784, 4, 10],
+        Activation::Sigmoid,
+        Output::SoftmaxCrossEntropy,
+    )
+    .expect("a valid network");
+    let optimizer = Optimizer::adam();
+    let params = Params::init(&net, Init::Uniform, 1);
+    let state = OptimState::new(&optimizer, &params);
+    let ckpt = Checkpoint {
+        network: net,
+        params,
+        optimizer,
+        state,
+        epoch: 1,
+        model: Some(ModelInfo::for_dataset(DatasetKind::Mnist, Normalize::UNIT)),
+    };
+    let bytes = ckpt.to_bytes().expect("a valid checkpoint");
+    let (_, header) = SafeTensors::read_metadata(&bytes).expect("safetensors");
+    let mut meta = header.metadata().clone().expect("metadata");
+    let st = SafeTensors::deserialize(&bytes).expect("safetensors");
+    let mut tensors: Vec<_> = st
+        .iter()
+        .map(|(name, view)| {
+            let values = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            (name.to_string(), view.shape().to_vec(), values)
+        })
+        .collect();
+    edit(&mut meta, &mut tensors);
+    let data: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let views: Vec<_> = tensors
+        .iter()
+        .zip(&data)
+        .map(|((name, shape, _), bytes)| {
+            let view = TensorView::new(Dtype::F32, shape.clone(), bytes).expect("a valid view");
+            (name.clone(), view)
+        })
+        .collect();
+    safetensors::serialize(views, Some(meta)).expect("serializes")
+}
+
+/// A checkpoint whose `sizes` claims a million layers in 3 MB of text, with a thousand tensors
+/// named for the last of them, made the reader list every tensor name the claim implies
+/// (6 million strings, a 200 MB list for Adam) and compare each tensor in the file against that
+/// list (quadratic: minutes). Now each name is checked by reading it, and the first missing
+/// tensor ends the read: the largest allocation is the layer sizes themselves, bounded by the
+/// text that names them.
+#[test]
+fn checkpoint_claiming_a_million_layers_costs_what_its_bytes_do() {
+    const LAYERS: usize = 1_000_000;
+    let bytes = edited_checkpoint(|meta, tensors| {
+        // The file's own two layers (784-4-10), then 999,998 more of 10.
+        meta.insert("sizes".into(), format!("784,4{}", ",10".repeat(LAYERS - 1)));
+        // Names the million-layer network expects, so none is refused as unexpected and the
+        // name check itself meets each of them.
+        for l in LAYERS - 1000..LAYERS {
+            tensors.push((format!("optim.1.layer{l}.b"), vec![10], vec![0.0; 10]));
+        }
+    });
+    let started = std::time::Instant::now();
+    let (out, largest) = largest_allocation(|| Checkpoint::from_bytes("layers.st", &bytes));
+    let seconds = started.elapsed().as_secs_f64();
+    let err = out.expect_err("tensors are missing").to_string();
+    assert!(
+        err.contains("layers.st") && err.contains("`layer2.w` is missing"),
+        "{err}"
+    );
+    // A layer size is a usize (8 bytes) per at least 2 bytes of text; Vec's growth may double
+    // that once.
+    assert!(
+        largest <= 8 * bytes.len(),
+        "allocated {largest} B in one piece for a file of {} B",
+        bytes.len()
+    );
+    assert!(seconds < 5.0, "took {seconds:.1} s");
+}
+
+/// A checkpoint's tensor names are read exactly as they are written: an index with a leading
+/// zero or a sign, or past the network's layers or the optimizer's slots, is a stray tensor.
+#[test]
+fn checkpoint_tensor_names_must_be_written_exactly() {
+    for stray in [
+        "layer01.w",
+        "layer+1.w",
+        "layer2.w",
+        "layer0.x",
+        "optim.01.layer0.w",
+        "optim.2.layer0.w",
+        "optim..layer0.w",
+        "layer18446744073709551616.b",
+    ] {
+        let bytes = edited_checkpoint(|_, tensors| {
+            tensors.push((stray.into(), vec![1], vec![0.0]));
+        });
+        let err = Checkpoint::from_bytes("stray.st", &bytes)
+            .expect_err("a stray tensor")
+            .to_string();
+        assert!(
+            err.contains(&format!("unexpected tensor `{stray}`")),
+            "{stray}: {err}"
+        );
+    }
+    let unedited = edited_checkpoint(|_, _| {});
+    Checkpoint::from_bytes("unedited.st", &unedited).expect("the unedited file loads");
+}
+
+/// A checkpoint claiming `u64::MAX` optimizer steps loaded, and resuming training from it
+/// overflowed the step counter on the first step (a panic where overflow is checked, a step
+/// count of 0 and Adam dividing by a zero bias correction where it is not). The reader now
+/// refuses counts past `MAX_STEP` (2^53), naming the key; training resumes from `MAX_STEP`
+/// itself.
+#[test]
+fn checkpoint_step_counts_past_2_to_the_53_are_refused() {
+    let with_step = |step: &str| {
+        let step = step.to_string();
+        edited_checkpoint(move |meta, _| {
+            meta.insert("step".into(), step);
+        })
+    };
+    for step in [u64::MAX, checkpoint::MAX_STEP + 1] {
+        let err = Checkpoint::from_bytes("steps.st", &with_step(&step.to_string()))
+            .expect_err("too many steps")
+            .to_string();
+        assert!(
+            err.contains("steps.st") && err.contains("`step`") && err.contains(&step.to_string()),
+            "{err}"
+        );
+    }
+
+    let ckpt = Checkpoint::from_bytes("max.st", &with_step(&checkpoint::MAX_STEP.to_string()))
+        .expect("MAX_STEP is a valid step count");
+    assert_eq!(ckpt.state.step, checkpoint::MAX_STEP);
+    let mut backend =
+        CpuBackend::new(&ckpt.network, ckpt.params.clone(), ckpt.optimizer).expect("a backend");
+    backend
+        .set_optim_state(&ckpt.state)
+        .expect("the state fits");
+    let data = Dataset::new(
+        784,
+        Inputs::U8(vec![200; 784]),
+        Targets::Labels {
+            labels: vec![3],
+            classes: 10,
+        },
+        Normalize::UNIT,
+    )
+    .expect("a dataset");
+    backend.set_train_data(&data).expect("training data");
+    backend.train_batches(&[0], 1, 0.01).expect("one step");
+    let state = backend.optim_state().expect("the state");
+    assert_eq!(state.step, checkpoint::MAX_STEP + 1);
+    let params = backend.params().expect("the parameters");
+    assert!(
+        params
+            .layers
+            .iter()
+            .all(|l| l.w.iter().chain(&l.b).all(|x| x.is_finite())),
+        "a step from MAX_STEP keeps the parameters finite"
+    );
+
+    // And a checkpoint past the bound is refused at save, so every saved file loads back.
+    let mut over = ckpt;
+    over.state.step = checkpoint::MAX_STEP + 1;
+    let err = over.to_bytes().expect_err("refused").to_string();
+    assert!(err.contains("step count"), "{err}");
 }

@@ -84,6 +84,12 @@ pub const VERSION_1: u32 = 1;
 /// guard against reading a wrong or hostile file into memory.
 pub const MAX_FILE_BYTES: u64 = 4 << 30;
 
+/// The largest optimizer step count a checkpoint may hold: 2^53, more steps than any run takes
+/// (285 years at a million steps a second) and exact as a JavaScript number. It keeps a resumed
+/// run's step counter, which the backends advance with plain `+ 1`, far from overflowing: a
+/// file claiming `u64::MAX` steps loaded, then overflowed on the first training step.
+pub const MAX_STEP: u64 = 1 << 53;
+
 /// Everything needed to resume a training run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
@@ -118,6 +124,13 @@ impl Checkpoint {
             slot.check_shape(&self.network, &format!("optimizer state slot {s}"))?;
         }
         self.optimizer.validate()?;
+        if self.state.step > MAX_STEP {
+            return Err(Error::arg(
+                "optimizer step count",
+                format!("at most {MAX_STEP} (2^53)"),
+                self.state.step,
+            ));
+        }
         if let Some(model) = &self.model {
             model.check(&self.network)?;
         }
