@@ -17,6 +17,8 @@
 #   ($MNIST_DIR, else ./data/mnist) as opened and on WebGPU, within 0.5 points of a native CPU
 #   run; digits drawn with mouse events; checkpoints from the page read natively and back;
 #   the page without WebGPU; a screenshot in target/web/e2e/page.png.
+#   Then web/e2e/soak.mjs: 20 epochs of 1,000 images on WebGPU, failing if the JS heap, the
+#   wasm memory or soma's device buffers grow.
 #
 # Needs: the wasm32 target (rustup's, or Debian's rustc-web as in web/build.sh), chromium and
 # chromedriver (`apt-get install -y chromium chromium-driver`), and wasm-bindgen-test-runner
@@ -102,6 +104,9 @@ if [ "$what" != wasm ]; then
         cargo build --release --example mnist --example predict --example serve
     (cd web/e2e && npm ci --no-audit --no-fund --loglevel=error)
     CHROMIUM="$browser" node web/e2e/test.mjs target/web/e2e
+    # The page over 20 short epochs (~35 s): JS heap, wasm memory and soma's device buffers
+    # must stay flat (web/e2e/soak.mjs).
+    CHROMIUM="$browser" node web/e2e/soak.mjs 20 1000 target/web/e2e/soak.json
 fi
 
 echo "web/test.sh: all browser tests passed in $((SECONDS - start)) s" >&2

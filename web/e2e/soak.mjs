@@ -66,8 +66,16 @@ try {
       if (process.env.SOAK_PLANT === "js") {
         await page.evaluate(() => (window.somaPlantedLeak ??= []).push(Array.from({ length: 16384 }, (_, i) => i + 0.5)));
       }
-      await cdp.send("HeapProfiler.collectGarbage");
-      const heap = await cdp.send("Runtime.getHeapUsage");
+      // The page trains on while it is sampled, so one reading can count a tick in flight:
+      // the smaller of two, each after a full GC, 200 ms apart.
+      const usage = async () => {
+        await cdp.send("HeapProfiler.collectGarbage");
+        return cdp.send("Runtime.getHeapUsage");
+      };
+      const a = await usage();
+      await new Promise((r) => setTimeout(r, 200));
+      const b = await usage();
+      const heap = a.usedSize <= b.usedSize ? a : b;
       const wasm = await page.evaluate(() => window.somaWasmMemoryBytes?.() ?? null);
       seen = now.rows;
       samples.push({ epoch: seen, jsHeapUsed: heap.usedSize, jsHeapTotal: heap.totalSize, wasmMemory: wasm });
