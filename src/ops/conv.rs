@@ -85,7 +85,7 @@ impl std::fmt::Display for Chw {
 
 /// The largest count of values per sample (and of weights per layer) a spatial op takes: the GPU
 /// kernels will index in u32, and the pool's arg-max is a u32.
-pub const MAX_VALUES: usize = u32::MAX as usize;
+pub const MAX_VALUES: u64 = u32::MAX as u64;
 
 /// How a convolution treats the border.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,7 +161,8 @@ impl ConvShape {
             ("weights", weights),
         ];
         for (name, n) in sizes {
-            if n.is_none_or(|n| n > MAX_VALUES) {
+            // Compared as u64: on wasm32 a usize cannot exceed the bound at all.
+            if n.is_none_or(|n| n as u64 > MAX_VALUES) {
                 return Err(Error::TooLarge {
                     what: format!("{what}: its {name}"),
                     needed: n.map_or("more than usize::MAX".into(), |n| n.to_string()),

@@ -51,7 +51,8 @@ impl PoolShape {
                 format!("{}×{}", input.h, input.w),
             ));
         }
-        if input.len() > MAX_VALUES {
+        // Compared as u64: on wasm32 a usize cannot exceed the bound at all.
+        if input.len() as u64 > MAX_VALUES {
             return Err(Error::TooLarge {
                 what: format!("{what}: its input values per sample"),
                 needed: input.len().to_string(),
