@@ -153,6 +153,22 @@ fn picture_claiming_too_many_pixels_is_refused_before_decoding() {
     assert!(largest < 1 << 20, "allocated {largest} B");
 }
 
+/// An 821-byte JPEG the `picture` fuzz target found (a libFuzzer timeout on a loaded machine):
+/// its header claims 7168×284 grey pixels, which the decoder fills in from almost no data. It is
+/// refused from the header, before decoding: more pixels than its bytes pay for.
+#[test]
+fn picture_claiming_more_pixels_than_its_bytes_pay_for_is_refused() {
+    let jpeg = include_bytes!("data/fuzz/picture-7168x284-in-821-bytes.jpg");
+    assert_eq!(jpeg.len(), 821);
+    let (out, largest) = largest_allocation(|| picture::from_bytes("tiny.jpg", jpeg));
+    let err = out.expect_err("refused").to_string();
+    assert!(
+        err.contains("tiny.jpg") && err.contains("7168×284") && err.contains("821 bytes"),
+        "{err}"
+    );
+    assert!(largest < 1 << 20, "allocated {largest} B");
+}
+
 /// The bytes of a small Adam checkpoint (784-4-10, as the page trains) with its metadata and
 /// tensors edited: `edit` gets the metadata and the tensors as (name, shape, f32 values).
 fn edited_checkpoint(

@@ -25,20 +25,36 @@ pub const MAX_PIXELS: u64 = 1 << 24;
 /// 4096 × 4096 square, so both pass, but no 1-pixel-high picture a million wide does.
 pub const MAX_SIDE: u32 = 16_384;
 
+/// Pixels a picture may have whatever its size in bytes: 2^20 (a 1024 × 1024 picture), which
+/// decodes in milliseconds.
+pub const FREE_PIXELS: u64 = 1 << 20;
+
+/// Past [`FREE_PIXELS`], the pixels each byte of the file must pay for. Real pictures hold a
+/// few pixels a byte (a 12-megapixel JPEG photo ~4, a scanned page as PNG ~100, even a blank
+/// 4096 × 4096 PNG ~1000). An 821-byte JPEG the fuzzer made claimed 7168 × 284 pixels
+/// (2,500 a byte), all of which the decoder then fills in: ~0.2 s of decoding and resampling
+/// per 821 bytes, a way to make predict run for seconds on a small input.
+pub const PIXELS_PER_BYTE: u64 = 1024;
+
 /// The 28 × 28 MNIST-style pixels of the picture file at `path`.
 pub fn read(path: &Path) -> Result<Vec<u8>, String> {
     let name = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|e| format!("{name}: cannot open: {e}"))?;
-    decode(&name, BufReader::new(file))
+    let bytes = file
+        .metadata()
+        .map_err(|e| format!("{name}: cannot read: {e}"))?
+        .len();
+    decode(&name, bytes, BufReader::new(file))
 }
 
 /// The 28 × 28 MNIST-style pixels of the picture file whose bytes are `bytes`; `name` is what
 /// errors name.
 pub fn from_bytes(name: &str, bytes: &[u8]) -> Result<Vec<u8>, String> {
-    decode(name, Cursor::new(bytes))
+    decode(name, bytes.len() as u64, Cursor::new(bytes))
 }
 
-fn decode(name: &str, reader: impl BufRead + Seek) -> Result<Vec<u8>, String> {
+/// Decodes a picture of `bytes` bytes from `reader`.
+fn decode(name: &str, bytes: u64, reader: impl BufRead + Seek) -> Result<Vec<u8>, String> {
     let mut reader = ImageReader::new(reader)
         .with_guessed_format()
         .map_err(|e| format!("{name}: cannot read: {e}"))?;
@@ -60,6 +76,14 @@ fn decode(name: &str, reader: impl BufRead + Seek) -> Result<Vec<u8>, String> {
         return Err(format!(
             "{name}: a picture of {w}×{h} pixels; predict reads at most {MAX_PIXELS} pixels \
              (e.g. 4096×4096), a digit needs far fewer"
+        ));
+    }
+    let budget = FREE_PIXELS.max(bytes.saturating_mul(PIXELS_PER_BYTE));
+    if pixels > budget {
+        return Err(format!(
+            "{name}: a picture of {w}×{h} pixels in only {bytes} bytes; predict reads at most \
+             {PIXELS_PER_BYTE} pixels per byte of file past the first {FREE_PIXELS} pixels (a \
+             real picture this large takes far more bytes)"
         ));
     }
     let picture = image::DynamicImage::from_decoder(decoder)
