@@ -70,12 +70,17 @@ struct Args {
     /// Learning-rate schedule over the run.
     #[arg(long, value_enum, default_value_t = ScheduleArg::Cosine)]
     schedule: ScheduleArg,
-    /// Hidden layer sizes, comma separated.
-    #[arg(long, default_value = "64,64", value_parser = parse_hidden)]
-    hidden: HiddenSizes,
-    /// Hidden activation: sigmoid, tanh, relu or leaky-relu.
-    #[arg(long, default_value = "sigmoid", value_parser = parse_activation)]
-    activation: Activation,
+    /// The network: mlp (the dense stack of --hidden and --activation), a preset (cnn, tfjs,
+    /// lenet) or a layer string such as conv8k5,relu,pool,conv16k5,relu,pool,dense10 (see the
+    /// README).
+    #[arg(long, default_value = "mlp")]
+    model: String,
+    /// Hidden layer sizes of the mlp model, comma separated [default: 64,64].
+    #[arg(long, value_parser = parse_hidden)]
+    hidden: Option<HiddenSizes>,
+    /// Hidden activation of the mlp model: sigmoid, tanh, relu or leaky-relu [default: sigmoid].
+    #[arg(long, value_parser = parse_activation)]
+    activation: Option<Activation>,
     /// Weight initialisation: uniform (PyTorch's nn.Linear), xavier or he.
     #[arg(long, default_value = "uniform", value_parser = parse_init)]
     init: Init,
@@ -191,9 +196,25 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         OptimizerArg::Momentum => Optimizer::momentum(),
         OptimizerArg::Adam => Optimizer::adam(),
     };
+    // The layer string of a convolutional model (None for the mlp).
+    let layers = match args.model.as_str() {
+        "mlp" => None,
+        name => Some(soma::layers::preset(name).unwrap_or(name).to_string()),
+    };
+    if layers.is_some() && (args.hidden.is_some() || args.activation.is_some()) {
+        return Err(format!(
+            "--hidden and --activation describe the mlp model; --model {} gives its own layers",
+            args.model
+        )
+        .into());
+    }
+    let defaults = Recipe::default();
     let recipe = Recipe {
-        hidden: args.hidden.0.clone(),
-        activation: args.activation,
+        hidden: args
+            .hidden
+            .as_ref()
+            .map_or(defaults.hidden, |h| h.0.clone()),
+        activation: args.activation.unwrap_or(defaults.activation),
         init: args.init,
         lr: args.lr.unwrap_or(default_lr(&optimizer)),
         optimizer: optimizer.with_weight_decay(
@@ -223,7 +244,18 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         load_started.elapsed().as_secs_f64()
     );
 
-    let net = recipe.network(train_set.features(), 10)?;
+    let net = match &layers {
+        None => recipe.network(train_set.features(), 10)?,
+        Some(text) => {
+            let (h, w) = train_set.image.ok_or("the dataset has no image shape")?;
+            soma::layers::from_string(
+                soma::ops::conv::Chw::new(1, h, w),
+                text,
+                soma::Output::SoftmaxCrossEntropy,
+            )?
+        }
+    };
+    eprint!("{}", soma::layers::summary(&net));
     let optimizer = recipe.optimizer;
     optimizer.validate()?;
     let lr = recipe.lr;

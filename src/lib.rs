@@ -30,6 +30,7 @@ pub mod data;
 pub mod digit;
 pub mod error;
 pub mod gpu;
+pub mod layers;
 pub mod memory;
 pub mod model;
 mod names;

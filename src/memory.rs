@@ -35,12 +35,32 @@ impl Footprint {
         let rows = batch_size.max(EVAL_ROWS) as u128;
         let sizes = net.sizes().iter().map(|&s| s as u128);
         // Activations of every layer including the input, deltas of every layer but the
-        // input, and one row of targets per sample.
-        let per_row: u128 = 2 * sizes.sum::<u128>() - net.inputs() as u128 + net.outputs() as u128;
+        // input, and one row of targets per sample; a spatial layer's output and delta too
+        // (and a pool's arg-maxes, u32s like the f32s).
+        let features: u128 = net
+            .features()
+            .iter()
+            .map(|f| f.output().len() as u128 * if f.activation().is_some() { 2 } else { 3 })
+            .sum();
+        let per_row: u128 =
+            2 * sizes.sum::<u128>() - net.inputs() as u128 + net.outputs() as u128 + features;
+        // Each thread's im2col matrix of one sample and its gradient (the largest layer's).
+        let scratch: u128 = net
+            .features()
+            .iter()
+            .map(|f| match f {
+                crate::net::Feature::Conv(s, _) => {
+                    2 * s.patch_len() as u128 * (s.output().h * s.output().w) as u128
+                }
+                crate::net::Feature::Pool(_) => 0,
+            })
+            .max()
+            .unwrap_or(0);
+        let threads = threads.max(1) as u128;
         Footprint {
             params: f32s(params),
             optimizer_state: f32s(params * optimizer.slots() as u128),
-            workspaces: f32s(params * threads.max(1) as u128 + rows * per_row),
+            workspaces: f32s((params + scratch) * threads + rows * per_row),
         }
     }
 
@@ -69,11 +89,9 @@ impl Network {
     /// [`Network::parameter_count`] without overflow, for size checks on networks that may be
     /// far too large to build.
     fn parameter_count_u128(&self) -> u128 {
-        (0..self.layers())
-            .map(|l| {
-                let (i, o) = self.layer_shape(l);
-                i as u128 * o as u128 + o as u128
-            })
+        self.weight_shapes()
+            .iter()
+            .map(|s| s.rows as u128 * s.cols as u128 + s.bias as u128)
             .sum()
     }
 }
@@ -187,6 +205,9 @@ pub fn check(what: &str, need: Footprint) -> Result<Footprint> {
 }
 
 fn sizes(net: &Network) -> String {
+    if !net.is_dense() {
+        return crate::layers::layer_string(net);
+    }
     net.sizes()
         .iter()
         .map(|s| s.to_string())

@@ -1,10 +1,14 @@
-//! The network description: layer sizes, hidden activation, output and loss. The math of each
-//! activation and loss lives with its kernel in [`crate::ops`].
+//! The network description: an optional stack of spatial layers (convolutions and max-pools,
+//! [`Feature`]) on an image, then dense layers (sizes, hidden activation), then the output and
+//! loss. The math of each op lives with its kernel in [`crate::ops`]; the user's way to write a
+//! network (presets, the layer string, the summary table) is [`crate::layers`].
 
 use std::fmt;
 
 use crate::error::{Error, Result};
 use crate::named_enum;
+use crate::ops::conv::{Chw, ConvShape};
+use crate::ops::pool::PoolShape;
 
 /// Activation of the hidden layers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -76,12 +80,60 @@ named_enum!(Init, "init", [
     "he" => Init::He,
 ]);
 
-/// A stack of dense layers: `sizes[0]` inputs, then one layer per following size.
+/// A spatial layer: it maps one sample's C×H×W values to another C×H×W.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Feature {
+    /// A convolution (with bias) followed by its activation.
+    Conv(ConvShape, Activation),
+    /// A 2×2, stride-2 max-pool.
+    Pool(PoolShape),
+}
+
+impl Feature {
+    pub fn input(&self) -> Chw {
+        match self {
+            Feature::Conv(s, _) => s.input(),
+            Feature::Pool(s) => s.input(),
+        }
+    }
+
+    pub fn output(&self) -> Chw {
+        match self {
+            Feature::Conv(s, _) => s.output(),
+            Feature::Pool(s) => s.output(),
+        }
+    }
+
+    /// The activation applied to the output, if any (a pool has none).
+    pub fn activation(&self) -> Option<Activation> {
+        match self {
+            Feature::Conv(_, a) => Some(*a),
+            Feature::Pool(_) => None,
+        }
+    }
+}
+
+/// The shape of one trainable weight tensor and its bias, as stored in [`crate::params::Params`]:
+/// `rows × cols` weights, `bias` biases, and the fan-in / fan-out the initialisers use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WeightShape {
+    pub rows: usize,
+    pub cols: usize,
+    pub bias: usize,
+    pub fan_in: usize,
+    pub fan_out: usize,
+}
+
+/// A network: optionally spatial layers on an image ([`Network::convolutional`]), then a stack
+/// of dense layers: `sizes[0]` inputs (the flattened output of the spatial layers, if any), then
+/// one layer per following size.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Network {
     sizes: Vec<usize>,
     hidden: Activation,
     output: Output,
+    /// The spatial layers, first first; empty for a dense stack.
+    features: Vec<Feature>,
 }
 
 impl Network {
@@ -107,22 +159,111 @@ impl Network {
             sizes: sizes.to_vec(),
             hidden,
             output,
+            features: Vec::new(),
         })
     }
 
-    /// Input size, then each layer's size.
+    /// Spatial layers `features` (each reading the previous one's output), flattened into the
+    /// dense stack `dense` (its first size is the width the features flatten to: checked).
+    /// [`crate::layers`] builds these from a layer list, with errors that name the layer.
+    pub fn convolutional(
+        features: Vec<Feature>,
+        dense: &[usize],
+        hidden: Activation,
+        output: Output,
+    ) -> Result<Self> {
+        let mut net = Network::new(dense, hidden, output)?;
+        for pair in features.windows(2) {
+            if pair[0].output() != pair[1].input() {
+                return Err(Error::Network(format!(
+                    "a spatial layer reads {} but the one before it gives {}",
+                    pair[1].input(),
+                    pair[0].output()
+                )));
+            }
+        }
+        if let Some(last) = features.last()
+            && last.output().len() != dense[0]
+        {
+            return Err(Error::Network(format!(
+                "the spatial layers flatten to {} = {} values, but the dense layers take {}",
+                last.output(),
+                last.output().len(),
+                dense[0]
+            )));
+        }
+        net.features = features;
+        Ok(net)
+    }
+
+    /// The dense part: its input size (the flattened features, if any), then each layer's size.
     pub fn sizes(&self) -> &[usize] {
         &self.sizes
     }
 
-    /// Number of dense layers (weight matrices).
+    /// Number of dense layers (weight matrices of the dense part).
     pub fn layers(&self) -> usize {
         self.sizes.len() - 1
     }
 
-    /// Width of the input.
+    /// The spatial layers, first first (empty for a dense stack).
+    pub fn features(&self) -> &[Feature] {
+        &self.features
+    }
+
+    /// Whether this is a plain stack of dense layers (what the GPU backend trains today).
+    pub fn is_dense(&self) -> bool {
+        self.features.is_empty()
+    }
+
+    /// The image a convolutional network reads (None for a dense stack).
+    pub fn image(&self) -> Option<Chw> {
+        self.features.first().map(Feature::input)
+    }
+
+    /// Convolutions among the spatial layers: their weights come first in
+    /// [`crate::params::Params`], before the dense layers'.
+    pub fn conv_layers(&self) -> usize {
+        self.features
+            .iter()
+            .filter(|f| matches!(f, Feature::Conv(..)))
+            .count()
+    }
+
+    /// Every weight tensor, in the order [`crate::params::Params`] holds them: each
+    /// convolution's `C_out × C_in·k·k` (fan-in C_in·k·k, fan-out C_out·k·k, as PyTorch
+    /// counts them), then each dense layer's `fan_in × fan_out`.
+    pub fn weight_shapes(&self) -> Vec<WeightShape> {
+        let conv = self.features.iter().filter_map(|f| match f {
+            Feature::Conv(s, _) => {
+                let (rows, cols) = s.weight_dims();
+                let k2 = s.kernel() * s.kernel();
+                Some(WeightShape {
+                    rows,
+                    cols,
+                    bias: rows,
+                    fan_in: cols,
+                    fan_out: rows * k2,
+                })
+            }
+            Feature::Pool(_) => None,
+        });
+        let dense = (0..self.layers()).map(|l| {
+            let (i, o) = self.layer_shape(l);
+            WeightShape {
+                rows: i,
+                cols: o,
+                bias: o,
+                fan_in: i,
+                fan_out: o,
+            }
+        });
+        conv.chain(dense).collect()
+    }
+
+    /// Width of the input: the image's C·H·W, or the first dense size.
     pub fn inputs(&self) -> usize {
-        self.sizes[0]
+        self.image().map_or(self.sizes[0], |i| i.len())
     }
 
     /// Width of the output.
@@ -147,29 +288,45 @@ impl Network {
 
     /// Number of trainable scalars.
     pub fn parameter_count(&self) -> usize {
-        (0..self.layers())
-            .map(|l| {
-                let (i, o) = self.layer_shape(l);
-                i * o + o
-            })
+        self.weight_shapes()
+            .iter()
+            .map(|w| w.rows * w.cols + w.bias)
             .sum()
     }
 
     /// Floating-point operations of one training step per sample (multiply-adds count two):
     /// forward, every weight gradient, and the input gradient of every layer but the first.
+    /// Pools and activations are not counted (no multiply-adds).
     pub fn train_flops_per_sample(&self) -> u64 {
-        (0..self.layers())
+        let mut first = true;
+        let mut passes = |mm: u64| {
+            let n = if first { 2 } else { 3 };
+            first = false;
+            n * mm
+        };
+        let conv: u64 = self
+            .features
+            .iter()
+            .filter_map(|f| match f {
+                Feature::Conv(s, _) => Some(passes(2 * s.macs_per_sample())),
+                Feature::Pool(_) => None,
+            })
+            .sum();
+        let dense: u64 = (0..self.layers())
             .map(|l| {
                 let (i, o) = self.layer_shape(l);
-                let mm = 2 * (i * o) as u64;
-                if l == 0 { 2 * mm } else { 3 * mm }
+                passes(2 * (i * o) as u64)
             })
-            .sum()
+            .sum();
+        conv + dense
     }
 }
 
 impl fmt::Display for Network {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.is_dense() {
+            return write!(f, "{} ({})", crate::layers::layer_string(self), self.output);
+        }
         let sizes: Vec<String> = self.sizes.iter().map(|s| s.to_string()).collect();
         write!(
             f,

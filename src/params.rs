@@ -27,34 +27,33 @@ impl Params {
     /// parameters on every run and machine.
     pub fn init(net: &Network, init: Init, seed: u64) -> Params {
         let mut rng = Pcg64Mcg::seed_from_u64(seed);
-        let layers = (0..net.layers())
-            .map(|l| {
-                let (fan_in, fan_out) = net.layer_shape(l);
+        let layers = net
+            .weight_shapes()
+            .into_iter()
+            .map(|s| {
+                let (fan_in, fan_out, n) = (s.fan_in, s.fan_out, s.rows * s.cols);
                 let (w, b): (Vec<f32>, Vec<f32>) = match init {
                     Init::Uniform => {
                         let bound = 1.0 / (fan_in as f64).sqrt();
                         (
-                            uniform(&mut rng, fan_in * fan_out, bound),
-                            uniform(&mut rng, fan_out, bound),
+                            uniform(&mut rng, n, bound),
+                            uniform(&mut rng, s.bias, bound),
                         )
                     }
                     Init::Xavier => {
                         let bound = (6.0 / (fan_in + fan_out) as f64).sqrt();
-                        (
-                            uniform(&mut rng, fan_in * fan_out, bound),
-                            vec![0.0; fan_out],
-                        )
+                        (uniform(&mut rng, n, bound), vec![0.0; s.bias])
                     }
                     Init::He => {
                         let std = (2.0 / fan_in as f64).sqrt();
-                        let w = (0..fan_in * fan_out)
+                        let w = (0..n)
                             .map(|_| (standard_normal(&mut rng) * std) as f32)
                             .collect();
-                        (w, vec![0.0; fan_out])
+                        (w, vec![0.0; s.bias])
                     }
                 };
                 Layer {
-                    w: Array2::from_shape_vec((fan_in, fan_out), w).expect("sized above"),
+                    w: Array2::from_shape_vec((s.rows, s.cols), w).expect("sized above"),
                     b: Array1::from(b),
                 }
             })
@@ -65,13 +64,12 @@ impl Params {
     /// Zeros shaped like `net` (optimizer state, gradients).
     pub fn zeros(net: &Network) -> Params {
         Params {
-            layers: (0..net.layers())
-                .map(|l| {
-                    let (i, o) = net.layer_shape(l);
-                    Layer {
-                        w: Array2::zeros((i, o)),
-                        b: Array1::zeros(o),
-                    }
+            layers: net
+                .weight_shapes()
+                .into_iter()
+                .map(|s| Layer {
+                    w: Array2::zeros((s.rows, s.cols)),
+                    b: Array1::zeros(s.bias),
                 })
                 .collect(),
         }
@@ -98,17 +96,18 @@ impl Params {
             expected,
             got,
         };
-        if self.layers.len() != net.layers() {
+        let shapes = net.weight_shapes();
+        if self.layers.len() != shapes.len() {
             return Err(mismatch(
-                format!("{} layers", net.layers()),
+                format!("{} layers", shapes.len()),
                 format!("{} layers", self.layers.len()),
             ));
         }
-        for (l, layer) in self.layers.iter().enumerate() {
-            let (i, o) = net.layer_shape(l);
-            if layer.w.dim() != (i, o) || layer.b.len() != o {
+        for (l, (layer, s)) in self.layers.iter().zip(&shapes).enumerate() {
+            let (i, o) = (s.rows, s.cols);
+            if layer.w.dim() != (i, o) || layer.b.len() != s.bias {
                 return Err(mismatch(
-                    format!("layer {l}: w {i}x{o}, b {o}"),
+                    format!("layer {l}: w {i}x{o}, b {}", s.bias),
                     format!(
                         "layer {l}: w {}x{}, b {}",
                         layer.w.nrows(),

@@ -61,6 +61,8 @@ pub fn create(
         BackendKind::Gpu => gpu(params),
         // A named adapter is a request for the GPU; otherwise only hardware beats the CPU.
         BackendKind::Auto if options.adapter.is_some() => gpu(params),
+        // The GPU kernels for convolutions and pools do not exist yet: a CNN trains on the CPU.
+        BackendKind::Auto if !net.is_dense() => cpu(params),
         BackendKind::Auto => match crate::gpu::hardware_adapter() {
             Some(_) => gpu(params),
             None => cpu(params),

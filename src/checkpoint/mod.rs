@@ -32,6 +32,20 @@
 //! is written as, and read back from, version 1, which is the same layout without those keys;
 //! it resumes training as before, but prediction must be told the input scaling.
 //!
+//! **Version 3** is written for a network with spatial layers (a CNN). It adds two keys:
+//!
+//! | key      | example                                                          |
+//! |----------|------------------------------------------------------------------|
+//! | `input`  | `1,28,28`: the image the network reads, channels, rows, columns  |
+//! | `layers` | `conv8k5,relu,pool,conv16k5,relu,pool,dense10` (the layer string, [`crate::layers`]) |
+//!
+//! `sizes` and `hidden` still describe the dense part (its first size is the flattened
+//! features) and must agree with `layers`; the [`ModelInfo`] keys are optional and present
+//! together. A convolution's `layer{l}.w` is `[C_out, C_in·k·k]`: PyTorch's
+//! `[C_out, C_in, k, k]` with the last three axes flattened, and the convolutions come first
+//! (`layer0`, `layer1`, … then the dense layers). Dense networks are still written as version
+//! 2 (or 1), so that older builds read them.
+//!
 //! Writes are atomic: the file is written to a temporary sibling, flushed and synced, then
 //! renamed over the target, so a crash or a failed save never leaves a half-written checkpoint
 //! where a good one was. Loads validate everything before building anything, and every problem
@@ -75,6 +89,10 @@ pub const FORMAT: &str = "soma-checkpoint";
 
 /// The format version this code writes for a checkpoint with a [`ModelInfo`].
 pub const VERSION: u32 = 2;
+
+/// The version written for a network with spatial layers (convolutions, pools): version 2's
+/// keys (the [`ModelInfo`] ones optional, present together) plus `input` and `layers`.
+pub const VERSION_3: u32 = 3;
 
 /// The older version, without a [`ModelInfo`]: still read, and written for a checkpoint that
 /// has none.
@@ -252,6 +270,9 @@ pub fn load_into(path: &Path, expected: &Network) -> Result<Checkpoint> {
 
 /// `784-64-64-10 sigmoid softmax-cross-entropy`.
 fn describe(net: &Network) -> String {
+    if !net.is_dense() {
+        return net.to_string();
+    }
     format!(
         "{} {} {}",
         join_sizes(net.sizes(), "-"),

@@ -2,6 +2,11 @@
 //! before anything is built.
 
 use super::*;
+use crate::ops::conv::Chw;
+
+/// The most values per sample a version 3 checkpoint's `input` may claim: 2^24, the pixels of
+/// the largest picture predict reads.
+const MAX_INPUT_VALUES: usize = 1 << 24;
 
 #[cfg(not(target_arch = "wasm32"))]
 /// Reads the whole file, refusing anything over [`MAX_FILE_BYTES`] before allocating for it.
@@ -126,12 +131,48 @@ impl Meta<'_> {
         let output: Output = o
             .parse()
             .map_err(|e| self.malformed("output", &format!("an output ({e})"), o))?;
-        Network::new(&sizes, hidden, output).map_err(|e| {
+        let invalid = |e: Error| {
             bad(
                 self.path,
                 format!("metadata describes no valid network: {e}"),
             )
-        })
+        };
+        let dense = Network::new(&sizes, hidden, output).map_err(invalid)?;
+        if !self.map.contains_key("layers") {
+            return Ok(dense);
+        }
+        let s = self.get("input")?;
+        let dims = s
+            .split(',')
+            .map(|p| p.trim().parse::<usize>())
+            .collect::<std::result::Result<Vec<_>, _>>();
+        let input = match dims.as_deref() {
+            // Bounded like a picture predict reads: the workspaces follow from this shape.
+            Ok([c, h, w]) if *c > 0 && *h > 0 && *w > 0 && c * h * w <= MAX_INPUT_VALUES => {
+                Chw::new(*c, *h, *w)
+            }
+            _ => {
+                return Err(self.malformed(
+                    "input",
+                    &format!("`channels,rows,columns`, at most {MAX_INPUT_VALUES} values"),
+                    s,
+                ));
+            }
+        };
+        let s = self.get("layers")?;
+        let net = crate::layers::from_string(input, s, output).map_err(invalid)?;
+        if net.sizes() != dense.sizes() || (net.layers() > 1 && net.hidden() != hidden) {
+            return Err(self.malformed(
+                "sizes",
+                &format!(
+                    "the dense part of `layers` ({}, {})",
+                    join_sizes(net.sizes(), ","),
+                    net.hidden()
+                ),
+                &format!("{s} with sizes {}, {hidden}", join_sizes(&sizes, ",")),
+            ));
+        }
+        Ok(net)
     }
 
     fn optimizer(&self) -> Result<Optimizer> {
@@ -232,11 +273,14 @@ pub(super) fn read_params(
     net: &Network,
     slot: Option<usize>,
 ) -> Result<Params> {
-    let layers = (0..net.layers())
-        .map(|l| {
-            let (i, o) = net.layer_shape(l);
+    let layers = net
+        .weight_shapes()
+        .into_iter()
+        .enumerate()
+        .map(|(l, s)| {
+            let (i, o) = (s.rows, s.cols);
             let w = read_tensor(path, st, &tensor_name(slot, l, 'w'), &[i, o])?;
-            let b = read_tensor(path, st, &tensor_name(slot, l, 'b'), &[o])?;
+            let b = read_tensor(path, st, &tensor_name(slot, l, 'b'), &[s.bias])?;
             Ok(Layer {
                 w: Array2::from_shape_vec((i, o), w).expect("length checked"),
                 b: Array1::from(b),
@@ -305,17 +349,30 @@ pub(super) fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
         return Err(meta.malformed("format", FORMAT, format));
     }
     let version = meta.get("version")?;
-    let has_model = match version.parse::<u32>() {
-        Ok(VERSION_1) => false,
-        Ok(VERSION) => true,
+    let version = match version.parse::<u32>() {
+        Ok(v @ (VERSION_1 | VERSION | VERSION_3)) => v,
         _ => {
             return Err(meta.malformed(
                 "version",
-                &format!("{VERSION_1} or {VERSION} (the versions this build reads)"),
+                &format!("{VERSION_1}, {VERSION} or {VERSION_3} (the versions this build reads)"),
                 version,
             ));
         }
     };
+    let has_model = match version {
+        VERSION_1 => false,
+        VERSION => true,
+        _ => meta.map.contains_key("dataset"),
+    };
+    if version == VERSION_3 {
+        meta.get("layers")?;
+    } else if meta.map.contains_key("layers") {
+        return Err(meta.malformed(
+            "version",
+            &format!("{VERSION_3} for a checkpoint with `layers`"),
+            &version.to_string(),
+        ));
+    }
     let network = meta.network()?;
     let optimizer = meta.optimizer()?;
     optimizer
@@ -325,7 +382,7 @@ pub(super) fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
         let model = meta.model()?;
         model
             .check(&network)
-            .map_err(|e| bad(path, format!("version 2 model metadata: {e}")))?;
+            .map_err(|e| bad(path, format!("model metadata: {e}")))?;
         Some(model)
     } else {
         None
@@ -352,7 +409,7 @@ pub(super) fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
     names.sort_unstable();
     if let Some(extra) = names
         .iter()
-        .find(|n| !is_expected(n, network.layers(), slots))
+        .find(|n| !is_expected(n, network.weight_shapes().len(), slots))
     {
         return Err(bad(
             path,

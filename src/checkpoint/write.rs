@@ -96,11 +96,20 @@ pub(super) fn encode(path: &Path, ckpt: &Checkpoint) -> Result<Vec<u8>> {
     let tensors = tensors_of(ckpt);
     let mut meta = HashMap::new();
     meta.insert("format".to_string(), FORMAT.to_string());
-    let version = if ckpt.model.is_some() {
+    let version = if !net.is_dense() {
+        VERSION_3
+    } else if ckpt.model.is_some() {
         VERSION
     } else {
         VERSION_1
     };
+    if let Some(image) = net.image() {
+        meta.insert(
+            "input".to_string(),
+            format!("{},{},{}", image.c, image.h, image.w),
+        );
+        meta.insert("layers".to_string(), crate::layers::layer_string(net));
+    }
     meta.insert("version".to_string(), version.to_string());
     if let Some(model) = &ckpt.model {
         for (key, value) in model_meta(path, model)? {

@@ -9,6 +9,7 @@
 //! the math reads the same; splitting inside each small matrix product instead cost more in
 //! synchronisation than the second core gave.
 
+pub mod conv;
 pub mod linalg;
 #[cfg(not(target_arch = "wasm32"))]
 mod team;
@@ -18,7 +19,7 @@ use ndarray::{Array1, Array2, ArrayView2, Axis, s};
 use crate::backend::{Backend, Stats, check_data, check_predict_inputs, check_train_args};
 use crate::data::Dataset;
 use crate::error::Result;
-use crate::net::{Network, Output};
+use crate::net::{Activation, Feature, Network, Output};
 use crate::ops::activation::sigmoid;
 use crate::ops::matmul::{bias_activation, mul_derivative};
 use crate::ops::reduce::column_sums;
@@ -84,13 +85,20 @@ impl Split {
     }
 }
 
-/// Activations, deltas and gradients for batches of up to `rows` samples.
+/// Activations, deltas and gradients for batches of up to `rows` samples. Layers are counted
+/// over the whole network: the spatial layers (`F` of them) first, then the dense ones.
 struct Workspace {
     rows: usize,
-    /// `acts[0]` is the input batch, `acts[l + 1]` the output of layer `l`.
+    /// `acts[0]` is the input batch, `acts[j + 1]` the output of layer `j`.
     acts: Vec<Array2<f32>>,
-    /// `deltas[l]`: gradient of the loss w.r.t. the pre-activation of layer `l`.
+    /// `deltas[j]`: gradient of the loss w.r.t. the pre-activation of layer `j` (for a pool, its
+    /// output).
     deltas: Vec<Array2<f32>>,
+    /// Each pool's arg-maxes (empty for the other layers).
+    argmax: Vec<Array2<u32>>,
+    /// A convolution's im2col matrix of one sample, and its gradient.
+    cols: Vec<f32>,
+    dcols: Vec<f32>,
     grads: Params,
     /// Per-sample target values (one-hot for labels).
     targets: Array2<f32>,
@@ -98,21 +106,60 @@ struct Workspace {
 
 impl Workspace {
     fn new(net: &Network, rows: usize) -> Self {
+        let features = net.features();
+        let widths: Vec<usize> = std::iter::once(net.inputs())
+            .chain(features.iter().map(|f| f.output().len()))
+            .chain(net.sizes()[1..].iter().copied())
+            .collect();
+        let scratch = features
+            .iter()
+            .map(|f| match f {
+                Feature::Conv(s, _) => conv::scratch_len(s),
+                Feature::Pool(_) => 0,
+            })
+            .max()
+            .unwrap_or(0);
         Workspace {
             rows,
-            acts: net
-                .sizes()
+            acts: widths.iter().map(|&n| Array2::zeros((rows, n))).collect(),
+            deltas: widths[1..]
                 .iter()
                 .map(|&n| Array2::zeros((rows, n)))
                 .collect(),
-            deltas: net.sizes()[1..]
+            argmax: features
                 .iter()
-                .map(|&n| Array2::zeros((rows, n)))
+                .map(|f| match f {
+                    Feature::Pool(s) => Array2::zeros((rows, s.output().len())),
+                    Feature::Conv(..) => Array2::zeros((0, 0)),
+                })
                 .collect(),
+            cols: vec![0.0; scratch],
+            dcols: vec![0.0; scratch],
             grads: Params::zeros(net),
             targets: Array2::zeros((rows, net.outputs())),
         }
     }
+}
+
+/// The activation at the output of layer `j` (spatial layers first, then dense), if any.
+fn activation_of(net: &Network, j: usize) -> Option<Activation> {
+    let f = net.features().len();
+    if j < f {
+        net.features()[j].activation()
+    } else {
+        // The last dense layer's output goes to the loss, not through `hidden`.
+        (j + 1 < f + net.layers()).then_some(net.hidden())
+    }
+}
+
+/// Which entry of `Params` holds layer `j`'s weights (pools have none).
+fn param_index(net: &Network, j: usize) -> usize {
+    let f = net.features();
+    let convs_before = f[..j.min(f.len())]
+        .iter()
+        .filter(|f| matches!(f, Feature::Conv(..)))
+        .count();
+    convs_before + j.saturating_sub(f.len())
 }
 
 /// The ndarray reference backend.
@@ -297,17 +344,31 @@ impl CpuBackend {
     /// Forward pass over the first `b` rows of `work.acts[0]`; leaves every layer's output in
     /// `work.acts` (the last one as probabilities or sigmoids).
     fn forward(net: &Network, params: &Params, work: &mut Workspace, b: usize) {
-        let layers = net.layers();
-        for l in 0..layers {
-            let (before, after) = work.acts.split_at_mut(l + 1);
-            let x = before[l].slice(s![..b, ..]);
+        let total = net.features().len() + net.layers();
+        for j in 0..total {
+            let (before, after) = work.acts.split_at_mut(j + 1);
+            let x = before[j].slice(s![..b, ..]);
             let mut a = after[0].slice_mut(s![..b, ..]);
-            linalg::gemm(1.0, x, params.layers[l].w.view(), 0.0, a.view_mut(), 1);
-            let act = (l + 1 < layers).then_some(net.hidden());
-            bias_activation(a.view_mut(), &params.layers[l].b, act);
+            let p = &params.layers.get(param_index(net, j));
+            match net.features().get(j) {
+                Some(Feature::Conv(shape, act)) => {
+                    let p = p.expect("a convolution has weights");
+                    let (w, bias) = (p.w.view(), p.b.view());
+                    conv::forward(shape, *act, x, w, bias, a, &mut work.cols);
+                }
+                Some(Feature::Pool(shape)) => {
+                    let arg = work.argmax[j].slice_mut(s![..b, ..]);
+                    crate::ops::pool::max_pool(shape, x, a, arg).expect("shapes built together");
+                }
+                None => {
+                    let p = p.expect("a dense layer has weights");
+                    linalg::gemm(1.0, x, p.w.view(), 0.0, a.view_mut(), 1);
+                    bias_activation(a.view_mut(), &p.b, activation_of(net, j));
+                }
+            }
         }
         if net.output() == Output::SigmoidMse {
-            let out = work.acts[layers].slice_mut(s![..b, ..]);
+            let out = work.acts[total].slice_mut(s![..b, ..]);
             out.into_iter().for_each(|v| *v = sigmoid(*v));
         }
     }
@@ -316,30 +377,64 @@ impl CpuBackend {
     /// first `b` rows as part of a batch of `batch` rows, and returns their summed loss and
     /// correct count.
     fn output_delta(net: &Network, work: &mut Workspace, b: usize, batch: usize) -> Stats {
-        let layers = net.layers();
+        let total = net.features().len() + net.layers();
         loss::output_delta(
             net.output(),
-            work.acts[layers].slice_mut(s![..b, ..]),
+            work.acts[total].slice_mut(s![..b, ..]),
             work.targets.slice(s![..b, ..]),
-            work.deltas[layers - 1].slice_mut(s![..b, ..]),
+            work.deltas[total - 1].slice_mut(s![..b, ..]),
             batch,
         )
     }
 
     /// Backprop from the output delta: every layer's weight and bias gradient.
+    /// Backprop from the output delta: every layer's weight and bias gradient, last layer
+    /// first, each passing the gradient at its input down to the layer before it (through
+    /// that layer's activation).
     fn backward(net: &Network, params: &Params, work: &mut Workspace, b: usize) {
-        for l in (0..net.layers()).rev() {
-            let x = work.acts[l].slice(s![..b, ..]);
-            let delta = work.deltas[l].slice(s![..b, ..]);
-            let g = &mut work.grads.layers[l];
-            linalg::gemm(1.0, x.t(), delta, 0.0, g.w.view_mut(), 1);
-            column_sums(delta, g.b.view_mut());
-            if l > 0 {
-                let (lower, upper) = work.deltas.split_at_mut(l);
-                let delta = upper[0].slice(s![..b, ..]);
-                let mut prev = lower[l - 1].slice_mut(s![..b, ..]);
-                linalg::gemm(1.0, delta, params.layers[l].w.t(), 0.0, prev.view_mut(), 1);
-                mul_derivative(prev, work.acts[l].slice(s![..b, ..]), net.hidden());
+        let total = net.features().len() + net.layers();
+        for j in (0..total).rev() {
+            let x = work.acts[j].slice(s![..b, ..]);
+            let (lower, upper) = work.deltas.split_at_mut(j);
+            let delta = upper[0].slice(s![..b, ..]);
+            let mut prev = lower.last_mut().map(|d| d.slice_mut(s![..b, ..]));
+            let pi = param_index(net, j);
+            match net.features().get(j) {
+                Some(Feature::Conv(shape, _)) => {
+                    let g = &mut work.grads.layers[pi];
+                    conv::backward(
+                        shape,
+                        x,
+                        delta,
+                        params.layers[pi].w.view(),
+                        g.w.view_mut(),
+                        g.b.view_mut(),
+                        prev.as_mut().map(|p| p.view_mut()),
+                        &mut work.cols,
+                        &mut work.dcols,
+                    );
+                }
+                Some(Feature::Pool(shape)) => {
+                    if let Some(prev) = prev.as_mut() {
+                        let arg = work.argmax[j].slice(s![..b, ..]);
+                        crate::ops::pool::max_pool_backward(shape, delta, arg, prev.view_mut())
+                            .expect("arg-maxes from the forward pass");
+                    }
+                }
+                None => {
+                    let g = &mut work.grads.layers[pi];
+                    linalg::gemm(1.0, x.t(), delta, 0.0, g.w.view_mut(), 1);
+                    column_sums(delta, g.b.view_mut());
+                    if let Some(prev) = prev.as_mut() {
+                        let w = params.layers[pi].w.t();
+                        linalg::gemm(1.0, delta, w, 0.0, prev.view_mut(), 1);
+                    }
+                }
+            }
+            if let (Some(prev), Some(act)) =
+                (prev, j.checked_sub(1).and_then(|i| activation_of(net, i)))
+            {
+                mul_derivative(prev, work.acts[j].slice(s![..b, ..]), act);
             }
         }
     }
@@ -415,7 +510,7 @@ impl Backend for CpuBackend {
         let rows = EVAL_CHUNK.min(inputs.nrows()).max(1);
         self.workspaces(1, rows);
         let work = &mut self.work[0];
-        let layers = self.net.layers();
+        let layers = self.net.features().len() + self.net.layers();
         let mut out = Array2::zeros((inputs.nrows(), self.net.outputs()));
         for (x, mut o) in inputs
             .axis_chunks_iter(Axis(0), rows)

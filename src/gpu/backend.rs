@@ -98,6 +98,12 @@ impl GpuBackend {
         optimizer: Optimizer,
     ) -> Result<GpuBackend> {
         let ctx = ctx.into();
+        if !net.is_dense() {
+            return Err(Error::Network(format!(
+                "the GPU backend trains dense stacks only so far, and {net} has spatial layers: \
+                 train it with --backend cpu (or auto, which picks the CPU for it)"
+            )));
+        }
         params.check_shape(net, "initial parameters")?;
         optimizer.validate()?;
         ctx.check("creating the GPU backend")?;
