@@ -49,6 +49,8 @@ pub fn create(
         ))
     };
     let gpu = |params| -> Result<Box<dyn Backend>> {
+        // Before looking for an adapter: the reason is the network, whatever the machine has.
+        crate::gpu::GpuBackend::check_network(net)?;
         let ctx = crate::gpu::GpuContext::new(&crate::gpu::GpuOptions {
             adapter: options.adapter.clone(),
         })?;

@@ -341,7 +341,7 @@ fn malformed_metadata_is_an_error_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let cases: &[(&str, &str, &str)] = &[
         ("format", "gguf", "format"),
-        ("version", "3", "version"),
+        ("version", "4", "version"),
         ("sizes", "5,four,3", "sizes"),
         ("sizes", "5", "network"),
         ("sizes", "5,0,3", "network"),

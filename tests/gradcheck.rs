@@ -872,3 +872,209 @@ fn the_conv_oracle_itself_matches_hand_computed_values() {
     let (m, gap) = pool64(1, 2, 4, &[1., 5., 0., 0., 3., 2., 0., -1.]);
     assert_eq!((m, gap), (vec![5., 0.], 0.));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Whole convolutional networks through the CPU backend (its fast im2col path), against an f64
+// oracle of the network written from the definitions: convolution with signed coordinates,
+// 2×2 max-pool, flatten, dense, activations, softmax cross-entropy.
+
+use soma::net::Feature;
+
+/// The f64 forward pass of `net` on one sample: the logits, and the smallest distance of any
+/// ReLU pre-activation from 0 or of any pool window's maximum from its runner-up (a kink).
+fn cnn64(net: &Network, p: &[Vec<f64>], x: &[f64]) -> (Vec<f64>, f64) {
+    let mut a = x.to_vec();
+    let mut margin = f64::INFINITY;
+    let mut next = 0;
+    let mut act = |v: &mut Vec<f64>, f: Activation, margin: &mut f64| {
+        if matches!(f, Activation::Relu | Activation::LeakyRelu) {
+            *margin = v.iter().fold(*margin, |m, z| m.min(z.abs()));
+        }
+        v.iter_mut().for_each(|z| *z = act64(f, *z));
+    };
+    for f in net.features() {
+        match f {
+            Feature::Conv(s, f) => {
+                let (i, o, k) = (s.input(), s.output(), s.kernel() as isize);
+                let pad = s.pad() as isize;
+                let (w, b) = (&p[2 * next], &p[2 * next + 1]);
+                next += 1;
+                let mut y = vec![0.0; o.len()];
+                for co in 0..o.c {
+                    for oy in 0..o.h as isize {
+                        for ox in 0..o.w as isize {
+                            let mut sum = b[co];
+                            for ci in 0..i.c {
+                                for ky in 0..k {
+                                    for kx in 0..k {
+                                        let (iy, ix) = (oy + ky - pad, ox + kx - pad);
+                                        if iy < 0
+                                            || ix < 0
+                                            || iy >= i.h as isize
+                                            || ix >= i.w as isize
+                                        {
+                                            continue;
+                                        }
+                                        let xv = a[(ci * i.h + iy as usize) * i.w + ix as usize];
+                                        let wv = w[((co * i.c + ci) * k as usize + ky as usize)
+                                            * k as usize
+                                            + kx as usize];
+                                        sum += wv * xv;
+                                    }
+                                }
+                            }
+                            y[(co * o.h + oy as usize) * o.w + ox as usize] = sum;
+                        }
+                    }
+                }
+                act(&mut y, *f, &mut margin);
+                a = y;
+            }
+            Feature::Pool(s) => {
+                let i = s.input();
+                let (pooled, gap) = pool64(i.c, i.h, i.w, &a);
+                margin = margin.min(gap);
+                a = pooled;
+            }
+        }
+    }
+    for l in 0..net.layers() {
+        let (fan_in, fan_out) = net.layer_shape(l);
+        let (w, b) = (&p[2 * next], &p[2 * next + 1]);
+        next += 1;
+        let mut z: Vec<f64> = (0..fan_out)
+            .map(|o| b[o] + (0..fan_in).map(|i| a[i] * w[i * fan_out + o]).sum::<f64>())
+            .collect();
+        if l + 1 < net.layers() {
+            act(&mut z, net.hidden(), &mut margin);
+        }
+        a = z;
+    }
+    (a, margin)
+}
+
+/// Mean softmax cross-entropy over the batch, and the smallest kink margin.
+fn cnn_loss64(net: &Network, p: &[Vec<f64>], xs: &[Vec<f64>], labels: &[u8]) -> (f64, f64) {
+    let mut margin = f64::INFINITY;
+    let total: f64 = xs
+        .iter()
+        .zip(labels)
+        .map(|(x, &y)| {
+            let (z, m) = cnn64(net, p, x);
+            margin = margin.min(m);
+            let max = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let lse = max + z.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+            lse - z[y as usize]
+        })
+        .sum();
+    (total / xs.len() as f64, margin)
+}
+
+#[test]
+fn whole_cnns_through_the_cpu_backend_match_finite_differences() {
+    // C_in 1, 2 and 3; odd sizes, an even kernel, both paddings, a 1×1 kernel, pools after
+    // convolutions and after a pool, a convolution after a pool, every activation.
+    let nets = [
+        (
+            Chw::new(2, 8, 6),
+            "conv3k3same,tanh,pool,conv4k3,relu,dense5,sigmoid,dense3",
+        ),
+        (Chw::new(1, 9, 7), "conv2k4,relu,pool,dense3"),
+        (
+            Chw::new(3, 8, 8),
+            "conv3k1,leaky-relu,conv2k3same,sigmoid,pool,pool,dense4,tanh,dense3",
+        ),
+    ];
+    let mut checked = 0;
+    for (n, (image, text)) in nets.iter().enumerate() {
+        let image = *image;
+        let net = soma::layers::from_string(image, text, Output::SoftmaxCrossEntropy).unwrap();
+        let mut rng = Pcg64Mcg::seed_from_u64(40 + n as u64);
+        let (params, xs, labels) = (0..1000)
+            .find_map(|_| {
+                let b = rng.random_range(3..=6usize);
+                let mut params = soma::Params::init(&net, soma::Init::Uniform, rng.random());
+                for l in &mut params.layers {
+                    l.w.mapv_inplace(|v| v * 2.0);
+                }
+                let xs: Vec<Vec<f32>> = (0..b)
+                    .map(|_| {
+                        (0..image.len())
+                            .map(|_| rng.random_range(-1.0..1.0f32))
+                            .collect()
+                    })
+                    .collect();
+                let labels: Vec<u8> = (0..b).map(|_| rng.random_range(0..3)).collect();
+                let p64 = params64(&params);
+                let x64 = xs
+                    .iter()
+                    .map(|r| r.iter().map(|&v| v as f64).collect::<Vec<_>>());
+                let (_, margin) = cnn_loss64(&net, &p64, &x64.collect::<Vec<_>>(), &labels);
+                (margin >= KINK_MARGIN).then_some((params, xs, labels))
+            })
+            .expect("a batch away from every kink");
+        let data = Dataset::new(
+            image.len(),
+            Inputs::F32(xs.concat()),
+            Targets::Labels {
+                labels: labels.clone(),
+                classes: 3,
+            },
+            Normalize::IDENTITY,
+        )
+        .unwrap();
+        let (analytic, loss) = analytic_grad(&net, &params, &data);
+        let x64: Vec<Vec<f64>> = xs
+            .iter()
+            .map(|r| r.iter().map(|&v| v as f64).collect())
+            .collect();
+        let mut p64 = params64(&params);
+        let (want_loss, _) = cnn_loss64(&net, &p64, &x64, &labels);
+        assert!(
+            (loss - want_loss).abs() <= LOSS_RTOL * want_loss.abs(),
+            "{text}: loss {loss} vs {want_loss}"
+        );
+        let mut k = 0;
+        for t in 0..p64.len() {
+            for i in 0..p64[t].len() {
+                let orig = p64[t][i];
+                p64[t][i] = orig + H;
+                let up = cnn_loss64(&net, &p64, &x64, &labels).0;
+                p64[t][i] = orig - H;
+                let down = cnn_loss64(&net, &p64, &x64, &labels).0;
+                p64[t][i] = orig;
+                let numeric = (up - down) / (2.0 * H);
+                let r = tol_ratio(analytic[k], numeric);
+                assert!(
+                    r < 1.0,
+                    "{text}: tensor {t} ({}) [{i}]: analytic {:e}, numeric {numeric:e} ({r:.1}× the tolerance)",
+                    if t % 2 == 0 { "w" } else { "b" },
+                    analytic[k]
+                );
+                k += 1;
+            }
+        }
+        assert_eq!(k, net.parameter_count());
+        let nonzero = analytic.iter().filter(|g| g.abs() > 1e-6).count();
+        assert!(
+            nonzero > analytic.len() / 2,
+            "{text}: only {nonzero} of {k} gradients nonzero"
+        );
+        checked += k;
+    }
+    assert_eq!(checked, 424, "every parameter of the three networks");
+}
+
+/// Each tensor of `params` flat in f64, in `analytic_grad`'s order (w then b per layer).
+fn params64(params: &Params) -> Vec<Vec<f64>> {
+    params
+        .layers
+        .iter()
+        .flat_map(|l| {
+            [
+                l.w.iter().map(|&v| v as f64).collect(),
+                l.b.iter().map(|&v| v as f64).collect(),
+            ]
+        })
+        .collect()
+}

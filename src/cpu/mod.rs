@@ -11,6 +11,7 @@
 
 pub mod conv;
 pub mod linalg;
+pub mod pool;
 #[cfg(not(target_arch = "wasm32"))]
 mod team;
 
@@ -358,7 +359,7 @@ impl CpuBackend {
                 }
                 Some(Feature::Pool(shape)) => {
                     let arg = work.argmax[j].slice_mut(s![..b, ..]);
-                    crate::ops::pool::max_pool(shape, x, a, arg).expect("shapes built together");
+                    pool::forward(shape, x, a, arg);
                 }
                 None => {
                     let p = p.expect("a dense layer has weights");
@@ -414,11 +415,10 @@ impl CpuBackend {
                         &mut work.dcols,
                     );
                 }
-                Some(Feature::Pool(shape)) => {
+                Some(Feature::Pool(_)) => {
                     if let Some(prev) = prev.as_mut() {
                         let arg = work.argmax[j].slice(s![..b, ..]);
-                        crate::ops::pool::max_pool_backward(shape, delta, arg, prev.view_mut())
-                            .expect("arg-maxes from the forward pass");
+                        pool::backward(delta, arg, prev.view_mut());
                     }
                 }
                 None => {

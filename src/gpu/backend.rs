@@ -90,6 +90,18 @@ pub struct GpuBackend {
 }
 
 impl GpuBackend {
+    /// Whether this backend can train `net`: dense stacks only, so far (the convolution and
+    /// pool kernels are still to come).
+    pub fn check_network(net: &Network) -> Result<()> {
+        if !net.is_dense() {
+            return Err(Error::Network(format!(
+                "the GPU backend trains dense stacks only so far, and {net} has spatial layers: \
+                 train it with --backend cpu (or auto, which picks the CPU for it)"
+            )));
+        }
+        Ok(())
+    }
+
     /// A backend on `ctx` training `params` (shaped like `net`) with `optimizer`.
     pub fn new(
         ctx: impl Into<Arc<GpuContext>>,
@@ -98,12 +110,7 @@ impl GpuBackend {
         optimizer: Optimizer,
     ) -> Result<GpuBackend> {
         let ctx = ctx.into();
-        if !net.is_dense() {
-            return Err(Error::Network(format!(
-                "the GPU backend trains dense stacks only so far, and {net} has spatial layers: \
-                 train it with --backend cpu (or auto, which picks the CPU for it)"
-            )));
-        }
+        Self::check_network(net)?;
         params.check_shape(net, "initial parameters")?;
         optimizer.validate()?;
         ctx.check("creating the GPU backend")?;
