@@ -886,7 +886,7 @@ fn cnn64(net: &Network, p: &[Vec<f64>], x: &[f64]) -> (Vec<f64>, f64) {
     let mut a = x.to_vec();
     let mut margin = f64::INFINITY;
     let mut next = 0;
-    let mut act = |v: &mut Vec<f64>, f: Activation, margin: &mut f64| {
+    let act = |v: &mut Vec<f64>, f: Activation, margin: &mut f64| {
         if matches!(f, Activation::Relu | Activation::LeakyRelu) {
             *margin = v.iter().fold(*margin, |m, z| m.min(z.abs()));
         }
