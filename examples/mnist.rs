@@ -15,7 +15,9 @@ use std::time::Instant;
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use soma::data::{DatasetKind, locate};
-use soma::train::{Event, Recipe, Schedule, default_lr, default_weight_decay, train_with};
+use soma::train::{
+    Event, Recipe, Schedule, default_cnn_lr, default_lr, default_weight_decay, train_with,
+};
 use soma::{
     Activation, BackendKind, Dataset, Init, ModelInfo, Optimizer, Params, Targets, checkpoint,
 };
@@ -41,8 +43,8 @@ enum ScaleArg {
     Standard,
 }
 
-/// Train a dense network on MNIST with soma. The defaults are `soma::train::Recipe`'s (the
-/// browser page trains with them too).
+/// Train a network on MNIST with soma. The defaults are `soma::train::Recipe`'s (the
+/// browser page trains with them too), and `Recipe::cnn()`'s for a convolutional model.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
@@ -58,12 +60,13 @@ struct Args {
     /// Samples per mini-batch.
     #[arg(long, default_value_t = Recipe::default().batch_size as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     batch_size: u64,
-    /// Peak learning rate (default: 0.1 for sgd and momentum, 0.002 for adam).
+    /// Peak learning rate (default: 0.1 for sgd and momentum, 0.002 for adam; for a CNN 0.01
+    /// and 0.001).
     #[arg(long, value_parser = parse_lr)]
     lr: Option<f32>,
-    /// Optimizer.
-    #[arg(long, value_enum, default_value_t = OptimizerArg::Momentum)]
-    optimizer: OptimizerArg,
+    /// Optimizer [default: momentum for the mlp model, adam for a CNN].
+    #[arg(long, value_enum)]
+    optimizer: Option<OptimizerArg>,
     /// L2 weight decay (default: 1e-4 for momentum, 0 for the others).
     #[arg(long, value_parser = parse_decay)]
     weight_decay: Option<f32>,
@@ -191,24 +194,28 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(n) = args.limit {
         train_set = train_set.head(n);
     }
+    let layers = soma::layers::model_layers(&args.model);
+    let cnn = layers.is_some();
     let optimizer = match args.optimizer {
-        OptimizerArg::Sgd => Optimizer::Sgd,
-        OptimizerArg::Momentum => Optimizer::momentum(),
-        OptimizerArg::Adam => Optimizer::adam(),
+        Some(OptimizerArg::Sgd) => Optimizer::Sgd,
+        Some(OptimizerArg::Momentum) => Optimizer::momentum(),
+        Some(OptimizerArg::Adam) => Optimizer::adam(),
+        None if cnn => Optimizer::adam(),
+        None => Optimizer::momentum(),
     };
-    // The layer string of a convolutional model (None for the mlp).
-    let layers = match args.model.as_str() {
-        "mlp" => None,
-        name => Some(soma::layers::preset(name).unwrap_or(name).to_string()),
-    };
-    if layers.is_some() && (args.hidden.is_some() || args.activation.is_some()) {
+    if cnn && (args.hidden.is_some() || args.activation.is_some()) {
         return Err(format!(
             "--hidden and --activation describe the mlp model; --model {} gives its own layers",
             args.model
         )
         .into());
     }
-    let defaults = Recipe::default();
+    let defaults = if cnn {
+        Recipe::cnn()
+    } else {
+        Recipe::default()
+    };
+    let lr_for = if cnn { default_cnn_lr } else { default_lr };
     let recipe = Recipe {
         hidden: args
             .hidden
@@ -216,7 +223,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             .map_or(defaults.hidden, |h| h.0.clone()),
         activation: args.activation.unwrap_or(defaults.activation),
         init: args.init,
-        lr: args.lr.unwrap_or(default_lr(&optimizer)),
+        lr: args.lr.unwrap_or(lr_for(&optimizer)),
         optimizer: optimizer.with_weight_decay(
             args.weight_decay
                 .unwrap_or(default_weight_decay(&optimizer)),
@@ -244,17 +251,11 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         load_started.elapsed().as_secs_f64()
     );
 
-    let net = match &layers {
-        None => recipe.network(train_set.features(), 10)?,
-        Some(text) => {
-            let (h, w) = train_set.image.ok_or("the dataset has no image shape")?;
-            soma::layers::from_string(
-                soma::ops::conv::Chw::new(1, h, w),
-                text,
-                soma::Output::SoftmaxCrossEntropy,
-            )?
-        }
-    };
+    let (h, w) = train_set.image.ok_or("the dataset has no image shape")?;
+    let image = soma::ops::conv::Chw::new(1, h, w);
+    let net = soma::layers::model_network(&args.model, image, 10, || {
+        recipe.network(train_set.features(), 10)
+    })?;
     eprint!("{}", soma::layers::summary(&net));
     let optimizer = recipe.optimizer;
     optimizer.validate()?;

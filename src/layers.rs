@@ -68,6 +68,33 @@ pub fn preset(name: &str) -> Option<&'static str> {
     PRESETS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
 }
 
+/// The layer string a `--model` value stands for: `None` for `mlp` (the dense stack), a
+/// preset's string, or the value itself, taken as a layer string.
+pub fn model_layers(model: &str) -> Option<&str> {
+    (model != "mlp").then(|| preset(model).unwrap_or(model))
+}
+
+/// The network `model` names for MNIST-shaped `image`s with `classes` softmax outputs, or, for
+/// `mlp`, `mlp()`.
+pub fn model_network(
+    model: &str,
+    image: Chw,
+    classes: usize,
+    mlp: impl FnOnce() -> Result<Network>,
+) -> Result<Network> {
+    let Some(text) = model_layers(model) else {
+        return mlp();
+    };
+    let net = from_string(image, text, Output::SoftmaxCrossEntropy)?;
+    if net.outputs() != classes {
+        return Err(Error::Network(format!(
+            "`{text}` ends in {} outputs; the data has {classes} classes",
+            net.outputs()
+        )));
+    }
+    Ok(net)
+}
+
 /// Parses a layer string (see the module docs) into its tokens.
 pub fn parse(text: &str) -> Result<Vec<LayerSpec>> {
     if text.trim().is_empty() {

@@ -44,13 +44,13 @@ impl Footprint {
             .sum();
         let per_row: u128 =
             2 * sizes.sum::<u128>() - net.inputs() as u128 + net.outputs() as u128 + features;
-        // Each thread's im2col matrix of one sample and its gradient (the largest layer's).
+        // Each thread's two convolution scratch buffers (the largest layer's).
         let scratch: u128 = net
             .features()
             .iter()
             .map(|f| match f {
                 crate::net::Feature::Conv(s, _) => {
-                    2 * s.patch_len() as u128 * (s.output().h * s.output().w) as u128
+                    2 * crate::cpu::conv::scratch_len(s, batch_size) as u128
                 }
                 crate::net::Feature::Pool(_) => 0,
             })
@@ -90,7 +90,6 @@ impl Network {
     /// far too large to build.
     fn parameter_count_u128(&self) -> u128 {
         self.weight_shapes()
-            .iter()
             .map(|s| s.rows as u128 * s.cols as u128 + s.bias as u128)
             .sum()
     }

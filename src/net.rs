@@ -233,7 +233,9 @@ impl Network {
     /// Every weight tensor, in the order [`crate::params::Params`] holds them: each
     /// convolution's `C_out × C_in·k·k` (fan-in C_in·k·k, fan-out C_out·k·k, as PyTorch
     /// counts them), then each dense layer's `fan_in × fan_out`.
-    pub fn weight_shapes(&self) -> Vec<WeightShape> {
+    /// An iterator, so that a count or a sum over a network claimed by untrusted metadata (a
+    /// million layers in a few MB of text) allocates nothing.
+    pub fn weight_shapes(&self) -> impl Iterator<Item = WeightShape> + '_ {
         let conv = self.features.iter().filter_map(|f| match f {
             Feature::Conv(s, _) => {
                 let (rows, cols) = s.weight_dims();
@@ -258,7 +260,12 @@ impl Network {
                 fan_out: o,
             }
         });
-        conv.chain(dense).collect()
+        conv.chain(dense)
+    }
+
+    /// How many weight tensors [`Network::weight_shapes`] lists.
+    pub fn weighted_layers(&self) -> usize {
+        self.conv_layers() + self.layers()
     }
 
     /// Width of the input: the image's C·H·W, or the first dense size.
@@ -288,10 +295,7 @@ impl Network {
 
     /// Number of trainable scalars.
     pub fn parameter_count(&self) -> usize {
-        self.weight_shapes()
-            .iter()
-            .map(|w| w.rows * w.cols + w.bias)
-            .sum()
+        self.weight_shapes().map(|w| w.rows * w.cols + w.bias).sum()
     }
 
     /// Floating-point operations of one training step per sample (multiply-adds count two):

@@ -29,7 +29,6 @@ impl Params {
         let mut rng = Pcg64Mcg::seed_from_u64(seed);
         let layers = net
             .weight_shapes()
-            .into_iter()
             .map(|s| {
                 let (fan_in, fan_out, n) = (s.fan_in, s.fan_out, s.rows * s.cols);
                 let (w, b): (Vec<f32>, Vec<f32>) = match init {
@@ -66,7 +65,6 @@ impl Params {
         Params {
             layers: net
                 .weight_shapes()
-                .into_iter()
                 .map(|s| Layer {
                     w: Array2::zeros((s.rows, s.cols)),
                     b: Array1::zeros(s.bias),
@@ -96,14 +94,14 @@ impl Params {
             expected,
             got,
         };
-        let shapes = net.weight_shapes();
-        if self.layers.len() != shapes.len() {
+        let expected = net.weighted_layers();
+        if self.layers.len() != expected {
             return Err(mismatch(
-                format!("{} layers", shapes.len()),
+                format!("{expected} layers"),
                 format!("{} layers", self.layers.len()),
             ));
         }
-        for (l, (layer, s)) in self.layers.iter().zip(&shapes).enumerate() {
+        for (l, (layer, s)) in self.layers.iter().zip(net.weight_shapes()).enumerate() {
             let (i, o) = (s.rows, s.cols);
             if layer.w.dim() != (i, o) || layer.b.len() != s.bias {
                 return Err(mismatch(

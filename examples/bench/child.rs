@@ -52,11 +52,15 @@ pub fn child(args: &Args) -> Result<Value, String> {
     train_set.normalize = Normalize::UNIT;
     test_set.normalize = Normalize::UNIT;
 
-    let net = Network::new(
-        &[train_set.features(), 64, 64, 10],
-        Activation::Sigmoid,
-        Output::SoftmaxCrossEntropy,
-    )
+    let (h, w) = train_set.image.ok_or("MNIST without an image shape")?;
+    let image = soma::ops::conv::Chw::new(1, h, w);
+    let net = soma::layers::model_network(&args.model, image, 10, || {
+        Network::new(
+            &[train_set.features(), 64, 64, 10],
+            Activation::Sigmoid,
+            Output::SoftmaxCrossEntropy,
+        )
+    })
     .map_err(s)?;
     let params = Params::init(&net, Init::Uniform, args.seed);
     let mut device = None;

@@ -28,6 +28,9 @@ pub struct Args {
     /// exists; name gpu to measure a software adapter such as lavapipe).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub backends: Vec<BackendArg>,
+    /// The network: mlp (784-64-64-10, sigmoid), a preset (cnn, tfjs, lenet) or a layer string.
+    #[arg(long, default_value = "mlp")]
+    pub model: String,
     /// Batch sizes, comma separated.
     #[arg(long, value_delimiter = ',', default_value = "64,256,1024,4096",
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]

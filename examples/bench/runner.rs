@@ -99,6 +99,7 @@ pub fn parent(args: &Args) -> Result<(), String> {
     let settings = json!({
         "network": "784-64-64-10 sigmoid, softmax cross-entropy",
         "optimizer": "sgd",
+        "model": args.model,
         "lr": args.lr,
         "schedule": "constant",
         "augment": 0,
@@ -130,6 +131,7 @@ fn run_child(exe: &Path, args: &Args, data: &Path, cfg: &Config, bar: &ProgressB
     cmd.arg("--child")
         .args(["--backends", cfg.backend.name()])
         .args(["--batch-sizes", &cfg.batch.to_string()])
+        .args(["--model", &args.model])
         .args(["--threads", &cfg.threads.unwrap_or(1).to_string()])
         .args(["--epochs", &args.epochs.to_string()])
         .args(["--warmup", &args.warmup.to_string()])

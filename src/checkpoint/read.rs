@@ -275,7 +275,6 @@ pub(super) fn read_params(
 ) -> Result<Params> {
     let layers = net
         .weight_shapes()
-        .into_iter()
         .enumerate()
         .map(|(l, s)| {
             let (i, o) = (s.rows, s.cols);
@@ -407,10 +406,8 @@ pub(super) fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
     let slots = optimizer.slots();
     let mut names = st.names();
     names.sort_unstable();
-    if let Some(extra) = names
-        .iter()
-        .find(|n| !is_expected(n, network.weight_shapes().len(), slots))
-    {
+    let weighted = network.weighted_layers();
+    if let Some(extra) = names.iter().find(|n| !is_expected(n, weighted, slots)) {
         return Err(bad(
             path,
             format!(

@@ -97,9 +97,10 @@ struct Workspace {
     deltas: Vec<Array2<f32>>,
     /// Each pool's arg-maxes (empty for the other layers).
     argmax: Vec<Array2<u32>>,
-    /// A convolution's im2col matrix of one sample, and its gradient.
+    /// A convolution's scratch (`conv::Scratch`): a group's im2col matrix, and its outputs or
+    /// output gradients.
     cols: Vec<f32>,
-    dcols: Vec<f32>,
+    wide: Vec<f32>,
     grads: Params,
     /// Per-sample target values (one-hot for labels).
     targets: Array2<f32>,
@@ -115,7 +116,7 @@ impl Workspace {
         let scratch = features
             .iter()
             .map(|f| match f {
-                Feature::Conv(s, _) => conv::scratch_len(s),
+                Feature::Conv(s, _) => conv::scratch_len(s, rows),
                 Feature::Pool(_) => 0,
             })
             .max()
@@ -135,7 +136,7 @@ impl Workspace {
                 })
                 .collect(),
             cols: vec![0.0; scratch],
-            dcols: vec![0.0; scratch],
+            wide: vec![0.0; scratch],
             grads: Params::zeros(net),
             targets: Array2::zeros((rows, net.outputs())),
         }
@@ -355,7 +356,11 @@ impl CpuBackend {
                 Some(Feature::Conv(shape, act)) => {
                     let p = p.expect("a convolution has weights");
                     let (w, bias) = (p.w.view(), p.b.view());
-                    conv::forward(shape, *act, x, w, bias, a, &mut work.cols);
+                    let scratch = conv::Scratch {
+                        cols: &mut work.cols,
+                        wide: &mut work.wide,
+                    };
+                    conv::forward(shape, *act, x, w, bias, a, scratch);
                 }
                 Some(Feature::Pool(shape)) => {
                     let arg = work.argmax[j].slice_mut(s![..b, ..]);
@@ -411,8 +416,10 @@ impl CpuBackend {
                         g.w.view_mut(),
                         g.b.view_mut(),
                         prev.as_mut().map(|p| p.view_mut()),
-                        &mut work.cols,
-                        &mut work.dcols,
+                        conv::Scratch {
+                            cols: &mut work.cols,
+                            wide: &mut work.wide,
+                        },
                     );
                 }
                 Some(Feature::Pool(_)) => {

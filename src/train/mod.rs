@@ -6,7 +6,7 @@ mod recipe;
 mod run;
 
 pub use order::{Sample, add_shifts, epoch_order};
-pub use recipe::{Recipe, default_lr, default_weight_decay};
+pub use recipe::{Recipe, default_cnn_lr, default_lr, default_weight_decay};
 pub use run::{Run, Tick};
 
 use crate::backend::{Backend, Stats};

@@ -51,6 +51,17 @@ impl Default for Recipe {
     }
 }
 
+/// The learning rate each optimizer trains a convolutional network with by default: lower
+/// than a dense stack's, since a filter's gradient sums over every pixel it slides across
+/// (momentum at the dense 0.1 fell from 95% to 93% over the epochs on the `cnn` preset; Adam
+/// at 0.001 reached 99.33%).
+pub fn default_cnn_lr(optimizer: &Optimizer) -> f32 {
+    match optimizer {
+        Optimizer::Adam { .. } => 0.001,
+        Optimizer::Sgd | Optimizer::Momentum { .. } => 0.01,
+    }
+}
+
 /// The learning rate each optimizer trains the showcase network well at.
 pub fn default_lr(optimizer: &Optimizer) -> f32 {
     match optimizer {
@@ -68,6 +79,18 @@ pub fn default_weight_decay(optimizer: &Optimizer) -> f32 {
 }
 
 impl Recipe {
+    /// The recipe for a convolutional network (the `mnist` example's default when `--model`
+    /// is one): [`Recipe::default`]'s schedule, batch, epochs, shifts and scaling, with Adam
+    /// at [`default_cnn_lr`] and no weight decay. The dense fields are unused.
+    pub fn cnn() -> Self {
+        let optimizer = Optimizer::adam();
+        Recipe {
+            lr: default_cnn_lr(&optimizer),
+            optimizer: optimizer.with_weight_decay(default_weight_decay(&optimizer)),
+            ..Recipe::default()
+        }
+    }
+
     /// `features` inputs, the hidden layers, `classes` softmax outputs.
     pub fn network(&self, features: usize, classes: usize) -> Result<Network> {
         let mut sizes = vec![features];
