@@ -90,9 +90,10 @@ struct Args {
     /// Input scaling.
     #[arg(long, value_enum, default_value_t = ScaleArg::Standard)]
     scale: ScaleArg,
-    /// Shift training images by up to N pixels (random each epoch); 0 turns it off.
-    #[arg(long, default_value_t = Recipe::default().augment, value_parser = clap::value_parser!(u8).range(0..=7))]
-    augment: u8,
+    /// Shift training images by up to N pixels (random each epoch); 0 turns it off [default: 1,
+    /// 2 for a CNN].
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=7))]
+    augment: Option<u8>,
     /// Seed of the initialisation and of the batch order.
     #[arg(long, default_value_t = Recipe::default().seed)]
     seed: u64,
@@ -234,7 +235,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         },
         epochs: args.epochs,
         batch_size: args.batch_size as usize,
-        augment: args.augment,
+        augment: args.augment.unwrap_or(defaults.augment),
         seed: args.seed,
         standardize: matches!(args.scale, ScaleArg::Standard),
         batches_per_tick: args.tick as usize,

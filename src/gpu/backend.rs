@@ -95,8 +95,8 @@ impl GpuBackend {
     pub fn check_network(net: &Network) -> Result<()> {
         if !net.is_dense() {
             return Err(Error::Network(format!(
-                "the GPU backend trains dense stacks only so far, and {net} has spatial layers: \
-                 train it with --backend cpu (or auto, which picks the CPU for it)"
+                "the GPU backend runs dense stacks only so far, and {net} has spatial layers: \
+                 use --backend cpu (or auto, which picks the CPU for it)"
             )));
         }
         Ok(())

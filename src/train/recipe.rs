@@ -80,13 +80,16 @@ pub fn default_weight_decay(optimizer: &Optimizer) -> f32 {
 
 impl Recipe {
     /// The recipe for a convolutional network (the `mnist` example's default when `--model`
-    /// is one): [`Recipe::default`]'s schedule, batch, epochs, shifts and scaling, with Adam
-    /// at [`default_cnn_lr`] and no weight decay. The dense fields are unused.
+    /// is one): [`Recipe::default`]'s schedule, batch, epochs and scaling, with Adam at
+    /// [`default_cnn_lr`], no weight decay, and shifts of up to two pixels (the `cnn` preset,
+    /// seed 0: 99.39% after 10 epochs, against 99.32% with one-pixel shifts). The dense fields
+    /// are unused.
     pub fn cnn() -> Self {
         let optimizer = Optimizer::adam();
         Recipe {
             lr: default_cnn_lr(&optimizer),
             optimizer: optimizer.with_weight_decay(default_weight_decay(&optimizer)),
+            augment: 2,
             ..Recipe::default()
         }
     }
