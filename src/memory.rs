@@ -42,8 +42,13 @@ impl Footprint {
             .iter()
             .map(|f| f.output().len() as u128 * if f.activation().is_some() { 2 } else { 3 })
             .sum();
-        let per_row: u128 =
-            2 * sizes.sum::<u128>() - net.inputs() as u128 + net.outputs() as u128 + features;
+        // The dense part's input is the last spatial layer's output (counted with the features)
+        // or, for a dense stack, the network's input: sums only, since a CNN's flattened width
+        // may be smaller than its image (`2·Σsizes − inputs` went below zero for `tfjs`).
+        let per_row: u128 = net.inputs() as u128
+            + 2 * sizes.skip(1).sum::<u128>()
+            + net.outputs() as u128
+            + features;
         // Each thread's two convolution scratch buffers (the largest layer's).
         let scratch: u128 = net
             .features()
@@ -228,6 +233,28 @@ mod tests {
         assert_eq!(f.optimizer_state, 8 * p);
         // Evaluation's 1024 rows exceed the batch of 64: 1024 · (2·922 − 784 + 10) floats.
         assert_eq!(f.workspaces, 4 * (2 * p + 1024 * 1070));
+    }
+
+    #[test]
+    fn a_cnn_footprint_counts_the_image_and_each_spatial_layer_once() {
+        // `tfjs`, whose flattened width (256) is less than its image (784): the dense formula
+        // `2·Σsizes − inputs` went below zero for it (a panic with overflow checks, found by
+        // the checkpoint fuzz target) and counted the flattened row twice.
+        let net = crate::layers::from_string(
+            crate::ops::conv::Chw::new(1, 28, 28),
+            "conv8k5,relu,pool,conv16k5,relu,pool,dense10",
+            Output::SoftmaxCrossEntropy,
+        )
+        .unwrap();
+        let p = net.parameter_count() as u128;
+        let f = Footprint::training(&net, &Optimizer::Sgd, 64, 1);
+        // Per row: the image, each conv's output and delta, each pool's output, delta and
+        // arg-max, the dense output and its delta, the targets.
+        let per_row =
+            784 + 2 * 8 * 24 * 24 + 3 * 8 * 12 * 12 + 2 * 16 * 8 * 8 + 3 * 16 * 4 * 4 + 2 * 10 + 10;
+        // The larger conv scratch, twice: the first layer's 25 × 576 × a group of 9.
+        let scratch = 2 * 25 * 576 * 9;
+        assert_eq!(f.workspaces, 4 * (p + scratch + 1024 * per_row));
     }
 
     #[test]

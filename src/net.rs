@@ -136,6 +136,14 @@ pub struct Network {
     features: Vec<Feature>,
 }
 
+/// The most parameters a network may have: 2^53 (exact as an f64, and six times it still fits
+/// a u64 FLOP count), or what a usize holds where that is less (wasm32).
+pub const MAX_PARAMETERS: u64 = if usize::BITS < 64 {
+    usize::MAX as u64
+} else {
+    1 << 53
+};
+
 impl Network {
     /// Describes a network; fails on an empty or zero-size layer, or softmax over one output.
     pub fn new(sizes: &[usize], hidden: Activation, output: Output) -> Result<Self> {
@@ -155,12 +163,35 @@ impl Network {
                 "softmax needs at least 2 outputs, got {outputs} (use sigmoid-mse for one output)"
             )));
         }
-        Ok(Network {
+        let net = Network {
             sizes: sizes.to_vec(),
             hidden,
             output,
             features: Vec::new(),
-        })
+        };
+        net.check_parameter_count()?;
+        Ok(net)
+    }
+
+    /// The parameter count, computed without overflow, must be at most [`MAX_PARAMETERS`], so
+    /// that every count derived from it (per layer, in total, in bytes as u128, FLOPs as u64)
+    /// is exact. A layer string or a checkpoint's `sizes` can name any size (`dense` with
+    /// 20 digits once overflowed the summary's parameter column).
+    fn check_parameter_count(&self) -> Result<()> {
+        let total = self.weight_shapes().try_fold(0u64, |sum, w| {
+            (w.rows as u64)
+                .checked_mul(w.cols as u64)
+                .and_then(|n| n.checked_add(w.bias as u64))
+                .and_then(|n| n.checked_add(sum))
+        });
+        match total {
+            Some(n) if n <= MAX_PARAMETERS => Ok(()),
+            _ => Err(Error::TooLarge {
+                what: format!("network {self}: its parameters"),
+                needed: total.map_or("more than 2^64".into(), |n| n.to_string()),
+                limit: MAX_PARAMETERS.to_string(),
+            }),
+        }
     }
 
     /// Spatial layers `features` (each reading the previous one's output), flattened into the
@@ -193,6 +224,7 @@ impl Network {
             )));
         }
         net.features = features;
+        net.check_parameter_count()?;
         Ok(net)
     }
 
@@ -304,25 +336,27 @@ impl Network {
     pub fn train_flops_per_sample(&self) -> u64 {
         let mut first = true;
         let mut passes = |mm: u64| {
-            let n = if first { 2 } else { 3 };
+            let n: u64 = if first { 2 } else { 3 };
             first = false;
-            n * mm
+            n.saturating_mul(mm)
         };
         let conv: u64 = self
             .features
             .iter()
             .filter_map(|f| match f {
-                Feature::Conv(s, _) => Some(passes(2 * s.macs_per_sample())),
+                // Saturating: a convolution's MACs are its weights times its output pixels,
+                // which the parameter bound does not cover.
+                Feature::Conv(s, _) => Some(passes(s.macs_per_sample().saturating_mul(2))),
                 Feature::Pool(_) => None,
             })
-            .sum();
+            .fold(0u64, u64::saturating_add);
         let dense: u64 = (0..self.layers())
             .map(|l| {
                 let (i, o) = self.layer_shape(l);
                 passes(2 * (i * o) as u64)
             })
-            .sum();
-        conv + dense
+            .fold(0u64, u64::saturating_add);
+        conv.saturating_add(dense)
     }
 }
 

@@ -347,3 +347,45 @@ fn checkpoint_step_counts_past_2_to_the_53_are_refused() {
     let err = over.to_bytes().expect_err("refused").to_string();
     assert!(err.contains("step count"), "{err}");
 }
+
+/// The `layers` target's first finding: a dense layer of 18,446,744,073,709,551,612 units (a
+/// size the layer string, or a checkpoint's `sizes`, may name) built, and the summary's
+/// parameter column overflowed (a panic with overflow checks, a wrong count without). A
+/// network's parameter count is now computed without overflow when it is built and bounded by
+/// `net::MAX_PARAMETERS`, and the FLOP count saturates.
+#[test]
+fn layer_sizes_whose_parameters_overflow_are_refused() {
+    let input = soma::ops::conv::Chw::new(1, 109, 45);
+    let err = soma::layers::from_string(
+        input,
+        "dense64,relu,dense0018446744073709551612",
+        Output::SoftmaxCrossEntropy,
+    )
+    .expect_err("too many parameters")
+    .to_string();
+    assert!(
+        err.contains("parameters") && err.contains(&soma::net::MAX_PARAMETERS.to_string()),
+        "{err}"
+    );
+    // The same through the dense constructor a checkpoint's `sizes` goes through.
+    let err = Network::new(
+        &[784, 1 << 40, 1 << 40],
+        Activation::Sigmoid,
+        Output::SoftmaxCrossEntropy,
+    )
+    .expect_err("2^80 weights")
+    .to_string();
+    assert!(err.contains("more than 2^64"), "{err}");
+    // The largest allowed network still builds (the memory check refuses it later, by size).
+    let huge = Network::new(
+        &[1 << 26, 1 << 26, 2],
+        Activation::Sigmoid,
+        Output::SoftmaxCrossEntropy,
+    )
+    .expect("2^52 + 2^27 parameters are allowed");
+    assert_eq!(
+        huge.parameter_count() as u64,
+        (1 << 52) + (1 << 26) + 2 * (1 << 26) + 2
+    );
+    assert!(huge.train_flops_per_sample() > 0);
+}
