@@ -6,14 +6,19 @@ use std::sync::Mutex;
 
 use super::context::GpuContext;
 use crate::error::{Error, Result};
+use crate::net::Activation;
 use crate::net::Output;
+use crate::ops::activation::ACT_IDENTITY;
+use crate::ops::conv::{CONV_WG, ConvMode};
 use crate::ops::gather::InputKind;
 use crate::ops::loss::TargetKind;
 use crate::ops::matmul::{
     DIRECT_TILE, DIRECT_WIDE_TILE, DIRECT_WIDEST_TILE, Feed, LARGE_TILE, SMALL_TILE, Special,
     TILES, Tile,
 };
-use crate::ops::{activation, gather, kernel_source, loss, matmul, optim, reduce};
+use crate::ops::pool::{POOL_WG, PoolMode};
+use crate::ops::{activation, conv, gather, kernel_source, loss, matmul, optim, pool, reduce};
+use crate::optim::Optimizer;
 
 /// How a kernel binds each slot, in binding order.
 ///
@@ -130,6 +135,7 @@ pub fn kernel_specs() -> Vec<KernelSpec> {
         }
     }
     all.extend(op_specs());
+    all.extend(spatial_specs());
     // The fused step is built per network shape: the showcase's, within WebGPU's default
     // limits (16 KiB of workgroup memory, 65,535 workgroups per dimension).
     let showcase = crate::ops::fused::plan(&[784, 64, 64, 10], 16 << 10, 65_535)
@@ -229,6 +235,62 @@ fn gather_spec(kind: InputKind) -> KernelSpec {
     )
 }
 
+/// Every activation code a spatial kernel is built with: each activation, and none.
+fn act_codes() -> impl Iterator<Item = u32> + Clone {
+    Activation::ALL
+        .iter()
+        .map(|a| a.code())
+        .chain([ACT_IDENTITY])
+}
+
+/// Every convolution and pool pipeline: forward and input gradient per activation code, the
+/// update per optimizer; the pool's forward, and its backward per activation code.
+fn spatial_specs() -> Vec<KernelSpec> {
+    let mut specs: Vec<KernelSpec> = act_codes()
+        .flat_map(|act| [ConvMode::Forward, ConvMode::InputGrad].map(|m| conv_spec(m, act, 0)))
+        .collect();
+    specs.extend(
+        Optimizer::KINDS
+            .iter()
+            .map(|o| conv_spec(ConvMode::Update, 0, o.code())),
+    );
+    specs.push(pool_spec(PoolMode::Forward, 0));
+    specs.extend(act_codes().map(|act| pool_spec(PoolMode::Backward, act)));
+    specs
+}
+
+/// The convolution in `mode`, with activation `act` (forward: applied; input gradient: its
+/// derivative taken) or optimizer `optim` (update).
+fn conv_spec(mode: ConvMode, act: u32, optim_kind: u32) -> KernelSpec {
+    use Slot::*;
+    KernelSpec::new(
+        format!("conv {mode:?} (act {act}, optim {optim_kind})"),
+        kernel_source(&[activation::WGSL, optim::WGSL, conv::WGSL]),
+        &[Read, Read, Write, Read, Write, Uniform, Step],
+        &[
+            ("WG", CONV_WG as f64),
+            ("MODE", mode as u32 as f64),
+            ("ACT", act as f64),
+            ("OPTIM", optim_kind as f64),
+        ],
+    )
+}
+
+/// The max-pool in `mode` (backward: times the derivative of activation `act`).
+fn pool_spec(mode: PoolMode, act: u32) -> KernelSpec {
+    use Slot::*;
+    KernelSpec::new(
+        format!("max-pool {mode:?} (act {act})"),
+        kernel_source(&[activation::WGSL, pool::WGSL]),
+        &[Read, Write, Write, Read, Uniform, Step],
+        &[
+            ("WG", POOL_WG as f64),
+            ("MODE", mode as u32 as f64),
+            ("ACT", act as f64),
+        ],
+    )
+}
+
 /// The three matmul forms: name, `TRANS_A`, `TRANS_B`.
 const FORMS: [(&str, bool, bool); 3] = [
     ("nn", false, false),
@@ -282,6 +344,10 @@ pub enum KernelId {
     Matmul(MatmulKey),
     Gather(InputKind),
     Loss(Output, TargetKind),
+    /// A convolution: mode, activation code, optimizer code (the ones its mode ignores are 0).
+    Conv(ConvMode, u32, u32),
+    /// A max-pool: mode, activation code (backward).
+    Pool(PoolMode, u32),
 }
 
 impl KernelId {
@@ -291,6 +357,8 @@ impl KernelId {
             KernelId::Matmul(key) => matmul_spec(key)?,
             KernelId::Gather(kind) => gather_spec(kind),
             KernelId::Loss(output, target) => loss_spec(output, target),
+            KernelId::Conv(mode, act, optim) => conv_spec(mode, act, optim),
+            KernelId::Pool(mode, act) => pool_spec(mode, act),
         })
     }
 }

@@ -15,7 +15,9 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use super::backend::GpuBackend;
 use super::context::{GpuContext, GpuOptions};
 use super::kernels::{Kernel, KernelSpec};
-use super::ops::{GpuOps, LossOutput, MatmulSpec, OpTargets, UpdateSpec};
+use super::ops::{
+    ConvUpdated, Derivative, GpuOps, LossOutput, MatmulSpec, OpTargets, Pooled, UpdateSpec,
+};
 use super::prepared::{PreparedOp, Readout, matrix};
 use super::readback::copy_mapped;
 use super::stats::{Collect, STATS_RING};
@@ -24,8 +26,10 @@ use crate::backend::Stats;
 use crate::data::{Dataset, Inputs, Normalize};
 use crate::error::{Error, Result};
 use crate::net::{Activation, Output};
+use crate::ops::conv::ConvShape;
 use crate::ops::loss::DeviceStats;
 use crate::ops::matmul::Tile;
+use crate::ops::pool::PoolShape;
 use crate::optim::{OptimState, Optimizer};
 use crate::params::Params;
 
@@ -339,6 +343,64 @@ impl GpuOps {
         spec: UpdateSpec<'_>,
     ) -> Result<(Array2<f32>, Vec<Array2<f32>>)> {
         self.weight_update_readout(x, delta, params, slots, spec)?
+            .run_async()
+            .await
+    }
+
+    /// [`GpuOps::conv2d`], awaited.
+    pub async fn conv2d_async(
+        &self,
+        s: &ConvShape,
+        x: ArrayView2<'_, f32>,
+        w: ArrayView2<'_, f32>,
+        b: ArrayView1<'_, f32>,
+        act: Option<Activation>,
+    ) -> Result<Array2<f32>> {
+        self.conv2d_readout(s, x, w, b, act)?.run_async().await
+    }
+
+    /// [`GpuOps::conv2d_input_grad`], awaited.
+    pub async fn conv2d_input_grad_async(
+        &self,
+        s: &ConvShape,
+        dy: ArrayView2<'_, f32>,
+        w: ArrayView2<'_, f32>,
+        deriv: Derivative<'_>,
+    ) -> Result<Array2<f32>> {
+        self.conv2d_input_grad_readout(s, dy, w, deriv)?
+            .run_async()
+            .await
+    }
+
+    /// [`GpuOps::conv2d_update`], awaited.
+    pub async fn conv2d_update_async(
+        &self,
+        s: &ConvShape,
+        x: ArrayView2<'_, f32>,
+        dy: ArrayView2<'_, f32>,
+        params: ArrayView1<'_, f32>,
+        slots: &[ArrayView1<'_, f32>],
+        spec: UpdateSpec<'_>,
+    ) -> Result<ConvUpdated> {
+        self.conv2d_update_readout(s, x, dy, params, slots, spec)?
+            .run_async()
+            .await
+    }
+
+    /// [`GpuOps::max_pool`], awaited.
+    pub async fn max_pool_async(&self, s: &PoolShape, x: ArrayView2<'_, f32>) -> Result<Pooled> {
+        self.max_pool_readout(s, x)?.run_async().await
+    }
+
+    /// [`GpuOps::max_pool_backward`], awaited.
+    pub async fn max_pool_backward_async(
+        &self,
+        s: &PoolShape,
+        dy: ArrayView2<'_, f32>,
+        argmax: ArrayView2<'_, u32>,
+        deriv: Derivative<'_>,
+    ) -> Result<Array2<f32>> {
+        self.max_pool_backward_readout(s, dy, argmax, deriv)?
             .run_async()
             .await
     }

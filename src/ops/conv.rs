@@ -1,6 +1,6 @@
 //! 2-D convolution, stride 1, k×k kernel, "valid" or "same" padding, with a bias per output
 //! channel: the CPU reference, written as the textbook sums so that a reader can check each
-//! line against them. There is no WGSL twin yet (issue 19).
+//! line against them. The GPU twin is `shaders/conv.wgsl` (record [`ConvDims`]).
 //!
 //! **Layout.** A batch is a B × (C·H·W) array, one sample per row, channel-major within the row
 //! (`x[n, (c·H + y)·W + x]`, NCHW flattened), as soma's batches are B × features: a dense layer
@@ -43,6 +43,10 @@
 
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 
+use bytemuck::{Pod, Zeroable};
+
+use super::Shared;
+use super::optim::OptimParams;
 use crate::error::{Error, Result};
 use crate::named_enum;
 
@@ -442,6 +446,73 @@ pub fn conv2d_param_grads(
         db[co] = acc;
     }
     Ok(())
+}
+
+/// `shaders/conv.wgsl`: the forward pass, the input gradient and the parameter update.
+pub(crate) const WGSL: &str = include_str!("../../shaders/conv.wgsl");
+
+/// Threads per workgroup of the convolution kernels: a thread per value (forward, input
+/// gradient), or a workgroup per parameter whose threads share its sum (update; a power of two
+/// for the tree that adds their shares).
+pub const CONV_WG: u32 = 64;
+
+/// What a convolution pipeline computes (its `MODE` constant).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConvMode {
+    /// `act(conv(x, w) + b)`, a thread per output value.
+    Forward = 0,
+    /// `conv2d_input_grad · f′(aux)`, a thread per input value.
+    InputGrad = 1,
+    /// The weight and bias gradients, each handed to the optimizer in place: a workgroup per
+    /// parameter.
+    Update = 2,
+}
+
+pub(crate) const SHARED: &[Shared] = &[
+    Shared::U32("CONV_FORWARD", ConvMode::Forward as u32),
+    Shared::U32("CONV_INPUT_GRAD", ConvMode::InputGrad as u32),
+    Shared::U32("CONV_UPDATE", ConvMode::Update as u32),
+];
+
+/// `shaders/conv.wgsl`'s `Dims`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct ConvDims {
+    pub c_in: u32,
+    pub h: u32,
+    pub w: u32,
+    pub c_out: u32,
+    pub oh: u32,
+    pub ow: u32,
+    pub k: u32,
+    pub pad: u32,
+    /// Rows of a standalone op; in a training step they come from the step record.
+    pub rows: u32,
+    pub rows_from_step: u32,
+    /// Update: where the layer's optimizer state starts in the slot buffer.
+    pub slot_base: u32,
+    pub _pad: u32,
+    pub opt: OptimParams,
+}
+
+impl ConvDims {
+    /// The record of `s` for `rows` rows (0 with `rows_from_step`). Every size fits a u32:
+    /// [`ConvShape::new`] bounds them by [`MAX_VALUES`].
+    pub fn new(s: &ConvShape, rows: u32) -> ConvDims {
+        let (i, o) = (s.input(), s.output());
+        ConvDims {
+            c_in: i.c as u32,
+            h: i.h as u32,
+            w: i.w as u32,
+            c_out: o.c as u32,
+            oh: o.h as u32,
+            ow: o.w as u32,
+            k: s.kernel as u32,
+            pad: s.pad() as u32,
+            rows,
+            ..Default::default()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -11,10 +11,14 @@
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
-use soma::gpu::ops::{LossOutput, MatmulSpec, OpTargets, UpdateSpec};
+use soma::gpu::ops::{
+    ConvUpdated, Derivative, LossOutput, MatmulSpec, OpTargets, Pooled, UpdateSpec,
+};
+use soma::ops::conv::{Chw, ConvShape, Padding};
 use soma::ops::gather::gather_inputs;
 use soma::ops::matmul::{TILES, Tile};
-use soma::ops::{loss, optim, reduce};
+use soma::ops::pool::PoolShape;
+use soma::ops::{conv, loss, optim, pool, reduce};
 use soma::train::Sample;
 use soma::{Activation, Dataset, Inputs, Normalize, Optimizer, Output, Targets};
 
@@ -66,6 +70,38 @@ pub trait Ops {
         indices: &[u32],
         normalize: Normalize,
     ) -> soma::Result<Array2<f32>>;
+    async fn conv2d(
+        &self,
+        s: &ConvShape,
+        x: ArrayView2<'_, f32>,
+        w: ArrayView2<'_, f32>,
+        b: ArrayView1<'_, f32>,
+        act: Option<Activation>,
+    ) -> soma::Result<Array2<f32>>;
+    async fn conv2d_input_grad(
+        &self,
+        s: &ConvShape,
+        dy: ArrayView2<'_, f32>,
+        w: ArrayView2<'_, f32>,
+        deriv: Derivative<'_>,
+    ) -> soma::Result<Array2<f32>>;
+    async fn conv2d_update(
+        &self,
+        s: &ConvShape,
+        x: ArrayView2<'_, f32>,
+        dy: ArrayView2<'_, f32>,
+        params: ArrayView1<'_, f32>,
+        slots: &[ArrayView1<'_, f32>],
+        spec: UpdateSpec<'_>,
+    ) -> soma::Result<ConvUpdated>;
+    async fn max_pool(&self, s: &PoolShape, x: ArrayView2<'_, f32>) -> soma::Result<Pooled>;
+    async fn max_pool_backward(
+        &self,
+        s: &PoolShape,
+        dy: ArrayView2<'_, f32>,
+        argmax: ArrayView2<'_, u32>,
+        deriv: Derivative<'_>,
+    ) -> soma::Result<Array2<f32>>;
     async fn gather_images(
         &self,
         inputs: &Inputs,
@@ -91,6 +127,10 @@ macro_rules! every_op_case {
         $run!(shifted_image_gather_matches_cpu);
         $run!(gather_u8_and_f32_with_scale_and_shift);
         $run!(argmax_ties_pick_the_first_like_the_cpu);
+        $run!(conv_forward_matches_cpu_with_every_activation);
+        $run!(conv_input_gradient_matches_cpu_times_each_derivative);
+        $run!(conv_update_gives_cpu_gradients_to_every_optimizer);
+        $run!(max_pool_matches_cpu_with_ties_and_routes_gradients_back);
     };
 }
 pub(crate) use every_op_case;
@@ -660,4 +700,245 @@ pub async fn argmax_ties_pick_the_first_like_the_cpu(ops: &impl Ops) {
     assert_eq!(got.correct, 2);
     assert_eq!(loss::argmax(z.row(1).iter().copied()), 1);
     let _ = z.sum_axis(Axis(0));
+}
+
+/// Convolutions that fit no workgroup or tile: (batch, C_in, H, W, C_out, k, padding). C_in 1, 3
+/// and 5; odd sizes; a kernel as wide as its input; both paddings; the `tfjs` preset's layers at
+/// a batch of 65 (one more than a workgroup's multiple).
+const CONV_SHAPES: [(usize, usize, usize, usize, usize, usize, Padding); 6] = [
+    (1, 1, 1, 1, 1, 1, Padding::Valid),
+    (3, 1, 7, 5, 3, 3, Padding::Same),
+    (5, 3, 9, 6, 5, 5, Padding::Valid),
+    (2, 5, 6, 7, 2, 5, Padding::Same),
+    (65, 1, 28, 28, 8, 5, Padding::Valid),
+    (65, 8, 12, 12, 16, 5, Padding::Valid),
+];
+
+fn conv_shapes() -> impl Iterator<Item = (usize, ConvShape)> {
+    CONV_SHAPES.into_iter().map(|(b, c, h, w, co, k, p)| {
+        let s = ConvShape::new(Chw::new(c, h, w), co, k, p).expect("valid test shape");
+        (b, s)
+    })
+}
+
+/// GPU and CPU reference, both sums of `k` f32 terms in different orders: each is within
+/// MATMUL_REL·√k·Σ|terms| of the exact sum (see [`MATMUL_REL`]), so they are within twice that
+/// of each other. `scale` is Σ|terms| per element (the same op on absolute values).
+fn assert_sums_close(
+    what: &str,
+    got: &Array2<f32>,
+    cpu: &Array2<f32>,
+    scale: &Array2<f32>,
+    k: usize,
+) {
+    assert_eq!(got.dim(), cpu.dim(), "{what}: shape");
+    let tol_k = 2.0 * MATMUL_REL * (k as f64).sqrt();
+    for ((idx, &g), (&c, &s)) in got.indexed_iter().zip(cpu.iter().zip(scale.iter())) {
+        let tol = tol_k * s as f64 + ULPS_ABS;
+        assert!(
+            (g as f64 - c as f64).abs() <= tol,
+            "{what}: at {idx:?} gpu {g} vs cpu {c} (tolerance {tol:e})"
+        );
+    }
+}
+
+fn abs(a: &Array2<f32>) -> Array2<f32> {
+    a.mapv(f32::abs)
+}
+
+/// The forward pass against `ops::conv::conv2d` followed by the activation (as the CPU backend
+/// applies it): a sum of C_in·k² products and the bias, then f.
+pub async fn conv_forward_matches_cpu_with_every_activation(ops: &impl Ops) {
+    let mut rng = Pcg64Mcg::seed_from_u64(21);
+    for (batch, s) in conv_shapes() {
+        let (co, taps) = s.weight_dims();
+        let x = random(&mut rng, batch, s.input().len(), 1.0);
+        let w = random(&mut rng, co, taps, 1.0);
+        let b = random(&mut rng, 1, co, 1.0).row(0).to_owned();
+        let mut sum = Array2::zeros((batch, s.output().len()));
+        conv::conv2d(&s, x.view(), w.view(), b.view(), sum.view_mut()).unwrap();
+        let mut scale = Array2::zeros(sum.dim());
+        let b_abs = b.mapv(f32::abs);
+        conv::conv2d(
+            &s,
+            abs(&x).view(),
+            abs(&w).view(),
+            b_abs.view(),
+            scale.view_mut(),
+        )
+        .unwrap();
+        let acts = Activation::ALL.map(Some);
+        for act in acts.into_iter().chain([None]) {
+            let got = ops
+                .conv2d(&s, x.view(), w.view(), b.view(), act)
+                .await
+                .unwrap();
+            let want = match act {
+                Some(f) => sum.mapv(|z| f.apply(z)),
+                None => sum.clone(),
+            };
+            // f is 1-Lipschitz for every activation soma has: the sum's error bounds f's.
+            assert_sums_close(
+                &format!("{s}, B={batch}, {act:?}"),
+                &got,
+                &want,
+                &scale,
+                taps + 1,
+            );
+        }
+    }
+}
+
+/// The input gradient against `ops::conv::conv2d_input_grad` times f′ of the stored input
+/// (every activation, and none): a sum of C_out·k² products, then one multiplication.
+pub async fn conv_input_gradient_matches_cpu_times_each_derivative(ops: &impl Ops) {
+    let mut rng = Pcg64Mcg::seed_from_u64(22);
+    for (batch, s) in conv_shapes() {
+        let (co, taps) = s.weight_dims();
+        let k2 = s.kernel() * s.kernel();
+        let dy = random(&mut rng, batch, s.output().len(), 1.0);
+        let w = random(&mut rng, co, taps, 1.0);
+        let mut dx = Array2::zeros((batch, s.input().len()));
+        conv::conv2d_input_grad(&s, dy.view(), w.view(), dx.view_mut()).unwrap();
+        let mut scale = Array2::zeros(dx.dim());
+        conv::conv2d_input_grad(&s, abs(&dy).view(), abs(&w).view(), scale.view_mut()).unwrap();
+        let z = random(&mut rng, batch, s.input().len(), 3.0);
+        let got = ops
+            .conv2d_input_grad(&s, dy.view(), w.view(), None)
+            .await
+            .unwrap();
+        assert_sums_close(&format!("{s}, B={batch}"), &got, &dx, &scale, co * k2);
+        for act in Activation::ALL {
+            let a = z.mapv(|z| act.apply(z));
+            let got = ops
+                .conv2d_input_grad(&s, dy.view(), w.view(), Some((a.view(), act)))
+                .await
+                .unwrap();
+            let d = a.mapv(|a| act.derivative_from_output(a));
+            // |f′| ≤ 1 for every activation: the product's error is the sum's, plus an ulp.
+            let want = &dx * &d;
+            let what = format!("{s}, B={batch}, ⊙{act}′");
+            assert_sums_close(&what, &got, &want, &scale, co * k2);
+        }
+    }
+}
+
+/// The update kernel: with plain SGD at lr 1 from zero parameters it writes −g, which gives its
+/// gradients (a sum over B·OH·OW terms) against `ops::conv::conv2d_param_grads`; then each
+/// optimizer, from earlier state past a gap in the state buffer, must update as the CPU's
+/// `optim::update` does with those same gradients (within [`OPTIM_ABS`], as the dense
+/// update's case).
+pub async fn conv_update_gives_cpu_gradients_to_every_optimizer(ops: &impl Ops) {
+    let mut rng = Pcg64Mcg::seed_from_u64(23);
+    for (batch, s) in conv_shapes() {
+        let (co, taps) = s.weight_dims();
+        let n = s.parameter_count();
+        let x = random(&mut rng, batch, s.input().len(), 1.0);
+        let dy = random(&mut rng, batch, s.output().len(), 1.0);
+        let (mut dw, mut db) = (Array2::zeros((co, taps)), Array1::zeros(co));
+        conv::conv2d_param_grads(&s, x.view(), dy.view(), dw.view_mut(), db.view_mut()).unwrap();
+        let (mut sw, mut sb) = (Array2::zeros((co, taps)), Array1::zeros(co));
+        conv::conv2d_param_grads(
+            &s,
+            abs(&x).view(),
+            abs(&dy).view(),
+            sw.view_mut(),
+            sb.view_mut(),
+        )
+        .unwrap();
+        let flat = |w: &Array2<f32>, b: &Array1<f32>| -> Array2<f32> {
+            let v: Vec<f32> = w.iter().chain(b.iter()).copied().collect();
+            Array2::from_shape_vec((1, n), v).unwrap()
+        };
+        let sgd = UpdateSpec {
+            optimizer: &Optimizer::Sgd,
+            lr: 1.0,
+            t: 1,
+            tile: None,
+        };
+        let zeros = Array1::zeros(n);
+        let (p, _) = ops
+            .conv2d_update(&s, x.view(), dy.view(), zeros.view(), &[], sgd)
+            .await
+            .unwrap();
+        let g = p.mapv(|v| -v);
+        let plane = s.output().h * s.output().w;
+        let what = format!("{s}, B={batch}: gradients");
+        let g2 = g.clone().into_shape_with_order((1, n)).unwrap();
+        assert_sums_close(&what, &g2, &flat(&dw, &db), &flat(&sw, &sb), batch * plane);
+
+        let optimizers = [
+            Optimizer::momentum().with_weight_decay(1e-2),
+            Optimizer::adam(),
+            Optimizer::adam().with_weight_decay(1e-3),
+        ];
+        for opt in optimizers {
+            let p0 = Array1::from_shape_fn(n, |_| rng.random::<f32>() - 0.5);
+            let mut state: Vec<Array1<f32>> = (0..opt.slots())
+                .map(|i| Array1::from_shape_fn(n, |_| rng.random::<f32>() * 0.1 + i as f32 * 0.01))
+                .collect();
+            let views: Vec<_> = state.iter().map(|v| v.view()).collect();
+            let spec = UpdateSpec {
+                optimizer: &opt,
+                lr: 0.05,
+                t: 3,
+                tile: None,
+            };
+            let (p, got_state) = ops
+                .conv2d_update(&s, x.view(), dy.view(), p0.view(), &views, spec)
+                .await
+                .unwrap();
+            let mut want = p0.clone();
+            let mut sv: Vec<_> = state.iter_mut().map(|v| v.view_mut()).collect();
+            optim::update(&opt, 0.05, 3, want.view_mut(), g.view(), &mut sv);
+            let diff = |a: &Array1<f32>, b: &Array1<f32>| {
+                a.iter()
+                    .zip(b)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f32::max)
+            };
+            assert!(diff(&p, &want) <= OPTIM_ABS, "{s}, {opt:?}: parameters");
+            for (a, b) in got_state.iter().zip(&state) {
+                assert!(diff(a, b) <= OPTIM_ABS, "{s}, {opt:?}: state");
+            }
+        }
+    }
+}
+
+/// The pool against `ops::pool`: maxima and arg-maxes exactly, on values drawn from four levels
+/// so that most windows hold ties (the first in row-major order must win on both); then the
+/// backward pass from the CPU's arg-maxes, plain and times each activation's f′.
+pub async fn max_pool_matches_cpu_with_ties_and_routes_gradients_back(ops: &impl Ops) {
+    let mut rng = Pcg64Mcg::seed_from_u64(24);
+    for (batch, c, h, w) in [(1, 1, 2, 2), (3, 3, 6, 4), (65, 8, 24, 24), (7, 16, 8, 10)] {
+        let s = PoolShape::new(Chw::new(c, h, w)).unwrap();
+        let x = Array2::from_shape_fn((batch, s.input().len()), |_| {
+            (rng.random_range(0..4u32) as f32 - 1.5) * 0.5
+        });
+        let (o, len) = (s.output().len(), s.input().len());
+        let (mut y, mut at) = (Array2::zeros((batch, o)), Array2::zeros((batch, o)));
+        pool::max_pool(&s, x.view(), y.view_mut(), at.view_mut()).unwrap();
+        let (gy, gat) = ops.max_pool(&s, x.view()).await.unwrap();
+        assert_eq!(gy, y, "{s}, B={batch}: maxima");
+        assert_eq!(gat, at, "{s}, B={batch}: arg-maxes");
+
+        let dy = random(&mut rng, batch, o, 1.0);
+        let mut dx = Array2::zeros((batch, len));
+        pool::max_pool_backward(&s, dy.view(), at.view(), dx.view_mut()).unwrap();
+        let got = ops
+            .max_pool_backward(&s, dy.view(), at.view(), None)
+            .await
+            .unwrap();
+        assert_eq!(got, dx, "{s}, B={batch}: gradients");
+        let z = random(&mut rng, batch, len, 3.0);
+        for act in Activation::ALL {
+            let a = z.mapv(|z| act.apply(z));
+            let got = ops
+                .max_pool_backward(&s, dy.view(), at.view(), Some((a.view(), act)))
+                .await
+                .unwrap();
+            let want = &dx * &a.mapv(|a| act.derivative_from_output(a));
+            assert_all_close(&format!("{s}, B={batch}, ⊙{act}′"), &got, &want, ULPS_ABS);
+        }
+    }
 }

@@ -12,9 +12,13 @@ use std::cell::OnceCell;
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use op_cases::{Ops, every_op_case};
-use soma::gpu::ops::{LossOutput, MatmulSpec, OpTargets, UpdateSpec};
+use soma::gpu::ops::{
+    ConvUpdated, Derivative, LossOutput, MatmulSpec, OpTargets, Pooled, UpdateSpec,
+};
 use soma::gpu::{GpuContext, GpuOps, GpuOptions};
+use soma::ops::conv::ConvShape;
 use soma::ops::matmul::Tile;
+use soma::ops::pool::PoolShape;
 use soma::{Activation, Inputs, Normalize, Optimizer, Output};
 use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
 
@@ -116,6 +120,48 @@ impl Ops for GpuOps {
     ) -> soma::Result<Array2<f32>> {
         self.gather_async(inputs, features, indices, normalize)
             .await
+    }
+    async fn conv2d(
+        &self,
+        s: &ConvShape,
+        x: ArrayView2<'_, f32>,
+        w: ArrayView2<'_, f32>,
+        b: ArrayView1<'_, f32>,
+        act: Option<Activation>,
+    ) -> soma::Result<Array2<f32>> {
+        GpuOps::conv2d_async(self, s, x, w, b, act).await
+    }
+    async fn conv2d_input_grad(
+        &self,
+        s: &ConvShape,
+        dy: ArrayView2<'_, f32>,
+        w: ArrayView2<'_, f32>,
+        deriv: Derivative<'_>,
+    ) -> soma::Result<Array2<f32>> {
+        GpuOps::conv2d_input_grad_async(self, s, dy, w, deriv).await
+    }
+    async fn conv2d_update(
+        &self,
+        s: &ConvShape,
+        x: ArrayView2<'_, f32>,
+        dy: ArrayView2<'_, f32>,
+        params: ArrayView1<'_, f32>,
+        slots: &[ArrayView1<'_, f32>],
+        spec: UpdateSpec<'_>,
+    ) -> soma::Result<ConvUpdated> {
+        GpuOps::conv2d_update_async(self, s, x, dy, params, slots, spec).await
+    }
+    async fn max_pool(&self, s: &PoolShape, x: ArrayView2<'_, f32>) -> soma::Result<Pooled> {
+        GpuOps::max_pool_async(self, s, x).await
+    }
+    async fn max_pool_backward(
+        &self,
+        s: &PoolShape,
+        dy: ArrayView2<'_, f32>,
+        argmax: ArrayView2<'_, u32>,
+        deriv: Derivative<'_>,
+    ) -> soma::Result<Array2<f32>> {
+        GpuOps::max_pool_backward_async(self, s, dy, argmax, deriv).await
     }
     async fn gather_images(
         &self,

@@ -6,6 +6,7 @@
 //! (see [`super::backend`] for that).
 
 mod matmul;
+mod spatial;
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ use crate::ops::optim::{OptimDims, OptimParams};
 use crate::ops::reduce::{COLSUM_WG, ColsumDims};
 use crate::optim::Optimizer;
 pub use matmul::{MatmulSpec, UpdateSpec};
+pub use spatial::{ConvUpdated, Derivative, Pooled};
 
 /// What the loss kernel returns.
 #[derive(Clone, Debug)]

@@ -1,0 +1,386 @@
+//! The convolution and max-pool ops of [`GpuOps`], one kernel each as a training step runs
+//! them: the forward pass with its activation, the input gradient times the layer before's f′,
+//! a convolution's update (gradients handed to the optimizer in place), and the pool's two
+//! passes.
+
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
+
+use super::{GpuOps, check_dim, contiguous};
+use crate::error::{Error, Result};
+use crate::gpu::kernels::{KernelId, grid_1d};
+use crate::gpu::prepared::{PreparedOp, Readout, matrix};
+use crate::gpu::resources::{upload, usage_out};
+use crate::net::Activation;
+use crate::ops::StepRecord;
+use crate::ops::activation::ACT_IDENTITY;
+use crate::ops::conv::{CONV_WG, ConvDims, ConvMode, ConvShape};
+use crate::ops::optim::OptimParams;
+use crate::ops::pool::{POOL_WG, PoolDims, PoolMode, PoolShape};
+
+use super::matmul::UpdateSpec;
+
+/// Where [`GpuOps::conv2d_update`] puts the layer's optimizer state: past a gap, as a layer
+/// after the first finds its state in a training step's shared buffer.
+const SLOT_GAP: usize = 5;
+
+/// A matrix and the activation whose derivative is taken from it.
+pub type Derivative<'a> = Option<(ArrayView2<'a, f32>, Activation)>;
+
+/// [`GpuOps::max_pool`]'s result: the maxima and, for each, its index in the sample's row.
+pub type Pooled = (Array2<f32>, Array2<u32>);
+
+/// What [`GpuOps::conv2d_update`] returns: the parameters and each optimizer slot, flat.
+pub type ConvUpdated = (Array1<f32>, Vec<Array1<f32>>);
+
+impl GpuOps {
+    /// `act(conv(x, w) + b)` (`act` None: the plain sum) for `x` B × C_in·H·W.
+    pub fn conv2d(
+        &self,
+        s: &ConvShape,
+        x: ArrayView2<f32>,
+        w: ArrayView2<f32>,
+        b: ArrayView1<f32>,
+        act: Option<Activation>,
+    ) -> Result<Array2<f32>> {
+        self.conv2d_readout(s, x, w, b, act)?.run()
+    }
+
+    /// [`GpuOps::conv2d`] before its dispatch.
+    pub(in crate::gpu) fn conv2d_readout(
+        &self,
+        s: &ConvShape,
+        x: ArrayView2<f32>,
+        w: ArrayView2<f32>,
+        b: ArrayView1<f32>,
+        act: Option<Activation>,
+    ) -> Result<Readout<'_, Array2<f32>>> {
+        let op = self.prepare_conv2d(s, x, w, b, act)?;
+        Ok(Readout::matrix(op, 2, x.nrows(), s.output().len()))
+    }
+
+    /// [`GpuOps::conv2d`], prepared (bindings: x, [w; b], y, aux, slots).
+    pub fn prepare_conv2d(
+        &self,
+        s: &ConvShape,
+        x: ArrayView2<f32>,
+        w: ArrayView2<f32>,
+        b: ArrayView1<f32>,
+        act: Option<Activation>,
+    ) -> Result<PreparedOp<'_>> {
+        let rows = x.nrows();
+        check_dim("conv2d input row", s.input().len(), x.ncols())?;
+        let params = conv_params(s, w, b)?;
+        let out = rows * s.output().len();
+        let buffers = vec![
+            self.input("conv2d x", &contiguous(x))?,
+            self.input("conv2d params", &params)?,
+            self.ctx.buffer("conv2d y", bytes(out), usage_out())?,
+            self.input("conv2d aux", &[0.0])?,
+            self.ctx.buffer("conv2d slots", 16, usage_out())?,
+        ];
+        let act = act.map_or(ACT_IDENTITY, |a| a.code());
+        let kernel = KernelId::Conv(ConvMode::Forward, act, 0);
+        self.prepare_spatial(kernel, buffers, &ConvDims::new(s, rows as u32), out, None)
+    }
+
+    /// The input gradient of a convolution, `conv2d_input_grad(dy, w)`, times `f′(a)` when
+    /// `deriv` is `Some((a, f))` (`a` shaped like the input).
+    pub fn conv2d_input_grad(
+        &self,
+        s: &ConvShape,
+        dy: ArrayView2<f32>,
+        w: ArrayView2<f32>,
+        deriv: Derivative<'_>,
+    ) -> Result<Array2<f32>> {
+        self.conv2d_input_grad_readout(s, dy, w, deriv)?.run()
+    }
+
+    /// [`GpuOps::conv2d_input_grad`] before its dispatch.
+    pub(in crate::gpu) fn conv2d_input_grad_readout(
+        &self,
+        s: &ConvShape,
+        dy: ArrayView2<f32>,
+        w: ArrayView2<f32>,
+        deriv: Derivative<'_>,
+    ) -> Result<Readout<'_, Array2<f32>>> {
+        let op = self.prepare_conv2d_input_grad(s, dy, w, deriv)?;
+        Ok(Readout::matrix(op, 2, dy.nrows(), s.input().len()))
+    }
+
+    /// [`GpuOps::conv2d_input_grad`], prepared (bindings: dy, [w; 0], dx, aux, slots).
+    pub fn prepare_conv2d_input_grad(
+        &self,
+        s: &ConvShape,
+        dy: ArrayView2<f32>,
+        w: ArrayView2<f32>,
+        deriv: Derivative<'_>,
+    ) -> Result<PreparedOp<'_>> {
+        let rows = dy.nrows();
+        check_dim("conv2d output gradient row", s.output().len(), dy.ncols())?;
+        let zeros = Array1::zeros(s.output().c);
+        let params = conv_params(s, w, zeros.view())?;
+        let (aux, act) = derivative(rows, s.input().len(), deriv)?;
+        let out = rows * s.input().len();
+        let buffers = vec![
+            self.input("conv2d dy", &contiguous(dy))?,
+            self.input("conv2d params", &params)?,
+            self.ctx.buffer("conv2d dx", bytes(out), usage_out())?,
+            self.input("conv2d aux", &aux)?,
+            self.ctx.buffer("conv2d slots", 16, usage_out())?,
+        ];
+        let kernel = KernelId::Conv(ConvMode::InputGrad, act, 0);
+        self.prepare_spatial(kernel, buffers, &ConvDims::new(s, rows as u32), out, None)
+    }
+
+    /// A convolution's update as a training step runs it: the weight and bias gradients of
+    /// `x` and `dy` over the batch, each handed to the optimizer, which updates `params` (the
+    /// weights row-major, then the biases) and its state `slots` (shaped like `params`).
+    pub fn conv2d_update(
+        &self,
+        s: &ConvShape,
+        x: ArrayView2<f32>,
+        dy: ArrayView2<f32>,
+        params: ArrayView1<f32>,
+        slots: &[ArrayView1<f32>],
+        spec: UpdateSpec<'_>,
+    ) -> Result<ConvUpdated> {
+        self.conv2d_update_readout(s, x, dy, params, slots, spec)?
+            .run()
+    }
+
+    /// [`GpuOps::conv2d_update`] before its dispatch.
+    pub(in crate::gpu) fn conv2d_update_readout(
+        &self,
+        s: &ConvShape,
+        x: ArrayView2<f32>,
+        dy: ArrayView2<f32>,
+        params: ArrayView1<f32>,
+        slots: &[ArrayView1<f32>],
+        spec: UpdateSpec<'_>,
+    ) -> Result<Readout<'_, ConvUpdated>> {
+        let op = self.prepare_conv2d_update(s, x, dy, params, slots, spec)?;
+        let (n, count) = (params.len(), slots.len());
+        let stride = SLOT_GAP + n;
+        Ok(Readout::new(
+            op,
+            vec![(2, n), (4, count * stride)],
+            move |v| {
+                let [p, all] = <[Vec<f32>; 2]>::try_from(v).expect("two reads");
+                let slots = (0..count)
+                    .map(|i| Array1::from(all[i * stride + SLOT_GAP..][..n].to_vec()))
+                    .collect();
+                Ok((Array1::from(p), slots))
+            },
+        ))
+    }
+
+    /// [`GpuOps::conv2d_update`], prepared (bindings: x, dy, params, aux, slots).
+    pub fn prepare_conv2d_update(
+        &self,
+        s: &ConvShape,
+        x: ArrayView2<f32>,
+        dy: ArrayView2<f32>,
+        params: ArrayView1<f32>,
+        slots: &[ArrayView1<f32>],
+        spec: UpdateSpec<'_>,
+    ) -> Result<PreparedOp<'_>> {
+        let rows = x.nrows();
+        check_dim("conv2d input row", s.input().len(), x.ncols())?;
+        check_dim("conv2d output gradient rows", rows, dy.nrows())?;
+        check_dim("conv2d output gradient row", s.output().len(), dy.ncols())?;
+        let n = s.parameter_count();
+        let optimizer = spec.optimizer;
+        if params.len() != n
+            || slots.len() != optimizer.slots()
+            || slots.iter().any(|v| v.len() != n)
+        {
+            return Err(Error::arg(
+                "conv2d update parameters and state",
+                format!("{n} parameters and {} slots of as many", optimizer.slots()),
+                format!("{} parameters and {} slots", params.len(), slots.len()),
+            ));
+        }
+        let stride = SLOT_GAP + n;
+        let mut slot_data = vec![0.0; stride * slots.len().max(1)];
+        for (i, slot) in slots.iter().enumerate() {
+            slot_data[i * stride + SLOT_GAP..][..n].copy_from_slice(&slot.to_vec());
+        }
+        let buffers = vec![
+            self.input("conv2d x", &contiguous(x))?,
+            self.input("conv2d dy", &contiguous(dy))?,
+            upload(&self.ctx, "conv2d params", &params.to_vec(), usage_out())?,
+            self.input("conv2d aux", &[0.0])?,
+            upload(&self.ctx, "conv2d slots", &slot_data, usage_out())?,
+        ];
+        let dims = ConvDims {
+            slot_base: SLOT_GAP as u32,
+            opt: OptimParams::new(optimizer, stride as u32),
+            ..ConvDims::new(s, rows as u32)
+        };
+        let (c1, c2) = optimizer.bias_corrections(spec.t);
+        let step = StepRecord {
+            lr: spec.lr,
+            c1,
+            c2,
+            ..Default::default()
+        };
+        let kernel = KernelId::Conv(ConvMode::Update, 0, optimizer.code());
+        let kernel = self.ctx.kernels.get(&self.ctx, kernel)?;
+        let max = self.ctx.limits.max_compute_workgroups_per_dimension;
+        self.prepare_with_step(
+            kernel,
+            buffers,
+            &dims,
+            Some(step),
+            grid_1d(n as u64, 1, max),
+        )
+    }
+
+    /// 2×2 max-pooling of `x` (B × C·H·W): the maxima and where each came from.
+    pub fn max_pool(&self, s: &PoolShape, x: ArrayView2<f32>) -> Result<Pooled> {
+        self.max_pool_readout(s, x)?.run()
+    }
+
+    /// [`GpuOps::max_pool`] before its dispatch.
+    pub(in crate::gpu) fn max_pool_readout(
+        &self,
+        s: &PoolShape,
+        x: ArrayView2<f32>,
+    ) -> Result<Readout<'_, Pooled>> {
+        let op = self.prepare_max_pool(s, x)?;
+        let (rows, cols) = (x.nrows(), s.output().len());
+        let name = op.kernel.name.clone();
+        Ok(Readout::new(
+            op,
+            vec![(1, rows * cols), (2, rows * cols)],
+            move |v| {
+                let [y, at] = <[Vec<f32>; 2]>::try_from(v).expect("two reads");
+                let at = at.iter().map(|v| v.to_bits()).collect();
+                let at =
+                    Array2::from_shape_vec((rows, cols), at).map_err(|e| Error::gpu(&name, e))?;
+                Ok((matrix(&name, rows, cols, y)?, at))
+            },
+        ))
+    }
+
+    /// [`GpuOps::max_pool`], prepared (bindings: x, y, arg-max, aux).
+    pub fn prepare_max_pool(&self, s: &PoolShape, x: ArrayView2<f32>) -> Result<PreparedOp<'_>> {
+        let rows = x.nrows();
+        check_dim("max-pool input row", s.input().len(), x.ncols())?;
+        let out = rows * s.output().len();
+        let buffers = vec![
+            self.input("max-pool x", &contiguous(x))?,
+            self.ctx.buffer("max-pool y", bytes(out), usage_out())?,
+            self.ctx
+                .buffer("max-pool arg-max", bytes(out), usage_out())?,
+            self.input("max-pool aux", &[0.0])?,
+        ];
+        let kernel = KernelId::Pool(PoolMode::Forward, 0);
+        self.prepare_spatial(kernel, buffers, &PoolDims::new(s, rows as u32), out, None)
+    }
+
+    /// The pool's backward pass: each output's gradient `dy` to its arg-max, zeros elsewhere,
+    /// times `f′(a)` when `deriv` is `Some((a, f))` (`a` shaped like the pool's input).
+    pub fn max_pool_backward(
+        &self,
+        s: &PoolShape,
+        dy: ArrayView2<f32>,
+        argmax: ArrayView2<u32>,
+        deriv: Derivative<'_>,
+    ) -> Result<Array2<f32>> {
+        self.max_pool_backward_readout(s, dy, argmax, deriv)?.run()
+    }
+
+    /// [`GpuOps::max_pool_backward`] before its dispatch.
+    pub(in crate::gpu) fn max_pool_backward_readout(
+        &self,
+        s: &PoolShape,
+        dy: ArrayView2<f32>,
+        argmax: ArrayView2<u32>,
+        deriv: Derivative<'_>,
+    ) -> Result<Readout<'_, Array2<f32>>> {
+        let op = self.prepare_max_pool_backward(s, dy, argmax, deriv)?;
+        Ok(Readout::matrix(op, 1, dy.nrows(), s.input().len()))
+    }
+
+    /// [`GpuOps::max_pool_backward`], prepared (bindings: dy, dx, arg-max, aux).
+    pub fn prepare_max_pool_backward(
+        &self,
+        s: &PoolShape,
+        dy: ArrayView2<f32>,
+        argmax: ArrayView2<u32>,
+        deriv: Derivative<'_>,
+    ) -> Result<PreparedOp<'_>> {
+        let rows = dy.nrows();
+        check_dim("max-pool output gradient row", s.output().len(), dy.ncols())?;
+        if argmax.dim() != dy.dim() {
+            return Err(Error::shape(
+                "max-pool arg-max",
+                format!("{}x{}", rows, dy.ncols()),
+                format!("{}x{}", argmax.nrows(), argmax.ncols()),
+            ));
+        }
+        let (aux, act) = derivative(rows, s.input().len(), deriv)?;
+        let out = rows * s.input().len();
+        let at: Vec<u32> = argmax.iter().copied().collect();
+        let buffers = vec![
+            self.input("max-pool dy", &contiguous(dy))?,
+            self.ctx.buffer("max-pool dx", bytes(out), usage_out())?,
+            upload(&self.ctx, "max-pool arg-max", &at, usage_out())?,
+            self.input("max-pool aux", &aux)?,
+        ];
+        let kernel = KernelId::Pool(PoolMode::Backward, act);
+        self.prepare_spatial(kernel, buffers, &PoolDims::new(s, rows as u32), out, None)
+    }
+
+    /// Binds a spatial kernel of a thread per value over `values` values.
+    fn prepare_spatial<T: bytemuck::Pod>(
+        &self,
+        kernel: KernelId,
+        buffers: Vec<crate::gpu::live::DeviceBuffer>,
+        dims: &T,
+        values: usize,
+        step: Option<StepRecord>,
+    ) -> Result<PreparedOp<'_>> {
+        let kernel = self.ctx.kernels.get(&self.ctx, kernel)?;
+        let max = self.ctx.limits.max_compute_workgroups_per_dimension;
+        // CONV_WG = POOL_WG: one rule for both.
+        const _: () = assert!(CONV_WG == POOL_WG);
+        let grid = grid_1d(values as u64, CONV_WG, max);
+        self.prepare_with_step(kernel, buffers, dims, step, grid)
+    }
+}
+
+fn bytes(values: usize) -> u64 {
+    (values.max(1) * 4) as u64
+}
+
+/// A convolution's parameter block as the kernels read it: `w` row-major, then `b`.
+fn conv_params(s: &ConvShape, w: ArrayView2<f32>, b: ArrayView1<f32>) -> Result<Vec<f32>> {
+    let (r, c) = s.weight_dims();
+    if w.dim() != (r, c) || b.len() != r {
+        return Err(Error::shape(
+            format!("{s}: weights and bias"),
+            format!("{r}x{c} and {r}"),
+            format!("{}x{} and {}", w.nrows(), w.ncols(), b.len()),
+        ));
+    }
+    Ok(w.iter().chain(b.iter()).copied().collect())
+}
+
+/// The aux buffer and activation code of a derivative epilogue (none: one value, identity).
+fn derivative(rows: usize, cols: usize, deriv: Derivative<'_>) -> Result<(Vec<f32>, u32)> {
+    match deriv {
+        None => Ok((vec![0.0], ACT_IDENTITY)),
+        Some((a, act)) => {
+            if a.dim() != (rows, cols) {
+                return Err(Error::shape(
+                    "derivative operand",
+                    format!("{rows}x{cols}"),
+                    format!("{}x{}", a.nrows(), a.ncols()),
+                ));
+            }
+            Ok((contiguous(a), act.code()))
+        }
+    }
+}
