@@ -49,8 +49,6 @@ pub fn create(
         ))
     };
     let gpu = |params| -> Result<Box<dyn Backend>> {
-        // Before looking for an adapter: the reason is the network, whatever the machine has.
-        crate::gpu::GpuBackend::check_network(net)?;
         let ctx = crate::gpu::GpuContext::new(&crate::gpu::GpuOptions {
             adapter: options.adapter.clone(),
         })?;
@@ -63,8 +61,6 @@ pub fn create(
         BackendKind::Gpu => gpu(params),
         // A named adapter is a request for the GPU; otherwise only hardware beats the CPU.
         BackendKind::Auto if options.adapter.is_some() => gpu(params),
-        // The GPU kernels for convolutions and pools do not exist yet: a CNN trains on the CPU.
-        BackendKind::Auto if !net.is_dense() => cpu(params),
         BackendKind::Auto => match crate::gpu::hardware_adapter() {
             Some(_) => gpu(params),
             None => cpu(params),

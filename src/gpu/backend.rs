@@ -27,6 +27,7 @@ use super::live::DeviceBuffer;
 use super::profile::Profiler;
 use super::program::{
     DataShape, ParamLayout, Planner, Program, ProgramBuilder, Purpose, StepBuffers, StepPath,
+    general_dispatches,
 };
 use super::resources::{DeviceData, Workspace, upload, usage_out, usage_storage};
 use super::stats::{Collect, StatsRing};
@@ -90,18 +91,6 @@ pub struct GpuBackend {
 }
 
 impl GpuBackend {
-    /// Whether this backend can train `net`: dense stacks only, so far (the convolution and
-    /// pool kernels are still to come).
-    pub fn check_network(net: &Network) -> Result<()> {
-        if !net.is_dense() {
-            return Err(Error::Network(format!(
-                "the GPU backend runs dense stacks only so far, and {net} has spatial layers: \
-                 use --backend cpu (or auto, which picks the CPU for it)"
-            )));
-        }
-        Ok(())
-    }
-
     /// A backend on `ctx` training `params` (shaped like `net`) with `optimizer`.
     pub fn new(
         ctx: impl Into<Arc<GpuContext>>,
@@ -110,7 +99,6 @@ impl GpuBackend {
         optimizer: Optimizer,
     ) -> Result<GpuBackend> {
         let ctx = ctx.into();
-        Self::check_network(net)?;
         params.check_shape(net, "initial parameters")?;
         optimizer.validate()?;
         ctx.check("creating the GPU backend")?;
@@ -195,11 +183,13 @@ impl GpuBackend {
     /// Dispatches in one training step. The fused path: 3 (rows, gradients, update). The
     /// general path: gather, one forward matmul per layer, the loss, one input gradient per
     /// layer but the first, and one weight(+bias) gradient per layer whose epilogue applies
-    /// the optimizer: `3·layers + 1` (10 for 784-64-64-10).
+    /// the optimizer: `3·layers + 1` (10 for 784-64-64-10). A CNN adds, per spatial layer, its
+    /// forward pass and its input gradient (but the first layer's), per convolution its update,
+    /// and the first dense layer's input gradient (14 in all for `tfjs`).
     pub fn dispatches_per_step(&self) -> usize {
         match self.step_path() {
             StepPath::Fused => 3,
-            StepPath::General => 3 * self.net.layers() + 1,
+            StepPath::General => general_dispatches(&self.net),
         }
     }
 
@@ -214,9 +204,10 @@ impl GpuBackend {
         if self.work.as_ref().is_some_and(|w| w.rows >= rows) {
             return Ok(());
         }
+        let spatial = self.net.features().iter().map(|f| f.input().len());
+        let widths: Vec<usize> = self.net.sizes().iter().copied().chain(spatial).collect();
         let fits = |r: usize| {
-            self.net
-                .sizes()
+            widths
                 .iter()
                 .all(|&n| (r * n * 4) as u64 <= self.ctx.limits.max_storage_buffer_binding_size)
         };

@@ -72,6 +72,9 @@ impl FusedKernels {
     }
 
     fn shape(ctx: &GpuContext, net: &Network) -> std::result::Result<FusedShape, String> {
+        if !net.is_dense() {
+            return Err("a network with spatial layers: the fused step is for dense stacks".into());
+        }
         plan(
             net.sizes(),
             ctx.limits.max_compute_workgroup_storage_size,
@@ -186,7 +189,7 @@ impl ProgramBuilder<'_> {
         let (mut act_at, mut begin, mut tbegin) = (0u32, 0u32, 0u32);
         for l in 0..layers {
             let (i, o) = net.layer_shape(l);
-            let params = self.layout.starts[l] as u32;
+            let params = self.layout.starts[self.layout.dense(l)] as u32;
             rows_dims.layer[l] = RowsLayer {
                 inputs: i as u32,
                 outputs: o as u32,

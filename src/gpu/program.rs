@@ -10,21 +10,28 @@ use super::live::DeviceBuffer;
 use super::resources::{DeviceData, Records, Workspace, range};
 use crate::data::Normalize;
 use crate::error::{Error, Result};
-use crate::net::Network;
+use crate::net::{Feature, Network};
 use crate::ops::StepRecord;
 use crate::ops::activation::ACT_IDENTITY;
+use crate::ops::conv::{CONV_WG, ConvDims, ConvMode, ConvShape};
 use crate::ops::gather::{GatherDims, InputKind, WG, gather_threads};
 use crate::ops::loss::{LossDims, TargetKind};
 use crate::ops::matmul::{Epilogue, MatmulDims, RowsDim, Special, Tile, choose_tile};
 use crate::ops::optim::OptimParams;
+use crate::ops::pool::{PoolDims, PoolMode};
 use crate::optim::Optimizer;
 use crate::params::{Layer, Params};
 
-/// Where each layer's `w` starts (in f32 elements) in the parameter and slot buffers; `b`
-/// follows `w` directly, so the weight-gradient kernel writes both as one matrix. Layer starts
-/// are aligned so that each layer can be bound on its own.
+/// Where each weight tensor's `w` starts (in f32 elements) in the parameter and slot buffers,
+/// in [`Network::weight_shapes`]' order (each convolution's, then each dense layer's); `b`
+/// follows `w` directly, so the weight-gradient kernel writes both as one matrix. Starts are
+/// aligned so that each tensor can be bound on its own.
 pub(crate) struct ParamLayout {
     pub starts: Vec<u64>,
+    /// Elements of each tensor with its bias.
+    lens: Vec<u64>,
+    /// Convolutions before the dense layers: dense layer `l` is tensor `convs + l`.
+    convs: usize,
     /// Elements in the whole buffer (padding included).
     pub total: u64,
 }
@@ -32,25 +39,32 @@ pub(crate) struct ParamLayout {
 impl ParamLayout {
     pub(crate) fn new(net: &Network, align_bytes: u32) -> ParamLayout {
         let align = (align_bytes as u64 / 4).max(1);
-        let mut starts = Vec::new();
+        let (mut starts, mut lens) = (Vec::new(), Vec::new());
         let mut at = 0u64;
-        for l in 0..net.layers() {
-            let (i, o) = net.layer_shape(l);
+        for w in net.weight_shapes() {
             at = at.next_multiple_of(align);
             starts.push(at);
-            at += (i * o + o) as u64;
+            let len = (w.rows * w.cols + w.bias) as u64;
+            lens.push(len);
+            at += len;
         }
         // Whole 16-byte words: the fused row kernel reads the parameters as vec4.
         ParamLayout {
             starts,
+            lens,
+            convs: net.conv_layers(),
             total: at.next_multiple_of(4),
         }
     }
 
-    /// Byte range of layer `l` (w then b).
-    fn layer_bytes(&self, net: &Network, l: usize) -> (u64, u64) {
-        let (i, o) = net.layer_shape(l);
-        (self.starts[l] * 4, ((i * o + o) * 4) as u64)
+    /// Tensor index of dense layer `l`.
+    pub(crate) fn dense(&self, l: usize) -> usize {
+        self.convs + l
+    }
+
+    /// Byte range of tensor `t` (w then b).
+    fn tensor_bytes(&self, t: usize) -> (u64, u64) {
+        (self.starts[t] * 4, self.lens[t] * 4)
     }
 
     pub(crate) fn pack(&self, params: &Params) -> Vec<f32> {
@@ -66,13 +80,15 @@ impl ParamLayout {
     }
 
     pub(crate) fn unpack(&self, net: &Network, flat: &[f32]) -> Result<Params> {
-        let layers = (0..net.layers())
-            .map(|l| {
-                let (i, o) = net.layer_shape(l);
-                let s = self.starts[l] as usize;
+        let layers = net
+            .weight_shapes()
+            .zip(&self.starts)
+            .map(|(shape, &start)| {
+                let (i, o) = (shape.rows, shape.cols);
+                let s = start as usize;
                 let w = Array2::from_shape_vec((i, o), flat[s..s + i * o].to_vec())
                     .map_err(|e| Error::gpu("unpacking parameters", e))?;
-                let b = Array1::from(flat[s + i * o..s + i * o + o].to_vec());
+                let b = Array1::from(flat[s + i * o..s + i * o + shape.bias].to_vec());
                 Ok(Layer { w, b })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -110,8 +126,12 @@ pub(crate) enum Grid {
     Single,
     /// One workgroup per row (the fused row kernel), folded into 2-D past the limit.
     PerRow,
-    /// A fixed grid (the fused gradient kernels).
+    /// A fixed grid (the fused gradient kernels, a convolution's update).
     Fixed(u32, u32),
+    /// One thread per value of the batch's rows, `per_row` values a row (the spatial kernels).
+    Values {
+        per_row: u32,
+    },
 }
 
 impl Grid {
@@ -130,6 +150,7 @@ impl Grid {
             Grid::Single => (1, 1),
             Grid::PerRow => grid_1d(rows as u64, 1, max),
             Grid::Fixed(x, y) => (x, y),
+            Grid::Values { per_row } => grid_1d(rows as u64 * per_row as u64, CONV_WG, max),
         }
     }
 }
@@ -262,8 +283,16 @@ enum Bind {
     Acts(usize),
     /// The deltas at layer `l`'s output.
     Deltas(usize),
-    /// Layer `l`'s `[W; b]` in the parameter buffer.
+    /// Dense layer `l`'s `[W; b]` in the parameter buffer.
     Layer(usize),
+    /// Weight tensor `t` (in [`Network::weight_shapes`]' order): a convolution's `[W; b]`.
+    Tensor(usize),
+    /// The input of spatial layer `f` (`Stage(features)` is the dense layers' input).
+    Stage(usize),
+    /// The gradient at spatial layer `f`'s output.
+    StageDelta(usize),
+    /// Max-pool `f`'s arg-maxes.
+    Argmax(usize),
     Slots,
     Scratch,
     Dummy,
@@ -336,10 +365,20 @@ impl ProgramBuilder<'_> {
             Bind::Stats => b.stats.as_entire_binding(),
             Bind::Acts(l) => b.work.acts[l].as_entire_binding(),
             Bind::Deltas(l) => b.work.deltas[l].as_entire_binding(),
-            Bind::Layer(l) => {
-                let (off, size) = self.layout.layer_bytes(self.net, l);
+            Bind::Layer(l) => self.resource(Bind::Tensor(self.layout.dense(l))),
+            Bind::Tensor(t) => {
+                let (off, size) = self.layout.tensor_bytes(t);
                 range(b.params, off, size)
             }
+            Bind::Stage(f) => match b.work.stages.get(f) {
+                Some(stage) => stage.as_entire_binding(),
+                None => b.work.acts[0].as_entire_binding(),
+            },
+            Bind::StageDelta(f) => b.work.stage_deltas[f].as_entire_binding(),
+            Bind::Argmax(f) => match &b.work.argmax[f] {
+                Some(a) => a.as_entire_binding(),
+                None => b.dummy.as_entire_binding(),
+            },
             Bind::Slots => b.slots.as_entire_binding(),
             Bind::Scratch => b.scratch.as_entire_binding(),
             Bind::Dummy => b.dummy.as_entire_binding(),
@@ -354,6 +393,13 @@ impl Planner<'_> {
         let mut rec = Records::new(self.ctx);
         let mut plan = vec![self.gather(&mut rec)];
         let rows32 = rows as u32;
+        let spatial = Spatial {
+            net: self.net,
+            layout: self.layout,
+            optimizer: self.optimizer,
+            max_groups: self.ctx.limits.max_compute_workgroups_per_dimension,
+        };
+        plan.extend(spatial.forward(&mut rec));
         for l in 0..self.net.layers() {
             plan.push(self.forward(&mut rec, l, rows32));
         }
@@ -362,12 +408,14 @@ impl Planner<'_> {
             // Backward, last layer first. Each layer's input gradient is formed before its
             // weight-gradient kernel, whose epilogue applies the optimizer to W and b in place
             // (the input gradient needs the weights of before the update).
+            let features = !self.net.is_dense();
             for l in (0..self.net.layers()).rev() {
-                if l > 0 {
+                if l > 0 || features {
                     plan.push(self.input_grad(&mut rec, l, rows32));
                 }
                 plan.push(self.weight_grad_update(&mut rec, l, rows32));
             }
+            plan.extend(spatial.backward(&mut rec));
         }
         (rec, plan)
     }
@@ -398,7 +446,7 @@ impl Planner<'_> {
         PlannedDispatch {
             label: "gather".into(),
             kernel: KernelId::Gather(data.input_kind),
-            binds: vec![Bind::Inputs, Bind::Index, Bind::Acts(0)],
+            binds: vec![Bind::Inputs, Bind::Index, Bind::Stage(0)],
             dims: rec.push(&dims),
             grid: Grid::Gather { features },
         }
@@ -471,10 +519,22 @@ impl Planner<'_> {
         }
     }
 
-    /// `delta_{l-1} = (delta_l · Wᵀ) ⊙ f'(a_l)`, with `a_l` this layer's input.
+    /// `delta_{l-1} = (delta_l · Wᵀ) ⊙ f'(a_l)`, with `a_l` this layer's input; for the first
+    /// dense layer of a CNN, the gradient at the last spatial layer's output (⊙ its f′, if it
+    /// has an activation).
     fn input_grad(&self, rec: &mut Records, l: usize, rows: u32) -> PlannedDispatch {
         let net = self.net;
         let (i, o) = net.layer_shape(l);
+        let (act, into) = if l > 0 {
+            (net.hidden().code(), Bind::Deltas(l - 1))
+        } else {
+            let last = net.features().len() - 1;
+            let act = net.features()[last].activation();
+            (
+                act.map_or(ACT_IDENTITY, |a| a.code()),
+                Bind::StageDelta(last),
+            )
+        };
         let dims = MatmulDims {
             n: i as u32,
             k: o as u32,
@@ -483,7 +543,7 @@ impl Planner<'_> {
             ldb: o as u32,
             ldc: i as u32,
             epilogue: Epilogue::MulDerivative as u32,
-            act: net.hidden().code(),
+            act,
             ..Default::default()
         };
         let tile = choose_tile(rows, i as u32, o as u32, self.ctx.tile_target());
@@ -493,7 +553,7 @@ impl Planner<'_> {
             binds: vec![
                 Bind::Deltas(l),
                 Bind::Layer(l),
-                Bind::Deltas(l - 1),
+                into,
                 Bind::Acts(l),
                 Bind::Scratch,
             ],
@@ -511,7 +571,7 @@ impl Planner<'_> {
             i as u32,
             o as u32,
             None,
-            self.layout.starts[l] as u32,
+            self.layout.starts[self.layout.dense(l)] as u32,
             OptimParams::new(self.optimizer, self.layout.total as u32),
         );
         let tile = choose_tile(i as u32 + 1, o as u32, rows, self.ctx.tile_target());
@@ -528,5 +588,152 @@ impl Planner<'_> {
             dims: rec.push(&dims),
             grid: Grid::Matmul(dims, tile),
         }
+    }
+}
+
+/// Dispatches of one general training step of `net` (what [`Planner::plan`] plans): the
+/// gather, the loss, three per dense layer (forward, input gradient, update) less the first
+/// layer's input gradient unless spatial layers precede it; per spatial layer its forward pass
+/// and, but for the first, its input gradient; per convolution its update.
+pub(crate) fn general_dispatches(net: &Network) -> usize {
+    let features = net.features().len();
+    let dense = 3 * net.layers() - usize::from(features == 0);
+    2 + dense + features + features.saturating_sub(1) + net.conv_layers()
+}
+
+/// Plans a CNN's spatial layers: forward first to last, backward last to first.
+struct Spatial<'a> {
+    net: &'a Network,
+    layout: &'a ParamLayout,
+    optimizer: &'a Optimizer,
+    max_groups: u32,
+}
+
+impl Spatial<'_> {
+    /// Each spatial layer's forward pass: stage `f` → stage `f + 1`.
+    fn forward(&self, rec: &mut Records) -> Vec<PlannedDispatch> {
+        let mut conv = 0;
+        let mut plan = Vec::new();
+        for (f, feature) in self.net.features().iter().enumerate() {
+            let per_row = feature.output().len() as u32;
+            plan.push(match feature {
+                Feature::Conv(s, act) => {
+                    conv += 1;
+                    PlannedDispatch {
+                        label: format!("conv {conv}"),
+                        kernel: KernelId::Conv(ConvMode::Forward, act.code(), 0),
+                        binds: vec![
+                            Bind::Stage(f),
+                            Bind::Tensor(conv - 1),
+                            Bind::Stage(f + 1),
+                            Bind::Dummy,
+                            Bind::Scratch,
+                        ],
+                        dims: rec.push(&conv_dims(s)),
+                        grid: Grid::Values { per_row },
+                    }
+                }
+                Feature::Pool(s) => PlannedDispatch {
+                    label: format!("max-pool {}", f + 1),
+                    kernel: KernelId::Pool(PoolMode::Forward, 0),
+                    binds: vec![
+                        Bind::Stage(f),
+                        Bind::Stage(f + 1),
+                        Bind::Argmax(f),
+                        Bind::Dummy,
+                    ],
+                    dims: rec.push(&PoolDims {
+                        rows_from_step: 1,
+                        ..PoolDims::new(s, 0)
+                    }),
+                    grid: Grid::Values { per_row },
+                },
+            });
+        }
+        plan
+    }
+
+    /// Last spatial layer first: each one's input gradient (but the first's: nothing reads
+    /// the images' gradient), ⊙ f′ of the layer before, then a convolution's update (after its
+    /// input gradient, which needs the weights of before the update).
+    fn backward(&self, rec: &mut Records) -> Vec<PlannedDispatch> {
+        let features = self.net.features();
+        let mut conv = self.net.conv_layers();
+        let mut plan = Vec::new();
+        for (f, feature) in features.iter().enumerate().rev() {
+            let before = f.checked_sub(1).map(|p| {
+                let act = features[p].activation().map_or(ACT_IDENTITY, |a| a.code());
+                (p, act)
+            });
+            let per_row = feature.input().len() as u32;
+            match feature {
+                Feature::Conv(s, _) => {
+                    conv -= 1;
+                    if let Some((p, act)) = before {
+                        plan.push(PlannedDispatch {
+                            label: format!("conv input grad {}", conv + 1),
+                            kernel: KernelId::Conv(ConvMode::InputGrad, act, 0),
+                            binds: vec![
+                                Bind::StageDelta(f),
+                                Bind::Tensor(conv),
+                                Bind::StageDelta(p),
+                                Bind::Stage(f),
+                                Bind::Scratch,
+                            ],
+                            dims: rec.push(&conv_dims(s)),
+                            grid: Grid::Values { per_row },
+                        });
+                    }
+                    let params = s.parameter_count() as u64;
+                    let dims = ConvDims {
+                        slot_base: self.layout.starts[conv] as u32,
+                        opt: OptimParams::new(self.optimizer, self.layout.total as u32),
+                        ..conv_dims(s)
+                    };
+                    let (x, y) = grid_1d(params, 1, self.max_groups);
+                    plan.push(PlannedDispatch {
+                        label: format!("conv update {}", conv + 1),
+                        kernel: KernelId::Conv(ConvMode::Update, 0, self.optimizer.code()),
+                        binds: vec![
+                            Bind::Stage(f),
+                            Bind::StageDelta(f),
+                            Bind::Tensor(conv),
+                            Bind::Dummy,
+                            Bind::Slots,
+                        ],
+                        dims: rec.push(&dims),
+                        grid: Grid::Fixed(x, y),
+                    });
+                }
+                Feature::Pool(s) => {
+                    if let Some((p, act)) = before {
+                        plan.push(PlannedDispatch {
+                            label: format!("max-pool grad {}", f + 1),
+                            kernel: KernelId::Pool(PoolMode::Backward, act),
+                            binds: vec![
+                                Bind::StageDelta(f),
+                                Bind::StageDelta(p),
+                                Bind::Argmax(f),
+                                Bind::Stage(f),
+                            ],
+                            dims: rec.push(&PoolDims {
+                                rows_from_step: 1,
+                                ..PoolDims::new(s, 0)
+                            }),
+                            grid: Grid::Values { per_row },
+                        });
+                    }
+                }
+            }
+        }
+        plan
+    }
+}
+
+/// A convolution's record with its rows from the step record.
+fn conv_dims(s: &ConvShape) -> ConvDims {
+    ConvDims {
+        rows_from_step: 1,
+        ..ConvDims::new(s, 0)
     }
 }

@@ -8,7 +8,7 @@ use super::live::DeviceBuffer;
 use super::program::DataShape;
 use crate::data::{Dataset, Inputs, Normalize, Targets};
 use crate::error::Result;
-use crate::net::Network;
+use crate::net::{Feature, Network};
 use crate::ops::gather::{InputKind, pack_inputs};
 use crate::ops::loss::TargetKind;
 
@@ -152,29 +152,52 @@ impl DeviceData {
 /// Activations and deltas for batches of up to `rows` samples.
 pub(crate) struct Workspace {
     pub rows: usize,
-    /// `acts[0]` is the input batch, `acts[l + 1]` the output of layer `l`.
+    /// `acts[0]` is the input of the dense layers, `acts[l + 1]` the output of layer `l`.
     pub acts: Vec<DeviceBuffer>,
     /// `deltas[l]`: gradient of the loss w.r.t. layer `l`'s pre-activation.
     pub deltas: Vec<DeviceBuffer>,
+    /// A CNN's spatial stages: `stages[f]` is the input of spatial layer `f` (`stages[0]` the
+    /// gathered images); the last one's output is `acts[0]`. Empty for a dense stack.
+    pub stages: Vec<DeviceBuffer>,
+    /// `stage_deltas[f]`: the gradient at spatial layer `f`'s output (before its activation,
+    /// as `deltas`), `f ≥ 0`; the gradient at the images is never formed.
+    pub stage_deltas: Vec<DeviceBuffer>,
+    /// Each max-pool's arg-maxes (u32, one per output value); `None` for a convolution.
+    pub argmax: Vec<Option<DeviceBuffer>>,
 }
 
 impl Workspace {
     /// Buffers for `rows` rows of every layer of `net`.
     pub(crate) fn new(ctx: &GpuContext, net: &Network, rows: usize) -> Result<Workspace> {
+        let buffer = |what: String, n: usize| {
+            let what = format!("{what} ({rows} rows x {n} values)");
+            ctx.buffer(&what, (rows * n * 4).max(4) as u64, usage_out())
+        };
         let buffers = |what: &str, sizes: &[usize]| {
             sizes
                 .iter()
                 .enumerate()
-                .map(|(l, &n)| {
-                    let what = format!("{what} {l} ({rows} rows x {n} f32)");
-                    ctx.buffer(&what, (rows * n * 4) as u64, usage_out())
-                })
+                .map(|(l, &n)| buffer(format!("{what} {l}"), n))
                 .collect::<Result<Vec<_>>>()
         };
+        let features = net.features();
+        let ins: Vec<usize> = features.iter().map(|f| f.input().len()).collect();
+        let outs: Vec<usize> = features.iter().map(|f| f.output().len()).collect();
+        let argmax = features
+            .iter()
+            .enumerate()
+            .map(|(f, feature)| match feature {
+                Feature::Pool(s) => buffer(format!("arg-max {f}"), s.output().len()).map(Some),
+                Feature::Conv(..) => Ok(None),
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Workspace {
             rows,
             acts: buffers("activations", net.sizes())?,
             deltas: buffers("deltas", &net.sizes()[1..])?,
+            stages: buffers("spatial input", &ins)?,
+            stage_deltas: buffers("spatial delta", &outs)?,
+            argmax,
         })
     }
 }
