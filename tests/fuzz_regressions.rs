@@ -169,6 +169,38 @@ fn picture_claiming_more_pixels_than_its_bytes_pay_for_is_refused() {
     assert!(largest < 1 << 20, "allocated {largest} B");
 }
 
+/// A 2,070-byte JPEG the `picture` fuzz target found in its long run: zune-jpeg 0.5.15 (the
+/// JPEG decoder under `image`) panics on it with an index out of bounds in its AVX2 IDCT. The
+/// panic is contained and comes back as an error naming the file. (On a CPU without AVX2 the
+/// decoder takes its scalar path; whatever that makes of these bytes, it must not panic.)
+#[test]
+fn a_picture_whose_decoder_panics_is_an_error_naming_it() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static HOOK_CALLS: AtomicUsize = AtomicUsize::new(0);
+    let jpeg = include_bytes!("data/fuzz/picture-zune-jpeg-avx2-idct-panic.jpg");
+    let harness_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {
+        HOOK_CALLS.fetch_add(1, Ordering::SeqCst);
+    }));
+    let out = picture::from_bytes("crash.jpg", jpeg);
+    // The decoder's panic was silent, and the hook in place before is back afterwards.
+    assert_eq!(HOOK_CALLS.load(Ordering::SeqCst), 0);
+    assert!(std::panic::catch_unwind(|| panic!("after")).is_err());
+    assert_eq!(HOOK_CALLS.load(Ordering::SeqCst), 1);
+    std::panic::set_hook(harness_hook);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        let err = out.as_ref().expect_err("the decoder panics on it");
+        assert!(
+            err.contains("crash.jpg") && err.contains("decoder failed"),
+            "{err}"
+        );
+    }
+    if let Err(e) = out {
+        assert!(e.contains("crash.jpg"), "{e}");
+    }
+}
+
 /// The bytes of a small Adam checkpoint (784-4-10, as the page trains) with its metadata and
 /// tensors edited: `edit` gets the metadata and the tensors as (name, shape, f32 values).
 fn edited_checkpoint(
