@@ -62,6 +62,9 @@ fn forward(t: u32, d: Dims, rows: u32) {
     let oy = (t % plane) / d.ow;
     let ox = t % d.ow;
     let taps = d.c_in * d.k * d.k;
+    // The taps whose column ix = ox + kx - p lies inside the row, found once, not per tap.
+    let kx_first = u32(max(i32(d.pad) - i32(ox), 0));
+    let kx_last = u32(clamp(i32(d.w + d.pad) - i32(ox), 0, i32(d.k)));
     var acc = b[d.c_out * taps + co];
     for (var ci = 0u; ci < d.c_in; ci++) {
         for (var ky = 0u; ky < d.k; ky++) {
@@ -71,11 +74,8 @@ fn forward(t: u32, d: Dims, rows: u32) {
             }
             let x_row = (n * d.c_in + ci) * d.h * d.w + u32(iy) * d.w;
             let w_row = co * taps + (ci * d.k + ky) * d.k;
-            for (var kx = 0u; kx < d.k; kx++) {
-                let ix = i32(ox + kx) - i32(d.pad);
-                if ix >= 0 && ix < i32(d.w) {
-                    acc += b[w_row + kx] * a[x_row + u32(ix)];
-                }
+            for (var kx = kx_first; kx < kx_last; kx++) {
+                acc += b[w_row + kx] * a[x_row + ox + kx - d.pad];
             }
         }
     }
@@ -93,6 +93,9 @@ fn input_grad(t: u32, d: Dims, rows: u32) {
     let iy = (t % plane) / d.w;
     let ix = t % d.w;
     let taps = d.c_in * d.k * d.k;
+    // The taps whose output column ox = ix + p - kx lies inside the output row.
+    let kx_first = u32(max(i32(ix + d.pad) + 1 - i32(d.ow), 0));
+    let kx_last = min(ix + d.pad + 1u, d.k);
     var acc = 0.0;
     for (var co = 0u; co < d.c_out; co++) {
         for (var ky = 0u; ky < d.k; ky++) {
@@ -103,11 +106,8 @@ fn input_grad(t: u32, d: Dims, rows: u32) {
             }
             let dy_row = (n * d.c_out + co) * d.oh * d.ow + u32(oy) * d.ow;
             let w_row = co * taps + (ci * d.k + ky) * d.k;
-            for (var kx = 0u; kx < d.k; kx++) {
-                let ox = i32(ix + d.pad) - i32(kx);
-                if ox >= 0 && ox < i32(d.ow) {
-                    acc += b[w_row + kx] * a[dy_row + u32(ox)];
-                }
+            for (var kx = kx_first; kx < kx_last; kx++) {
+                acc += b[w_row + kx] * a[dy_row + ix + d.pad - kx];
             }
         }
     }
@@ -126,21 +126,30 @@ fn update(p: u32, lid: u32, d: Dims, rows: u32) {
     let ci = tap / (d.k * d.k);
     let ky = (tap / d.k) % d.k;
     let kx = tap % d.k;
-    let plane = d.oh * d.ow;
-    let terms = select(0u, rows * plane, p < weights + d.c_out);
+    // Each thread takes whole output rows (n, oy), so that the index arithmetic, integer
+    // divisions above all (scalarised on software adapters), is per row, not per term.
+    let out_rows = select(0u, rows * d.oh, p < weights + d.c_out);
     var acc = 0.0;
-    for (var e = lid; e < terms; e += WG) {
-        let n = e / plane;
-        let at = e % plane;
-        let g = b[(n * d.c_out + co) * plane + at];
+    for (var r = lid; r < out_rows; r += WG) {
+        let n = r / d.oh;
+        let oy = r % d.oh;
+        let dy_row = ((n * d.c_out + co) * d.oh + oy) * d.ow;
         if is_bias {
-            acc += g;
+            for (var ox = 0u; ox < d.ow; ox++) {
+                acc += b[dy_row + ox];
+            }
             continue;
         }
-        let iy = i32(at / d.ow + ky) - i32(d.pad);
-        let ix = i32(at % d.ow + kx) - i32(d.pad);
-        if iy >= 0 && iy < i32(d.h) && ix >= 0 && ix < i32(d.w) {
-            acc += g * a[((n * d.c_in + ci) * d.h + u32(iy)) * d.w + u32(ix)];
+        let iy = i32(oy + ky) - i32(d.pad);
+        if iy < 0 || iy >= i32(d.h) {
+            continue;
+        }
+        let x_row = ((n * d.c_in + ci) * d.h + u32(iy)) * d.w;
+        // The output columns whose tap kx lands inside the row: ix = ox + kx - p in [0, w).
+        let first = u32(max(i32(d.pad) - i32(kx), 0));
+        let last = u32(clamp(i32(d.w) + i32(d.pad) - i32(kx), 0, i32(d.ow)));
+        for (var ox = first; ox < last; ox++) {
+            acc += b[dy_row + ox] * a[x_row + ox + kx - d.pad];
         }
     }
     partial[lid] = acc;

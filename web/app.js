@@ -59,6 +59,7 @@ function options() {
   if (q.has("backend")) o.backend = q.get("backend");
   if (q.has("stepPath")) o.stepPath = q.get("stepPath");
   if (q.has("optimizer")) o.optimizer = q.get("optimizer");
+  if (q.has("model")) o.model = q.get("model");
   return o;
 }
 
@@ -99,6 +100,8 @@ async function showInfo(info) {
     ? "the CPU (wasm, one thread)"
     : `WebGPU (${await adapterText()}; ${info.stepPath} step)`;
   $("status").textContent = `${info.network}, ${info.parameters.toLocaleString()} parameters, on ${where}; ${info.optimizer} lr ${lr}, batch ${info.batchSize}, ${info.epochs} epochs`;
+  const kind = /conv/.test(info.network) ? "a convolutional network" : `a ${info.network.split(" ")[0]} network`;
+  $("tagline").textContent = `trains ${kind} on MNIST, in this tab`;
   $("status").className = "";
   $("status").title = info.backend;
   if (info.fallback) {
@@ -173,6 +176,7 @@ async function finish() {
   const last = state.results[state.results.length - 1];
   $("result").textContent = JSON.stringify({
     backend: info.backend,
+    network: info.network,
     fallback: info.fallback,
     stepPath: info.stepPath,
     epochs: state.results,

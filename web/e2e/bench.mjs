@@ -4,12 +4,17 @@
 // the time from page load to soma's first step. Usage, from the repository root with the
 // examples and web/pkg built:
 //   node web/e2e/bench.mjs PEER_DIR [runs]
-// PEER_DIR is a copy of ../shared/peers/browser with `npm install` done in it.
+//   node web/e2e/bench.mjs PEER_DIR runs cnn BATCH
+// PEER_DIR is a copy of ../shared/peers/browser with `npm install` done in it. `cnn` measures
+// the TF.js tutorial's CNN instead (soma's `?model=tfjs` against the peer's tfjs-cnn.html):
+// Adam at lr 0.001 on both, no shifts, 3,072 samples, the second of two epochs at BATCH.
 import { spawn } from "node:child_process";
 import { launch, openPage, waitForRun } from "./open.mjs";
 
 const peer = process.argv[2];
 const runs = Number(process.argv[3] ?? 3);
+const cnn = process.argv[4] === "cnn";
+const batch = Number(process.argv[5] ?? 64);
 
 function start(cmd, args, opts) {
   const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "ignore"], ...opts });
@@ -22,7 +27,13 @@ const tfjsPort = 8811 + Math.floor(Math.random() * 100);
 const tfjs = start("python3", ["-m", "http.server", String(tfjsPort), "--bind", "127.0.0.1"], { cwd: peer });
 await new Promise((r) => setTimeout(r, 1000));
 
-const configs = [
+const cnnQuery = `model=tfjs&epochs=2&limit=3072&batch=${batch}&optimizer=adam&augment=0`;
+const configs = cnn ? [
+  ["soma, auto (CPU backend in wasm here)", `${somaUrl}?${cnnQuery}`],
+  ["soma, WebGPU", `${somaUrl}?${cnnQuery}&backend=gpu`],
+  // TF.js's wasm backend cannot train a convolution (no Conv2DBackpropFilter kernel).
+  ...["webgl", "cpu", "webgpu"].map((b) => [`TF.js ${b}`, `http://127.0.0.1:${tfjsPort}/tfjs-cnn.html?backend=${b}&batch=${batch}&n=3072&epochs=2`]),
+] : [
   ["soma, auto (CPU backend in wasm here)", `${somaUrl}?epochs=2&limit=6000`],
   ["soma, WebGPU, general step", `${somaUrl}?epochs=2&limit=6000&backend=gpu&stepPath=general`],
   ["soma, WebGPU, fused step", `${somaUrl}?epochs=2&limit=6000&backend=gpu&stepPath=fused`],
@@ -47,8 +58,9 @@ try {
       } else {
         await page.waitForFunction(() => ["DONE", "FAILED"].includes(document.title), { timeout: 600_000, polling: 250 });
         const res = JSON.parse(await page.$eval("#out", (e) => e.textContent));
-        if (!res.samples_per_s_epoch2) throw new Error(`${name}: ${res.error}`);
-        rates.push(res.samples_per_s_epoch2);
+        const rate = cnn ? res.samples_per_s_last : res.samples_per_s_epoch2;
+        if (!rate) throw new Error(`${name}: ${res.error}`);
+        rates.push(rate);
       }
       await page.close();
     }

@@ -4,6 +4,9 @@
 //  2. the page as a user opens it (`auto`: WebGPU on a hardware adapter, else the CPU backend in
 //     wasm, saying why) and with `?backend=gpu` (WebGPU on whatever adapter there is) each train
 //     one epoch of real MNIST; each must land within 0.5 points of the native accuracy;
+//  2b. the `tfjs` CNN (?model=tfjs) as opened and on WebGPU, each within 0.5 points of a native
+//     run with the same settings, a drawn 7 read as native `predict` reads it from the
+//     page's checkpoint, a screenshot in page-cnn.png;
 //  3. digits drawn with mouse events are read, and the same pictures read by the native
 //     `predict` example with the checkpoint the page saves give the same answer;
 //  4. the native checkpoint loads into the page and reads the same pictures as natively;
@@ -132,6 +135,31 @@ try {
   const last = await draw(page, "7");
   samePrediction(last, nativeCkpt, "drawn 7, native checkpoint in the page");
   await page.close();
+
+  // A CNN (the TF.js tutorial's network), as opened and on WebGPU, each against a native CPU run
+  // of the same settings; a digit drawn for it, and its checkpoint read natively.
+  for (const [backend, limit] of [["auto", 6000], ["gpu", 1500]]) {
+    const what = `page (tfjs CNN, ${backend}, ${limit} images)`;
+    const cnnCkpt = path.join(out, `native-tfjs-${backend}.safetensors`);
+    const [ref] = native("mnist", ["--backend", "cpu", "--model", "tfjs", "--epochs", "1", "--limit", String(limit), "--offline", "--save", cnnCkpt]).slice(-1);
+    const cnn = await trainOnce(browser, `${server.url}?model=tfjs&epochs=1&limit=${limit}&backend=${backend}`, what);
+    const c = cnn.run.result;
+    check(/conv8k5/.test(c.network), `${what}: trains ${c.network}`);
+    check(Math.abs(c.testAccuracy - ref.test_accuracy) <= TOLERANCE, `${what}: accuracy ${(100 * c.testAccuracy).toFixed(2)}% vs native ${(100 * ref.test_accuracy).toFixed(2)}%`);
+    console.log(`${what}: ${c.fallback ? "CPU" : "WebGPU"}, ${Math.round(c.medianSamplesPerSecond)} samples/s, test accuracy ${(100 * c.testAccuracy).toFixed(2)}% (native ${(100 * ref.test_accuracy).toFixed(2)}%)`);
+    const cnnSaved = path.join(out, "soma-mnist.safetensors");
+    fs.rmSync(cnnSaved, { force: true });
+    const cnnCdp = await cnn.page.createCDPSession();
+    await cnnCdp.send("Browser.setDownloadBehavior", { behavior: "allow", downloadPath: out, eventsEnabled: true });
+    await cnn.page.click("#save");
+    const until = Date.now() + 60_000;
+    while (!fs.existsSync(cnnSaved) && Date.now() < until) await new Promise((r) => setTimeout(r, 200));
+    check(fs.existsSync(cnnSaved), `${what}: the page saved its CNN checkpoint`);
+    const reading = await draw(cnn.page, "7");
+    if (fs.existsSync(cnnSaved)) samePrediction(reading, cnnSaved, `${what}: drawn 7, page's checkpoint`);
+    if (backend === "gpu") await cnn.page.screenshot({ path: path.join(out, "page-cnn.png") });
+    await cnn.page.close();
+  }
 } finally {
   await browser.close();
 }

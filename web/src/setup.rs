@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use soma::gpu::{GpuContext, Preparing, StepPath};
+use soma::ops::conv::Chw;
 use soma::ops::gather::InputKind;
 use soma::ops::loss::TargetKind;
-use soma::train::{Recipe, default_lr, default_weight_decay};
+use soma::train::{Recipe, default_cnn_lr, default_lr, default_weight_decay};
 use soma::{Error, Network, Optimizer, Params};
 use wasm_bindgen::prelude::*;
 
@@ -34,7 +35,30 @@ pub(crate) struct Options {
     pub optimizer: Option<String>,
     /// Random shifts of up to this many pixels (0: none).
     pub augment: Option<u8>,
+    /// `mlp` (the default), a preset (`cnn`, `tfjs`, `lenet`) or a layer string, as the
+    /// `mnist` example's `--model`; a CNN trains with [`Recipe::cnn`]'s defaults.
+    pub model: Option<String>,
 }
+
+impl Options {
+    /// The model's layer string, if it is a CNN (None: the recipe's dense stack).
+    fn layers(&self) -> Option<&str> {
+        self.model.as_deref().and_then(soma::layers::model_layers)
+    }
+
+    /// The network of the model for inputs of `features` values and MNIST's classes: the
+    /// recipe's dense stack, or the model's layers on 28×28 grey images.
+    pub(crate) fn network(&self, recipe: &Recipe, features: usize) -> Result<Network, JsError> {
+        let model = self.model.as_deref().unwrap_or("mlp");
+        soma::layers::model_network(model, MNIST_IMAGE, MNIST_CLASSES, || {
+            recipe.network(features, MNIST_CLASSES)
+        })
+        .map_err(js)
+    }
+}
+
+/// MNIST's images: one channel of 28×28.
+const MNIST_IMAGE: Chw = Chw::new(1, 28, 28);
 
 /// MNIST's shape, known before its files arrive: 28×28 pixels stored as bytes, 10 labels.
 const MNIST_FEATURES: usize = 28 * 28;
@@ -68,7 +92,12 @@ impl Setup {
             serde_wasm_bindgen::from_value(options)
                 .map_err(|e| JsError::new(&format!("Trainer options: {e}")))?
         };
-        let defaults = Recipe::default();
+        let cnn = options.layers().is_some();
+        let defaults = if cnn {
+            Recipe::cnn()
+        } else {
+            Recipe::default()
+        };
         let optimizer = match &options.optimizer {
             Some(name) => {
                 let o = Optimizer::from_name(name).map_err(js)?;
@@ -76,8 +105,13 @@ impl Setup {
             }
             None => defaults.optimizer,
         };
+        let lr = if cnn {
+            default_cnn_lr(&optimizer)
+        } else {
+            default_lr(&optimizer)
+        };
         let recipe = Recipe {
-            lr: default_lr(&optimizer),
+            lr,
             optimizer,
             augment: options.augment.unwrap_or(defaults.augment),
             epochs: options.epochs.unwrap_or(defaults.epochs),
@@ -89,7 +123,7 @@ impl Setup {
             ..defaults
         };
         let (gpu, fallback) = where_to_train(options.backend.as_deref()).await?;
-        let net = recipe.network(MNIST_FEATURES, MNIST_CLASSES).map_err(js)?;
+        let net = options.network(&recipe, MNIST_FEATURES)?;
         let engine = engine(&gpu, &net, &recipe, options.step_path.as_deref())?;
         let preparing = match &engine {
             Engine::Gpu(g) => Some(

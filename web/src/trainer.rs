@@ -185,9 +185,7 @@ impl Trainer {
         train.normalize = normalize;
         test.normalize = normalize;
         let model = ModelInfo::for_dataset(DatasetKind::Mnist, normalize);
-        let net = recipe
-            .network(train.features(), MNIST_CLASSES)
-            .map_err(js)?;
+        let net = options.network(&recipe, train.features())?;
         // Files of another shape than MNIST's get an engine of their own.
         let mut engine = if net == prepared_net {
             prepared
