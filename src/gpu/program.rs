@@ -128,7 +128,7 @@ pub(crate) enum Grid {
     PerRow,
     /// A fixed grid (the fused gradient kernels, a convolution's update).
     Fixed(u32, u32),
-    /// One thread per value of the batch's rows, `per_row` values a row (the spatial kernels).
+    /// `per_row` threads per row of the batch (the spatial kernels).
     Values {
         per_row: u32,
     },
@@ -619,6 +619,7 @@ impl Spatial<'_> {
             plan.push(match feature {
                 Feature::Conv(s, act) => {
                     conv += 1;
+                    let per_row = s.forward_threads() as u32;
                     PlannedDispatch {
                         label: format!("conv {conv}"),
                         kernel: KernelId::Conv(ConvMode::Forward, act.code(), 0),
@@ -670,6 +671,7 @@ impl Spatial<'_> {
                 Feature::Conv(s, _) => {
                     conv -= 1;
                     if let Some((p, act)) = before {
+                        let per_row = s.input_grad_threads() as u32;
                         plan.push(PlannedDispatch {
                             label: format!("conv input grad {}", conv + 1),
                             kernel: KernelId::Conv(ConvMode::InputGrad, act, 0),
@@ -684,13 +686,12 @@ impl Spatial<'_> {
                             grid: Grid::Values { per_row },
                         });
                     }
-                    let params = s.parameter_count() as u64;
                     let dims = ConvDims {
                         slot_base: self.layout.starts[conv] as u32,
                         opt: OptimParams::new(self.optimizer, self.layout.total as u32),
                         ..conv_dims(s)
                     };
-                    let (x, y) = grid_1d(params, 1, self.max_groups);
+                    let (x, y) = grid_1d(s.update_groups() as u64, 1, self.max_groups);
                     plan.push(PlannedDispatch {
                         label: format!("conv update {}", conv + 1),
                         kernel: KernelId::Conv(ConvMode::Update, 0, self.optimizer.code()),

@@ -468,7 +468,33 @@ pub enum ConvMode {
     Update = 2,
 }
 
+/// Channels one thread of the forward pass (output channels) or of the input gradient (input
+/// channels) computes: each value it loads serves that many sums.
+pub const CONV_BLOCK: u32 = 4;
+
+impl ConvShape {
+    /// Threads per batch row of the forward pass: a block of channels per output pixel.
+    pub fn forward_threads(&self) -> usize {
+        let o = self.output();
+        o.c.div_ceil(CONV_BLOCK as usize) * o.h * o.w
+    }
+
+    /// Workgroups of the update: one per block of [`CONV_BLOCK`] taps along a kernel row
+    /// (C_out·C_in·k rows), and one per bias.
+    pub fn update_groups(&self) -> usize {
+        let o = self.out_channels;
+        o * self.input.c * self.kernel * self.kernel.div_ceil(CONV_BLOCK as usize) + o
+    }
+
+    /// Threads per batch row of the input gradient: a block of channels per input pixel.
+    pub fn input_grad_threads(&self) -> usize {
+        let i = self.input;
+        i.c.div_ceil(CONV_BLOCK as usize) * i.h * i.w
+    }
+}
+
 pub(crate) const SHARED: &[Shared] = &[
+    Shared::U32("CONV_BLOCK", CONV_BLOCK),
     Shared::U32("CONV_FORWARD", ConvMode::Forward as u32),
     Shared::U32("CONV_INPUT_GRAD", ConvMode::InputGrad as u32),
     Shared::U32("CONV_UPDATE", ConvMode::Update as u32),

@@ -80,7 +80,14 @@ impl GpuOps {
         ];
         let act = act.map_or(ACT_IDENTITY, |a| a.code());
         let kernel = KernelId::Conv(ConvMode::Forward, act, 0);
-        self.prepare_spatial(kernel, buffers, &ConvDims::new(s, rows as u32), out, None)
+        let threads = rows * s.forward_threads();
+        self.prepare_spatial(
+            kernel,
+            buffers,
+            &ConvDims::new(s, rows as u32),
+            threads,
+            None,
+        )
     }
 
     /// The input gradient of a convolution, `conv2d_input_grad(dy, w)`, times `f′(a)` when
@@ -129,7 +136,14 @@ impl GpuOps {
             self.ctx.buffer("conv2d slots", 16, usage_out())?,
         ];
         let kernel = KernelId::Conv(ConvMode::InputGrad, act, 0);
-        self.prepare_spatial(kernel, buffers, &ConvDims::new(s, rows as u32), out, None)
+        let threads = rows * s.input_grad_threads();
+        self.prepare_spatial(
+            kernel,
+            buffers,
+            &ConvDims::new(s, rows as u32),
+            threads,
+            None,
+        )
     }
 
     /// A convolution's update as a training step runs it: the weight and bias gradients of
@@ -333,7 +347,7 @@ impl GpuOps {
         self.prepare_spatial(kernel, buffers, &PoolDims::new(s, rows as u32), out, None)
     }
 
-    /// Binds a spatial kernel of a thread per value over `values` values.
+    /// Binds a spatial kernel of `values` threads.
     fn prepare_spatial<T: bytemuck::Pod>(
         &self,
         kernel: KernelId,
