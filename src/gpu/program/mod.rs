@@ -2,6 +2,8 @@
 //! ([`ParamLayout`]), and the dispatches of a training step, an evaluation chunk or a
 //! prediction chunk, each a named [`PlannedDispatch`] bound once into a [`Dispatch`].
 
+mod spatial;
+
 use ndarray::{Array1, Array2};
 
 use super::context::GpuContext;
@@ -10,17 +12,18 @@ use super::live::DeviceBuffer;
 use super::resources::{DeviceData, Records, Workspace, range};
 use crate::data::Normalize;
 use crate::error::{Error, Result};
-use crate::net::{Feature, Network};
+use crate::net::Network;
 use crate::ops::StepRecord;
 use crate::ops::activation::ACT_IDENTITY;
-use crate::ops::conv::{CONV_WG, ConvDims, ConvMode, ConvShape};
+use crate::ops::conv::CONV_WG;
 use crate::ops::gather::{GatherDims, InputKind, WG, gather_threads};
 use crate::ops::loss::{LossDims, TargetKind};
 use crate::ops::matmul::{Epilogue, MatmulDims, RowsDim, Special, Tile, choose_tile};
 use crate::ops::optim::OptimParams;
-use crate::ops::pool::{PoolDims, PoolMode};
 use crate::optim::Optimizer;
 use crate::params::{Layer, Params};
+use spatial::Spatial;
+pub(crate) use spatial::general_dispatches;
 
 /// Where each weight tensor's `w` starts (in f32 elements) in the parameter and slot buffers,
 /// in [`Network::weight_shapes`]' order (each convolution's, then each dense layer's); `b`
@@ -588,153 +591,5 @@ impl Planner<'_> {
             dims: rec.push(&dims),
             grid: Grid::Matmul(dims, tile),
         }
-    }
-}
-
-/// Dispatches of one general training step of `net` (what [`Planner::plan`] plans): the
-/// gather, the loss, three per dense layer (forward, input gradient, update) less the first
-/// layer's input gradient unless spatial layers precede it; per spatial layer its forward pass
-/// and, but for the first, its input gradient; per convolution its update.
-pub(crate) fn general_dispatches(net: &Network) -> usize {
-    let features = net.features().len();
-    let dense = 3 * net.layers() - usize::from(features == 0);
-    2 + dense + features + features.saturating_sub(1) + net.conv_layers()
-}
-
-/// Plans a CNN's spatial layers: forward first to last, backward last to first.
-struct Spatial<'a> {
-    net: &'a Network,
-    layout: &'a ParamLayout,
-    optimizer: &'a Optimizer,
-    max_groups: u32,
-}
-
-impl Spatial<'_> {
-    /// Each spatial layer's forward pass: stage `f` → stage `f + 1`.
-    fn forward(&self, rec: &mut Records) -> Vec<PlannedDispatch> {
-        let mut conv = 0;
-        let mut plan = Vec::new();
-        for (f, feature) in self.net.features().iter().enumerate() {
-            let per_row = feature.output().len() as u32;
-            plan.push(match feature {
-                Feature::Conv(s, act) => {
-                    conv += 1;
-                    let per_row = s.forward_threads() as u32;
-                    PlannedDispatch {
-                        label: format!("conv {conv}"),
-                        kernel: KernelId::Conv(ConvMode::Forward, act.code(), 0),
-                        binds: vec![
-                            Bind::Stage(f),
-                            Bind::Tensor(conv - 1),
-                            Bind::Stage(f + 1),
-                            Bind::Dummy,
-                            Bind::Scratch,
-                        ],
-                        dims: rec.push(&conv_dims(s)),
-                        grid: Grid::Values { per_row },
-                    }
-                }
-                Feature::Pool(s) => PlannedDispatch {
-                    label: format!("max-pool {}", f + 1),
-                    kernel: KernelId::Pool(PoolMode::Forward, 0),
-                    binds: vec![
-                        Bind::Stage(f),
-                        Bind::Stage(f + 1),
-                        Bind::Argmax(f),
-                        Bind::Dummy,
-                    ],
-                    dims: rec.push(&PoolDims {
-                        rows_from_step: 1,
-                        ..PoolDims::new(s, 0)
-                    }),
-                    grid: Grid::Values { per_row },
-                },
-            });
-        }
-        plan
-    }
-
-    /// Last spatial layer first: each one's input gradient (but the first's: nothing reads
-    /// the images' gradient), ⊙ f′ of the layer before, then a convolution's update (after its
-    /// input gradient, which needs the weights of before the update).
-    fn backward(&self, rec: &mut Records) -> Vec<PlannedDispatch> {
-        let features = self.net.features();
-        let mut conv = self.net.conv_layers();
-        let mut plan = Vec::new();
-        for (f, feature) in features.iter().enumerate().rev() {
-            let before = f.checked_sub(1).map(|p| {
-                let act = features[p].activation().map_or(ACT_IDENTITY, |a| a.code());
-                (p, act)
-            });
-            let per_row = feature.input().len() as u32;
-            match feature {
-                Feature::Conv(s, _) => {
-                    conv -= 1;
-                    if let Some((p, act)) = before {
-                        let per_row = s.input_grad_threads() as u32;
-                        plan.push(PlannedDispatch {
-                            label: format!("conv input grad {}", conv + 1),
-                            kernel: KernelId::Conv(ConvMode::InputGrad, act, 0),
-                            binds: vec![
-                                Bind::StageDelta(f),
-                                Bind::Tensor(conv),
-                                Bind::StageDelta(p),
-                                Bind::Stage(f),
-                                Bind::Scratch,
-                            ],
-                            dims: rec.push(&conv_dims(s)),
-                            grid: Grid::Values { per_row },
-                        });
-                    }
-                    let dims = ConvDims {
-                        slot_base: self.layout.starts[conv] as u32,
-                        opt: OptimParams::new(self.optimizer, self.layout.total as u32),
-                        ..conv_dims(s)
-                    };
-                    let (x, y) = grid_1d(s.update_groups() as u64, 1, self.max_groups);
-                    plan.push(PlannedDispatch {
-                        label: format!("conv update {}", conv + 1),
-                        kernel: KernelId::Conv(ConvMode::Update, 0, self.optimizer.code()),
-                        binds: vec![
-                            Bind::Stage(f),
-                            Bind::StageDelta(f),
-                            Bind::Tensor(conv),
-                            Bind::Dummy,
-                            Bind::Slots,
-                        ],
-                        dims: rec.push(&dims),
-                        grid: Grid::Fixed(x, y),
-                    });
-                }
-                Feature::Pool(s) => {
-                    if let Some((p, act)) = before {
-                        plan.push(PlannedDispatch {
-                            label: format!("max-pool grad {}", f + 1),
-                            kernel: KernelId::Pool(PoolMode::Backward, act),
-                            binds: vec![
-                                Bind::StageDelta(f),
-                                Bind::StageDelta(p),
-                                Bind::Argmax(f),
-                                Bind::Stage(f),
-                            ],
-                            dims: rec.push(&PoolDims {
-                                rows_from_step: 1,
-                                ..PoolDims::new(s, 0)
-                            }),
-                            grid: Grid::Values { per_row },
-                        });
-                    }
-                }
-            }
-        }
-        plan
-    }
-}
-
-/// A convolution's record with its rows from the step record.
-fn conv_dims(s: &ConvShape) -> ConvDims {
-    ConvDims {
-        rows_from_step: 1,
-        ..ConvDims::new(s, 0)
     }
 }
