@@ -4,16 +4,24 @@
 //
 // A stride-1 k×k convolution on batches of C·H·W rows (channel-major), in three modes (the
 // override constant MODE, so that each pipeline holds one):
-//   CONV_FORWARD     a thread per output pixel and block of CONV_BLOCK output channels:
-//                    c[n, co, oy, ox] = act(bias[co] + Σ_{ci,ky,kx} w[co, ci, ky, kx] · x[n, ci, oy+ky-p, ox+kx-p])
-//   CONV_INPUT_GRAD  a thread per input pixel and block of CONV_BLOCK input channels:
-//                    c[n, ci, iy, ix] = (Σ_{co,ky,kx} w[co, ci, ky, kx] · dy[n, co, iy+p-ky, ix+p-kx]) · f'(aux[n, ci, iy, ix])
-//   CONV_UPDATE      a workgroup per block of CONV_BLOCK taps along a kernel row, and one per
-//                    bias: their gradients summed over the batch and the output plane by the
-//                    workgroup's threads, then handed to the optimizer, which updates them in
-//                    place (as the dense layers' weight-gradient matmul does in its epilogue).
-// Taps that fall on padding are skipped: they would multiply a zero. The sums run in the CPU
-// reference's order (forward and input gradient); the update's is split over WG threads.
+//   CONV_FORWARD     c[n, co, oy, ox] = act(bias[co] + Σ_{ci,ky,kx} w[co, ci, ky, kx] · x[n, ci, oy+ky-p, ox+kx-p])
+//   CONV_INPUT_GRAD  c[n, ci, iy, ix] = (Σ_{co,ky,kx} w[co, ci, ky, kx] · dy[n, co, iy+p-ky, ix+p-kx]) · f'(aux[n, ci, iy, ix])
+//   CONV_UPDATE      the weight and bias gradients, summed over the batch and the output plane
+//                    by a workgroup's threads, then handed to the optimizer, which updates them
+//                    in place (as the dense layers' weight-gradient matmul does in its epilogue).
+// Values outside the input (padding) read as zeros.
+//
+// The kernels are register-blocked, as the matmul is: what they cost on software adapters
+// (lavapipe, SwiftShader) is the loads, each a per-lane gather with bounds checks, not the
+// multiply-adds. The forward pass and the input gradient are one correlation (`correlate`):
+// a thread computes CONV_CHANNELS output channels × CONV_PIXELS neighbouring pixels of a row,
+// sliding a window of CONV_PIXELS source values along the kernel row, so that each tap costs one
+// source load and CONV_CHANNELS weight loads for 32 multiply-adds (a thread per value took
+// five loads for four). The update's workgroup owns CONV_UPDATE_CHANNELS output channels ×
+// CONV_TAPS taps of a kernel row: each output position costs CONV_UPDATE_CHANNELS loads of dy
+// and one of x for 16 multiply-adds.
+//
+// Work is handed out so that a workgroup's channel block is the same for all its threads.
 
 override WG: u32 = 64u;
 override MODE: u32 = 0u;
@@ -49,101 +57,146 @@ struct Dims {
 @group(0) @binding(5) var<storage, read> dims: Dims;
 @group(0) @binding(6) var<storage, read> step: Step;
 
-var<workgroup> partial: array<vec4<f32>, WG>;
+// The update's per-thread sums (a vec4 of taps per output channel), added in a tree.
+var<workgroup> partial: array<array<vec4<f32>, CONV_UPDATE_CHANNELS>, WG>;
 
-// Channels c0 … c0 + 3 (CONV_BLOCK of them): those past `count` are the last one again, computed
-// but never stored, so that every thread runs the same loop.
-fn channel_block(c0: u32, count: u32) -> vec4<u32> {
-    let last = count - 1u;
-    return vec4<u32>(c0, min(c0 + 1u, last), min(c0 + 2u, last), min(c0 + 3u, last));
+// Value `ix` of the row of `a` that starts at `row` (`width` wide), or zero past its ends
+// (padding). The address is clamped, so that every lane loads without a branch.
+fn source(row: u32, ix: i32, width: u32) -> f32 {
+    let v = a[row + u32(clamp(ix, 0, i32(width) - 1))];
+    return select(0.0, v, ix >= 0 && ix < i32(width));
 }
 
-// A thread per output pixel and block of CONV_BLOCK output channels: each input value loaded
-// serves the block's four sums.
-fn forward(t: u32, d: Dims, rows: u32) {
-    let plane = d.oh * d.ow;
-    let per_row = (d.c_out + CONV_BLOCK - 1u) / CONV_BLOCK * plane;
-    if t >= rows * per_row {
-        return;
-    }
-    let n = t / per_row;
-    let co0 = (t % per_row) / plane * CONV_BLOCK;
-    let at = t % plane;
-    let oy = at / d.ow;
-    let ox = at % d.ow;
-    let co = channel_block(co0, d.c_out);
-    let taps = d.c_in * d.k * d.k;
-    let w_rows = co * taps;
-    // The taps whose column ix = ox + kx - p lies inside the row, found once, not per tap.
-    let kx_first = u32(max(i32(d.pad) - i32(ox), 0));
-    let kx_last = u32(clamp(i32(d.w + d.pad) - i32(ox), 0, i32(d.k)));
-    let bias = d.c_out * taps;
-    var acc = vec4<f32>(b[bias + co.x], b[bias + co.y], b[bias + co.z], b[bias + co.w]);
-    for (var ci = 0u; ci < d.c_in; ci++) {
-        for (var ky = 0u; ky < d.k; ky++) {
-            let iy = i32(oy + ky) - i32(d.pad);
-            if iy < 0 || iy >= i32(d.h) {
-                continue;
-            }
-            let x_row = (n * d.c_in + ci) * d.h * d.w + u32(iy) * d.w;
-            let tap_row = (ci * d.k + ky) * d.k;
-            for (var kx = kx_first; kx < kx_last; kx++) {
-                let x = a[x_row + ox + kx - d.pad];
-                let o = tap_row + kx;
-                acc += vec4<f32>(b[w_rows.x + o], b[w_rows.y + o], b[w_rows.z + o], b[w_rows.w + o]) * x;
-            }
-        }
-    }
-    let out = (n * d.c_out + co0) * plane + at;
-    for (var j = 0u; j < min(CONV_BLOCK, d.c_out - co0); j++) {
-        c[out + j * plane] = act_apply(ACT, acc[j]);
-    }
+// A correlation of source `a` (src_c channels of src_h × src_w) with the weights in `b`, into
+// out_c channels of out_h × out_w:
+//   out[n, oc, y, x] = Σ_{lc, ky, kx} b[w(oc, lc, ky, kx)] · a[n, lc, y + ky - pad, x + kx - pad]
+// with the weight index w = oc·w_out + lc·w_loop + w_first + ky·w_ky + kx·w_kx.
+struct Corr {
+    src_c: u32,
+    src_h: u32,
+    src_w: u32,
+    out_c: u32,
+    out_h: u32,
+    out_w: u32,
+    k: u32,
+    pad: u32,
+    w_out: i32,
+    w_loop: i32,
+    w_first: i32,
+    w_ky: i32,
+    w_kx: i32,
+    bias: u32,  // forward: where the biases start in `b`
 }
 
-// A thread per input pixel and block of CONV_BLOCK input channels: each output gradient loaded
-// serves the block's four sums.
-fn input_grad(t: u32, d: Dims, rows: u32) {
-    let plane = d.h * d.w;
-    let per_row = (d.c_in + CONV_BLOCK - 1u) / CONV_BLOCK * plane;
-    if t >= rows * per_row {
-        return;
-    }
-    let n = t / per_row;
-    let ci0 = (t % per_row) / plane * CONV_BLOCK;
-    let at = t % plane;
-    let iy = at / d.w;
-    let ix = at % d.w;
+fn forward_corr(d: Dims) -> Corr {
     let k2 = d.k * d.k;
-    let ci_taps = channel_block(ci0, d.c_in) * k2;
-    let taps = d.c_in * k2;
-    // The taps whose output column ox = ix + p - kx lies inside the output row.
-    let kx_first = u32(max(i32(ix + d.pad) + 1 - i32(d.ow), 0));
-    let kx_last = min(ix + d.pad + 1u, d.k);
-    var acc = vec4<f32>(0.0);
-    for (var co = 0u; co < d.c_out; co++) {
-        for (var ky = 0u; ky < d.k; ky++) {
-            // The output that read this value through tap (ky, kx): oy + ky - p = iy.
-            let oy = i32(iy + d.pad) - i32(ky);
-            if oy < 0 || oy >= i32(d.oh) {
-                continue;
-            }
-            let dy_row = (n * d.c_out + co) * d.oh * d.ow + u32(oy) * d.ow;
-            let w_row = co * taps + ky * d.k;
-            for (var kx = kx_first; kx < kx_last; kx++) {
-                let g = a[dy_row + ix + d.pad - kx];
-                let o = w_row + kx;
-                acc += vec4<f32>(b[o + ci_taps.x], b[o + ci_taps.y], b[o + ci_taps.z], b[o + ci_taps.w]) * g;
-            }
-        }
+    return Corr(d.c_in, d.h, d.w, d.c_out, d.oh, d.ow, d.k, d.pad,
+        i32(d.c_in * k2), i32(k2), 0, i32(d.k), 1, d.c_out * d.c_in * k2);
+}
+
+// The input gradient is the forward correlation of dy with the kernel turned round (tap
+// (ky, kx) reads weight (k-1-ky, k-1-kx)), the channels' roles swapped and padding k-1-p.
+fn input_grad_corr(d: Dims) -> Corr {
+    let k2 = d.k * d.k;
+    return Corr(d.c_out, d.oh, d.ow, d.c_in, d.h, d.w, d.k, d.k - 1u - d.pad,
+        i32(k2), i32(d.c_in * k2), i32(k2) - 1, -i32(d.k), -1, 0u);
+}
+
+// Channel oc's pixels at .. at + 3 (those of x0 … x0 + 3 inside the row), through the epilogue:
+// forward act(sum + bias), input grad sum · f'(aux).
+fn store_pixels(at: u32, oc: u32, x0: u32, r: Corr, sums: vec4<f32>) {
+    if oc >= r.out_c {
+        return;
     }
-    let out = (n * d.c_in + ci0) * plane + at;
-    for (var j = 0u; j < min(CONV_BLOCK, d.c_in - ci0); j++) {
-        let i = out + j * plane;
-        c[i] = acc[j] * act_derivative_from_output(ACT, aux[i]);
+    var bias = 0.0;
+    if MODE == CONV_FORWARD {
+        bias = b[r.bias + oc];
+    }
+    for (var j = 0u; j < min(CONV_PIXELS, r.out_w - x0); j++) {
+        let i = at + j;
+        if MODE == CONV_FORWARD {
+            c[i] = act_apply(ACT, sums[j] + bias);
+        } else {
+            c[i] = sums[j] * act_derivative_from_output(ACT, aux[i]);
+        }
     }
 }
 
-// The optimizer step of parameter `p` (thread 0 of its workgroup) with gradient `grad`.
+// Workgroup g: a block of CONV_CHANNELS output channels (g mod blocks) for WG threads, each
+// CONV_PIXELS neighbouring pixels (x0 …) of an output row (n, y). Per tap, a window of the
+// CONV_PIXELS source values the pixels read slides one along the row: one load, and one
+// weight per channel, for CONV_CHANNELS · CONV_PIXELS multiply-adds. Channels past the last
+// are the last again and pixels past the row read clamped addresses: computed, never stored,
+// so that every thread runs the same loop.
+fn correlate(g: u32, lid: u32, rows: u32, r: Corr) {
+    let blocks = (r.out_c + CONV_CHANNELS - 1u) / CONV_CHANNELS;
+    let quads = (r.out_w + CONV_PIXELS - 1u) / CONV_PIXELS;
+    let per_row = r.out_h * quads;
+    let q = g / blocks * WG + lid;
+    if q >= rows * per_row {
+        return;
+    }
+    let oc0 = g % blocks * CONV_CHANNELS;
+    let n = q / per_row;
+    let y = q % per_row / quads;
+    let x0 = q % quads * CONV_PIXELS;
+    let last = vec4<i32>(i32(r.out_c) - 1);
+    let up = vec4<i32>(0, 1, 2, 3);
+    let lo = min(vec4<i32>(i32(oc0)) + up, last) * r.w_out + r.w_first;
+    let hi = min(vec4<i32>(i32(oc0) + 4) + up, last) * r.w_out + r.w_first;
+    let ix0 = i32(x0) - i32(r.pad);
+    // Named accumulators, not an array (naga would emit an array as function memory): channel
+    // oc0 + j, its four pixels.
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    var acc4 = vec4<f32>(0.0);
+    var acc5 = vec4<f32>(0.0);
+    var acc6 = vec4<f32>(0.0);
+    var acc7 = vec4<f32>(0.0);
+    for (var lc = 0u; lc < r.src_c; lc++) {
+        let src_plane = (n * r.src_c + lc) * r.src_h;
+        let at_lc = i32(lc) * r.w_loop;
+        for (var ky = 0u; ky < r.k; ky++) {
+            let iy = i32(y + ky) - i32(r.pad);
+            if iy < 0 || iy >= i32(r.src_h) {
+                continue;
+            }
+            let row = (src_plane + u32(iy)) * r.src_w;
+            let tap_lo = lo + (at_lc + i32(ky) * r.w_ky);
+            let tap_hi = hi + (at_lc + i32(ky) * r.w_ky);
+            // At tap kx the window holds source columns ix0 + kx … ix0 + kx + 3.
+            var v = vec4<f32>(0.0, source(row, ix0, r.src_w), source(row, ix0 + 1, r.src_w),
+                source(row, ix0 + 2, r.src_w));
+            for (var kx = 0u; kx < r.k; kx++) {
+                v = vec4<f32>(v.yzw, source(row, ix0 + 3 + i32(kx), r.src_w));
+                let wl = tap_lo + i32(kx) * r.w_kx;
+                let wh = tap_hi + i32(kx) * r.w_kx;
+                acc0 += b[wl.x] * v;
+                acc1 += b[wl.y] * v;
+                acc2 += b[wl.z] * v;
+                acc3 += b[wl.w] * v;
+                acc4 += b[wh.x] * v;
+                acc5 += b[wh.y] * v;
+                acc6 += b[wh.z] * v;
+                acc7 += b[wh.w] * v;
+            }
+        }
+    }
+    let plane = r.out_h * r.out_w;
+    let at = ((n * r.out_c + oc0) * r.out_h + y) * r.out_w + x0;
+    store_pixels(at, oc0, x0, r, acc0);
+    store_pixels(at + plane, oc0 + 1u, x0, r, acc1);
+    store_pixels(at + 2u * plane, oc0 + 2u, x0, r, acc2);
+    store_pixels(at + 3u * plane, oc0 + 3u, x0, r, acc3);
+    store_pixels(at + 4u * plane, oc0 + 4u, x0, r, acc4);
+    store_pixels(at + 5u * plane, oc0 + 5u, x0, r, acc5);
+    store_pixels(at + 6u * plane, oc0 + 6u, x0, r, acc6);
+    store_pixels(at + 7u * plane, oc0 + 7u, x0, r, acc7);
+}
+
+// The optimizer step of parameter `p` with gradient `grad` (one thread per parameter).
 fn apply_update(p: u32, grad: f32, d: Dims) {
     let o = d.opt;
     let at = d.slot_base + p;
@@ -165,90 +218,102 @@ fn apply_update(p: u32, grad: f32, d: Dims) {
     c[p] = u.p;
 }
 
-// Workgroup `g`: a block of CONV_BLOCK neighbouring taps (co, ci, ky, kx0 … kx0 + 3) of a kernel
-// row, or (the last C_out groups) one bias. Its threads take whole output rows (n, oy) each, so
-// that the index arithmetic (integer division above all, scalarised on software adapters) is
-// per row, and each output gradient loaded serves the block's four sums; the shares are added
-// in a tree, then thread 0 hands each gradient to the optimizer. Every thread reaches every
-// barrier: the bounds only zero a thread's share.
+// Workgroup g: CONV_UPDATE_CHANNELS output channels (co0 …) × CONV_TAPS neighbouring taps
+// (ci, ky, kx0 …) of a kernel row, or (the last groups) the biases of CONV_UPDATE_CHANNELS
+// channels. Its threads take whole output rows (n, oy) each, so that the index arithmetic
+// (integer division above all, scalarised on software adapters) is per row; along the row a
+// window of the CONV_TAPS input values the taps read slides one per output. A bias reads a
+// one at tap 0 instead. The shares are added in a tree, then a thread per parameter hands its
+// gradient to the optimizer. Every thread reaches every barrier: the bounds only zero a
+// thread's share.
 fn update(g: u32, lid: u32, d: Dims, rows: u32) {
-    let k_blocks = (d.k + CONV_BLOCK - 1u) / CONV_BLOCK;
-    let row_groups = d.c_out * d.c_in * d.k;
-    let weight_groups = row_groups * k_blocks;
+    let co_blocks = (d.c_out + CONV_UPDATE_CHANNELS - 1u) / CONV_UPDATE_CHANNELS;
+    let k_blocks = (d.k + CONV_TAPS - 1u) / CONV_TAPS;
+    let weight_groups = co_blocks * d.c_in * d.k * k_blocks;
     let is_bias = g >= weight_groups;
-    let kernel_row = g / k_blocks;  // (co, ci, ky)
-    let co = select(kernel_row / (d.c_in * d.k), g - weight_groups, is_bias);
-    let ci = (kernel_row / d.k) % d.c_in;
+    let kernel_row = g / k_blocks;  // (co block, ci, ky)
+    let cob = select(kernel_row / (d.c_in * d.k), g - weight_groups, is_bias);
+    let ci = kernel_row / d.k % d.c_in;
     let ky = kernel_row % d.k;
-    let kx0 = (g % k_blocks) * CONV_BLOCK;
-    let out_rows = select(0u, rows * d.oh, g < weight_groups + d.c_out);
-    var acc = vec4<f32>(0.0);
+    let kx0 = g % k_blocks * CONV_TAPS;
+    let co0 = cob * CONV_UPDATE_CHANNELS;
+    let last = d.c_out - 1u;
+    let co = min(vec4<u32>(co0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last));
+    // Groups past the last (a grid folded into 2-D) add nothing.
+    let out_rows = select(0u, rows * d.oh, cob < co_blocks);
+    let plane = d.oh * d.ow;
+    let ix0 = i32(kx0) - i32(d.pad);
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
     for (var r = lid; r < out_rows; r += WG) {
         let n = r / d.oh;
         let oy = r % d.oh;
-        let dy_row = ((n * d.c_out + co) * d.oh + oy) * d.ow;
-        if is_bias {
-            for (var ox = 0u; ox < d.ow; ox++) {
-                acc.x += b[dy_row + ox];
+        let dy_at = vec4<u32>((n * d.c_out * d.oh + oy) * d.ow) + co * plane;
+        var v = vec4<f32>(1.0, 0.0, 0.0, 0.0);
+        var x_row = 0u;
+        if !is_bias {
+            let iy = i32(oy + ky) - i32(d.pad);
+            if iy < 0 || iy >= i32(d.h) {
+                continue;
             }
-            continue;
+            x_row = ((n * d.c_in + ci) * d.h + u32(iy)) * d.w;
+            // At output ox the window holds input columns ix0 + ox … ix0 + ox + 3.
+            v = vec4<f32>(0.0, source(x_row, ix0, d.w), source(x_row, ix0 + 1, d.w),
+                source(x_row, ix0 + 2, d.w));
         }
-        let iy = i32(oy + ky) - i32(d.pad);
-        if iy < 0 || iy >= i32(d.h) {
-            continue;
-        }
-        let x_row = ((n * d.c_in + ci) * d.h + u32(iy)) * d.w;
-        // Tap kx0 + j reads column ox + kx0 + j - p: a zero outside the row (or past the kernel).
-        let kx = vec4<i32>(i32(kx0)) + vec4<i32>(0, 1, 2, 3);
-        let inside_kernel = kx < vec4<i32>(i32(d.k));
-        let last = i32(d.w) - 1;
         for (var ox = 0u; ox < d.ow; ox++) {
-            let ix = vec4<i32>(i32(ox) - i32(d.pad)) + kx;
-            let ok = inside_kernel & (ix >= vec4<i32>(0)) & (ix <= vec4<i32>(last));
-            let at = x_row + vec4<u32>(clamp(ix, vec4<i32>(0), vec4<i32>(last)));
-            let x = vec4<f32>(a[at.x], a[at.y], a[at.z], a[at.w]);
-            acc += select(vec4<f32>(0.0), x, ok) * b[dy_row + ox];
+            if !is_bias {
+                v = vec4<f32>(v.yzw, source(x_row, ix0 + 3 + i32(ox), d.w));
+            }
+            let at = dy_at + vec4<u32>(ox);
+            acc0 += b[at.x] * v;
+            acc1 += b[at.y] * v;
+            acc2 += b[at.z] * v;
+            acc3 += b[at.w] * v;
         }
     }
-    partial[lid] = acc;
+    partial[lid] = array<vec4<f32>, CONV_UPDATE_CHANNELS>(acc0, acc1, acc2, acc3);
     workgroupBarrier();
     for (var s = WG / 2u; s > 0u; s >>= 1u) {
         if lid < s {
-            partial[lid] += partial[lid + s];
+            for (var j = 0u; j < CONV_UPDATE_CHANNELS; j++) {
+                partial[lid][j] += partial[lid + s][j];
+            }
         }
         workgroupBarrier();
     }
-    if lid != 0u || g >= weight_groups + d.c_out {
+    // Thread t: channel co0 + t / CONV_TAPS, tap kx0 + t % CONV_TAPS.
+    let oc = co0 + lid / CONV_TAPS;
+    let tap = lid % CONV_TAPS;
+    if lid >= CONV_UPDATE_CHANNELS * CONV_TAPS || cob >= co_blocks || oc >= d.c_out {
         return;
     }
-    let sums = partial[0];
+    let grad = partial[0][lid / CONV_TAPS][tap];
     if is_bias {
-        apply_update(d.c_out * d.c_in * d.k * d.k + co, sums.x, d);
-        return;
-    }
-    let first = kernel_row * d.k + kx0;  // = co·C_in·k² + (ci·k + ky)·k + kx0
-    for (var j = 0u; j < min(CONV_BLOCK, d.k - kx0); j++) {
-        apply_update(first + j, sums[j], d);
+        if tap == 0u {
+            apply_update(d.c_out * d.c_in * d.k * d.k + oc, grad, d);
+        }
+    } else if kx0 + tap < d.k {
+        apply_update(((oc * d.c_in + ci) * d.k + ky) * d.k + kx0 + tap, grad, d);
     }
 }
 
 @compute @workgroup_size(WG)
 fn main(
-    @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
     let d = dims;
     let rows = rows_of(d.rows, d.rows_from_step, step);
+    let g = wid.y * groups.x + wid.x;
     if MODE == CONV_UPDATE {
-        update(wid.y * groups.x + wid.x, lid, d, rows);
-        return;
-    }
-    let t = gid.y * groups.x * WG + gid.x;
-    if MODE == CONV_FORWARD {
-        forward(t, d, rows);
+        update(g, lid, d, rows);
+    } else if MODE == CONV_FORWARD {
+        correlate(g, lid, rows, forward_corr(d));
     } else {
-        input_grad(t, d, rows);
+        correlate(g, lid, rows, input_grad_corr(d));
     }
 }

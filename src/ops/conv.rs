@@ -451,50 +451,84 @@ pub fn conv2d_param_grads(
 /// `shaders/conv.wgsl`: the forward pass, the input gradient and the parameter update.
 pub(crate) const WGSL: &str = include_str!("../../shaders/conv.wgsl");
 
-/// Threads per workgroup of the convolution kernels: a thread per value (forward, input
-/// gradient), or a workgroup per parameter whose threads share its sum (update; a power of two
-/// for the tree that adds their shares).
+/// Threads per workgroup of the convolution kernels (the update's, a power of two for the tree
+/// that adds their shares).
 pub const CONV_WG: u32 = 64;
 
 /// What a convolution pipeline computes (its `MODE` constant).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConvMode {
-    /// `act(conv(x, w) + b)`, a thread per output value.
+    /// `act(conv(x, w) + b)`.
     Forward = 0,
-    /// `conv2d_input_grad · f′(aux)`, a thread per input value.
+    /// `conv2d_input_grad · f′(aux)`.
     InputGrad = 1,
-    /// The weight and bias gradients, each handed to the optimizer in place: a workgroup per
-    /// parameter.
+    /// The weight and bias gradients, each handed to the optimizer in place.
     Update = 2,
 }
 
 /// Channels one thread of the forward pass (output channels) or of the input gradient (input
-/// channels) computes: each value it loads serves that many sums.
-pub const CONV_BLOCK: u32 = 4;
+/// channels) computes: each source value it loads serves that many sums.
+pub const CONV_CHANNELS: u32 = 8;
+/// Neighbouring pixels of a row one thread of the forward pass or input gradient computes:
+/// each weight it loads serves that many sums.
+pub const CONV_PIXELS: u32 = 4;
+/// Output channels one workgroup of the update sums the gradients of.
+pub const CONV_UPDATE_CHANNELS: u32 = 4;
+/// Neighbouring taps of a kernel row one workgroup of the update sums the gradients of.
+pub const CONV_TAPS: u32 = 4;
+// `shaders/conv.wgsl` names its accumulators for these blocks (vec4s of pixels or taps, eight
+// channels in the forward pass and input gradient, four in the update).
+const _: () =
+    assert!(CONV_CHANNELS == 8 && CONV_PIXELS == 4 && CONV_UPDATE_CHANNELS == 4 && CONV_TAPS == 4);
+
+/// How the forward pass or the input gradient hands out its work: `per_row` threads per image
+/// (one per [`CONV_PIXELS`] pixels of an output row), for each of `blocks` blocks of
+/// [`CONV_CHANNELS`] channels; a workgroup's threads share their block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvWork {
+    pub per_row: u32,
+    pub blocks: u32,
+}
+
+impl ConvWork {
+    fn of(out: Chw) -> ConvWork {
+        ConvWork {
+            per_row: (out.h * out.w.div_ceil(CONV_PIXELS as usize)) as u32,
+            blocks: out.c.div_ceil(CONV_CHANNELS as usize) as u32,
+        }
+    }
+
+    /// Workgroups for a batch of `rows` images.
+    pub fn groups(&self, rows: usize) -> u64 {
+        (rows as u64 * self.per_row as u64).div_ceil(CONV_WG as u64) * self.blocks as u64
+    }
+}
 
 impl ConvShape {
-    /// Threads per batch row of the forward pass: a block of channels per output pixel.
-    pub fn forward_threads(&self) -> usize {
-        let o = self.output();
-        o.c.div_ceil(CONV_BLOCK as usize) * o.h * o.w
+    /// The forward pass's work: the output's pixels and channels.
+    pub fn forward_work(&self) -> ConvWork {
+        ConvWork::of(self.output())
     }
 
-    /// Workgroups of the update: one per block of [`CONV_BLOCK`] taps along a kernel row
-    /// (C_out·C_in·k rows), and one per bias.
+    /// The input gradient's work: the input's pixels and channels.
+    pub fn input_grad_work(&self) -> ConvWork {
+        ConvWork::of(self.input)
+    }
+
+    /// Workgroups of the update: one per [`CONV_UPDATE_CHANNELS`] output channels ×
+    /// [`CONV_TAPS`] taps along a kernel row, and one per [`CONV_UPDATE_CHANNELS`] biases.
     pub fn update_groups(&self) -> usize {
-        let o = self.out_channels;
-        o * self.input.c * self.kernel * self.kernel.div_ceil(CONV_BLOCK as usize) + o
-    }
-
-    /// Threads per batch row of the input gradient: a block of channels per input pixel.
-    pub fn input_grad_threads(&self) -> usize {
-        let i = self.input;
-        i.c.div_ceil(CONV_BLOCK as usize) * i.h * i.w
+        let blocks = self.out_channels.div_ceil(CONV_UPDATE_CHANNELS as usize);
+        let taps = self.kernel.div_ceil(CONV_TAPS as usize);
+        blocks * self.input.c * self.kernel * taps + blocks
     }
 }
 
 pub(crate) const SHARED: &[Shared] = &[
-    Shared::U32("CONV_BLOCK", CONV_BLOCK),
+    Shared::U32("CONV_CHANNELS", CONV_CHANNELS),
+    Shared::U32("CONV_PIXELS", CONV_PIXELS),
+    Shared::U32("CONV_UPDATE_CHANNELS", CONV_UPDATE_CHANNELS),
+    Shared::U32("CONV_TAPS", CONV_TAPS),
     Shared::U32("CONV_FORWARD", ConvMode::Forward as u32),
     Shared::U32("CONV_INPUT_GRAD", ConvMode::InputGrad as u32),
     Shared::U32("CONV_UPDATE", ConvMode::Update as u32),

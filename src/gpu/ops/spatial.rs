@@ -13,7 +13,7 @@ use crate::gpu::resources::{upload, usage_out};
 use crate::net::Activation;
 use crate::ops::StepRecord;
 use crate::ops::activation::ACT_IDENTITY;
-use crate::ops::conv::{CONV_WG, ConvDims, ConvMode, ConvShape};
+use crate::ops::conv::{ConvDims, ConvMode, ConvShape};
 use crate::ops::optim::OptimParams;
 use crate::ops::pool::{POOL_WG, PoolDims, PoolMode, PoolShape};
 
@@ -80,12 +80,12 @@ impl GpuOps {
         ];
         let act = act.map_or(ACT_IDENTITY, |a| a.code());
         let kernel = KernelId::Conv(ConvMode::Forward, act, 0);
-        let threads = rows * s.forward_threads();
+        let groups = s.forward_work().groups(rows);
         self.prepare_spatial(
             kernel,
             buffers,
             &ConvDims::new(s, rows as u32),
-            threads,
+            groups,
             None,
         )
     }
@@ -136,12 +136,12 @@ impl GpuOps {
             self.ctx.buffer("conv2d slots", 16, usage_out())?,
         ];
         let kernel = KernelId::Conv(ConvMode::InputGrad, act, 0);
-        let threads = rows * s.input_grad_threads();
+        let groups = s.input_grad_work().groups(rows);
         self.prepare_spatial(
             kernel,
             buffers,
             &ConvDims::new(s, rows as u32),
-            threads,
+            groups,
             None,
         )
     }
@@ -239,15 +239,7 @@ impl GpuOps {
             ..Default::default()
         };
         let kernel = KernelId::Conv(ConvMode::Update, 0, optimizer.code());
-        let kernel = self.ctx.kernels.get(&self.ctx, kernel)?;
-        let max = self.ctx.limits.max_compute_workgroups_per_dimension;
-        self.prepare_with_step(
-            kernel,
-            buffers,
-            &dims,
-            Some(step),
-            grid_1d(n as u64, 1, max),
-        )
+        self.prepare_spatial(kernel, buffers, &dims, s.update_groups() as u64, Some(step))
     }
 
     /// 2×2 max-pooling of `x` (B × C·H·W): the maxima and where each came from.
@@ -290,7 +282,14 @@ impl GpuOps {
             self.input("max-pool aux", &[0.0])?,
         ];
         let kernel = KernelId::Pool(PoolMode::Forward, 0);
-        self.prepare_spatial(kernel, buffers, &PoolDims::new(s, rows as u32), out, None)
+        let groups = (out as u64).div_ceil(POOL_WG as u64);
+        self.prepare_spatial(
+            kernel,
+            buffers,
+            &PoolDims::new(s, rows as u32),
+            groups,
+            None,
+        )
     }
 
     /// The pool's backward pass: each output's gradient `dy` to its arg-max, zeros elsewhere,
@@ -344,23 +343,28 @@ impl GpuOps {
             self.input("max-pool aux", &aux)?,
         ];
         let kernel = KernelId::Pool(PoolMode::Backward, act);
-        self.prepare_spatial(kernel, buffers, &PoolDims::new(s, rows as u32), out, None)
+        let groups = (out as u64).div_ceil(POOL_WG as u64);
+        self.prepare_spatial(
+            kernel,
+            buffers,
+            &PoolDims::new(s, rows as u32),
+            groups,
+            None,
+        )
     }
 
-    /// Binds a spatial kernel of `values` threads.
+    /// Binds a spatial kernel of `groups` workgroups.
     fn prepare_spatial<T: bytemuck::Pod>(
         &self,
         kernel: KernelId,
         buffers: Vec<crate::gpu::live::DeviceBuffer>,
         dims: &T,
-        values: usize,
+        groups: u64,
         step: Option<StepRecord>,
     ) -> Result<PreparedOp<'_>> {
         let kernel = self.ctx.kernels.get(&self.ctx, kernel)?;
         let max = self.ctx.limits.max_compute_workgroups_per_dimension;
-        // CONV_WG = POOL_WG: one rule for both.
-        const _: () = assert!(CONV_WG == POOL_WG);
-        let grid = grid_1d(values as u64, CONV_WG, max);
+        let grid = grid_1d(groups, 1, max);
         self.prepare_with_step(kernel, buffers, dims, step, grid)
     }
 }

@@ -15,11 +15,12 @@ use crate::error::{Error, Result};
 use crate::net::Network;
 use crate::ops::StepRecord;
 use crate::ops::activation::ACT_IDENTITY;
-use crate::ops::conv::CONV_WG;
+use crate::ops::conv::ConvWork;
 use crate::ops::gather::{GatherDims, InputKind, WG, gather_threads};
 use crate::ops::loss::{LossDims, TargetKind};
 use crate::ops::matmul::{Epilogue, MatmulDims, RowsDim, Special, Tile, choose_tile};
 use crate::ops::optim::OptimParams;
+use crate::ops::pool::POOL_WG;
 use crate::optim::Optimizer;
 use crate::params::{Layer, Params};
 use spatial::Spatial;
@@ -131,10 +132,12 @@ pub(crate) enum Grid {
     PerRow,
     /// A fixed grid (the fused gradient kernels, a convolution's update).
     Fixed(u32, u32),
-    /// `per_row` threads per row of the batch (the spatial kernels).
+    /// `per_row` threads per row of the batch (the max-pool kernels).
     Values {
         per_row: u32,
     },
+    /// A convolution's forward pass or input gradient.
+    Conv(ConvWork),
 }
 
 impl Grid {
@@ -153,7 +156,8 @@ impl Grid {
             Grid::Single => (1, 1),
             Grid::PerRow => grid_1d(rows as u64, 1, max),
             Grid::Fixed(x, y) => (x, y),
-            Grid::Values { per_row } => grid_1d(rows as u64 * per_row as u64, CONV_WG, max),
+            Grid::Values { per_row } => grid_1d(rows as u64 * per_row as u64, POOL_WG, max),
+            Grid::Conv(work) => grid_1d(work.groups(rows as usize), 1, max),
         }
     }
 }

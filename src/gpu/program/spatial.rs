@@ -39,7 +39,6 @@ impl Spatial<'_> {
             plan.push(match feature {
                 Feature::Conv(s, act) => {
                     conv += 1;
-                    let per_row = s.forward_threads() as u32;
                     PlannedDispatch {
                         label: format!("conv {conv}"),
                         kernel: KernelId::Conv(ConvMode::Forward, act.code(), 0),
@@ -51,7 +50,7 @@ impl Spatial<'_> {
                             Bind::Scratch,
                         ],
                         dims: rec.push(&conv_dims(s)),
-                        grid: Grid::Values { per_row },
+                        grid: Grid::Conv(s.forward_work()),
                     }
                 }
                 Feature::Pool(s) => PlannedDispatch {
@@ -91,7 +90,6 @@ impl Spatial<'_> {
                 Feature::Conv(s, _) => {
                     conv -= 1;
                     if let Some((p, act)) = before {
-                        let per_row = s.input_grad_threads() as u32;
                         plan.push(PlannedDispatch {
                             label: format!("conv input grad {}", conv + 1),
                             kernel: KernelId::Conv(ConvMode::InputGrad, act, 0),
@@ -103,7 +101,7 @@ impl Spatial<'_> {
                                 Bind::Scratch,
                             ],
                             dims: rec.push(&conv_dims(s)),
-                            grid: Grid::Values { per_row },
+                            grid: Grid::Conv(s.input_grad_work()),
                         });
                     }
                     let dims = ConvDims {
