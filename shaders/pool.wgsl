@@ -5,10 +5,10 @@
 //   POOL_FORWARD   one thread per output value: the window's maximum, and where it is (its
 //                  index in the sample's input row) in `argmax`. Ties go to the first in
 //                  row-major order; a NaN wins over any number (the first NaN), as on the CPU.
-//   POOL_BACKWARD  one thread per input value: the gradient of its window's output if the
-//                  arg-max is this value, else 0, times f'(aux) (the activation of the layer
+//   POOL_BACKWARD  one thread per output value: its gradient to the window's arg-max, zeros to
+//                  the rest of the window, each times f'(aux) (the activation of the layer
 //                  before the pool, taken from its output, the pool's input). The windows do not
-//                  overlap, so every input value has one window and nothing is added twice.
+//                  overlap, so every input value is written once and nothing is added twice.
 
 override WG: u32 = 64u;
 override MODE: u32 = 0u;
@@ -37,25 +37,33 @@ fn is_nan(v: f32) -> bool {
     return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
 }
 
-fn forward(t: u32, d: Dims, rows: u32) {
+// Output value t's window: its first input (row-major in the sample's row), and where the
+// sample's row starts.
+struct Window {
+    first: u32,
+    row: u32,
+}
+
+fn window_of(t: u32, d: Dims) -> Window {
     let oh = d.h / 2u;
     let ow = d.w / 2u;
     let plane = oh * ow;
     let per_row = d.c * plane;
-    if t >= rows * per_row {
-        return;
-    }
     let n = t / per_row;
     let ch = (t % per_row) / plane;
     let oy = (t % plane) / ow;
     let ox = t % ow;
-    let row = n * d.c * d.h * d.w;
-    let first = (ch * d.h + 2u * oy) * d.w + 2u * ox;
-    var window = array<u32, 4>(first, first + 1u, first + d.w, first + d.w + 1u);
+    return Window((ch * d.h + 2u * oy) * d.w + 2u * ox, n * d.c * d.h * d.w);
+}
+
+fn forward(t: u32, d: Dims) {
+    let win = window_of(t, d);
+    let first = win.first;
+    let window = array<u32, 4>(first, first + 1u, first + d.w, first + d.w + 1u);
     var best = first;
-    var best_v = a[row + first];
+    var best_v = a[win.row + first];
     for (var j = 1u; j < 4u; j++) {
-        let v = a[row + window[j]];
+        let v = a[win.row + window[j]];
         if v > best_v || (is_nan(v) && !is_nan(best_v)) {
             best = window[j];
             best_v = v;
@@ -65,22 +73,16 @@ fn forward(t: u32, d: Dims, rows: u32) {
     argmax[t] = best;
 }
 
-fn backward(t: u32, d: Dims, rows: u32) {
-    let plane = d.h * d.w;
-    let per_row = d.c * plane;
-    if t >= rows * per_row {
-        return;
+// Output t's gradient to its window's arg-max, zeros to the other three.
+fn backward(t: u32, d: Dims) {
+    let win = window_of(t, d);
+    let g = a[t];
+    let best = argmax[t];
+    let window = array<u32, 4>(win.first, win.first + 1u, win.first + d.w, win.first + d.w + 1u);
+    for (var j = 0u; j < 4u; j++) {
+        let i = win.row + window[j];
+        c[i] = select(0.0, g, best == window[j]) * act_derivative_from_output(ACT, aux[i]);
     }
-    let n = t / per_row;
-    let i = t % per_row;
-    let ch = i / plane;
-    let y = (i % plane) / d.w;
-    let x = i % d.w;
-    let oh = d.h / 2u;
-    let ow = d.w / 2u;
-    let o = n * d.c * oh * ow + (ch * oh + y / 2u) * ow + x / 2u;
-    let g = select(0.0, a[o], argmax[o] == i);
-    c[t] = g * act_derivative_from_output(ACT, aux[t]);
 }
 
 @compute @workgroup_size(WG)
@@ -91,9 +93,12 @@ fn main(
     let d = dims;
     let rows = rows_of(d.rows, d.rows_from_step, step);
     let t = gid.y * groups.x * WG + gid.x;
+    if t >= rows * d.c * (d.h / 2u) * (d.w / 2u) {
+        return;
+    }
     if MODE == POOL_FORWARD {
-        forward(t, d, rows);
+        forward(t, d);
     } else {
-        backward(t, d, rows);
+        backward(t, d);
     }
 }

@@ -343,7 +343,8 @@ impl GpuOps {
             self.input("max-pool aux", &aux)?,
         ];
         let kernel = KernelId::Pool(PoolMode::Backward, act);
-        let groups = (out as u64).div_ceil(POOL_WG as u64);
+        // A thread per output value: its window's four gradients.
+        let groups = ((rows * s.output().len()) as u64).div_ceil(POOL_WG as u64);
         self.prepare_spatial(
             kernel,
             buffers,

@@ -85,7 +85,8 @@ impl Spatial<'_> {
                 let act = features[p].activation().map_or(ACT_IDENTITY, |a| a.code());
                 (p, act)
             });
-            let per_row = feature.input().len() as u32;
+            // A max-pool's backward pass: a thread per output value (its window).
+            let per_row = feature.output().len() as u32;
             match feature {
                 Feature::Conv(s, _) => {
                     conv -= 1;
