@@ -19,7 +19,7 @@
 // source load and CONV_CHANNELS weight loads for 32 multiply-adds (a thread per value took
 // five loads for four). The update's workgroup owns CONV_UPDATE_CHANNELS output channels ×
 // CONV_TAPS taps of a kernel row: each output position costs CONV_UPDATE_CHANNELS loads of dy
-// and one of x for 16 multiply-adds.
+// and one of x for 32 multiply-adds.
 //
 // Work is handed out so that a workgroup's channel block is the same for all its threads.
 
@@ -57,8 +57,8 @@ struct Dims {
 @group(0) @binding(5) var<storage, read> dims: Dims;
 @group(0) @binding(6) var<storage, read> step: Step;
 
-// The update's per-thread sums (a vec4 of taps per output channel), added in a tree.
-var<workgroup> partial: array<array<vec4<f32>, CONV_UPDATE_CHANNELS>, WG>;
+// The update's per-thread sums (two vec4s of taps per output channel), added in a tree.
+var<workgroup> partial: array<array<vec4<f32>, 2u * CONV_UPDATE_CHANNELS>, WG>;
 
 // Value `ix` of the row of `a` that starts at `row` (`width` wide), or zero past its ends
 // (padding). The address is clamped, so that every lane loads without a branch.
@@ -219,10 +219,11 @@ fn apply_update(p: u32, grad: f32, d: Dims) {
 }
 
 // Workgroup g: CONV_UPDATE_CHANNELS output channels (co0 …) × CONV_TAPS neighbouring taps
-// (ci, ky, kx0 …) of a kernel row, or (the last groups) the biases of CONV_UPDATE_CHANNELS
-// channels. Its threads take whole output rows (n, oy) each, so that the index arithmetic
-// (integer division above all, scalarised on software adapters) is per row; along the row a
-// window of the CONV_TAPS input values the taps read slides one per output. A bias reads a
+// (ci, ky, kx0 …) of a kernel row (all of a row up to 8 wide), or (the last groups) the biases of
+// CONV_UPDATE_CHANNELS channels. Its threads take whole output rows (n, oy) each, so that the
+// index arithmetic (integer division above all, scalarised on software adapters) is per row;
+// along the row a window of the CONV_TAPS input values the taps read (two vec4s) slides one per
+// output: one load of x and CONV_UPDATE_CHANNELS of dy for 32 multiply-adds. A bias reads a
 // one at tap 0 instead. The shares are added in a tree, then a thread per parameter hands its
 // gradient to the optimizer. Every thread reaches every barrier: the bounds only zero a
 // thread's share.
@@ -243,15 +244,21 @@ fn update(g: u32, lid: u32, d: Dims, rows: u32) {
     let out_rows = select(0u, rows * d.oh, cob < co_blocks);
     let plane = d.oh * d.ow;
     let ix0 = i32(kx0) - i32(d.pad);
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
+    // Channel co0 + j: taps kx0 … kx0 + 3 in lo_j, kx0 + 4 … kx0 + 7 in hi_j.
+    var lo0 = vec4<f32>(0.0);
+    var lo1 = vec4<f32>(0.0);
+    var lo2 = vec4<f32>(0.0);
+    var lo3 = vec4<f32>(0.0);
+    var hi0 = vec4<f32>(0.0);
+    var hi1 = vec4<f32>(0.0);
+    var hi2 = vec4<f32>(0.0);
+    var hi3 = vec4<f32>(0.0);
     for (var r = lid; r < out_rows; r += WG) {
         let n = r / d.oh;
         let oy = r % d.oh;
         let dy_at = vec4<u32>((n * d.c_out * d.oh + oy) * d.ow) + co * plane;
-        var v = vec4<f32>(1.0, 0.0, 0.0, 0.0);
+        var lo = vec4<f32>(1.0, 0.0, 0.0, 0.0);
+        var hi = vec4<f32>(0.0);
         var x_row = 0u;
         if !is_bias {
             let iy = i32(oy + ky) - i32(d.pad);
@@ -259,38 +266,50 @@ fn update(g: u32, lid: u32, d: Dims, rows: u32) {
                 continue;
             }
             x_row = ((n * d.c_in + ci) * d.h + u32(iy)) * d.w;
-            // At output ox the window holds input columns ix0 + ox … ix0 + ox + 3.
-            v = vec4<f32>(0.0, source(x_row, ix0, d.w), source(x_row, ix0 + 1, d.w),
+            // At output ox the window holds input columns ix0 + ox … ix0 + ox + 7.
+            lo = vec4<f32>(0.0, source(x_row, ix0, d.w), source(x_row, ix0 + 1, d.w),
                 source(x_row, ix0 + 2, d.w));
+            hi = vec4<f32>(source(x_row, ix0 + 3, d.w), source(x_row, ix0 + 4, d.w),
+                source(x_row, ix0 + 5, d.w), source(x_row, ix0 + 6, d.w));
         }
         for (var ox = 0u; ox < d.ow; ox++) {
             if !is_bias {
-                v = vec4<f32>(v.yzw, source(x_row, ix0 + 3 + i32(ox), d.w));
+                lo = vec4<f32>(lo.yzw, hi.x);
+                hi = vec4<f32>(hi.yzw, source(x_row, ix0 + 7 + i32(ox), d.w));
             }
             let at = dy_at + vec4<u32>(ox);
-            acc0 += b[at.x] * v;
-            acc1 += b[at.y] * v;
-            acc2 += b[at.z] * v;
-            acc3 += b[at.w] * v;
+            let g0 = b[at.x];
+            let g1 = b[at.y];
+            let g2 = b[at.z];
+            let g3 = b[at.w];
+            lo0 += g0 * lo;
+            hi0 += g0 * hi;
+            lo1 += g1 * lo;
+            hi1 += g1 * hi;
+            lo2 += g2 * lo;
+            hi2 += g2 * hi;
+            lo3 += g3 * lo;
+            hi3 += g3 * hi;
         }
     }
-    partial[lid] = array<vec4<f32>, CONV_UPDATE_CHANNELS>(acc0, acc1, acc2, acc3);
+    partial[lid] = array<vec4<f32>, 2u * CONV_UPDATE_CHANNELS>(lo0, hi0, lo1, hi1, lo2, hi2, lo3, hi3);
     workgroupBarrier();
     for (var s = WG / 2u; s > 0u; s >>= 1u) {
         if lid < s {
-            for (var j = 0u; j < CONV_UPDATE_CHANNELS; j++) {
+            for (var j = 0u; j < 2u * CONV_UPDATE_CHANNELS; j++) {
                 partial[lid][j] += partial[lid + s][j];
             }
         }
         workgroupBarrier();
     }
     // Thread t: channel co0 + t / CONV_TAPS, tap kx0 + t % CONV_TAPS.
-    let oc = co0 + lid / CONV_TAPS;
+    let j = lid / CONV_TAPS;
+    let oc = co0 + j;
     let tap = lid % CONV_TAPS;
     if lid >= CONV_UPDATE_CHANNELS * CONV_TAPS || cob >= co_blocks || oc >= d.c_out {
         return;
     }
-    let grad = partial[0][lid / CONV_TAPS][tap];
+    let grad = partial[0][2u * j + tap / 4u][tap % 4u];
     if is_bias {
         if tap == 0u {
             apply_update(d.c_out * d.c_in * d.k * d.k + oc, grad, d);

@@ -474,12 +474,13 @@ pub const CONV_CHANNELS: u32 = 8;
 pub const CONV_PIXELS: u32 = 4;
 /// Output channels one workgroup of the update sums the gradients of.
 pub const CONV_UPDATE_CHANNELS: u32 = 4;
-/// Neighbouring taps of a kernel row one workgroup of the update sums the gradients of.
-pub const CONV_TAPS: u32 = 4;
+/// Neighbouring taps of a kernel row one workgroup of the update sums the gradients of: a
+/// whole row of kernels up to 8 wide.
+pub const CONV_TAPS: u32 = 8;
 // `shaders/conv.wgsl` names its accumulators for these blocks (vec4s of pixels or taps, eight
-// channels in the forward pass and input gradient, four in the update).
+// channels in the forward pass and input gradient, four channels of two vec4s in the update).
 const _: () =
-    assert!(CONV_CHANNELS == 8 && CONV_PIXELS == 4 && CONV_UPDATE_CHANNELS == 4 && CONV_TAPS == 4);
+    assert!(CONV_CHANNELS == 8 && CONV_PIXELS == 4 && CONV_UPDATE_CHANNELS == 4 && CONV_TAPS == 8);
 
 /// How the forward pass or the input gradient hands out its work: `per_row` threads per image
 /// (one per [`CONV_PIXELS`] pixels of an output row), for each of `blocks` blocks of

@@ -706,8 +706,8 @@ pub async fn argmax_ties_pick_the_first_like_the_cpu(ops: &impl Ops) {
 /// and 5; odd sizes; a kernel as wide as its input; both paddings; the `tfjs` preset's layers at
 /// a batch of 65 (one more than a workgroup's multiple); channel counts past one block of the
 /// kernels' (9 and 13: a full block and part of one) on rows of 11 pixels (two blocks of 4 and
-/// part of one).
-const CONV_SHAPES: [(usize, usize, usize, usize, usize, usize, Padding); 7] = [
+/// part of one); a 9×9 kernel (the update's 8 taps of a row and one more).
+const CONV_SHAPES: [(usize, usize, usize, usize, usize, usize, Padding); 8] = [
     (1, 1, 1, 1, 1, 1, Padding::Valid),
     (3, 1, 7, 5, 3, 3, Padding::Same),
     (5, 3, 9, 6, 5, 5, Padding::Valid),
@@ -715,6 +715,7 @@ const CONV_SHAPES: [(usize, usize, usize, usize, usize, usize, Padding); 7] = [
     (65, 1, 28, 28, 8, 5, Padding::Valid),
     (65, 8, 12, 12, 16, 5, Padding::Valid),
     (3, 9, 5, 11, 13, 3, Padding::Same),
+    (2, 2, 9, 10, 3, 9, Padding::Same),
 ];
 
 fn conv_shapes() -> impl Iterator<Item = (usize, ConvShape)> {
