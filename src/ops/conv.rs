@@ -36,10 +36,16 @@
 //!   scatter, the gather above is itself a GEMM (K = C_out·k·k) over the im2col view of `dy`
 //!   padded by k-1-p with the kernel flipped.
 //!
-//! Implicit GEMM computes the `X̂` element a tile loads from its (row, column) index instead of
-//! reading a written-out `X̂` (k² times the input's size). On the CPU, im2col per sample into a
-//! reused workspace then `cpu::linalg::gemm` is the simple fast path; for the first layer of an
-//! MNIST net (C_in = 1) R is only k², so the product is thin and the epilogue matters.
+//! On the CPU, im2col per sample into a reused workspace then `cpu::linalg::gemm` is the simple
+//! fast path; for the first layer of an MNIST net (C_in = 1) R is only k², so the product is
+//! thin and the epilogue matters. On the GPU the kernels are these GEMMs register-blocked as
+//! the matmul is, with `X̂` never written out, and one thing a GEMM over `X̂` cannot do: a
+//! thread's neighbouring pixels read overlapping windows of a source row, so a window of four
+//! values slides along the kernel row and each tap costs one source load (not four). On
+//! lavapipe this took the `tfjs` network's step from 65 to 17 ms, against direct kernels with a
+//! thread per value and block of four channels (BENCHMARKS.md, "CNNs on the GPU path"). The
+//! input gradient is the gather form above: the forward correlation of `dy` with the kernel
+//! turned round, padding k-1-p.
 
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 
