@@ -36,6 +36,14 @@ pub struct PoolShape {
 }
 
 impl PoolShape {
+    /// Workgroups of the GPU kernels (`shaders/pool.wgsl`, both passes: a thread per window)
+    /// over `rows` samples.
+    pub fn groups(&self, rows: usize) -> u64 {
+        ((rows * self.output().len()) as u64).div_ceil(POOL_WG as u64)
+    }
+}
+
+impl PoolShape {
     /// The pool over `input`, or an error that names it and the sizes: a zero size, an odd
     /// height or width, or more than [`MAX_VALUES`] values per sample.
     pub fn new(input: Chw) -> Result<Self> {

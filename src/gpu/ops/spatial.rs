@@ -15,7 +15,7 @@ use crate::ops::StepRecord;
 use crate::ops::activation::ACT_IDENTITY;
 use crate::ops::conv::{ConvDims, ConvMode, ConvShape};
 use crate::ops::optim::OptimParams;
-use crate::ops::pool::{POOL_WG, PoolDims, PoolMode, PoolShape};
+use crate::ops::pool::{PoolDims, PoolMode, PoolShape};
 
 use super::matmul::UpdateSpec;
 
@@ -282,14 +282,8 @@ impl GpuOps {
             self.input("max-pool aux", &[0.0])?,
         ];
         let kernel = KernelId::Pool(PoolMode::Forward, 0);
-        let groups = (out as u64).div_ceil(POOL_WG as u64);
-        self.prepare_spatial(
-            kernel,
-            buffers,
-            &PoolDims::new(s, rows as u32),
-            groups,
-            None,
-        )
+        let dims = PoolDims::new(s, rows as u32);
+        self.prepare_spatial(kernel, buffers, &dims, s.groups(rows), None)
     }
 
     /// The pool's backward pass: each output's gradient `dy` to its arg-max, zeros elsewhere,
@@ -343,15 +337,8 @@ impl GpuOps {
             self.input("max-pool aux", &aux)?,
         ];
         let kernel = KernelId::Pool(PoolMode::Backward, act);
-        // A thread per output value: its window's four gradients.
-        let groups = ((rows * s.output().len()) as u64).div_ceil(POOL_WG as u64);
-        self.prepare_spatial(
-            kernel,
-            buffers,
-            &PoolDims::new(s, rows as u32),
-            groups,
-            None,
-        )
+        let dims = PoolDims::new(s, rows as u32);
+        self.prepare_spatial(kernel, buffers, &dims, s.groups(rows), None)
     }
 
     /// Binds a spatial kernel of `groups` workgroups.
