@@ -13,7 +13,12 @@
 #   4. mnist    the `mnist` defaults (10 epochs) on the GPU, then on the CPU for the accuracy
 #               to match.
 #   5. torch    ../shared/peers/mlp_torch.py --device cuda at the same batch sizes, eager, then
-#               --compile (last: it is the slowest to start, and the first to give way).
+#               --compile (the slowest to start).
+#   6. cnn      the TensorFlow.js tutorial's CNN (`--model tfjs`): `bench --backends gpu` at
+#               batch 64, 256, 1024 beside ../shared/peers/cnn_torch.py --device cuda (eager),
+#               and the `cnn` preset's 10 epochs on the GPU for its accuracy (issue 19's
+#               ≥ 99.3%). Last: the first to give way to the budget; `--phases tests,cnn` runs
+#               the CNN story alone.
 # Every phase has its own timeout, capped by what is left of --budget; a failing phase is
 # recorded (with its log's tail) and the next one runs. After each phase the report is
 # rewritten under OUT_DIR: real_gpu.md (printed last), real_gpu.json and real_gpu-logs.tar.gz
@@ -24,7 +29,7 @@
 #                       lavapipe here; implies --allow-software
 #     --allow-software  accept a software adapter
 #     --no-torch        skip the PyTorch peer;  --no-compile  skip only its --compile runs
-#     --phases LIST     of tests,bench,mnist,torch (default all; the adapter always runs)
+#     --phases LIST     of tests,bench,mnist,torch,cnn (default all; the adapter always runs)
 #     --budget S        seconds for all phases (default 480)
 #     --adapter NAME    the adapter whose name contains NAME
 #     --pack DIR        the pack (default .carry/real_gpu)
@@ -42,12 +47,13 @@ dry_run=0
 allow_software=0
 torch=1
 compile=1
-phases="tests,bench,mnist,torch"
+phases="tests,bench,mnist,torch,cnn"
 adapter_name=""
 
 EXAMPLES=(adapter bench mnist)
 TESTS=(gpu_ops parity fused_step gpu_async backend_suite)
 BATCHES=(64 256 1024 4096)
+CNN_BATCHES=(64 256 1024)
 MNIST_FILES=(train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz
     t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz)
 DEBS=(libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
@@ -65,6 +71,7 @@ needs() {
     for n in "${EXAMPLES[@]}" "${TESTS[@]}"; do echo "bin/$n"; done
     for n in "${MNIST_FILES[@]}"; do echo "mnist/$n"; done
     echo peers/mlp_torch.py
+    echo peers/cnn_torch.py
     echo peers/peer_common.py
     for n in "${DEBS[@]}"; do echo "gl/$n.deb"; done
 }
@@ -96,8 +103,8 @@ while [ $# -gt 0 ]; do
 done
 [[ "$budget" =~ ^[0-9]+$ ]] || { echo "error: --budget takes whole seconds, not $budget" >&2; exit 2; }
 for p in ${phases//,/ }; do
-    case "$p" in tests | bench | mnist | torch) ;; *)
-        echo "error: --phases: unknown phase $p (tests, bench, mnist, torch)" >&2
+    case "$p" in tests | bench | mnist | torch | cnn) ;; *)
+        echo "error: --phases: unknown phase $p (tests, bench, mnist, torch, cnn)" >&2
         exit 2
         ;;
     esac
@@ -197,7 +204,7 @@ for f in $(needs); do
     case "$f" in
         bin/*) ;; # inside bin.tar.xz
         gl/*) ;;  # only needed where libvulkan is missing (the loaders step checks)
-        peers/*) [ "$torch" = 1 ] && wants torch && [ ! -f "$pack/$f" ] && missing+=("$f") ;;
+        peers/*) [ "$torch" = 1 ] && { wants torch || wants cnn; } && [ ! -f "$pack/$f" ] && missing+=("$f") ;;
         *) [ -f "$pack/$f" ] || missing+=("$f") ;;
     esac
 done
@@ -338,16 +345,27 @@ else
 fi
 
 # ---- 5. the PyTorch peer on the same machine ----------------------------------------------------
+# Whether PyTorch with CUDA is here: asked once (the torch:cuda phase), for the MLP and the CNN.
+torch_state=""
+torch_ready() {
+    if [ -z "$torch_state" ]; then
+        if phase torch:cuda 60 python3 -c \
+            'import torch; print(torch.__version__, torch.cuda.get_device_name(0))'; then
+            torch_state=yes
+            # Inductor's compiled kernels, shared by the --compile runs.
+            export TORCHINDUCTOR_CACHE_DIR="$work/inductor"
+        else
+            torch_state=no
+            skip torch "no PyTorch with CUDA here (see torch-cuda.err)"
+        fi
+    fi
+    [ "$torch_state" = yes ]
+}
 if [ "$torch" = 0 ]; then
     skip torch "--no-torch"
 elif ! wants torch; then
     skip torch "not in --phases"
-elif ! phase torch:cuda 60 python3 -c \
-    'import torch; print(torch.__version__, torch.cuda.get_device_name(0))'; then
-    skip torch "no PyTorch with CUDA here (see torch-cuda.err)"
-else
-    # Inductor's compiled kernels, shared by the --compile runs.
-    export TORCHINDUCTOR_CACHE_DIR="$work/inductor"
+elif torch_ready; then
     for b in "${BATCHES[@]}"; do
         phase "torch:eager:$b" 90 python3 "$pack/peers/mlp_torch.py" --device cuda \
             --batch-size "$b" --data "$mnist" "${torch_size[@]}"
@@ -360,6 +378,26 @@ else
     else
         skip torch:compile "--no-compile"
     fi
+fi
+
+# ---- 6. CNNs: the tfjs network beside PyTorch's, and the cnn preset's accuracy -------------------
+cnn_batches="$(IFS=,; echo "${CNN_BATCHES[*]}")"
+if wants cnn; then
+    phase bench:cnn 240 "$bin/bench" --backends gpu --model tfjs --batch-sizes "$cnn_batches" \
+        --offline --data "$mnist" "${adapter_args[@]}" "${bench_size[@]}" \
+        --json "$logs/bench-cnn.json"
+    if [ "$torch" = 0 ]; then
+        skip torch:cnn "--no-torch"
+    elif torch_ready; then
+        for b in "${CNN_BATCHES[@]}"; do
+            phase "torch:cnn:$b" 90 python3 "$pack/peers/cnn_torch.py" --arch tfjs \
+                --device cuda --batch-size "$b" --data "$mnist" "${torch_size[@]}"
+        done
+    fi
+    phase mnist:cnn 240 "$bin/mnist" --backend gpu --model cnn --offline --data "$mnist" \
+        "${adapter_args[@]}" "${mnist_size[@]}"
+else
+    skip cnn "not in --phases"
 fi
 
 report final

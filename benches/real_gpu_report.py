@@ -24,6 +24,8 @@ TARGET_X_EAGER_B64 = 5.0
 # on two threads and 98.18% on one (README). Within this many points counts as the same.
 SAME_ACCURACY_POINTS = 0.3
 MNIST_TRAIN = 60000
+# Issue 19: the cnn preset's accuracy after its 10 epochs.
+CNN_ACCURACY = 0.993
 
 
 def read(path):
@@ -149,6 +151,35 @@ def bench_rows(doc):
     return {r["batch"]: r for r in (doc or {}).get("rows", []) if "batch" in r}
 
 
+def plural(n, word):
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def sps(r):
+    return (r.get("samples_per_second") or {}).get("median")
+
+
+def gpu_ms(r):
+    ks = r.get("gpu_kernel_ms")
+    return sum(k.get("ms_per_step") or 0 for k in ks) if isinstance(ks, list) else None
+
+
+def kernel_table(md, title, rows):
+    """GPU time per kernel, one row per profiled batch size (nothing when none was profiled)."""
+    profiled = [r for _, r in sorted(rows.items()) if isinstance(r.get("gpu_kernel_ms"), list)]
+    if not profiled:
+        return
+    labels = [k["kernel"] for k in profiled[0]["gpu_kernel_ms"]]
+    md.append(f"GPU time per kernel, {title} (ms per step, timestamp queries over one profiled epoch):")
+    md.append("")
+    md.append("| batch | " + " | ".join(labels) + " |")
+    md.append("|---|" + "---|" * len(labels))
+    for r in profiled:
+        times = {k["kernel"]: k.get("ms_per_step") for k in r["gpu_kernel_ms"]}
+        md.append(f"| {r['batch']} | " + " | ".join(num(times.get(l), 3) for l in labels) + " |")
+    md.append("")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--logs", required=True)
@@ -183,12 +214,14 @@ def main():
     for p in phases:
         if p["name"].startswith("tests:"):
             tests[p["name"][len("tests:"):]] = test_counts(p["out"])
-    bench = {path: read_json(os.path.join(logs, f"bench-{path}.json")) for path in ("fused", "general")}
+    # fused, general: the MLP's two step paths; cnn: the tfjs CNN (the general step).
+    bench = {path: read_json(os.path.join(logs, f"bench-{path}.json")) for path in ("fused", "general", "cnn")}
     rows = {path: bench_rows(doc) for path, doc in bench.items()}
-    mnist = {k: last_json_line((by_name.get(f"mnist:{k}") or {}).get("out")) for k in ("gpu", "cpu")}
-    torch = {"eager": {}, "compile": {}}
+    mnist = {k: last_json_line((by_name.get(f"mnist:{k}") or {}).get("out")) for k in ("gpu", "cpu", "cnn")}
+    # eager, compile: the MLP peer; cnn: the CNN peer (eager).
+    torch = {"eager": {}, "compile": {}, "cnn": {}}
     for p in phases:
-        m = re.match(r"torch:(eager|compile):(\d+)$", p["name"])
+        m = re.match(r"torch:(eager|compile|cnn):(\d+)$", p["name"])
         if m:
             line = last_json_line(p["out"])
             if line:
@@ -230,13 +263,12 @@ def main():
         elif name.startswith("mnist:"):
             r = mnist.get(name[len("mnist:"):])
             if r and r.get("test_accuracy") is not None:
-                epochs = f"{r['epochs']} epoch" + ("" if r["epochs"] == 1 else "s")
-                res = (f"{100 * r['test_accuracy']:.2f}% test accuracy after {epochs}, "
+                res = (f"{100 * r['test_accuracy']:.2f}% test accuracy after {plural(r['epochs'], 'epoch')}, "
                        f"{r['train_seconds']:.2f} s of training")
             else:
                 res = first_error(p)
         elif name.startswith("torch:") and name != "torch:cuda":
-            m = re.match(r"torch:(eager|compile):(\d+)$", name)
+            m = re.match(r"torch:(eager|compile|cnn):(\d+)$", name)
             r = torch[m.group(1)].get(int(m.group(2))) if m else None
             if r:
                 res = (f"{thousands(r.get('samples_per_second_median'))} samples/s, "
@@ -254,13 +286,6 @@ def main():
     throughput = []
     for b in batches:
         f, g = rows["fused"].get(b, {}), rows["general"].get(b, {})
-
-        def sps(r):
-            return (r.get("samples_per_second") or {}).get("median")
-
-        def gpu_ms(r):
-            ks = r.get("gpu_kernel_ms")
-            return sum(k.get("ms_per_step") or 0 for k in ks) if isinstance(ks, list) else None
 
         soma = sps(f if default_path == "fused" else g)
         eager = (torch["eager"].get(b) or {}).get("samples_per_second_median")
@@ -280,6 +305,21 @@ def main():
             "gpu_ms_per_step": {"fused": gpu_ms(f), "general": gpu_ms(g)},
             "record_ms_per_epoch": {"fused": f.get("record_ms_per_epoch"), "general": g.get("record_ms_per_epoch")},
             "errors": {k: r["error"] for k, r in (("fused", f), ("general", g)) if "error" in r},
+        })
+
+    # The tfjs CNN side by side, per batch size.
+    cnn = []
+    for b in sorted(set(rows["cnn"]) | set(torch["cnn"])):
+        r = rows["cnn"].get(b, {})
+        eager = (torch["cnn"].get(b) or {}).get("samples_per_second_median")
+        cnn.append({
+            "batch": b, "soma": sps(r), "torch_eager": eager, "soma_over_eager": ratio(sps(r), eager),
+            "epoch_ms": r.get("epoch_seconds_median") and 1e3 * r["epoch_seconds_median"],
+            "train_samples": r.get("train_samples"),
+            "dispatches_per_step": r.get("dispatches_per_step"),
+            "submits_per_epoch": r.get("submits_per_epoch"),
+            "gpu_ms_per_step": gpu_ms(r), "record_ms_per_epoch": r.get("record_ms_per_epoch"),
+            "error": r.get("error"),
         })
 
     # The issue's targets, each held, missed, or not measured.
@@ -314,6 +354,11 @@ def main():
                     "measured": ", ".join(f"{b}: {v:.2f}×" for b, v in fg) or "–",
                     "verdict": verdict(None if not fg else all(v > 1 for _, v in fg))})
 
+    na = (mnist.get("cnn") or {}).get("test_accuracy")
+    targets.append({"target": f"the cnn preset ≥ {100 * CNN_ACCURACY:.1f}% test accuracy on the GPU backend (issue 19)",
+                    "measured": f"{100 * na:.2f}% after {plural(mnist['cnn']['epochs'], 'epoch')}" if na is not None else "–",
+                    "verdict": verdict(None if na is None else na >= CNN_ACCURACY)})
+
     bad = [p["name"] for p in phases if p["status"] not in ("ok", "skipped")]
     wall = time.time() - a.started
     doc = {
@@ -336,10 +381,12 @@ def main():
                    for p in phases],
         "tests": tests,
         "throughput": throughput,
+        "cnn": cnn,
         "targets": targets,
         "bench": bench,
         "mnist": mnist,
-        "torch": {"version": torch_version, "eager": torch["eager"], "compile": torch["compile"]},
+        "torch": {"version": torch_version, "eager": torch["eager"], "compile": torch["compile"],
+                  "cnn": torch["cnn"]},
     }
 
     md = []
@@ -399,20 +446,27 @@ def main():
                 f"{pair(t['gpu_ms_per_step'], 3)} | {pair(t['record_ms_per_epoch'], 1)} |")
         md.append("")
         for path in ("fused", "general"):
-            profiled = [r for _, r in sorted(rows[path].items()) if isinstance(r.get("gpu_kernel_ms"), list)]
-            if not profiled:
-                continue
-            labels = [k["kernel"] for k in profiled[0]["gpu_kernel_ms"]]
-            md.append(f"GPU time per kernel, {path} step (ms per step, timestamp queries over one profiled epoch):")
-            md.append("")
-            md.append("| batch | " + " | ".join(labels) + " |")
-            md.append("|---|" + "---|" * len(labels))
-            for r in profiled:
-                times = {k["kernel"]: k.get("ms_per_step") for k in r["gpu_kernel_ms"]}
-                md.append(f"| {r['batch']} | " + " | ".join(num(times.get(l), 3) for l in labels) + " |")
-            md.append("")
+            kernel_table(md, f"{path} step", rows[path])
 
-    md.append("Targets (issue 21, set for an H100)" + (" — a dry run on a software adapter judges none of them" if dry else "") + ":")
+    if cnn:
+        n = next((t["train_samples"] for t in cnn if t["train_samples"]), None)
+        md.append("Training throughput, the tfjs CNN (`--model tfjs`: conv 8 5×5 → max-pool → conv 16 5×5 → "
+                  "max-pool → dense 10), plain SGD lr 0.1" + (f", {n:,} MNIST images" if isinstance(n, int) else "")
+                  + ", soma's general step beside PyTorch eager (`cnn_torch.py --arch tfjs`), samples/s:")
+        md.append("")
+        md.append("| batch | soma | torch eager | soma ÷ eager | ms/epoch | dispatches/step | submits/epoch | "
+                  "GPU ms/step | CPU recording ms/epoch |")
+        md.append("|---|---|---|---|---|---|---|---|---|")
+        for t in cnn:
+            md.append(
+                f"| {t['batch']} | {thousands(t['soma'])} | {thousands(t['torch_eager'])} | "
+                f"{num(t['soma_over_eager'], 2)} | {num(t['epoch_ms'], 1)} | {num(t['dispatches_per_step'], 0)} | "
+                f"{num(t['submits_per_epoch'], 0)} | {num(t['gpu_ms_per_step'], 3)} | "
+                f"{num(t['record_ms_per_epoch'], 1)} |")
+        md.append("")
+        kernel_table(md, "the tfjs CNN", rows["cnn"])
+
+    md.append("Targets (issue 21, set for an H100; the CNN's from issue 19)" + (" — a dry run on a software adapter judges none of them" if dry else "") + ":")
     md.append("")
     md.append("| target | measured | verdict |")
     md.append("|---|---|---|")

@@ -106,6 +106,7 @@ fn pack_list_names_real_files_and_all_the_run_needs() {
         "bin/backend_suite",
         "mnist/train-images-idx3-ubyte.gz",
         "peers/mlp_torch.py",
+        "peers/cnn_torch.py",
         "gl/libvulkan1.deb",
     ] {
         assert!(packed.contains(want), "the pack lacks {want}:\n{text}");
@@ -130,6 +131,9 @@ fn fake_logs(dir: &Path) {
         ("mnist:gpu", "ok", "0", ""),
         ("mnist:cpu", "ok", "0", ""),
         ("torch", "skipped", "", "--no-torch"),
+        ("bench:cnn", "ok", "0", ""),
+        ("torch:cnn:64", "ok", "0", ""),
+        ("mnist:cnn", "ok", "0", ""),
     ];
     let tsv: String = phases
         .iter()
@@ -162,6 +166,19 @@ fn fake_logs(dir: &Path) {
     };
     fs::write(dir.join("mnist-gpu.out"), mnist(0.9812)).unwrap();
     fs::write(dir.join("mnist-cpu.out"), mnist(0.9809)).unwrap();
+    fs::write(dir.join("mnist-cnn.out"), mnist(0.9941)).unwrap();
+    fs::write(
+        dir.join("bench-cnn.json"),
+        r#"{"rows":[{"batch":64,"samples_per_second":{"median":12000.0},"epoch_seconds_median":5.0,
+            "train_samples":60000,"dispatches_per_step":14.0,"submits_per_epoch":3.0,
+            "gpu_kernel_ms":[{"kernel":"conv 1","ms_per_step":0.25}]}]}"#,
+    )
+    .unwrap();
+    fs::write(
+        dir.join("torch-cnn-64.out"),
+        "{\"samples_per_second_median\": 6000.0, \"test_accuracy\": 0.9}\n",
+    )
+    .unwrap();
 }
 
 #[test]
@@ -191,7 +208,7 @@ fn report_turns_logs_into_the_table_and_verdicts() {
     let md = fs::read_to_string(base.with_extension("md")).unwrap();
     for want in [
         "# soma on a real GPU: NVIDIA H100",
-        "2 of 7 phases did not pass: tests:parity, bench:fused",
+        "2 of 10 phases did not pass: tests:parity, bench:fused",
         "| tests:gpu_ops | ok | 1.5 | 12 passed, 0 failed |",
         "| tests:parity | failed | 1.5 | 3 passed, 1 failed: runs_match |",
         "| bench:fused | timeout | 1.5 | timed out after 180 s",
@@ -199,6 +216,10 @@ fn report_turns_logs_into_the_table_and_verdicts() {
         "| torch | skipped | 0.0 | --no-torch |",
         "| the same test accuracy as the CPU backend (mnist defaults) | GPU 98.12%, CPU 98.09% | held |",
         "| ≥ 5× PyTorch eager at batch 64 | – | not measured |",
+        "| torch:cnn:64 | ok | 1.5 | 6,000 samples/s, test accuracy 90.00% |",
+        "| 64 | 12,000 | 6,000 | 2.00 | 5000.0 | 14 | 3 | 0.250 |",
+        "| batch | conv 1 |",
+        "| the cnn preset ≥ 99.3% test accuracy on the GPU backend (issue 19) | 99.41% after 10 epochs | held |",
     ] {
         assert!(md.contains(want), "no {want:?} in:\n{md}");
     }
