@@ -12,13 +12,13 @@
 #               recording time.
 #   4. mnist    the `mnist` defaults (10 epochs) on the GPU, then on the CPU for the accuracy
 #               to match.
-#   5. torch    ../shared/peers/mlp_torch.py --device cuda at the same batch sizes, eager, then
-#               --compile (the slowest to start).
-#   6. cnn      the TensorFlow.js tutorial's CNN (`--model tfjs`): `bench --backends gpu` at
+#   5. cnn      the TensorFlow.js tutorial's CNN (`--model tfjs`): `bench --backends gpu` at
 #               batch 64, 256, 1024 beside ../shared/peers/cnn_torch.py --device cuda (eager),
 #               and the `cnn` preset's 10 epochs on the GPU for its accuracy (issue 19's
-#               ≥ 99.3%). Last: the first to give way to the budget; `--phases tests,cnn` runs
-#               the CNN story alone.
+#               ≥ 99.3%); `--phases tests,cnn` runs the CNN story alone.
+#   6. torch    ../shared/peers/mlp_torch.py --device cuda at the same batch sizes as bench,
+#               eager, then --compile (last: it is the slowest to start, and the first to give
+#               way).
 # Every phase has its own timeout, capped by what is left of --budget; a failing phase is
 # recorded (with its log's tail) and the next one runs. After each phase the report is
 # rewritten under OUT_DIR: real_gpu.md (printed last), real_gpu.json and real_gpu-logs.tar.gz
@@ -344,7 +344,6 @@ else
     skip mnist "not in --phases"
 fi
 
-# ---- 5. the PyTorch peer on the same machine ----------------------------------------------------
 # Whether PyTorch with CUDA is here: asked once (the torch:cuda phase), for the MLP and the CNN.
 torch_state=""
 torch_ready() {
@@ -361,26 +360,8 @@ torch_ready() {
     fi
     [ "$torch_state" = yes ]
 }
-if [ "$torch" = 0 ]; then
-    skip torch "--no-torch"
-elif ! wants torch; then
-    skip torch "not in --phases"
-elif torch_ready; then
-    for b in "${BATCHES[@]}"; do
-        phase "torch:eager:$b" 90 python3 "$pack/peers/mlp_torch.py" --device cuda \
-            --batch-size "$b" --data "$mnist" "${torch_size[@]}"
-    done
-    if [ "$compile" = 1 ]; then
-        for b in "${BATCHES[@]}"; do
-            phase "torch:compile:$b" 150 python3 "$pack/peers/mlp_torch.py" --device cuda \
-                --compile --batch-size "$b" --data "$mnist" "${torch_size[@]}"
-        done
-    else
-        skip torch:compile "--no-compile"
-    fi
-fi
 
-# ---- 6. CNNs: the tfjs network beside PyTorch's, and the cnn preset's accuracy -------------------
+# ---- 5. CNNs: the tfjs network beside PyTorch's, and the cnn preset's accuracy -------------------
 cnn_batches="$(IFS=,; echo "${CNN_BATCHES[*]}")"
 if wants cnn; then
     phase bench:cnn 240 "$bin/bench" --backends gpu --model tfjs --batch-sizes "$cnn_batches" \
@@ -398,6 +379,26 @@ if wants cnn; then
         "${adapter_args[@]}" "${mnist_size[@]}"
 else
     skip cnn "not in --phases"
+fi
+
+# ---- 6. the PyTorch peer on the same machine ----------------------------------------------------
+if [ "$torch" = 0 ]; then
+    skip torch "--no-torch"
+elif ! wants torch; then
+    skip torch "not in --phases"
+elif torch_ready; then
+    for b in "${BATCHES[@]}"; do
+        phase "torch:eager:$b" 90 python3 "$pack/peers/mlp_torch.py" --device cuda \
+            --batch-size "$b" --data "$mnist" "${torch_size[@]}"
+    done
+    if [ "$compile" = 1 ]; then
+        for b in "${BATCHES[@]}"; do
+            phase "torch:compile:$b" 150 python3 "$pack/peers/mlp_torch.py" --device cuda \
+                --compile --batch-size "$b" --data "$mnist" "${torch_size[@]}"
+        done
+    else
+        skip torch:compile "--no-compile"
+    fi
 fi
 
 report final
