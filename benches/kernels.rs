@@ -79,7 +79,7 @@ fn shape_id(form: &str, b: usize, i: usize, o: usize) -> BenchmarkId {
 /// A synthetic MNIST-shaped set of `n` images.
 fn images(n: usize, rng: &mut Rng) -> Dataset {
     let pixels = (0..n * 784).map(|_| (rng.next() >> 56) as u8).collect();
-    let labels = (0..n).map(|_| (rng.next() % 10) as u8).collect();
+    let labels = (0..n).map(|_| (rng.next() % 10) as u32).collect();
     Dataset::new(
         784,
         Inputs::U8(pixels),

@@ -39,7 +39,7 @@ fn dataset() -> Dataset {
             if r % 5 == 0 { (r >> 56) as u8 } else { 0 }
         })
         .collect();
-    let labels = (0..n).map(|_| (next() % 10) as u8).collect();
+    let labels = (0..n).map(|_| (next() % 10) as u32).collect();
     Dataset::new(
         784,
         Inputs::U8(pixels),

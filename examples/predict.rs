@@ -1,6 +1,15 @@
-//! Which digit is in this picture? Reads a checkpoint saved by `mnist --save` and pictures
-//! (PNG, JPEG or PGM, any size, colour or grey, dark-on-light or light-on-dark), brings each to
-//! MNIST's form (`soma::digit::mnist_like`) and prints the three most probable classes.
+//! What a trained model says about new inputs. Reads a checkpoint saved by `mnist --save` or
+//! `train --save` and prepares each input as training prepared its data, from what the
+//! checkpoint records (`soma::model::Source`):
+//! - a digit model (IDX images): pictures (PNG, JPEG, BMP or PGM, any size, colour or grey,
+//!   dark-on-light or light-on-dark) brought to MNIST's form (`soma::digit::mnist_like`), or
+//!   `--dataset-index` samples of the test set;
+//! - a picture model (`train` on a folder): pictures resized to its input and made grey or RGB;
+//! - a table model (`train` on a CSV): CSV files of rows, answered as CSV (each row's line,
+//!   prediction and class probabilities);
+//! - an array model (`train` on NumPy data): `.npy` files of inputs shaped as in training.
+//!
+//! Prints the three most probable classes of each input (or one JSON object each, `--json`).
 //!
 //! `cargo run --release --example predict -- --load model.safetensors digit.png [more…]`
 
@@ -9,6 +18,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use soma::data::{DatasetKind, locate};
+use soma::model::Source as ModelSource;
 use soma::model::top_k;
 use soma::{BackendKind, ModelInfo, Normalize, Optimizer, Targets, checkpoint, digit};
 
@@ -25,14 +35,16 @@ enum ScaleArg {
     Standard,
 }
 
-/// Predict the digit in pictures with a network trained by the mnist example.
+/// Predict with a network trained by the mnist or train example: pictures, CSV rows or .npy
+/// arrays, as the checkpoint's model reads them.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
     /// The checkpoint (`mnist --save FILE`).
     #[arg(long)]
     load: PathBuf,
-    /// Pictures to read: PNG, JPEG or PGM/PPM.
+    /// What to predict: pictures (PNG, JPEG, BMP, PGM/PPM), CSV/TSV files of rows (a table
+    /// model), or .npy files of inputs (an array model).
     images: Vec<PathBuf>,
     /// Also predict these samples of the test set (0-based), showing their labels.
     #[arg(long)]
@@ -92,48 +104,56 @@ fn main() -> ExitCode {
     }
 }
 
-/// One thing to predict: where it came from and its 28×28 stored pixels.
+/// One thing to predict: where it came from and its network inputs.
 struct Item {
     source: Source,
-    pixels: Vec<u8>,
+    inputs: Vec<f32>,
 }
 
 enum Source {
     File(PathBuf),
-    Test { index: usize, label: usize },
+    Test {
+        index: usize,
+        label: usize,
+    },
+    /// Sample `index` of an array file.
+    Sample {
+        file: PathBuf,
+        index: usize,
+    },
+    /// The row on line `line` of a CSV file.
+    Row {
+        file: PathBuf,
+        line: u64,
+    },
 }
 
-/// Predicts everything asked for; `Ok(false)` when some pictures failed (and were reported).
+/// Predicts everything asked for; `Ok(false)` when some inputs failed (and were reported).
 fn run(args: &Args) -> Result<bool, Fail> {
     if args.images.is_empty() && args.dataset_index.is_empty() {
         return Err("nothing to predict: give picture files or --dataset-index N".into());
     }
     let ckpt = checkpoint::load(&args.load)?;
     let info = model_info(args, &ckpt)?;
-    let side = digit::SIDE;
-    if ckpt.network.inputs() != side * side || info.image.is_some_and(|s| s != (side, side)) {
-        return Err(soma::Error::Checkpoint {
-            path: args.load.clone(),
-            reason: format!(
-                "the network takes {} inputs{}, but predict makes {side}×{side} images ({} inputs)",
-                ckpt.network.inputs(),
-                info.image
-                    .map(|(r, c)| format!(" (a {r}×{c} image)"))
-                    .unwrap_or_default(),
-                side * side
-            ),
-        }
-        .into());
+    let width = ckpt.network.inputs();
+    if !args.dataset_index.is_empty() && info.source != ModelSource::Idx {
+        return Err(
+            "--dataset-index reads the MNIST test set; this model was trained on other \
+                    data"
+                .into(),
+        );
     }
-
     let mut all_read = true;
     let mut items = Vec::new();
     for path in &args.images {
-        match read_picture(path) {
-            Ok(pixels) => items.push(Item {
-                source: Source::File(path.clone()),
-                pixels,
-            }),
+        let read = match &info.source {
+            ModelSource::Idx => digit_item(args, &ckpt, &info, path),
+            ModelSource::Pictures => picture_item(&info, path),
+            ModelSource::Table { .. } => table_items(&info, path),
+            ModelSource::Arrays => array_items(&info, path, width),
+        };
+        match read {
+            Ok(read) => items.extend(read),
             Err(e) => {
                 eprintln!("error: {e}");
                 all_read = false;
@@ -141,6 +161,7 @@ fn run(args: &Args) -> Result<bool, Fail> {
         }
     }
     if !args.dataset_index.is_empty() {
+        check_digit_model(args, &ckpt, &info)?;
         items.extend(test_samples(args, &info)?);
     }
     if items.is_empty() {
@@ -162,13 +183,17 @@ fn run(args: &Args) -> Result<bool, Fail> {
         Optimizer::Sgd,
         &opts,
     )?;
-    let pixels: Vec<u8> = items
+    let values: Vec<f32> = items
         .iter()
-        .flat_map(|i| i.pixels.iter().copied())
+        .flat_map(|i| i.inputs.iter().copied())
         .collect();
-    let inputs = info.inputs(&pixels, side * side)?;
+    let inputs = ndarray::Array2::from_shape_vec((items.len(), width), values)?;
     let probs = backend.predict(inputs.view())?;
-
+    let table = matches!(info.source, ModelSource::Table { .. });
+    if table && !args.json {
+        print_csv(&items, &probs, &info);
+        return Ok(all_read);
+    }
     for (item, row) in items.iter().zip(probs.rows()) {
         let row = row.to_vec();
         let top = top_k(&row, 3);
@@ -181,6 +206,14 @@ fn run(args: &Args) -> Result<bool, Fail> {
                 Source::Test { index, label } => {
                     obj.insert("dataset_index".into(), (*index).into());
                     obj.insert("label".into(), info.class_name(*label).into());
+                }
+                Source::Sample { file, index } => {
+                    obj.insert("file".into(), file.display().to_string().into());
+                    obj.insert("index".into(), (*index).into());
+                }
+                Source::Row { file, line } => {
+                    obj.insert("file".into(), file.display().to_string().into());
+                    obj.insert("line".into(), (*line).into());
                 }
             }
             obj.insert("prediction".into(), info.class_name(top[0].0).into());
@@ -199,6 +232,8 @@ fn run(args: &Args) -> Result<bool, Fail> {
                 Source::Test { index, label } => {
                     format!("test sample {index} (label {})", info.class_name(*label))
                 }
+                Source::Sample { file, index } => format!("{}[{index}]", file.display()),
+                Source::Row { file, line } => format!("{} line {line}", file.display()),
             };
             let answers: Vec<String> = top
                 .iter()
@@ -208,6 +243,176 @@ fn run(args: &Args) -> Result<bool, Fail> {
         }
     }
     Ok(all_read)
+}
+
+/// Table predictions as CSV: each row's file and line, the predicted class, then one
+/// probability column per class.
+fn print_csv(items: &[Item], probs: &ndarray::Array2<f32>, info: &ModelInfo) {
+    let quote = |s: &str| {
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    };
+    let classes: Vec<String> = (0..probs.ncols()).map(|c| info.class_name(c)).collect();
+    let header: Vec<String> = ["file", "line", "prediction"]
+        .into_iter()
+        .map(String::from)
+        .chain(classes.iter().map(|c| quote(&format!("p_{c}"))))
+        .collect();
+    println!("{}", header.join(","));
+    for (item, row) in items.iter().zip(probs.rows()) {
+        let (file, line) = match &item.source {
+            Source::Row { file, line } => (file.display().to_string(), line.to_string()),
+            _ => unreachable!("table models predict rows"),
+        };
+        let best = top_k(row.as_slice().expect("rows"), 1)[0].0;
+        let mut cells = vec![quote(&file), line, quote(&classes[best])];
+        cells.extend(row.iter().map(|p| format!("{p}")));
+        println!("{}", cells.join(","));
+    }
+}
+
+/// A digit model reads 28×28 pictures (a version 1 checkpoint records nothing: the network's
+/// 784 inputs say it).
+fn check_digit_model(
+    args: &Args,
+    ckpt: &checkpoint::Checkpoint,
+    info: &ModelInfo,
+) -> Result<(), Fail> {
+    let side = digit::SIDE;
+    let digit_shape = soma::shape::Chw::new(1, side, side);
+    if ckpt.network.inputs() != side * side || info.image.is_some_and(|s| s != digit_shape) {
+        return Err(soma::Error::Checkpoint {
+            path: args.load.clone(),
+            reason: format!(
+                "the network takes {} inputs{}, but predict makes {side}×{side} images ({} inputs)",
+                ckpt.network.inputs(),
+                info.image
+                    .map(|i| format!(" (a {i} image)"))
+                    .unwrap_or_default(),
+                side * side
+            ),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// A picture for a digit model, in MNIST's form (see `common/picture.rs`).
+fn digit_item(
+    args: &Args,
+    ckpt: &checkpoint::Checkpoint,
+    info: &ModelInfo,
+    path: &Path,
+) -> Result<Vec<Item>, Fail> {
+    check_digit_model(args, ckpt, info)?;
+    let pixels = picture::read(path)?;
+    let side = digit::SIDE;
+    Ok(vec![Item {
+        source: Source::File(path.to_path_buf()),
+        inputs: info
+            .inputs(&pixels, side * side)?
+            .into_raw_vec_and_offset()
+            .0,
+    }])
+}
+
+/// A picture for a picture model: resized to its input (the triangle filter training used),
+/// grey or RGB as its channels are.
+fn picture_item(info: &ModelInfo, path: &Path) -> Result<Vec<Item>, Fail> {
+    let image = info
+        .image
+        .ok_or("a picture model records its image shape")?;
+    let decoded = soma::data::picture::read(path)?;
+    let mut pixels = vec![0u8; image.len()];
+    soma::data::folder::pack(
+        &decoded,
+        image.c as u8,
+        image.h as u32,
+        image.w as u32,
+        &mut pixels,
+    );
+    Ok(vec![Item {
+        source: Source::File(path.to_path_buf()),
+        inputs: info
+            .inputs(&pixels, image.len())?
+            .into_raw_vec_and_offset()
+            .0,
+    }])
+}
+
+/// The rows of a CSV file for a table model, its feature columns found by name (or in order
+/// without a header); a missing cell is an error naming its line and column.
+fn table_items(info: &ModelInfo, path: &Path) -> Result<Vec<Item>, Fail> {
+    let ModelSource::Table { columns, label } = &info.source else {
+        unreachable!("called for table models")
+    };
+    let schema: Vec<soma::data::csv::FeatureColumn> = columns
+        .iter()
+        .map(|c| soma::data::csv::FeatureColumn {
+            name: c.name().to_string(),
+            encoding: match c {
+                soma::model::TableColumn::Numeric { .. } => soma::data::csv::Encoding::Numeric,
+                soma::model::TableColumn::OneHot { levels, .. } => {
+                    soma::data::csv::Encoding::OneHot {
+                        levels: levels.clone(),
+                    }
+                }
+            },
+        })
+        .collect();
+    let bytes = std::fs::read(path).map_err(|e| soma::Error::io(path, "read CSV", e))?;
+    let (values, lines) =
+        soma::data::csv::parse_rows_with(path, &bytes, &schema, Some(label.as_str()), false)?;
+    let width = values.len() / lines.len().max(1);
+    let inputs = info.inputs_f32(&values, width.max(1))?;
+    Ok(inputs
+        .rows()
+        .into_iter()
+        .zip(lines)
+        .map(|(row, line)| Item {
+            source: Source::Row {
+                file: path.to_path_buf(),
+                line,
+            },
+            inputs: row.to_vec(),
+        })
+        .collect())
+}
+
+/// The samples of a `.npy` file for an array model: `[n, …]` shaped as the training inputs
+/// (channel-last images reordered as in training).
+fn array_items(info: &ModelInfo, path: &Path, width: usize) -> Result<Vec<Item>, Fail> {
+    let x = soma::data::npy::load_npy(path)?;
+    let shape = soma::data::arrays::sample_shape(path, &x.shape, None)?;
+    if shape.width != width || (info.image.is_some() && shape.image != info.image) {
+        return Err(format!(
+            "{}: samples of shape {:?}; the model reads {}",
+            path.display(),
+            &x.shape[1..],
+            info.image
+                .map_or_else(|| format!("{width} values"), |i| i.to_string())
+        )
+        .into());
+    }
+    let inputs = match soma::data::arrays::inputs(x, &shape) {
+        soma::Inputs::U8(v) => info.inputs(&v, width)?,
+        soma::Inputs::F32(v) => info.inputs_f32(&v, width)?,
+    };
+    Ok(inputs
+        .rows()
+        .into_iter()
+        .enumerate()
+        .map(|(i, row)| Item {
+            source: Source::Sample {
+                file: path.to_path_buf(),
+                index: i,
+            },
+            inputs: row.to_vec(),
+        })
+        .collect())
 }
 
 /// The checkpoint's input description, or for a version 1 file the one given by the flags.
@@ -237,10 +442,8 @@ fn model_info(args: &Args, ckpt: &checkpoint::Checkpoint) -> Result<ModelInfo, F
         .into()),
         (None, Some(normalize)) => {
             let info = ModelInfo {
-                normalize,
-                image: None,
                 dataset: args.dataset.unwrap_or(DatasetKind::Mnist).to_string(),
-                classes: Vec::new(),
+                ..ModelInfo::plain(normalize)
             };
             info.check(&ckpt.network)?;
             Ok(info)
@@ -255,11 +458,6 @@ fn model_info(args: &Args, ckpt: &checkpoint::Checkpoint) -> Result<ModelInfo, F
         }
         .into()),
     }
-}
-
-/// Decodes a picture file and brings it to MNIST's form (see `common/picture.rs`).
-fn read_picture(path: &Path) -> Result<Vec<u8>, Fail> {
-    Ok(picture::read(path)?)
 }
 
 /// The test-set samples `--dataset-index` names, as stored (already in MNIST's form).
@@ -291,7 +489,10 @@ fn test_samples(args: &Args, info: &ModelInfo) -> Result<Vec<Item>, Fail> {
                     index,
                     label: labels[index] as usize,
                 },
-                pixels: pixels[index * f..(index + 1) * f].to_vec(),
+                inputs: info
+                    .inputs(&pixels[index * f..(index + 1) * f], f)?
+                    .into_raw_vec_and_offset()
+                    .0,
             })
         })
         .collect()

@@ -15,7 +15,7 @@ FUZZ_WORK="$(mktemp -d)"
 export FUZZ_WORK
 trap 'rm -rf "$FUZZ_WORK"' EXIT
 # Executions per target: about 25 s each at the short runs' speed (SECURITY.md).
-declare -A runs=([idx]=60000 [checkpoint]=100000 [picture]=30000 [layers]=200000)
-for target in idx checkpoint picture layers; do
+declare -A runs=([idx]=60000 [checkpoint]=100000 [picture]=30000 [layers]=200000 [csv]=40000 [npy]=60000)
+for target in idx checkpoint picture layers csv npy; do
     ./run.sh "$target" "-runs=${runs[$target]}" -seed=1
 done

@@ -4,7 +4,7 @@
 #
 #   fuzz/run.sh TARGET [SECONDS | -runs=N] [more libFuzzer flags…]
 #
-# TARGET is idx, checkpoint, picture or layers; the default is 60 seconds. New inputs it finds stay in
+# TARGET is idx, checkpoint, picture, layers, npy or csv; the default is 60 seconds. New inputs it finds stay in
 # fuzz/work/TARGET, or FUZZ_WORK/TARGET (ignored by git; copy the useful ones into corpus/ by
 # hand, `-merge=1` keeps it small); crashes go to fuzz/artifacts/TARGET. SANITIZER=none builds
 # without ASan; JOBS=N runs N workers (libFuzzer's -fork), for the long runs.
@@ -18,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-target="${1:?usage: fuzz/run.sh idx|checkpoint|picture|layers [SECONDS | -runs=N] [libFuzzer flags…]}"
+target="${1:?usage: fuzz/run.sh idx|checkpoint|picture|layers|csv|npy [SECONDS | -runs=N] [libFuzzer flags…]}"
 shift
 budget="${1:-60}"
 [ $# -gt 0 ] && shift

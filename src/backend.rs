@@ -102,9 +102,18 @@ pub trait Backend {
     fn set_optim_state(&mut self, state: &OptimState) -> Result<()>;
 }
 
-/// Checks that `data` has the input and target widths `net` needs (`what` names it in the
-/// error).
+/// Checks that `data` has the input and target widths `net` needs and, if it is images, an
+/// image shape of as many values as each sample has (`what` names it in the error).
 pub(crate) fn check_data(net: &Network, data: &Dataset, what: &str) -> Result<()> {
+    if let Some(image) = data.image
+        && image.len() != data.features()
+    {
+        return Err(Error::shape(
+            format!("{what} image shape"),
+            format!("{} values per sample", data.features()),
+            format!("{image} = {} values", image.len()),
+        ));
+    }
     if data.features() != net.inputs() || data.targets().width() != net.outputs() {
         return Err(Error::shape(
             what,

@@ -74,8 +74,9 @@ pub fn model_layers(model: &str) -> Option<&str> {
     (model != "mlp").then(|| preset(model).unwrap_or(model))
 }
 
-/// The network `model` names for MNIST-shaped `image`s with `classes` softmax outputs, or, for
-/// `mlp`, `mlp()`.
+/// The network `model` names for `image`s with `classes` softmax outputs, or, for `mlp`,
+/// `mlp()`. A preset ends in as many outputs as there are classes (its `dense10` is MNIST's
+/// ten); a layer string is taken as written.
 pub fn model_network(
     model: &str,
     image: Chw,
@@ -85,6 +86,14 @@ pub fn model_network(
     let Some(text) = model_layers(model) else {
         return mlp();
     };
+    let text = match preset(model) {
+        Some(preset) => {
+            let head = preset.rsplit_once(',').map_or("", |(head, _)| head);
+            format!("{head},dense{classes}")
+        }
+        None => text.to_string(),
+    };
+    let text = text.as_str();
     let net = from_string(image, text, Output::SoftmaxCrossEntropy)?;
     if net.outputs() != classes {
         return Err(Error::Network(format!(

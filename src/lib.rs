@@ -39,6 +39,7 @@ pub mod ops;
 pub mod optim;
 pub mod params;
 pub mod select;
+pub mod shape;
 pub mod train;
 
 pub use backend::{Backend, Stats};

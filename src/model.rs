@@ -1,20 +1,75 @@
 //! What a trained network needs besides its weights to be used on new data: how its inputs were
-//! normalised, the image shape, and what its outputs mean. Checkpoints of format version 2 carry
-//! a [`ModelInfo`] (see [`crate::checkpoint`]).
+//! normalised (one map for all values, one per image channel or one per feature), the image
+//! shape, where its inputs come from (IDX images, pictures, table columns, arrays) and what its
+//! outputs mean. Checkpoints of format version 2 and later carry a [`ModelInfo`] (see
+//! [`crate::checkpoint`]).
 
 use ndarray::Array2;
 
 use crate::data::{DatasetKind, Normalize};
 use crate::error::{Error, Result};
 use crate::net::Network;
+use crate::shape::Chw;
+
+/// Where a model's inputs come from: what a raw sample is before the maps apply.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub enum Source {
+    /// IDX images in MNIST's form (the digit pipeline prepares a picture for them).
+    #[default]
+    Idx,
+    /// Picture files, each resized to the image shape (triangle filter, the support scaled
+    /// when shrinking) and made grey (luma) or RGB to match its channels.
+    Pictures,
+    /// Rows of a CSV/TSV table: its feature columns in order and the label column's name.
+    Table {
+        columns: Vec<TableColumn>,
+        label: String,
+    },
+    /// NumPy arrays of the input shape.
+    Arrays,
+}
+
+/// One feature column of a table, as the model reads it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TableColumn {
+    /// A number (its map is one of [`ModelInfo::feature_maps`]).
+    Numeric { name: String },
+    /// A text column, one input per level (sorted), 1 for the row's level and 0 elsewhere.
+    OneHot { name: String, levels: Vec<String> },
+}
+
+impl TableColumn {
+    pub fn name(&self) -> &str {
+        match self {
+            TableColumn::Numeric { name } | TableColumn::OneHot { name, .. } => name,
+        }
+    }
+
+    /// Network inputs this column becomes.
+    pub fn width(&self) -> usize {
+        match self {
+            TableColumn::Numeric { .. } => 1,
+            TableColumn::OneHot { levels, .. } => levels.len(),
+        }
+    }
+}
 
 /// Everything about a network's inputs and outputs that training knew and prediction needs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelInfo {
-    /// The map training applied to every stored input value: `x = v · scale + shift`.
+    /// The map training applied to every stored input value: `x = v · scale + shift`, where
+    /// neither of the per-channel or per-feature maps is given.
     pub normalize: Normalize,
-    /// `(rows, cols)` when each input is an image (row-major), `None` otherwise.
-    pub image: Option<(usize, usize)>,
+    /// One map per image channel (standardised per channel), applied instead of `normalize`;
+    /// empty when `normalize` applies.
+    pub channel_maps: Vec<Normalize>,
+    /// One map per network input (tables and arrays of vectors, standardised per feature),
+    /// applied instead of `normalize`; empty when `normalize` applies.
+    pub feature_maps: Vec<Normalize>,
+    /// The shape of each input when it is an image (channel-major), `None` otherwise.
+    pub image: Option<Chw>,
+    /// What a raw sample is.
+    pub source: Source,
     /// The dataset the network was trained on (`mnist`, `fashion`, or a free name).
     pub dataset: String,
     /// One name per output class, in output order; empty when the outputs are not classes.
@@ -26,33 +81,98 @@ impl ModelInfo {
     pub fn for_dataset(kind: DatasetKind, normalize: Normalize) -> Self {
         ModelInfo {
             normalize,
-            image: Some((28, 28)),
+            image: Some(Chw::new(1, 28, 28)),
             dataset: kind.to_string(),
             classes: class_names(kind).iter().map(|s| s.to_string()).collect(),
+            ..ModelInfo::plain(normalize)
+        }
+    }
+
+    /// A description with `normalize` for every input and nothing else known.
+    pub fn plain(normalize: Normalize) -> Self {
+        ModelInfo {
+            normalize,
+            channel_maps: Vec::new(),
+            feature_maps: Vec::new(),
+            image: None,
+            source: Source::default(),
+            dataset: String::new(),
+            classes: Vec::new(),
+        }
+    }
+
+    /// The map of network input `i` (of `width` per sample): its feature's, its channel's, or
+    /// `normalize`.
+    pub fn map_of(&self, i: usize) -> Normalize {
+        if let Some(m) = self.feature_maps.get(i) {
+            return *m;
+        }
+        match (self.image, self.channel_maps.is_empty()) {
+            (Some(img), false) if img.plane() > 0 => {
+                self.channel_maps[(i / img.plane()).min(self.channel_maps.len() - 1)]
+            }
+            _ => self.normalize,
         }
     }
 
     /// Checks that this description fits `net`: a finite, non-zero scale and a finite shift, an
     /// image shape with as many pixels as the network has inputs, and a name for every output.
     pub fn check(&self, net: &Network) -> Result<()> {
-        let Normalize { scale, shift } = self.normalize;
-        if !(scale.is_finite() && scale != 0.0) {
-            return Err(Error::arg(
-                "input scale",
-                "a finite, non-zero number",
-                scale,
+        let maps = std::iter::once(&self.normalize)
+            .chain(&self.channel_maps)
+            .chain(&self.feature_maps);
+        for &Normalize { scale, shift } in maps {
+            if !(scale.is_finite() && scale != 0.0) {
+                return Err(Error::arg(
+                    "input scale",
+                    "a finite, non-zero number",
+                    scale,
+                ));
+            }
+            if !shift.is_finite() {
+                return Err(Error::arg("input shift", "a finite number", shift));
+            }
+        }
+        if let Some(image) = self.image
+            && image
+                .c
+                .checked_mul(image.h)
+                .and_then(|n| n.checked_mul(image.w))
+                != Some(net.inputs())
+        {
+            return Err(Error::Shape {
+                what: "image shape".into(),
+                expected: format!("{} values (the network's inputs)", net.inputs()),
+                got: image.to_string(),
+            });
+        }
+        if !self.channel_maps.is_empty() && self.image.map(|i| i.c) != Some(self.channel_maps.len())
+        {
+            return Err(Error::shape(
+                "per-channel input maps",
+                "one per image channel",
+                format!(
+                    "{} maps for image {:?}",
+                    self.channel_maps.len(),
+                    self.image
+                ),
             ));
         }
-        if !shift.is_finite() {
-            return Err(Error::arg("input shift", "a finite number", shift));
+        if !self.feature_maps.is_empty() && self.feature_maps.len() != net.inputs() {
+            return Err(Error::shape(
+                "per-feature input maps",
+                format!("{} (the network's inputs)", net.inputs()),
+                format!("{} maps", self.feature_maps.len()),
+            ));
         }
-        if let Some((rows, cols)) = self.image {
-            if rows.checked_mul(cols) != Some(net.inputs()) {
-                return Err(Error::Shape {
-                    what: "image shape".into(),
-                    expected: format!("{} pixels (the network's inputs)", net.inputs()),
-                    got: format!("{rows}×{cols}"),
-                });
+        if let Source::Table { columns, .. } = &self.source {
+            let width: usize = columns.iter().map(TableColumn::width).sum();
+            if width != net.inputs() {
+                return Err(Error::shape(
+                    "table columns",
+                    format!("{} inputs (the network's)", net.inputs()),
+                    format!("{} columns giving {width} inputs", columns.len()),
+                ));
             }
         }
         if !self.classes.is_empty() && self.classes.len() != net.outputs() {
@@ -76,16 +196,37 @@ impl ModelInfo {
     /// Network inputs for images given as stored bytes (`pixels.len()` a multiple of `width`),
     /// one row each, normalised the way training normalised them.
     pub fn inputs(&self, pixels: &[u8], width: usize) -> Result<Array2<f32>> {
-        if width == 0 || !pixels.len().is_multiple_of(width) {
+        self.inputs_of(pixels.iter().map(|&p| p as f32), pixels.len(), width)
+    }
+
+    /// Network inputs for raw real values (table rows, arrays; `values.len()` a multiple of
+    /// `width`), mapped as training mapped them.
+    pub fn inputs_f32(&self, values: &[f32], width: usize) -> Result<Array2<f32>> {
+        self.inputs_of(values.iter().copied(), values.len(), width)
+    }
+
+    fn inputs_of(
+        &self,
+        values: impl Iterator<Item = f32>,
+        len: usize,
+        width: usize,
+    ) -> Result<Array2<f32>> {
+        if width == 0 || !len.is_multiple_of(width) {
             return Err(Error::Shape {
-                what: "input pixels".into(),
-                expected: format!("a multiple of {width} bytes"),
-                got: format!("{} bytes", pixels.len()),
+                what: "input values".into(),
+                expected: format!("a multiple of {width} values"),
+                got: format!("{len} values"),
             });
         }
-        let Normalize { scale, shift } = self.normalize;
-        let values = pixels.iter().map(|&p| p as f32 * scale + shift).collect();
-        Ok(Array2::from_shape_vec((pixels.len() / width, width), values).expect("length checked"))
+        let maps: Vec<Normalize> = (0..width).map(|i| self.map_of(i)).collect();
+        let mapped = values
+            .enumerate()
+            .map(|(i, v)| {
+                let m = maps[i % width];
+                v * m.scale + m.shift
+            })
+            .collect();
+        Ok(Array2::from_shape_vec((len / width, width), mapped).expect("length checked"))
     }
 }
 
@@ -127,8 +268,17 @@ mod tests {
         let good = ModelInfo::for_dataset(DatasetKind::Mnist, Normalize::UNIT);
         good.check(&net).unwrap();
         let mut bad = good.clone();
-        bad.image = Some((28, 27));
+        bad.image = Some(Chw::new(1, 28, 27));
         assert!(bad.check(&net).unwrap_err().to_string().contains("28×27"));
+        let mut bad = good.clone();
+        bad.channel_maps = vec![Normalize::UNIT; 3];
+        assert!(
+            bad.check(&net).is_err(),
+            "three channel maps for one channel"
+        );
+        let mut bad = good.clone();
+        bad.feature_maps = vec![Normalize::UNIT; 10];
+        assert!(bad.check(&net).is_err(), "ten feature maps for 784 inputs");
         let mut bad = good.clone();
         bad.classes.pop();
         assert!(bad.check(&net).unwrap_err().to_string().contains("9 names"));

@@ -98,6 +98,13 @@ fn small() -> Checkpoint {
     checkpoint(net(&[5, 4, 3], Activation::Tanh), Optimizer::adam(), 3)
 }
 
+/// The metadata of the checkpoint file at `path`.
+fn metadata(path: &Path) -> HashMap<String, String> {
+    let bytes = fs::read(path).unwrap();
+    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+    header.metadata().clone().unwrap()
+}
+
 fn saved(dir: &Path, ckpt: &Checkpoint) -> PathBuf {
     let path = dir.join("run.safetensors");
     save(&path, ckpt).unwrap();
@@ -341,7 +348,7 @@ fn malformed_metadata_is_an_error_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let cases: &[(&str, &str, &str)] = &[
         ("format", "gguf", "format"),
-        ("version", "4", "version"),
+        ("version", "5", "version"),
         ("sizes", "5,four,3", "sizes"),
         ("sizes", "5", "network"),
         ("sizes", "5,0,3", "network"),
@@ -607,13 +614,13 @@ fn saved_files_read_with_the_plain_safetensors_crate() {
 fn small_model() -> Checkpoint {
     let mut c = small();
     c.model = Some(ModelInfo {
-        normalize: Normalize {
-            scale: f32::from_bits(0x3c50_8b3d),
-            shift: -0.424_072_47,
-        },
         image: None,
         dataset: "toy set".into(),
         classes: vec!["cat".into(), "a \"quoted\" dog".into(), "ünïcode/ß".into()],
+        ..ModelInfo::plain(Normalize {
+            scale: f32::from_bits(0x3c50_8b3d),
+            shift: -0.424_072_47,
+        })
     });
     c
 }
@@ -720,4 +727,119 @@ fn hyper_parameters_out_of_range_are_refused_on_load() {
         msg.contains("weight decay") && msg.contains("-0.1"),
         "{msg}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Format version 4: a model trained on a user's data
+
+/// `small()` (5 inputs) as a table model: a numeric column and a one-hot one of four levels,
+/// standardised per feature.
+fn small_table_model() -> Checkpoint {
+    use soma::model::{Source, TableColumn};
+    let mut c = small();
+    c.model = Some(ModelInfo {
+        feature_maps: (0..5)
+            .map(|i| Normalize {
+                scale: 0.5 + i as f32,
+                shift: -0.25 * i as f32,
+            })
+            .collect(),
+        source: Source::Table {
+            columns: vec![
+                TableColumn::Numeric {
+                    name: "petal \"width\"".into(),
+                },
+                TableColumn::OneHot {
+                    name: "colour".into(),
+                    levels: vec!["blue".into(), "green".into(), "red".into(), "ünï".into()],
+                },
+            ],
+            label: "species".into(),
+        },
+        dataset: "flowers".into(),
+        classes: vec!["a".into(), "b".into(), "c".into()],
+        ..ModelInfo::plain(Normalize::IDENTITY)
+    });
+    c
+}
+
+#[test]
+fn version_4_round_trips_maps_sources_and_colour_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = small_table_model();
+    let path = saved(dir.path(), &table);
+    let back = load(&path).unwrap();
+    assert_eq!(back.model, table.model);
+    let meta = metadata(&path);
+    assert_eq!(meta["version"], "4");
+    assert!(meta["source"].contains("\"table\""), "{}", meta["source"]);
+
+    // A 3×2×2 image model (12 inputs) with per-channel maps: `image` is `c,h,w`.
+    let net = Network::new(&[12, 3], Activation::Sigmoid, Output::SoftmaxCrossEntropy).unwrap();
+    let params = Params::init(&net, Init::Uniform, 2);
+    let pictures = Checkpoint {
+        state: OptimState::new(&Optimizer::Sgd, &params),
+        network: net,
+        params,
+        optimizer: Optimizer::Sgd,
+        epoch: 1,
+        model: Some(ModelInfo {
+            channel_maps: vec![Normalize::UNIT, Normalize::IDENTITY, Normalize::UNIT],
+            image: Some(soma::shape::Chw::new(3, 2, 2)),
+            source: soma::model::Source::Pictures,
+            classes: vec!["x".into(), "y".into(), "z".into()],
+            ..ModelInfo::plain(Normalize::IDENTITY)
+        }),
+    };
+    let path = dir.path().join("pictures.safetensors");
+    save(&path, &pictures).unwrap();
+    assert_eq!(load(&path).unwrap().model, pictures.model);
+    assert_eq!(metadata(&path)["image"], "3,2,2");
+
+    // A model that needs nothing new stays version 2.
+    let path = saved(dir.path(), &small_model());
+    assert_eq!(metadata(&path)["version"], "2");
+}
+
+#[test]
+fn malformed_version_4_keys_are_errors_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &str, &str)] = &[
+        ("input_maps", "[1,2]", "input_maps"),
+        ("input_maps", r#"{"feature":[[1,0],[2,0]]}"#, "per-feature"),
+        ("input_maps", r#"{"feature":[[1,"x"]]}"#, "input_maps"),
+        ("input_maps", r#"{"pixel":[[1,0]]}"#, "input_maps"),
+        (
+            "input_maps",
+            r#"{"feature":[[0,0],[1,0],[1,0],[1,0],[1,0]]}"#,
+            "scale",
+        ),
+        ("source", r#""pictures!""#, "source"),
+        ("source", r#"{"table":{"label":"y"}}"#, "source"),
+        (
+            "source",
+            r#"{"table":{"label":"y","columns":[{"name":"a","levels":[]}]}}"#,
+            "source",
+        ),
+        (
+            "source",
+            r#"{"table":{"label":"y","columns":[{"name":"a"}]}}"#,
+            "table columns",
+        ),
+        ("image", "3,1", "image"),
+    ];
+    for &(key, value, needle) in cases {
+        let path = saved(dir.path(), &small_table_model());
+        rewrite(&path, |meta, _| {
+            meta.insert(key.to_string(), value.to_string());
+        });
+        let msg = checkpoint_error(load(&path), &path);
+        assert!(msg.contains(needle), "{key}={value}: {msg}");
+    }
+    // A version 2 file may not use version 4's image form.
+    let path = saved(dir.path(), &small_model());
+    rewrite(&path, |meta, _| {
+        meta.insert("image".into(), "1,1,5".into());
+    });
+    assert!(checkpoint_error(load(&path), &path).contains("image"));
 }

@@ -44,7 +44,7 @@ fn a_cnn_learns_and_several_threads_train_it_as_one_does() {
     let net = tfjs();
     // The same templates (seed) for both sets, different noise: the first 600 train.
     let mut all = mnist_like(900, 1);
-    all.image = Some((28, 28));
+    all.image = Some(soma::shape::Chw::new(1, 28, 28));
     let train_set = all.head(600);
     let run = |threads: usize, epochs: u64, optimizer: Optimizer| {
         let params = Params::init(&net, Init::Uniform, 9);

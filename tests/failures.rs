@@ -35,7 +35,7 @@ fn data() -> Dataset {
         784,
         Inputs::U8(pixels),
         Targets::Labels {
-            labels: (0..len).map(|i| (i % 10) as u8).collect(),
+            labels: (0..len).map(|i| (i % 10) as u32).collect(),
             classes: 10,
         },
         Normalize::UNIT,

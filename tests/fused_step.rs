@@ -40,7 +40,7 @@ fn labelled(len: usize, inputs: usize, classes: usize, seed: u64) -> Dataset {
     let mut rng = Pcg64Mcg::seed_from_u64(seed);
     let x = (0..len * inputs).map(|_| rng.random::<f32>()).collect();
     let labels = (0..len)
-        .map(|_| rng.random_range(0..classes as u8))
+        .map(|_| rng.random_range(0..classes as u32))
         .collect();
     Dataset::new(
         inputs,
@@ -233,7 +233,7 @@ fn odd_widths_and_batches_agree_with_the_cpu() {
 fn shifted_images_agree_with_the_cpu() {
     // The fused gather reads the packed u8 pixels with each entry's shift.
     let mut data = common::data::mnist_like(500, 8);
-    data.image = Some((28, 28));
+    data.image = Some(soma::shape::Chw::new(1, 28, 28));
     let net = Network::new(
         &[784, 32, 10],
         Activation::Relu,

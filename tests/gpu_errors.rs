@@ -38,7 +38,7 @@ fn small_data(len: usize) -> Dataset {
         784,
         Inputs::U8(vec![7; len * 784]),
         Targets::Labels {
-            labels: (0..len).map(|i| (i % 10) as u8).collect(),
+            labels: (0..len).map(|i| (i % 10) as u32).collect(),
             classes: 10,
         },
         Normalize::UNIT,

@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use op_cases::{Ops, every_op_case};
+use soma::data::MAX_CHANNEL_MAPS;
 use soma::gpu::ops::{
     ConvUpdated, Derivative, LossOutput, MatmulSpec, OpTargets, Pooled, UpdateSpec,
 };
@@ -17,6 +18,7 @@ use soma::gpu::{GpuContext, GpuOps, GpuOptions};
 use soma::ops::conv::ConvShape;
 use soma::ops::matmul::Tile;
 use soma::ops::pool::PoolShape;
+use soma::shape::Chw;
 use soma::{Activation, Inputs, Normalize, Optimizer, Output};
 
 fn ops() -> Option<&'static GpuOps> {
@@ -143,10 +145,10 @@ impl Ops for GpuOps {
         inputs: &Inputs,
         features: usize,
         indices: &[u32],
-        normalize: Normalize,
-        image: Option<(usize, usize)>,
+        maps: [Normalize; MAX_CHANNEL_MAPS],
+        image: Option<Chw>,
     ) -> soma::Result<Array2<f32>> {
-        GpuOps::gather_images(self, inputs, features, indices, normalize, image)
+        GpuOps::gather_images(self, inputs, features, indices, maps, image)
     }
 }
 

@@ -206,7 +206,9 @@ fn random_problem(
         };
         let (y, data) = match output {
             Output::SoftmaxCrossEntropy => {
-                let labels: Vec<u8> = (0..b).map(|_| rng.random_range(0..outputs) as u8).collect();
+                let labels: Vec<u32> = (0..b)
+                    .map(|_| rng.random_range(0..outputs) as u32)
+                    .collect();
                 let y = labels
                     .iter()
                     .map(|&l| {
@@ -954,7 +956,7 @@ fn cnn64(net: &Network, p: &[Vec<f64>], x: &[f64]) -> (Vec<f64>, f64) {
 }
 
 /// Mean softmax cross-entropy over the batch, and the smallest kink margin.
-fn cnn_loss64(net: &Network, p: &[Vec<f64>], xs: &[Vec<f64>], labels: &[u8]) -> (f64, f64) {
+fn cnn_loss64(net: &Network, p: &[Vec<f64>], xs: &[Vec<f64>], labels: &[u32]) -> (f64, f64) {
     let mut margin = f64::INFINITY;
     let total: f64 = xs
         .iter()
@@ -1004,7 +1006,7 @@ fn whole_cnns_through_the_cpu_backend_match_finite_differences() {
                             .collect()
                     })
                     .collect();
-                let labels: Vec<u8> = (0..b).map(|_| rng.random_range(0..3)).collect();
+                let labels: Vec<u32> = (0..b).map(|_| rng.random_range(0..3)).collect();
                 let p64 = params64(&params);
                 let x64 = xs
                     .iter()

@@ -173,7 +173,7 @@ fn bad_inputs_are_errors_naming_the_file() {
         "other.safetensors",
         &[100, 10],
         Some(ModelInfo {
-            image: Some((10, 10)),
+            image: Some(soma::shape::Chw::new(1, 10, 10)),
             ..mnist_info()
         }),
     );

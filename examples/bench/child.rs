@@ -52,8 +52,7 @@ pub fn child(args: &Args) -> Result<Value, String> {
     train_set.normalize = Normalize::UNIT;
     test_set.normalize = Normalize::UNIT;
 
-    let (h, w) = train_set.image.ok_or("MNIST without an image shape")?;
-    let image = soma::ops::conv::Chw::new(1, h, w);
+    let image = train_set.image.ok_or("MNIST without an image shape")?;
     let net = soma::layers::model_network(&args.model, image, 10, || {
         Network::new(
             &[train_set.features(), 64, 64, 10],

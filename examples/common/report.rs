@@ -1,6 +1,7 @@
-//! `mnist --report DIR`: the run's metrics as JSON lines, and pictures of its learning curves,
-//! its test confusion matrix and its most confidently wrong test images. Included by the mnist
-//! example with `#[path]`; draws through `plot.rs`.
+//! `mnist --report DIR` and `train --report DIR`: the run's metrics as JSON lines, and pictures
+//! of its learning curves, its test confusion matrix and its most confidently wrong test
+//! samples (each with its file or line). Included by both examples with `#[path]`; draws
+//! through `plot.rs`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -56,13 +57,15 @@ impl EpochRow {
     }
 }
 
-/// A test image the network got wrong.
+/// A test sample the network got wrong.
 #[derive(Clone, Debug)]
 pub struct Mistake {
     /// Index in the test set.
     pub index: usize,
-    /// 28×28 stored pixels.
-    pub pixels: Vec<u8>,
+    /// Where it came from (a file, a CSV line), when known.
+    pub origin: Option<String>,
+    /// Its stored pixels and their shape, when it is an image of bytes.
+    pub picture: Option<(Vec<u8>, soma::shape::Chw)>,
     pub label: usize,
     pub predicted: usize,
     /// The probability the network gave its (wrong) answer.
@@ -397,40 +400,37 @@ fn confusion_png(path: &Path, matrix: &[Vec<u64>], classes: &[String]) -> Result
 /// The most confidently wrong test images in a grid, each with its label and the answer.
 fn mistakes_png(path: &Path, mistakes: &[Mistake], classes: &[String]) -> Result<(), Fail> {
     const COLS: usize = 6;
-    const SCALE: i32 = 4;
-    let (cell_w, cell_h) = (150i32, 172i32);
+    // Each picture is drawn in a box of BOX pixels, each of its pixels a square of whole pixels.
+    const BOX: i32 = 112;
+    // A line more under each picture where the samples have origins.
+    let with_origins = mistakes.iter().any(|m| m.origin.is_some());
+    let (cell_w, cell_h) = (150i32, if with_origins { 192i32 } else { 172 });
     let rows = mistakes.len().div_ceil(COLS).max(1);
     let top = 56;
     let width = (COLS as i32 * cell_w + 20) as u32;
     let height = (top + rows as i32 * cell_h + 10) as u32;
     plot::png(path, (width, height), |root| {
         let title = if mistakes.is_empty() {
-            "No test image was misclassified".to_string()
+            "No test sample was misclassified".to_string()
         } else {
             format!(
-                "The {} test images the network got most confidently wrong",
+                "The {} test samples the network got most confidently wrong",
                 mistakes.len()
             )
         };
         root.draw(&Text::new(title, (16, 16), plot::bold(20)))?;
         for (k, m) in mistakes.iter().enumerate() {
-            let x0 = 10 + (k % COLS) as i32 * cell_w + (cell_w - 28 * SCALE) / 2;
+            let x0 = 10 + (k % COLS) as i32 * cell_w + (cell_w - BOX) / 2;
             let y0 = top + (k / COLS) as i32 * cell_h;
-            for (i, &v) in m.pixels.iter().enumerate() {
-                // Dark ink on white, as the digit was written.
-                let g = 255 - v;
-                let (x, y) = (x0 + (i % 28) as i32 * SCALE, y0 + (i / 28) as i32 * SCALE);
-                root.draw(&Rectangle::new(
-                    [(x, y), (x + SCALE, y + SCALE)],
-                    RGBColor(g, g, g).filled(),
-                ))?;
+            if let Some((pixels, image)) = &m.picture {
+                draw_picture(root, pixels, *image, (x0, y0), BOX)?;
             }
             root.draw(&Rectangle::new(
-                [(x0 - 1, y0 - 1), (x0 + 28 * SCALE, y0 + 28 * SCALE)],
+                [(x0 - 1, y0 - 1), (x0 + BOX, y0 + BOX)],
                 RGBColor(190, 190, 190),
             ))?;
-            let cx = x0 + 14 * SCALE;
-            let text_at = |dy| (cx, y0 + 28 * SCALE + dy);
+            let cx = x0 + BOX / 2;
+            let text_at = |dy| (cx, y0 + BOX + dy);
             let centred = |f| plot::anchored(f, HPos::Center, VPos::Top);
             root.draw(&Text::new(
                 format!("label {}, said {}", classes[m.label], classes[m.predicted]),
@@ -442,7 +442,57 @@ fn mistakes_png(path: &Path, mistakes: &[Mistake], classes: &[String]) -> Result
                 text_at(26),
                 centred(plot::font(12)).color(&RGBColor(90, 90, 90)),
             ))?;
+            if let Some(origin) = &m.origin {
+                root.draw(&Text::new(
+                    shorten(origin, 24),
+                    text_at(44),
+                    centred(plot::font(11)).color(&RGBColor(90, 90, 90)),
+                ))?;
+            }
         }
         Ok(())
     })
+}
+
+/// The last `max` characters of `s`, with an ellipsis where it was cut (a file's name is at
+/// its end).
+fn shorten(s: &str, max: usize) -> String {
+    let n = s.chars().count();
+    if n <= max {
+        return s.to_string();
+    }
+    let tail: String = s.chars().skip(n - (max - 1)).collect();
+    format!("…{tail}")
+}
+
+/// Draws a picture of stored bytes (`image`, channel-major) with its top left at `at`, scaled by
+/// whole pixels to fit `size`. One channel: dark ink on white, as a digit is written; three or
+/// more: the first three as RGB.
+fn draw_picture(
+    root: &Area,
+    pixels: &[u8],
+    image: soma::shape::Chw,
+    at: (i32, i32),
+    size: i32,
+) -> Result<(), Fail> {
+    let side = image.h.max(image.w).max(1) as i32;
+    let scale = (size / side).max(1);
+    let plane = image.plane();
+    for y in 0..image.h.min(size as usize) {
+        for x in 0..image.w.min(size as usize) {
+            let at_c = |c: usize| pixels[c * plane + y * image.w + x];
+            let colour = if image.c >= 3 {
+                RGBColor(at_c(0), at_c(1), at_c(2))
+            } else {
+                let g = 255 - at_c(0);
+                RGBColor(g, g, g)
+            };
+            let (px, py) = (at.0 + x as i32 * scale, at.1 + y as i32 * scale);
+            root.draw(&Rectangle::new(
+                [(px, py), (px + scale, py + scale)],
+                colour.filled(),
+            ))?;
+        }
+    }
+    Ok(())
 }

@@ -46,6 +46,18 @@
 //! (`layer0`, `layer1`, … then the dense layers). Dense networks are still written as version
 //! 2 (or 1), so that older builds read them.
 //!
+//! **Version 4** is written for a model trained on a user's data, whose inputs an older build
+//! would prepare wrongly: its [`ModelInfo`] keys are required, `layers` and `input` optional
+//! (present for a CNN, as in version 3), and it adds:
+//!
+//! | key          | example                                                         |
+//! |--------------|-----------------------------------------------------------------|
+//! | `image`      | `3,64,64` (channels, rows, columns) as well as version 2's forms |
+//! | `input_maps` | `{"channel":[[0.0171,-2.1],[0.0175,-2.0],[0.0174,-1.8]]}`: `[scale, shift]` per image channel, or `{"feature":[…]}` per network input, or `{}` |
+//! | `source`     | `"pictures"`, `"arrays"`, `"idx"`, or `{"table":{"label":"species","columns":[{"name":"petal_width"},{"name":"colour","levels":["blue","red"]}]}}` |
+//!
+//! A file is version 4 only when one of these is needed (see `model_meta.rs`).
+//!
 //! Writes are atomic: the file is written to a temporary sibling, flushed and synced, then
 //! renamed over the target, so a crash or a failed save never leaves a half-written checkpoint
 //! where a good one was. Loads validate everything before building anything, and every problem
@@ -74,6 +86,7 @@ use crate::net::{Activation, Network, Output};
 use crate::optim::{OptimState, Optimizer};
 use crate::params::{Layer, Params};
 
+mod model_meta;
 mod read;
 mod write;
 
@@ -93,6 +106,10 @@ pub const VERSION: u32 = 2;
 /// The version written for a network with spatial layers (convolutions, pools): version 2's
 /// keys (the [`ModelInfo`] ones optional, present together) plus `input` and `layers`.
 pub const VERSION_3: u32 = 3;
+
+/// The version written for a model whose inputs need per-channel or per-feature maps, a
+/// source other than IDX images, or an image of several channels (see the module docs).
+pub const VERSION_4: u32 = 4;
 
 /// The older version, without a [`ModelInfo`]: still read, and written for a checkpoint that
 /// has none.

@@ -43,19 +43,19 @@ pub(super) fn read_bounded(path: &Path) -> Result<Vec<u8>> {
 
 /// The metadata of a checkpoint, with errors that name the missing or malformed key.
 pub(super) struct Meta<'a> {
-    path: &'a Path,
-    map: &'a HashMap<String, String>,
+    pub(super) path: &'a Path,
+    pub(super) map: &'a HashMap<String, String>,
 }
 
 impl Meta<'_> {
-    fn get(&self, key: &str) -> Result<&str> {
+    pub(super) fn get(&self, key: &str) -> Result<&str> {
         self.map
             .get(key)
             .map(String::as_str)
             .ok_or_else(|| bad(self.path, format!("metadata key `{key}` is missing")))
     }
 
-    fn malformed(&self, key: &str, expected: &str, found: &str) -> Error {
+    pub(super) fn malformed(&self, key: &str, expected: &str, found: &str) -> Error {
         bad(
             self.path,
             format!("metadata key `{key}`: expected {expected}, found {found:?}"),
@@ -69,51 +69,12 @@ impl Meta<'_> {
     }
 
     /// A finite f32 written as a decimal, read exactly (no double rounding via f64).
-    fn f32(&self, key: &str) -> Result<f32> {
+    pub(super) fn f32(&self, key: &str) -> Result<f32> {
         let s = self.get(key)?;
         match s.trim().parse::<f32>() {
             Ok(x) if x.is_finite() => Ok(x),
             _ => Err(self.malformed(key, "a finite decimal number", s)),
         }
-    }
-
-    /// The version 2 keys: normalisation, image shape, dataset and class names.
-    fn model(&self) -> Result<ModelInfo> {
-        let normalize = crate::data::Normalize {
-            scale: self.f32("input_scale")?,
-            shift: self.f32("input_shift")?,
-        };
-        let s = self.get("image")?;
-        let image = if s == "none" {
-            None
-        } else {
-            let dims = s
-                .split(',')
-                .map(|p| p.trim().parse::<usize>())
-                .collect::<std::result::Result<Vec<_>, _>>();
-            match dims.as_deref() {
-                Ok([rows, cols]) if *rows > 0 && *cols > 0 => Some((*rows, *cols)),
-                _ => return Err(self.malformed("image", "`rows,cols` or `none`", s)),
-            }
-        };
-        let dataset = self.get("dataset")?.to_string();
-        let s = self.get("classes")?;
-        let classes = match serde_json::from_str::<Value>(s) {
-            Ok(Value::Array(items)) => items
-                .into_iter()
-                .map(|v| match v {
-                    Value::String(name) => Ok(name),
-                    _ => Err(self.malformed("classes", "a JSON array of strings", s)),
-                })
-                .collect::<Result<Vec<_>>>()?,
-            _ => return Err(self.malformed("classes", "a JSON array of strings", s)),
-        };
-        Ok(ModelInfo {
-            normalize,
-            image,
-            dataset,
-            classes,
-        })
     }
 
     fn network(&self) -> Result<Network> {
@@ -349,26 +310,29 @@ pub(super) fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
     }
     let version = meta.get("version")?;
     let version = match version.parse::<u32>() {
-        Ok(v @ (VERSION_1 | VERSION | VERSION_3)) => v,
+        Ok(v @ (VERSION_1 | VERSION | VERSION_3 | VERSION_4)) => v,
         _ => {
             return Err(meta.malformed(
                 "version",
-                &format!("{VERSION_1}, {VERSION} or {VERSION_3} (the versions this build reads)"),
+                &format!(
+                    "{VERSION_1}, {VERSION}, {VERSION_3} or {VERSION_4} (the versions this build \
+                     reads)"
+                ),
                 version,
             ));
         }
     };
     let has_model = match version {
         VERSION_1 => false,
-        VERSION => true,
+        VERSION | VERSION_4 => true,
         _ => meta.map.contains_key("dataset"),
     };
     if version == VERSION_3 {
         meta.get("layers")?;
-    } else if meta.map.contains_key("layers") {
+    } else if version != VERSION_4 && meta.map.contains_key("layers") {
         return Err(meta.malformed(
             "version",
-            &format!("{VERSION_3} for a checkpoint with `layers`"),
+            &format!("{VERSION_3} or {VERSION_4} for a checkpoint with `layers`"),
             &version.to_string(),
         ));
     }
@@ -378,7 +342,7 @@ pub(super) fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
         .validate()
         .map_err(|e| bad(path, format!("metadata key `optimizer`: {e}")))?;
     let model = if has_model {
-        let model = meta.model()?;
+        let model = meta.model(version == VERSION_4)?;
         model
             .check(&network)
             .map_err(|e| bad(path, format!("model metadata: {e}")))?;

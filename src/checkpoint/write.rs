@@ -70,33 +70,14 @@ pub(super) fn optimizer_json(path: &Path, opt: &Optimizer) -> Result<String> {
     Ok(Value::Object(m).to_string())
 }
 
-/// The metadata entries of a [`ModelInfo`] (format version 2).
-pub(super) fn model_meta(path: &Path, model: &ModelInfo) -> Result<Vec<(&'static str, String)>> {
-    let number = |what, x| json_f32(path, what, x).map(|v| v.to_string());
-    Ok(vec![
-        ("input_scale", number("input scale", model.normalize.scale)?),
-        ("input_shift", number("input shift", model.normalize.shift)?),
-        (
-            "image",
-            match model.image {
-                Some((rows, cols)) => format!("{rows},{cols}"),
-                None => "none".to_string(),
-            },
-        ),
-        ("dataset", model.dataset.clone()),
-        (
-            "classes",
-            Value::Array(model.classes.iter().cloned().map(Value::String).collect()).to_string(),
-        ),
-    ])
-}
-
 pub(super) fn encode(path: &Path, ckpt: &Checkpoint) -> Result<Vec<u8>> {
     let net = &ckpt.network;
     let tensors = tensors_of(ckpt);
     let mut meta = HashMap::new();
     meta.insert("format".to_string(), FORMAT.to_string());
-    let version = if !net.is_dense() {
+    let version = if ckpt.model.as_ref().is_some_and(model_meta::needs_version_4) {
+        VERSION_4
+    } else if !net.is_dense() {
         VERSION_3
     } else if ckpt.model.is_some() {
         VERSION
@@ -112,7 +93,7 @@ pub(super) fn encode(path: &Path, ckpt: &Checkpoint) -> Result<Vec<u8>> {
     }
     meta.insert("version".to_string(), version.to_string());
     if let Some(model) = &ckpt.model {
-        for (key, value) in model_meta(path, model)? {
+        for (key, value) in model_meta::write(path, model)? {
             meta.insert(key.to_string(), value);
         }
     }

@@ -21,6 +21,7 @@ use flate2::read::GzDecoder;
 
 use super::{Dataset, Inputs, Normalize, Targets};
 use crate::error::{Error, Result};
+use crate::shape::Chw;
 
 /// The IDX magic of a u8 rank-3 tensor (images).
 pub const IMAGES_MAGIC: u32 = 0x0000_0803;
@@ -191,12 +192,12 @@ fn dataset_from(
             found: format!("{l} at index {i}"),
         });
     }
-    let (features, shape) = (imgs.features(), (imgs.rows, imgs.cols));
+    let (features, shape) = (imgs.features(), Chw::new(1, imgs.rows, imgs.cols));
     let mut data = Dataset::new(
         features,
         Inputs::U8(imgs.pixels),
         Targets::Labels {
-            labels: lbls,
+            labels: lbls.into_iter().map(u32::from).collect(),
             classes,
         },
         Normalize::UNIT,

@@ -3,12 +3,19 @@
 
 // Downloading and finding files on disk are native-only: in a browser the page fetches the
 // files and hands their bytes to `idx::load_bytes`.
+pub mod arrays;
+pub mod csv;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod download;
+pub mod folder;
 pub mod idx;
 mod kind;
 #[cfg(not(target_arch = "wasm32"))]
 mod locate;
+pub mod npy;
+pub mod picture;
+pub mod prepare;
+pub mod split;
 
 pub use kind::DatasetKind;
 #[cfg(not(target_arch = "wasm32"))]
@@ -17,6 +24,7 @@ pub use locate::{MnistFiles, locate};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
+use crate::shape::Chw;
 
 /// Hands out dataset identities; never reused, so a dropped dataset's id names no other.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -38,7 +46,7 @@ pub enum Inputs {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Targets {
     /// A class index `< classes` per sample; one-hot for the loss.
-    Labels { labels: Vec<u8>, classes: usize },
+    Labels { labels: Vec<u32>, classes: usize },
     /// `width` real values per sample.
     Values { values: Vec<f32>, width: usize },
 }
@@ -89,6 +97,18 @@ impl Normalize {
     }
 }
 
+/// The most image channels that can each have their own input map: grey, RGB and RGBA.
+pub const MAX_CHANNEL_MAPS: usize = 4;
+
+/// The map of each channel (see [`Dataset::gather_maps`]) from a dataset's `normalize` and
+/// per-channel `maps`.
+pub fn gather_maps(normalize: Normalize, maps: &[Normalize]) -> [Normalize; MAX_CHANNEL_MAPS] {
+    std::array::from_fn(|c| match maps {
+        [] => normalize,
+        _ => maps[c.min(maps.len() - 1)],
+    })
+}
+
 /// A set of samples and their targets. Equality compares contents, not [`Dataset::id`].
 #[derive(Clone, Debug)]
 pub struct Dataset {
@@ -100,8 +120,12 @@ pub struct Dataset {
     targets: Targets,
     /// Applied to inputs when batches are built.
     pub normalize: Normalize,
-    /// `(rows, cols)` when each sample is an image; needed to shift it (augmentation).
-    pub image: Option<(usize, usize)>,
+    /// One map per image channel, used instead of `normalize` when not empty (see
+    /// [`Dataset::set_channel_maps`]).
+    channel_maps: Vec<Normalize>,
+    /// The shape of each sample when it is an image (channel-major); needed to shift it
+    /// (augmentation) and to map each channel by its own statistics.
+    pub image: Option<Chw>,
 }
 
 impl Dataset {
@@ -155,6 +179,7 @@ impl Dataset {
             inputs,
             targets,
             normalize,
+            channel_maps: Vec::new(),
             image: None,
         })
     }
@@ -239,8 +264,42 @@ impl Dataset {
             inputs,
             targets,
             normalize: self.normalize,
+            channel_maps: self.channel_maps.clone(),
             image: self.image,
         }
+    }
+
+    /// Maps each image channel by its own affine map (per-channel standardisation): `maps[c]`
+    /// for channel `c`, in place of [`Dataset::normalize`]. Needs an image shape with
+    /// `maps.len()` channels, at most [`MAX_CHANNEL_MAPS`] (what the gather kernels' records
+    /// hold); an empty `maps` goes back to `normalize` for every value.
+    pub fn set_channel_maps(&mut self, maps: Vec<Normalize>) -> Result<()> {
+        if !maps.is_empty() {
+            let channels = self.image.map(|i| i.c);
+            if channels != Some(maps.len()) || maps.len() > MAX_CHANNEL_MAPS {
+                return Err(Error::shape(
+                    "per-channel input maps",
+                    format!(
+                        "one per image channel, at most {MAX_CHANNEL_MAPS} ({})",
+                        channels.map_or("no image shape".into(), |c| format!("{c} channels"))
+                    ),
+                    format!("{} maps", maps.len()),
+                ));
+            }
+        }
+        self.channel_maps = maps;
+        Ok(())
+    }
+
+    /// The per-channel maps (empty when `normalize` maps every value).
+    pub fn channel_maps(&self) -> &[Normalize] {
+        &self.channel_maps
+    }
+
+    /// The map of each channel, as the gather kernels' records hold them: `channel_maps`, or
+    /// `normalize` repeated. Unused entries repeat the last.
+    pub fn gather_maps(&self) -> [Normalize; MAX_CHANNEL_MAPS] {
+        gather_maps(self.normalize, &self.channel_maps)
     }
 
     /// The target row of sample `i` as values (one-hot for labels), written into `out`.
@@ -265,6 +324,7 @@ impl PartialEq for Dataset {
             && self.inputs == other.inputs
             && self.targets == other.targets
             && self.normalize == other.normalize
+            && self.channel_maps == other.channel_maps
             && self.image == other.image
     }
 }

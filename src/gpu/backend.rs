@@ -32,7 +32,7 @@ use super::program::{
 use super::resources::{DeviceData, Workspace, upload, usage_out, usage_storage};
 use super::stats::{Collect, StatsRing};
 use crate::backend::{Backend, Stats, check_data, check_train_args};
-use crate::data::{Dataset, Normalize};
+use crate::data::{Dataset, MAX_CHANNEL_MAPS, Normalize};
 use crate::error::{Error, Result};
 use crate::net::Network;
 use crate::ops::StepRecord;
@@ -298,7 +298,7 @@ impl GpuBackend {
             data: DataShape {
                 input_kind: inputs,
                 target_kind: targets,
-                normalize: Normalize::IDENTITY,
+                maps: [Normalize::IDENTITY; MAX_CHANNEL_MAPS],
                 image: None,
             },
         };
@@ -316,8 +316,9 @@ impl Backend for GpuBackend {
             StepPath::Fused => "fused".to_string(),
             StepPath::General => format!(
                 "general ({})",
-                self.fused_refusal()
-                    .unwrap_or("batch too large for the fused buffers")
+                self.fused_refusal().unwrap_or(
+                    "batch too large for the fused buffers, or images of several channels"
+                )
             ),
         };
         format!(

@@ -145,7 +145,8 @@ impl WorkLayout {
 
 impl ProgramBuilder<'_> {
     /// The fused training program for batches of `rows` rows, or `None` when its buffers at
-    /// this batch size exceed the device's binding limit (the general program then runs).
+    /// this batch size exceed the device's binding limit or the samples are images of several
+    /// channels (the general program then runs).
     pub(crate) fn build_fused(&self, fused: &FusedKernels, rows: usize) -> Result<Option<Program>> {
         let (ctx, net, b) = (self.ctx, self.net, &self.buffers);
         let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
@@ -157,6 +158,11 @@ impl ProgramBuilder<'_> {
         if work.len * 4 > limit || partials_len * 4 > limit || work.len > u32::MAX as u64 {
             return Ok(None);
         }
+        // Its gather maps every value by channel 0's map and shifts one plane: images of
+        // several channels take the general program.
+        if b.data.image.is_some_and(|i| i.c > 1) {
+            return Ok(None);
+        }
         let work_buf = ctx.buffer("fused work", work.len * 4, usage_out())?;
         let partials = ctx.buffer("fused gradient partials", partials_len * 4, usage_out())?;
 
@@ -165,10 +171,10 @@ impl ProgramBuilder<'_> {
         let mut rows_dims = RowsDims {
             layers: layers as u32,
             input_kind: b.data.input_kind as u32,
-            scale: b.data.normalize.scale,
-            shift: b.data.normalize.shift,
-            height: b.data.image.map_or(0, |(h, _)| h as u32),
-            width: b.data.image.map_or(0, |(_, w)| w as u32),
+            scale: b.data.maps[0].scale,
+            shift: b.data.maps[0].shift,
+            height: b.data.image.map_or(0, |i| i.h as u32),
+            width: b.data.image.map_or(0, |i| i.w as u32),
             output_kind: net.output().code(),
             target_kind: b.data.target_kind as u32,
             loss_work: work.loss,

@@ -6,11 +6,12 @@ use bytemuck::Pod;
 use super::context::GpuContext;
 use super::live::DeviceBuffer;
 use super::program::DataShape;
-use crate::data::{Dataset, Inputs, Normalize, Targets};
+use crate::data::{Dataset, Inputs, MAX_CHANNEL_MAPS, Normalize, Targets};
 use crate::error::Result;
 use crate::net::{Feature, Network};
 use crate::ops::gather::{InputKind, pack_inputs};
 use crate::ops::loss::TargetKind;
+use crate::shape::Chw;
 
 /// Read by kernels, written by the host.
 pub(crate) fn usage_storage() -> wgpu::BufferUsages {
@@ -85,9 +86,10 @@ pub(crate) struct DeviceData {
     pub len: usize,
     pub input_kind: InputKind,
     pub target_kind: TargetKind,
-    pub normalize: Normalize,
-    /// `(rows, cols)` of image samples, for shifted gathers.
-    pub image: Option<(usize, usize)>,
+    /// Each channel's input map ([`Dataset::gather_maps`]).
+    pub maps: [Normalize; MAX_CHANNEL_MAPS],
+    /// The shape of image samples, for shifted and per-channel gathers.
+    pub image: Option<Chw>,
 }
 
 impl DeviceData {
@@ -96,7 +98,7 @@ impl DeviceData {
         DataShape {
             input_kind: self.input_kind,
             target_kind: self.target_kind,
-            normalize: self.normalize,
+            maps: self.maps,
             image: self.image,
         }
     }
@@ -113,10 +115,7 @@ impl DeviceData {
         let (input_kind, words) = pack_inputs(data.inputs());
         let inputs = upload(ctx, &format!("{what} inputs"), &words, usage_storage())?;
         let (target_kind, twords): (TargetKind, Vec<u32>) = match data.targets() {
-            Targets::Labels { labels, .. } => (
-                TargetKind::Labels,
-                labels.iter().map(|&l| l as u32).collect(),
-            ),
+            Targets::Labels { labels, .. } => (TargetKind::Labels, labels.clone()),
             Targets::Values { values, .. } => (
                 TargetKind::Values,
                 values.iter().map(|v| v.to_bits()).collect(),
@@ -129,7 +128,7 @@ impl DeviceData {
             len: data.len(),
             input_kind,
             target_kind,
-            normalize: data.normalize,
+            maps: data.gather_maps(),
             image: data.image,
         })
     }
@@ -143,7 +142,7 @@ impl DeviceData {
             len: rows,
             input_kind: InputKind::F32,
             target_kind: TargetKind::None,
-            normalize: Normalize::IDENTITY,
+            maps: [Normalize::IDENTITY; MAX_CHANNEL_MAPS],
             image: None,
         })
     }

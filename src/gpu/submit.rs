@@ -190,7 +190,7 @@ impl GpuBackend {
         match self.eval_data.take() {
             Some((id, mut kept)) if id == data.id() => {
                 // The public fields may have changed since; they are applied per program build.
-                kept.normalize = data.normalize;
+                kept.maps = data.gather_maps();
                 kept.image = data.image;
                 Ok(kept)
             }

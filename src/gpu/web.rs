@@ -23,7 +23,7 @@ use super::readback::copy_mapped;
 use super::stats::{Collect, STATS_RING};
 use super::submit::EVAL_STATS;
 use crate::backend::Stats;
-use crate::data::{Dataset, Inputs, Normalize};
+use crate::data::{Dataset, Inputs, MAX_CHANNEL_MAPS, Normalize, gather_maps};
 use crate::error::{Error, Result};
 use crate::net::{Activation, Output};
 use crate::ops::conv::ConvShape;
@@ -32,6 +32,7 @@ use crate::ops::matmul::Tile;
 use crate::ops::pool::PoolShape;
 use crate::optim::{OptimState, Optimizer};
 use crate::params::Params;
+use crate::shape::Chw;
 
 /// An error scope closed and not yet awaited, with what was being created under it.
 pub(crate) struct PendingScope {
@@ -413,7 +414,7 @@ impl GpuOps {
         indices: &[u32],
         normalize: Normalize,
     ) -> Result<Array2<f32>> {
-        self.gather_images_async(inputs, features, indices, normalize, None)
+        self.gather_images_async(inputs, features, indices, gather_maps(normalize, &[]), None)
             .await
     }
 
@@ -423,10 +424,10 @@ impl GpuOps {
         inputs: &Inputs,
         features: usize,
         indices: &[u32],
-        normalize: Normalize,
-        image: Option<(usize, usize)>,
+        maps: [Normalize; MAX_CHANNEL_MAPS],
+        image: Option<Chw>,
     ) -> Result<Array2<f32>> {
-        self.gather_readout(inputs, features, indices, normalize, image)?
+        self.gather_readout(inputs, features, indices, maps, image)?
             .run_async()
             .await
     }

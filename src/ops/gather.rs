@@ -6,7 +6,8 @@ use bytemuck::{Pod, Zeroable};
 use ndarray::{ArrayViewMut2, s};
 
 use super::Shared;
-use crate::data::{Dataset, Inputs, Normalize};
+use crate::data::{Dataset, Inputs, MAX_CHANNEL_MAPS, Normalize};
+use crate::shape::Chw;
 use crate::train::Sample;
 
 pub(crate) const WGSL: &str = include_str!("../../shaders/gather.wgsl");
@@ -50,15 +51,37 @@ pub(crate) const SHARED: &[Shared] = &[
 pub struct GatherDims {
     pub features: u32,
     pub kind: u32,
-    pub scale: f32,
-    pub shift: f32,
     pub rows: u32,
     pub rows_from_step: u32,
     pub index_offset: u32,
-    /// Image shape for shifted entries (0 when the samples are not images).
+    /// Image shape (0 when the samples are not images): planes of `height × width` values.
     pub height: u32,
     pub width: u32,
-    pub _pad: [u32; 3],
+    pub _pad: u32,
+    /// Each channel's map `x = v · scale + shift` ([`Dataset::gather_maps`]).
+    pub scale: [f32; MAX_CHANNEL_MAPS],
+    pub shift: [f32; MAX_CHANNEL_MAPS],
+}
+
+impl GatherDims {
+    /// The record of a gather from `features`-wide samples of `kind`, of shape `image` (none:
+    /// vectors), each channel mapped by `maps`.
+    pub fn new(
+        features: u32,
+        kind: InputKind,
+        image: Option<Chw>,
+        maps: [Normalize; MAX_CHANNEL_MAPS],
+    ) -> GatherDims {
+        GatherDims {
+            features,
+            kind: kind as u32,
+            height: image.map_or(0, |i| i.h as u32),
+            width: image.map_or(0, |i| i.w as u32),
+            scale: maps.map(|m| m.scale),
+            shift: maps.map(|m| m.shift),
+            ..Default::default()
+        }
+    }
 }
 
 /// A dataset's inputs as u32 words for the gather kernel: bytes packed four to a word
@@ -81,46 +104,57 @@ pub fn pack_inputs(inputs: &Inputs) -> (InputKind, Vec<u32>) {
 }
 
 /// Writes the normalised inputs of the samples `order` names into the rows of `x`. An entry
-/// may carry a shift (see [`Sample`]): the image moves by `(dx, dy)` pixels and the uncovered
-/// border reads as a 0 byte.
+/// may carry a shift (see [`Sample`]): every channel of the image moves by `(dx, dy)` pixels
+/// and the uncovered border reads as a 0 byte. Each channel is mapped by its own map
+/// ([`Dataset::gather_maps`]); samples that are not images are one channel.
 pub fn gather_inputs(data: &Dataset, order: &[u32], mut x: ArrayViewMut2<f32>) {
     let f = data.features();
-    let Normalize { scale, shift } = data.normalize;
-    // Stored values `src` of one sample into `out`, mapped and vectorised.
-    let copy = |src: std::ops::Range<usize>, out: &mut [f32]| match data.inputs() {
-        Inputs::U8(v) => convert(&v[src], out, |p| p as f32, scale, shift),
-        Inputs::F32(v) => convert(&v[src], out, |p| p, scale, shift),
+    let maps = data.gather_maps();
+    // Stored values `src` of one sample into `out`, mapped by `map` and vectorised.
+    let copy = |src: std::ops::Range<usize>, out: &mut [f32], map: Normalize| match data.inputs() {
+        Inputs::U8(v) => convert(&v[src], out, |p| p as f32, map.scale, map.shift),
+        Inputs::F32(v) => convert(&v[src], out, |p| p, map.scale, map.shift),
     };
+    // Checked to be `f` values (`backend::check_data`).
+    let image = data.image.filter(|i| i.plane() > 0);
     for (r, &entry) in order.iter().enumerate() {
         let Sample { index, dx, dy } = Sample::decode(entry);
         let base = index as usize * f;
         let mut row = x.slice_mut(s![r, ..]);
         let row = row.as_slice_mut().expect("batch rows are contiguous");
-        match data.image {
-            Some((h, w)) if (dx, dy) != (0, 0) => {
-                // Output pixel (y, x) shows source pixel (y - dy, x - dx); outside the source
-                // it reads as a 0 byte, which maps to `shift`. Row by row: the covered columns
-                // are one contiguous copy, the rest a fill.
-                let (dx, dy) = (dx as isize, dy as isize);
-                let cols = w.saturating_sub(dx.unsigned_abs());
-                let (out_x, src_x) = if dx >= 0 {
-                    (dx as usize, 0)
-                } else {
-                    (0, (-dx) as usize)
-                };
-                for (y, out) in row.chunks_exact_mut(w).enumerate().take(h) {
-                    let src_y = y as isize - dy;
-                    if src_y < 0 || src_y >= h as isize || cols == 0 {
-                        out.fill(shift);
-                        continue;
-                    }
-                    let src = base + src_y as usize * w + src_x;
-                    out[..out_x].fill(shift);
-                    copy(src..src + cols, &mut out[out_x..out_x + cols]);
-                    out[out_x + cols..].fill(shift);
-                }
+        let Some(chw) = image else {
+            copy(base..base + f, row, maps[0]);
+            continue;
+        };
+        let (h, w, plane) = (chw.h, chw.w, chw.plane());
+        for (c, out) in row.chunks_exact_mut(plane).enumerate() {
+            let map = maps[c.min(maps.len() - 1)];
+            let base = base + c * plane;
+            if (dx, dy) == (0, 0) {
+                copy(base..base + plane, out, map);
+                continue;
             }
-            _ => copy(base..base + f, row),
+            // Output pixel (y, x) shows source pixel (y - dy, x - dx); outside the source it
+            // reads as a 0 byte, which maps to the channel's shift. Row by row: the covered
+            // columns are one contiguous copy, the rest a fill.
+            let (dx, dy) = (dx as isize, dy as isize);
+            let cols = w.saturating_sub(dx.unsigned_abs());
+            let (out_x, src_x) = if dx >= 0 {
+                (dx as usize, 0)
+            } else {
+                (0, (-dx) as usize)
+            };
+            for (y, out) in out.chunks_exact_mut(w).enumerate().take(h) {
+                let src_y = y as isize - dy;
+                if src_y < 0 || src_y >= h as isize || cols == 0 {
+                    out.fill(map.shift);
+                    continue;
+                }
+                let src = base + src_y as usize * w + src_x;
+                out[..out_x].fill(map.shift);
+                copy(src..src + cols, &mut out[out_x..out_x + cols], map);
+                out[out_x + cols..].fill(map.shift);
+            }
         }
     }
 }
@@ -192,7 +226,7 @@ mod tests {
             Normalize::UNIT,
         )
         .unwrap();
-        d.image = Some((3, 3));
+        d.image = Some(crate::shape::Chw::new(1, 3, 3));
         let mut x = ndarray::Array2::zeros((1, 9));
         let entry = Sample {
             index: 0,
@@ -208,5 +242,47 @@ mod tests {
             .map(|(i, _)| i)
             .collect();
         assert_eq!(lit, vec![2]); // row 0, column 2
+    }
+
+    #[test]
+    fn every_channel_shifts_and_has_its_own_map() {
+        // Two 3x3 channels, each with one lit pixel in the centre, shifted left by 1: both
+        // lights move, and each channel maps its bytes by its own scale and shift.
+        let mut px = vec![0u8; 18];
+        px[4] = 255;
+        px[9 + 4] = 255;
+        let mut d = Dataset::new(
+            18,
+            Inputs::U8(px),
+            Targets::Labels {
+                labels: vec![0],
+                classes: 2,
+            },
+            Normalize::UNIT,
+        )
+        .unwrap();
+        d.image = Some(crate::shape::Chw::new(2, 3, 3));
+        let maps = vec![
+            Normalize::UNIT,
+            Normalize {
+                scale: 2.0 / 255.0,
+                shift: -1.0,
+            },
+        ];
+        d.set_channel_maps(maps).unwrap();
+        let mut x = ndarray::Array2::zeros((1, 18));
+        let entry = Sample {
+            index: 0,
+            dx: -1,
+            dy: 0,
+        }
+        .encode();
+        gather_inputs(&d, &[entry], x.view_mut());
+        let row = x.row(0).to_vec();
+        let mut want = vec![0.0f32; 9];
+        want[3] = 1.0;
+        want.extend([-1.0; 9]);
+        want[9 + 3] = 1.0;
+        assert_eq!(row, want);
     }
 }

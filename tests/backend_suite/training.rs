@@ -177,7 +177,7 @@ pub(crate) fn one_full_batch_step_matches_the_hand_computed_update(make: &Make) 
         let (data, y64) = match output {
             Output::SigmoidMse => (Dataset::from_rows(&x, &y).unwrap(), to64(&y)),
             Output::SoftmaxCrossEntropy => {
-                let labels: Vec<u8> = y.iter().map(|r| (r[1] > r[0]) as u8).collect();
+                let labels: Vec<u32> = y.iter().map(|r| (r[1] > r[0]) as u32).collect();
                 let one_hot = labels
                     .iter()
                     .map(|&l| vec![(l == 0) as u8 as f64, (l == 1) as u8 as f64])

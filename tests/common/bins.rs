@@ -11,7 +11,15 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-const EXAMPLES: [&str; 6] = ["perceptron", "xor", "mnist", "predict", "adapter", "soak"];
+const EXAMPLES: [&str; 7] = [
+    "perceptron",
+    "xor",
+    "mnist",
+    "predict",
+    "adapter",
+    "soak",
+    "train",
+];
 
 /// The path of example `name` (one of [`EXAMPLES`]), built once per test process.
 pub fn binary(name: &str) -> PathBuf {

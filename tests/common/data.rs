@@ -34,7 +34,7 @@ pub fn blobs(n: usize) -> Dataset {
             .max_by(|&a, &b| scores[a].total_cmp(&scores[b]))
             .unwrap();
         x.extend(row);
-        labels.push(label as u8);
+        labels.push(label as u32);
     }
     Dataset::new(
         4,
@@ -74,7 +74,7 @@ pub fn mnist_like(len: usize, seed: u64) -> Dataset {
     let mut pixels = Vec::with_capacity(len * 784);
     let mut labels = Vec::with_capacity(len);
     for _ in 0..len {
-        let c = rng.random_range(0..10u8);
+        let c = rng.random_range(0..10u32);
         labels.push(c);
         for (j, &t) in templates[c as usize].iter().enumerate() {
             let (r, col) = (j / 28, j % 28);

@@ -11,6 +11,7 @@
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
+use soma::data::MAX_CHANNEL_MAPS;
 use soma::gpu::ops::{
     ConvUpdated, Derivative, LossOutput, MatmulSpec, OpTargets, Pooled, UpdateSpec,
 };
@@ -107,8 +108,8 @@ pub trait Ops {
         inputs: &Inputs,
         features: usize,
         indices: &[u32],
-        normalize: Normalize,
-        image: Option<(usize, usize)>,
+        maps: [Normalize; MAX_CHANNEL_MAPS],
+        image: Option<Chw>,
     ) -> soma::Result<Array2<f32>>;
 }
 
@@ -588,47 +589,66 @@ pub async fn weight_gradient_epilogue_applies_every_optimizer_on_every_tile(ops:
 
 pub async fn shifted_image_gather_matches_cpu(ops: &impl Ops) {
     let mut rng = Pcg64Mcg::seed_from_u64(9);
-    // 5x7 images (not square, so swapped axes would show), every shift from -3 to 3.
+    // 5x7 images (not square, so swapped axes would show), every shift from -3 to 3, of one
+    // channel, of three (RGB, each channel its own map) and of six (past the per-channel maps:
+    // one map for all), stored as bytes and as f32.
     let (h, w, len) = (5usize, 7usize, 4usize);
-    let pixels: Vec<u8> = (0..len * h * w)
-        .map(|_| rng.random_range(1..=255))
-        .collect();
-    let norm = Normalize {
-        scale: 1.0 / 255.0,
-        shift: -0.25,
-    };
-    let mut ds = Dataset::new(
-        h * w,
-        Inputs::U8(pixels),
-        Targets::Labels {
-            labels: vec![0; len],
-            classes: 2,
-        },
-        norm,
-    )
-    .unwrap();
-    ds.image = Some((h, w));
-    let mut entries = Vec::new();
-    for dx in -3..=3i8 {
-        for dy in -3..=3i8 {
-            let index = rng.random_range(0..len as u32);
-            entries.push(Sample { index, dx, dy }.encode());
+    for (c, per_channel) in [(1usize, false), (3, true), (6, false)] {
+        let image = Chw::new(c, h, w);
+        let f = image.len();
+        let pixels: Vec<u8> = (0..len * f).map(|_| rng.random_range(1..=255)).collect();
+        let norm = Normalize {
+            scale: 1.0 / 255.0,
+            shift: -0.25,
+        };
+        let maps: Vec<Normalize> = (0..c)
+            .map(|k| Normalize {
+                scale: 0.01 * (k + 1) as f32,
+                shift: -0.5 + 0.3 * k as f32,
+            })
+            .collect();
+        let stored = [
+            Inputs::U8(pixels.clone()),
+            Inputs::F32(pixels.iter().map(|&p| p as f32 / 7.0).collect()),
+        ];
+        for inputs in stored {
+            let mut ds = Dataset::new(
+                f,
+                inputs,
+                Targets::Labels {
+                    labels: vec![0; len],
+                    classes: 2,
+                },
+                norm,
+            )
+            .unwrap();
+            ds.image = Some(image);
+            if per_channel {
+                ds.set_channel_maps(maps.clone()).unwrap();
+            }
+            let mut entries = Vec::new();
+            for dx in -3..=3i8 {
+                for dy in -3..=3i8 {
+                    let index = rng.random_range(0..len as u32);
+                    entries.push(Sample { index, dx, dy }.encode());
+                }
+            }
+            let mut want = Array2::zeros((entries.len(), f));
+            gather_inputs(&ds, &entries, want.view_mut());
+            let got = ops
+                .gather_images(ds.inputs(), f, &entries, ds.gather_maps(), ds.image)
+                .await
+                .unwrap();
+            assert_all_close(&format!("shifted gather {image}"), &got, &want, ULPS_ABS);
         }
     }
-    let mut want = Array2::zeros((entries.len(), h * w));
-    gather_inputs(&ds, &entries, want.view_mut());
-    let got = ops
-        .gather_images(ds.inputs(), h * w, &entries, norm, ds.image)
-        .await
-        .unwrap();
-    assert_all_close("shifted gather", &got, &want, ULPS_ABS);
 }
 
 pub async fn gather_u8_and_f32_with_scale_and_shift(ops: &impl Ops) {
     let mut rng = Pcg64Mcg::seed_from_u64(8);
     for (len, features) in [(1, 1), (10, 7), (300, 784)] {
         let pixels: Vec<u8> = (0..len * features).map(|_| rng.random()).collect();
-        let labels = vec![0u8; len];
+        let labels = vec![0u32; len];
         let norm = Normalize {
             scale: 1.0 / 255.0,
             shift: -0.5,

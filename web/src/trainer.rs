@@ -398,7 +398,9 @@ impl Trainer {
     pub async fn load_checkpoint(&mut self, name: String, bytes: Vec<u8>) -> Result<(), JsError> {
         let ckpt = Checkpoint::from_bytes(&name, &bytes).map_err(js)?;
         let model = ckpt.model.clone().unwrap_or_else(|| self.model.clone());
-        if ckpt.network.inputs() != digit::SIDE * digit::SIDE || model.image != Some((28, 28)) {
+        if ckpt.network.inputs() != digit::SIDE * digit::SIDE
+            || model.image != Some(soma::shape::Chw::new(1, 28, 28))
+        {
             return Err(js(Error::Checkpoint {
                 path: name.into(),
                 reason: format!(

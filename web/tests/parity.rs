@@ -12,6 +12,7 @@ use std::cell::OnceCell;
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use op_cases::{Ops, every_op_case};
+use soma::data::MAX_CHANNEL_MAPS;
 use soma::gpu::ops::{
     ConvUpdated, Derivative, LossOutput, MatmulSpec, OpTargets, Pooled, UpdateSpec,
 };
@@ -19,6 +20,7 @@ use soma::gpu::{GpuContext, GpuOps, GpuOptions};
 use soma::ops::conv::ConvShape;
 use soma::ops::matmul::Tile;
 use soma::ops::pool::PoolShape;
+use soma::shape::Chw;
 use soma::{Activation, Inputs, Normalize, Optimizer, Output};
 use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
 
@@ -168,10 +170,10 @@ impl Ops for GpuOps {
         inputs: &Inputs,
         features: usize,
         indices: &[u32],
-        normalize: Normalize,
-        image: Option<(usize, usize)>,
+        maps: [Normalize; MAX_CHANNEL_MAPS],
+        image: Option<Chw>,
     ) -> soma::Result<Array2<f32>> {
-        self.gather_images_async(inputs, features, indices, normalize, image)
+        self.gather_images_async(inputs, features, indices, maps, image)
             .await
     }
 }

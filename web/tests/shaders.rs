@@ -137,7 +137,7 @@ async fn the_steps_pipelines_prepared_in_parallel_are_all_that_training_builds()
     assert!(prepared >= 5, "{prepared} pipelines prepared");
     let len = 200;
     let pixels = (0..len * 784).map(|i| (i * 7 % 251) as u8).collect();
-    let labels = (0..len).map(|i| (i % 10) as u8).collect();
+    let labels = (0..len).map(|i| (i % 10) as u32).collect();
     let data = Dataset::new(
         784,
         Inputs::U8(pixels),

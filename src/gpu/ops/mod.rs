@@ -18,7 +18,7 @@ use super::live::DeviceBuffer;
 pub use super::prepared::PreparedOp;
 use super::prepared::{Readout, matrix};
 use super::resources::{Records, range, upload, usage_out, usage_storage};
-use crate::data::{Inputs, Normalize};
+use crate::data::{Inputs, MAX_CHANNEL_MAPS, Normalize, gather_maps};
 use crate::error::{Error, Result};
 use crate::net::Output;
 use crate::ops::StepRecord;
@@ -27,6 +27,7 @@ use crate::ops::loss::{DeviceStats, LossDims, TargetKind};
 use crate::ops::optim::{OptimDims, OptimParams};
 use crate::ops::reduce::{COLSUM_WG, ColsumDims};
 use crate::optim::Optimizer;
+use crate::shape::Chw;
 pub use matmul::{MatmulSpec, UpdateSpec};
 pub use spatial::{ConvUpdated, Derivative, Pooled};
 
@@ -332,20 +333,21 @@ impl GpuOps {
         indices: &[u32],
         normalize: Normalize,
     ) -> Result<Array2<f32>> {
-        self.gather_images(inputs, features, indices, normalize, None)
+        self.gather_images(inputs, features, indices, gather_maps(normalize, &[]), None)
     }
 
-    /// [`GpuOps::gather`] of image samples of shape `image` (rows, cols), whose order entries
-    /// may carry shifts ([`crate::train::Sample`]).
+    /// [`GpuOps::gather`] of image samples of shape `image`, whose order entries may carry
+    /// shifts ([`crate::train::Sample`]), each channel mapped by its own map (`maps`, as
+    /// [`crate::Dataset::gather_maps`] gives them).
     pub fn gather_images(
         &self,
         inputs: &Inputs,
         features: usize,
         indices: &[u32],
-        normalize: Normalize,
-        image: Option<(usize, usize)>,
+        maps: [Normalize; MAX_CHANNEL_MAPS],
+        image: Option<Chw>,
     ) -> Result<Array2<f32>> {
-        self.gather_readout(inputs, features, indices, normalize, image)?
+        self.gather_readout(inputs, features, indices, maps, image)?
             .run()
     }
 
@@ -355,10 +357,10 @@ impl GpuOps {
         inputs: &Inputs,
         features: usize,
         indices: &[u32],
-        normalize: Normalize,
-        image: Option<(usize, usize)>,
+        maps: [Normalize; MAX_CHANNEL_MAPS],
+        image: Option<Chw>,
     ) -> Result<Readout<'_, Array2<f32>>> {
-        let op = self.prepare_gather(inputs, features, indices, normalize, image)?;
+        let op = self.prepare_gather(inputs, features, indices, maps, image)?;
         Ok(Readout::matrix(op, 2, indices.len(), features))
     }
 
@@ -368,8 +370,8 @@ impl GpuOps {
         inputs: &Inputs,
         features: usize,
         indices: &[u32],
-        normalize: Normalize,
-        image: Option<(usize, usize)>,
+        maps: [Normalize; MAX_CHANNEL_MAPS],
+        image: Option<Chw>,
     ) -> Result<PreparedOp<'_>> {
         let ctx = &self.ctx;
         let rows = indices.len();
@@ -381,14 +383,8 @@ impl GpuOps {
             ctx.buffer("gather output", out_bytes, usage_out())?,
         ];
         let dims = GatherDims {
-            features: features as u32,
-            kind: kind as u32,
-            scale: normalize.scale,
-            shift: normalize.shift,
             rows: rows as u32,
-            height: image.map_or(0, |(h, _)| h as u32),
-            width: image.map_or(0, |(_, w)| w as u32),
-            ..Default::default()
+            ..GatherDims::new(features as u32, kind, image, maps)
         };
         let max = ctx.limits.max_compute_workgroups_per_dimension;
         let grid = grid_1d(gather_threads(rows as u64, features as u32), WG, max);

@@ -10,7 +10,7 @@ use super::context::GpuContext;
 use super::kernels::{Kernel, KernelId, MatmulKey, grid_1d};
 use super::live::DeviceBuffer;
 use super::resources::{DeviceData, Records, Workspace, range};
-use crate::data::Normalize;
+use crate::data::{MAX_CHANNEL_MAPS, Normalize};
 use crate::error::{Error, Result};
 use crate::net::Network;
 use crate::ops::StepRecord;
@@ -23,6 +23,7 @@ use crate::ops::optim::OptimParams;
 use crate::ops::pool::POOL_WG;
 use crate::optim::Optimizer;
 use crate::params::{Layer, Params};
+use crate::shape::Chw;
 use spatial::Spatial;
 pub(crate) use spatial::general_dispatches;
 
@@ -274,9 +275,10 @@ pub(crate) struct StepBuffers<'a> {
 pub struct DataShape {
     pub input_kind: InputKind,
     pub target_kind: TargetKind,
-    pub normalize: Normalize,
-    /// `(rows, cols)` of image samples, for shifted gathers.
-    pub image: Option<(usize, usize)>,
+    /// Each channel's input map ([`crate::Dataset::gather_maps`]).
+    pub maps: [Normalize; MAX_CHANNEL_MAPS],
+    /// The shape of image samples, for shifted and per-channel gathers.
+    pub image: Option<Chw>,
 }
 
 /// A buffer a planned dispatch binds, by its role in [`StepBuffers`].
@@ -441,14 +443,8 @@ impl Planner<'_> {
         let data = &self.data;
         let features = self.net.inputs() as u32;
         let dims = GatherDims {
-            features,
-            kind: data.input_kind as u32,
-            scale: data.normalize.scale,
-            shift: data.normalize.shift,
             rows_from_step: 1,
-            height: data.image.map_or(0, |(h, _)| h as u32),
-            width: data.image.map_or(0, |(_, w)| w as u32),
-            ..Default::default()
+            ..GatherDims::new(features, data.input_kind, data.image, data.maps)
         };
         PlannedDispatch {
             label: "gather".into(),

@@ -55,43 +55,7 @@ use super::Shared;
 use super::optim::OptimParams;
 use crate::error::{Error, Result};
 use crate::named_enum;
-
-/// The shape of one sample of a spatial layer's input or output: channels × height × width.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Chw {
-    pub c: usize,
-    pub h: usize,
-    pub w: usize,
-}
-
-impl Chw {
-    pub const fn new(c: usize, h: usize, w: usize) -> Chw {
-        Chw { c, h, w }
-    }
-
-    /// Values per sample, C·H·W: the width of a batch row. Saturates instead of overflowing,
-    /// so that an absurd shape fails the size checks rather than wrapping round to a small one.
-    pub fn len(&self) -> usize {
-        self.c.saturating_mul(self.h).saturating_mul(self.w)
-    }
-
-    /// Whether any dimension is 0.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Where value `(c, y, x)` sits in a sample's row (channel-major).
-    #[inline]
-    pub fn index(&self, c: usize, y: usize, x: usize) -> usize {
-        (c * self.h + y) * self.w + x
-    }
-}
-
-impl std::fmt::Display for Chw {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}×{}×{}", self.c, self.h, self.w)
-    }
-}
+pub use crate::shape::Chw;
 
 /// The largest count of values per sample (and of weights per layer) a spatial op takes: the GPU
 /// kernels will index in u32, and the pool's arg-max is a u32.

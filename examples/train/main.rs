@@ -1,0 +1,123 @@
+//! Trains a network on the user's own data, in whatever form it comes: a folder of pictures
+//! with one subfolder per class, a CSV/TSV table, a NumPy `.npz` (or an `x.npy y.npy` pair), or
+//! a folder of IDX files. Prints what it found (classes and their counts, the input shape, the
+//! split, the model), then trains as `mnist` does, with the same flags for the network, the
+//! optimizer, `--backend`, `--save`, `--load` and `--report`.
+//!
+//! `cargo run --release --example train -- PATH [--help]`. The last line on stdout is one JSON
+//! object with the run's results.
+
+#[path = "../common/flags.rs"]
+mod flags;
+mod load;
+#[path = "../common/plot.rs"]
+mod plot;
+#[path = "../common/report.rs"]
+mod report;
+#[path = "../common/session.rs"]
+mod session;
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use soma::checkpoint;
+use soma::train::Recipe;
+
+use plot::Fail;
+
+/// Train a network with soma on your own data: a folder of class subfolders of pictures, a
+/// CSV/TSV file, a NumPy .npz or x.npy y.npy pair, or a folder of IDX files.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// The data: a folder (class subfolders of pictures, or IDX files), a .csv/.tsv file, a
+    /// .npz file, or two .npy files (inputs, then labels).
+    #[arg(required = true, num_args = 1..=2)]
+    paths: Vec<PathBuf>,
+    #[command(flatten)]
+    data: load::DataFlags,
+    #[command(flatten)]
+    run: flags::RunFlags,
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(&args) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: &Args) -> Result<(), Fail> {
+    let flags = &args.run;
+    // Where the results go is checked before anything is read.
+    let report = flags
+        .report
+        .as_deref()
+        .map(report::Report::create)
+        .transpose()?;
+    if let Some(path) = &flags.save {
+        checkpoint::check_writable(path)?;
+    }
+    let loaded = load::load(&args.paths, &args.data)?;
+    let prepared = &loaded.prepared;
+    let image = prepared.train.image;
+    let classes = prepared.model.classes.len();
+    // Images: the `cnn` preset (its layer string fits any C×H×W whose sides divide by 4);
+    // vectors: the tabular recipe.
+    let model_name = flags
+        .model
+        .clone()
+        .unwrap_or_else(|| if image.is_some() { "cnn" } else { "mlp" }.to_string());
+    let cnn = soma::layers::model_layers(&model_name).is_some();
+    let defaults = match (cnn, image) {
+        (true, _) => Recipe::cnn(),
+        (false, Some(_)) => Recipe::default(),
+        (false, None) => load::tabular_recipe(prepared.train.len()),
+    };
+    let mut recipe = flags.recipe(defaults, cnn)?;
+    if image.is_none() && flags.augment.is_none() {
+        recipe.augment = 0;
+    }
+    load::print_summary(&loaded, &recipe);
+    let features = prepared.train.features();
+    let net = match image {
+        Some(chw) => soma::layers::model_network(&model_name, chw, classes, || {
+            recipe.network(features, classes)
+        })?,
+        None if cnn => {
+            return Err(format!(
+                "--model {model_name} is convolutional, but the data are vectors of {features} \
+                 values (not pictures): use mlp or a layer string of dense layers"
+            )
+            .into());
+        }
+        None => soma::layers::model_network(
+            &model_name,
+            soma::shape::Chw::new(1, 1, features),
+            classes,
+            || recipe.network(features, classes),
+        )?,
+    };
+    let mut json = session::run(session::Session {
+        backend: flags.backend,
+        adapter: flags.adapter.clone(),
+        threads: flags.threads(),
+        recipe: &recipe,
+        net: &net,
+        model: &prepared.model,
+        train: &prepared.train,
+        test: &prepared.test,
+        test_origins: &prepared.test_origins,
+        save: flags.save.clone(),
+        load: flags.load.clone(),
+        report: report.zip(flags.report.clone()),
+    })?;
+    json.insert("format".into(), loaded.format.into());
+    json.insert("classes".into(), classes.into());
+    json.insert("train_samples".into(), prepared.train.len().into());
+    json.insert("test_samples".into(), prepared.test.len().into());
+    json.insert("load_seconds".into(), loaded.seconds.into());
+    println!("{}", serde_json::Value::Object(json));
+    Ok(())
+}

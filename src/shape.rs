@@ -1,0 +1,45 @@
+//! The shape of one sample, which every layer of the crate may use: the data readers, the
+//! datasets, the networks and the kernels' planning. It imports nothing of the crate.
+
+/// The shape of one image sample (and of a spatial layer's input or output): channels × height
+/// × width, stored channel-major (all of channel 0, then channel 1, …), row-major in a plane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Chw {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+impl Chw {
+    pub const fn new(c: usize, h: usize, w: usize) -> Chw {
+        Chw { c, h, w }
+    }
+
+    /// Values per sample, C·H·W: the width of a batch row. Saturates instead of overflowing,
+    /// so that an absurd shape fails the size checks rather than wrapping round to a small one.
+    pub fn len(&self) -> usize {
+        self.c.saturating_mul(self.h).saturating_mul(self.w)
+    }
+
+    /// Values per channel, H·W.
+    pub fn plane(&self) -> usize {
+        self.h.saturating_mul(self.w)
+    }
+
+    /// Whether any dimension is 0.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Where value `(c, y, x)` sits in a sample's row (channel-major).
+    #[inline]
+    pub fn index(&self, c: usize, y: usize, x: usize) -> usize {
+        (c * self.h + y) * self.w + x
+    }
+}
+
+impl std::fmt::Display for Chw {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}×{}×{}", self.c, self.h, self.w)
+    }
+}

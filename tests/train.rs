@@ -1,0 +1,431 @@
+//! The `train` example on a user's data as a user runs it: each format (a folder of pictures,
+//! CSV, NumPy `.npz` and `.npy` pairs, a folder of IDX files) read, summarised, trained, saved
+//! and answered by `predict`; and the bad-input catalogue, each case an error that names the
+//! file and the line, column or path. The fixtures are in `tests/data/` (see their READMEs).
+
+#[path = "common/bins.rs"]
+mod bins;
+
+use std::path::{Path, PathBuf};
+
+use bins::{assert_error, assert_ok, run, stderr, stdout};
+use soma::checkpoint;
+use soma::model::{Source, TableColumn};
+use soma::shape::Chw;
+
+fn data(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// The closing JSON line of a run.
+fn json(out: &std::process::Output) -> serde_json::Value {
+    let text = stdout(out);
+    let last = text.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn train(args: &[&str]) -> std::process::Output {
+    let mut all = vec!["--backend", "cpu", "--threads", "2"];
+    all.extend_from_slice(args);
+    run("train", &all, None)
+}
+
+#[test]
+fn a_picture_folder_is_summarised_trained_saved_and_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("pictures.safetensors");
+    let report = dir.path().join("report");
+    let out = train(&[
+        &data("pictures"),
+        "--model",
+        "conv4k3same,relu,pool,dense3",
+        "--epochs",
+        "3",
+        "--save",
+        ckpt.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert_ok("train on pictures", &out);
+    let err = stderr(&out);
+    for want in [
+        "(folder)",
+        "class_a",
+        "class_c",
+        "input: 3×8×8",
+        "split: 20% of each class held out",
+        "size: the most common size 8×8",
+        "1 resized",
+        "not pictures ignored",
+        "per channel",
+    ] {
+        assert!(err.contains(want), "missing `{want}`:\n{err}");
+    }
+    let j = json(&out);
+    assert_eq!(j["format"], "folder");
+    assert_eq!(j["classes"], 3);
+    let c = checkpoint::load(&ckpt).unwrap();
+    let model = c.model.expect("a model description");
+    assert_eq!(model.source, Source::Pictures);
+    assert_eq!(model.image, Some(Chw::new(3, 8, 8)));
+    assert_eq!(model.classes, ["class_a", "class_b", "class_c"]);
+    assert_eq!(model.channel_maps.len(), 3);
+    for f in [
+        "metrics.jsonl",
+        "confusion.png",
+        "mistakes.png",
+        "curves.png",
+    ] {
+        assert!(report.join(f).is_file(), "{f}");
+    }
+    // predict reads a picture of another size and answers with a class name.
+    let picture = first_file(&Path::new(&data("pictures")).join("class_b"));
+    let out = run(
+        "predict",
+        &[
+            "--backend",
+            "cpu",
+            "--json",
+            "--load",
+            ckpt.to_str().unwrap(),
+            picture.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_ok("predict a picture", &out);
+    let answer: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let class = answer["prediction"].as_str().unwrap();
+    assert!(class.starts_with("class_"), "{answer}");
+}
+
+/// The first picture file (sorted) in `dir`.
+fn first_file(dir: &Path) -> PathBuf {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file() && soma::data::folder::is_picture(p))
+        .collect();
+    files.sort();
+    files.remove(0)
+}
+
+#[test]
+fn a_picture_that_cannot_be_read_is_named_and_skip_bad_goes_on() {
+    let model = ["--model", "conv4k3same,relu,pool,dense3", "--epochs", "1"];
+    let mut args = vec![data("pictures_bad")];
+    args.extend(model.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = train(&refs);
+    assert_error("a broken picture", &out, &["broken.png"]);
+    let mut skip = refs.clone();
+    skip.push("--skip-bad");
+    let out = train(&skip);
+    assert_ok("--skip-bad", &out);
+    let err = stderr(&out);
+    assert!(
+        err.contains("skipped") && err.contains("broken.png"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_csv_trains_and_predict_answers_each_row_in_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("iris.safetensors");
+    let iris = data("csv/iris.csv");
+    let out = train(&[&iris, "--save", ckpt.to_str().unwrap()]);
+    assert_ok("train on iris.csv", &out);
+    let err = stderr(&out);
+    for want in [
+        "setosa",
+        "input: 4 values",
+        "label column `species`",
+        "per feature",
+    ] {
+        assert!(err.contains(want), "missing `{want}`:\n{err}");
+    }
+    let j = json(&out);
+    assert_eq!(j["format"], "csv");
+    assert!(j["test_accuracy"].as_f64().unwrap() >= 0.8, "{j}");
+    let c = checkpoint::load(&ckpt).unwrap();
+    let model = c.model.unwrap();
+    let Source::Table { columns, label } = &model.source else {
+        panic!("a table model: {:?}", model.source)
+    };
+    assert_eq!(label, "species");
+    assert!(matches!(&columns[0], TableColumn::Numeric { name } if name == "sepal_length"));
+    assert_eq!(model.feature_maps.len(), 4);
+
+    let out = run(
+        "predict",
+        &["--backend", "cpu", "--load", ckpt.to_str().unwrap(), &iris],
+        None,
+    );
+    assert_ok("predict iris rows", &out);
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "file,line,prediction,p_setosa,p_versicolor,p_virginica"
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 30, "{text}");
+    assert!(
+        rows[0].contains(",2,"),
+        "the first row is line 2: {}",
+        rows[0]
+    );
+    let right = rows
+        .iter()
+        .zip(std::fs::read_to_string(&iris).unwrap().lines().skip(1))
+        .filter(|(row, src)| row.split(',').nth(2) == src.split(',').next_back())
+        .count();
+    assert!(right >= 24, "{right} of 30 rows right:\n{text}");
+}
+
+#[test]
+fn one_hot_columns_and_fills_are_stated() {
+    let semicolon = data("csv/semicolon.csv");
+    // Its label is a price: whole numbers, one per row.
+    let out = train(&[&semicolon]);
+    assert_error("a price as classes", &out, &["price", "regression"]);
+    let out = train(&[
+        &semicolon, "--label", "heating", "--val", "0.4", "--epochs", "2",
+    ]);
+    assert_ok("classes of heating", &out);
+    let missing = data("csv/missing.csv");
+    let out = train(&[&missing]);
+    assert_error("a missing cell", &out, &["missing.csv", "--fill"]);
+    let out = train(&[&missing, "--fill", "mean", "--epochs", "2", "--val", "0.5"]);
+    assert_ok("--fill mean", &out);
+    let err = stderr(&out);
+    assert!(err.contains("one-hot encoded text columns: city"), "{err}");
+    assert!(
+        err.contains("filled with the column's training mean"),
+        "{err}"
+    );
+}
+
+#[test]
+fn numpy_archives_and_pairs_train() {
+    let out = train(&[&data("npy/keras.npz"), "--model", "mlp", "--epochs", "2"]);
+    assert_ok("keras.npz", &out);
+    let err = stderr(&out);
+    assert!(err.contains("the data's own test part"), "{err}");
+    assert!(err.contains("input: 1×4×4"), "{err}");
+    let out = train(&[
+        &data("npy/xy_compressed.npz"),
+        "--epochs",
+        "2",
+        "--val",
+        "0.3",
+    ]);
+    assert_ok("xy_compressed.npz", &out);
+    assert!(stderr(&out).contains("input: 3 values"), "{}", stderr(&out));
+    // An x, y pair whose labels are one per sample, but not one class each: six samples of
+    // six classes cannot be split.
+    let out = train(&[
+        &data("npy/x_u8.npy"),
+        &data("npy/y_i64.npy"),
+        "--model",
+        "mlp",
+    ]);
+    assert_error("six classes of one sample", &out, &["split"]);
+}
+
+#[test]
+fn an_array_model_answers_npy_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("arrays.safetensors");
+    let out = train(&[
+        &data("npy/keras.npz"),
+        "--model",
+        "mlp",
+        "--epochs",
+        "2",
+        "--save",
+        ckpt.to_str().unwrap(),
+    ]);
+    assert_ok("keras.npz", &out);
+    // Three 4×4 samples of bytes, as a .npy.
+    let x = dir.path().join("x.npy");
+    write_npy_u8(
+        &x,
+        &[3, 4, 4],
+        &(0..48).map(|i| (i * 5) as u8).collect::<Vec<_>>(),
+    );
+    let out = run(
+        "predict",
+        &[
+            "--backend",
+            "cpu",
+            "--load",
+            ckpt.to_str().unwrap(),
+            x.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_ok("predict x.npy", &out);
+    assert_eq!(stdout(&out).lines().count(), 3, "{}", stdout(&out));
+    assert!(stdout(&out).contains("x.npy[2]:"), "{}", stdout(&out));
+    // Samples of another shape are refused, naming the file.
+    let bad = dir.path().join("bad.npy");
+    write_npy_u8(&bad, &[2, 5, 5], &[0; 50]);
+    let out = run(
+        "predict",
+        &[
+            "--backend",
+            "cpu",
+            "--load",
+            ckpt.to_str().unwrap(),
+            bad.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_error("wrong shape", &out, &["bad.npy", "[5, 5]"]);
+}
+
+/// Writes a C-order `|u1` .npy file.
+fn write_npy_u8(path: &Path, shape: &[usize], values: &[u8]) {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let mut header = format!(
+        "{{'descr': '|u1', 'fortran_order': False, 'shape': ({},), }}",
+        dims.join(", ")
+    );
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    bytes.extend(values);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_folder_of_idx_files_trains_with_its_own_split() {
+    let dir = tempfile::tempdir().unwrap();
+    // 40 training and 20 test images of 4×4: the class is which half is brighter.
+    let write = |name: &str, magic: u32, dims: &[u32], payload: &[u8]| {
+        let mut b = magic.to_be_bytes().to_vec();
+        for d in dims {
+            b.extend(d.to_be_bytes());
+        }
+        b.extend(payload);
+        std::fs::write(dir.path().join(name), b).unwrap();
+    };
+    for (part, n) in [("train", 40u32), ("t10k", 20)] {
+        let labels: Vec<u8> = (0..n).map(|i| (i % 2) as u8).collect();
+        let pixels: Vec<u8> = labels
+            .iter()
+            .flat_map(|&l| (0..16).map(move |p| if (p < 8) == (l == 0) { 200 } else { 10 }))
+            .collect();
+        write(
+            &format!("{part}-images-idx3-ubyte"),
+            0x803,
+            &[n, 4, 4],
+            &pixels,
+        );
+        write(&format!("{part}-labels-idx1-ubyte"), 0x801, &[n], &labels);
+    }
+    let out = train(&[
+        dir.path().to_str().unwrap(),
+        "--model",
+        "mlp",
+        "--epochs",
+        "3",
+    ]);
+    assert_ok("IDX folder", &out);
+    let err = stderr(&out);
+    assert!(
+        err.contains("(idx)") && err.contains("40 training and 20 test"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_data_is_an_error_naming_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cases: Vec<(&str, Vec<String>, Vec<String>)> = vec![
+        (
+            "ragged rows",
+            vec![data("csv/ragged.csv")],
+            vec!["ragged.csv".into(), "line 4".into()],
+        ),
+        (
+            "text where a number belongs",
+            vec![data("csv/text_in_number.csv")],
+            vec!["line 1012".into(), "petal_width".into(), "abc".into()],
+        ),
+        (
+            "an object array",
+            vec![data("npy/object.npy"), data("npy/y_i64.npy")],
+            vec!["object.npy".into(), "unpickle".into()],
+        ),
+        (
+            "x and y of different lengths",
+            vec![data("npy/x_u8.npy"), data("npy/x_f4_be.npy")],
+            vec!["x_u8.npy".into(), "labels".into()],
+        ),
+        (
+            "a lone .npy",
+            vec![data("npy/x_u8.npy")],
+            vec!["x_u8.npy".into(), "two files".into()],
+        ),
+        (
+            "no such path",
+            vec![d.join("nowhere").display().to_string()],
+            vec!["nowhere".into()],
+        ),
+    ];
+    for (what, paths, needles) in cases {
+        let args: Vec<&str> = paths.iter().map(String::as_str).collect();
+        let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+        assert_error(what, &train(&args), &needles);
+    }
+
+    // Folders: one class, a class with no pictures, an empty file, a 1×1 picture.
+    let picture = std::fs::read(first_file(&Path::new(&data("pictures")).join("class_a"))).unwrap();
+    let one = d.join("one_class");
+    std::fs::create_dir_all(one.join("cats")).unwrap();
+    std::fs::write(one.join("cats/a.png"), &picture).unwrap();
+    assert_error(
+        "a single class",
+        &train(&[one.to_str().unwrap()]),
+        &["class"],
+    );
+    let empty = d.join("empty_class");
+    std::fs::create_dir_all(empty.join("cats")).unwrap();
+    std::fs::create_dir_all(empty.join("dogs")).unwrap();
+    std::fs::write(empty.join("cats/a.png"), &picture).unwrap();
+    assert_error(
+        "an empty class",
+        &train(&[empty.to_str().unwrap()]),
+        &["dogs"],
+    );
+    let tiny = d.join("tiny");
+    std::fs::create_dir_all(tiny.join("a")).unwrap();
+    std::fs::create_dir_all(tiny.join("b")).unwrap();
+    std::fs::write(tiny.join("a/x.png"), &picture).unwrap();
+    image::GrayImage::new(1, 1)
+        .save(tiny.join("b/dot.png"))
+        .unwrap();
+    assert_error(
+        "a 1×1 picture",
+        &train(&[tiny.to_str().unwrap()]),
+        &["dot.png"],
+    );
+    let csv = d.join("empty.csv");
+    std::fs::write(&csv, "").unwrap();
+    assert_error(
+        "an empty file",
+        &train(&[csv.to_str().unwrap()]),
+        &["empty.csv"],
+    );
+}
