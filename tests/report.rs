@@ -96,7 +96,7 @@ fn report_writes_metrics_and_three_pictures() {
     for (name, dims, ink) in [
         ("curves.png", (1100, 460), 0.02),
         ("confusion.png", (770, 646), 0.1),
-        ("mistakes.png", (920, 754), 0.1),
+        ("mistakes.png", (920, 818), 0.1),
     ] {
         let bytes = check_png(&report.join(name), dims, ink);
         assert!(bytes > 10_000 && bytes < 2_000_000, "{name}: {bytes} bytes");

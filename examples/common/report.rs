@@ -66,6 +66,8 @@ pub struct Mistake {
     pub origin: Option<String>,
     /// Its stored pixels and their shape, when it is an image of bytes.
     pub picture: Option<(Vec<u8>, soma::shape::Chw)>,
+    /// Whether a grey picture is drawn inverted (IDX digits: light ink on black).
+    pub dark_ink: bool,
     pub label: usize,
     pub predicted: usize,
     /// The probability the network gave its (wrong) answer.
@@ -156,18 +158,40 @@ impl Report {
     }
 }
 
+/// The heads of a confusion matrix's columns and rows: class names where every name fits a
+/// column (five characters); else the columns are numbered and each row's name ends in its
+/// number.
+fn heads(classes: &[String]) -> (Vec<String>, Vec<String>) {
+    if classes.iter().all(|c| c.chars().count() <= 5) {
+        return (classes.to_vec(), classes.to_vec());
+    }
+    let columns = (0..classes.len()).map(|c| c.to_string()).collect();
+    let rows = classes
+        .iter()
+        .enumerate()
+        .map(|(c, name)| format!("{}  {c}", shorten(name, 24)))
+        .collect();
+    (columns, rows)
+}
+
 /// `matrix[label][predicted]` as a text table with each class's accuracy (recall).
 pub fn confusion_table(matrix: &[Vec<u64>], classes: &[String]) -> String {
-    let width = classes.iter().map(|c| c.len()).max().unwrap_or(1).max(6);
+    let (columns, rows) = heads(classes);
+    let width = rows
+        .iter()
+        .map(|c| c.chars().count())
+        .max()
+        .unwrap_or(1)
+        .max(6);
     let mut out = String::new();
     let _ = write!(out, "{:>width$} |", "label");
-    for c in 0..matrix.len() {
-        let _ = write!(out, "{:>6}", short(classes, c));
+    for c in &columns {
+        let _ = write!(out, "{c:>6}");
     }
     let _ = writeln!(out, " | accuracy");
     for (l, row) in matrix.iter().enumerate() {
         let total: u64 = row.iter().sum();
-        let _ = write!(out, "{:>width$} |", classes[l]);
+        let _ = write!(out, "{:>width$} |", rows[l]);
         for &n in row {
             let _ = write!(out, "{n:>6}");
         }
@@ -178,10 +202,6 @@ pub fn confusion_table(matrix: &[Vec<u64>], classes: &[String]) -> String {
 }
 
 /// A class name cut to 5 characters, for narrow columns.
-fn short(classes: &[String], c: usize) -> String {
-    classes[c].chars().take(5).collect()
-}
-
 /// Loss and accuracy against epoch, train and test, side by side.
 fn curves(path: &Path, rows: &[EpochRow]) -> Result<(), Fail> {
     plot::png(path, (1100, 460), |root| {
@@ -316,16 +336,20 @@ fn panel(
 fn confusion_png(path: &Path, matrix: &[Vec<u64>], classes: &[String]) -> Result<(), Fail> {
     let n = matrix.len() as i32;
     let cell = 52;
-    let (left, top) = (130, 96);
-    let width = (left + n * cell + 120) as u32;
+    let (columns, rows) = heads(classes);
+    let widest = rows.iter().map(|r| r.chars().count()).max().unwrap_or(0) as i32;
+    let total: u64 = matrix.iter().flatten().sum();
+    let correct: u64 = (0..matrix.len()).map(|i| matrix[i][i]).sum();
+    let title = format!(
+        "Test confusion matrix: {correct} of {total} right ({:.2}%)",
+        100.0 * correct as f64 / total.max(1) as f64
+    );
+    let (left, top) = (130.max(64 + 8 * widest), 96);
+    // The rotated axis title, clear of the longest row name.
+    let label_x = (left - 56).min(left - 24 - 8 * widest);
+    let width = (left + n * cell + 120).max(32 + 11 * title.chars().count() as i32) as u32;
     let height = (top + n * cell + 30) as u32;
     plot::png(path, (width, height), |root| {
-        let total: u64 = matrix.iter().flatten().sum();
-        let correct: u64 = (0..matrix.len()).map(|i| matrix[i][i]).sum();
-        let title = format!(
-            "Test confusion matrix: {correct} of {total} right ({:.2}%)",
-            100.0 * correct as f64 / total.max(1) as f64
-        );
         root.draw(&Text::new(title, (16, 14), plot::bold(20)))?;
         let centre = |size| plot::anchored(plot::font(size), HPos::Center, VPos::Center);
         root.draw(&Text::new(
@@ -335,7 +359,7 @@ fn confusion_png(path: &Path, matrix: &[Vec<u64>], classes: &[String]) -> Result
         ))?;
         root.draw(&Text::new(
             "label",
-            (left - 56, top + n * cell / 2),
+            (label_x, top + n * cell / 2),
             plot::anchored(
                 plot::bold(16).transform(FontTransform::Rotate270),
                 HPos::Center,
@@ -351,7 +375,7 @@ fn confusion_png(path: &Path, matrix: &[Vec<u64>], classes: &[String]) -> Result
             let y = top + l as i32 * cell;
             let row_total = row.iter().sum::<u64>().max(1) as f64;
             root.draw(&Text::new(
-                classes[l].clone(),
+                rows[l].clone(),
                 (left - 12, y + cell / 2),
                 plot::anchored(plot::font(14), HPos::Right, VPos::Center),
             ))?;
@@ -388,7 +412,7 @@ fn confusion_png(path: &Path, matrix: &[Vec<u64>], classes: &[String]) -> Result
         }
         for p in 0..classes.len() {
             root.draw(&Text::new(
-                short(classes, p),
+                columns[p].clone(),
                 (left + p as i32 * cell + cell / 2, top - 14),
                 centre(14),
             ))?;
@@ -404,7 +428,7 @@ fn mistakes_png(path: &Path, mistakes: &[Mistake], classes: &[String]) -> Result
     const BOX: i32 = 112;
     // A line more under each picture where the samples have origins.
     let with_origins = mistakes.iter().any(|m| m.origin.is_some());
-    let (cell_w, cell_h) = (150i32, if with_origins { 192i32 } else { 172 });
+    let (cell_w, cell_h) = (150i32, if with_origins { 208i32 } else { 188 });
     let rows = mistakes.len().div_ceil(COLS).max(1);
     let top = 56;
     let width = (COLS as i32 * cell_w + 20) as u32;
@@ -423,7 +447,7 @@ fn mistakes_png(path: &Path, mistakes: &[Mistake], classes: &[String]) -> Result
             let x0 = 10 + (k % COLS) as i32 * cell_w + (cell_w - BOX) / 2;
             let y0 = top + (k / COLS) as i32 * cell_h;
             if let Some((pixels, image)) = &m.picture {
-                draw_picture(root, pixels, *image, (x0, y0), BOX)?;
+                draw_picture(root, pixels, *image, m.dark_ink, (x0, y0), BOX)?;
             }
             root.draw(&Rectangle::new(
                 [(x0 - 1, y0 - 1), (x0 + BOX, y0 + BOX)],
@@ -433,19 +457,24 @@ fn mistakes_png(path: &Path, mistakes: &[Mistake], classes: &[String]) -> Result
             let text_at = |dy| (cx, y0 + BOX + dy);
             let centred = |f| plot::anchored(f, HPos::Center, VPos::Top);
             root.draw(&Text::new(
-                format!("label {}, said {}", classes[m.label], classes[m.predicted]),
+                format!("label {}", shorten(&classes[m.label], 16)),
                 text_at(6),
                 centred(plot::font(14)),
             ))?;
             root.draw(&Text::new(
+                format!("said {}", shorten(&classes[m.predicted], 16)),
+                text_at(23),
+                centred(plot::font(14)),
+            ))?;
+            root.draw(&Text::new(
                 format!("{:.1}% sure (#{})", 100.0 * m.confidence, m.index),
-                text_at(26),
+                text_at(42),
                 centred(plot::font(12)).color(&RGBColor(90, 90, 90)),
             ))?;
             if let Some(origin) = &m.origin {
                 root.draw(&Text::new(
                     shorten(origin, 24),
-                    text_at(44),
+                    text_at(60),
                     centred(plot::font(11)).color(&RGBColor(90, 90, 90)),
                 ))?;
             }
@@ -466,12 +495,13 @@ fn shorten(s: &str, max: usize) -> String {
 }
 
 /// Draws a picture of stored bytes (`image`, channel-major) with its top left at `at`, scaled by
-/// whole pixels to fit `size`. One channel: dark ink on white, as a digit is written; three or
-/// more: the first three as RGB.
+/// whole pixels to fit `size`. One channel: grey, inverted when `dark_ink` (MNIST's light ink on
+/// black, drawn dark on white as it was written); three or more: the first three as RGB.
 fn draw_picture(
     root: &Area,
     pixels: &[u8],
     image: soma::shape::Chw,
+    dark_ink: bool,
     at: (i32, i32),
     size: i32,
 ) -> Result<(), Fail> {
@@ -484,7 +514,7 @@ fn draw_picture(
             let colour = if image.c >= 3 {
                 RGBColor(at_c(0), at_c(1), at_c(2))
             } else {
-                let g = 255 - at_c(0);
+                let g = if dark_ink { 255 - at_c(0) } else { at_c(0) };
                 RGBColor(g, g, g)
             };
             let (px, py) = (at.0 + x as i32 * scale, at.1 + y as i32 * scale);

@@ -189,7 +189,9 @@ pub fn run(session: Session<'_>) -> Result<serde_json::Map<String, serde_json::V
 
     let final_train = backend.evaluate(train_set)?;
     if let Some((r, dir)) = &report {
-        let (matrix, mistakes) = confusion(backend.as_mut(), test_set, session.test_origins)?;
+        let dark_ink = model.source == soma::model::Source::Idx;
+        let (matrix, mistakes) =
+            confusion(backend.as_mut(), test_set, session.test_origins, dark_ink)?;
         let classes: Vec<String> = (0..net.outputs()).map(|c| model.class_name(c)).collect();
         eprintln!(
             "test confusion matrix (rows: label, columns: prediction):\n{}",
@@ -223,6 +225,7 @@ fn confusion(
     backend: &mut dyn soma::Backend,
     test: &Dataset,
     origins: &[String],
+    dark_ink: bool,
 ) -> soma::Result<(Vec<Vec<u64>>, Vec<report::Mistake>)> {
     let Targets::Labels { labels, classes } = test.targets() else {
         return Err(soma::Error::arg(
@@ -256,6 +259,7 @@ fn confusion(
                     index: i,
                     origin: origins.get(i).cloned(),
                     picture: pixels,
+                    dark_ink,
                     label,
                     predicted,
                     confidence,
