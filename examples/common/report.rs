@@ -426,9 +426,15 @@ fn mistakes_png(path: &Path, mistakes: &[Mistake], classes: &[String]) -> Result
     const COLS: usize = 6;
     // Each picture is drawn in a box of BOX pixels, each of its pixels a square of whole pixels.
     const BOX: i32 = 112;
-    // A line more under each picture where the samples have origins.
+    // A line more under each picture where the samples have origins; no room for pictures
+    // where the samples are not images (table rows).
     let with_origins = mistakes.iter().any(|m| m.origin.is_some());
-    let (cell_w, cell_h) = (150i32, if with_origins { 208i32 } else { 188 });
+    let picture_h = if mistakes.iter().any(|m| m.picture.is_some()) {
+        BOX
+    } else {
+        0
+    };
+    let (cell_w, cell_h) = (150i32, picture_h + if with_origins { 96 } else { 76 });
     let rows = mistakes.len().div_ceil(COLS).max(1);
     let top = 56;
     let width = (COLS as i32 * cell_w + 20) as u32;
@@ -448,13 +454,13 @@ fn mistakes_png(path: &Path, mistakes: &[Mistake], classes: &[String]) -> Result
             let y0 = top + (k / COLS) as i32 * cell_h;
             if let Some((pixels, image)) = &m.picture {
                 draw_picture(root, pixels, *image, m.dark_ink, (x0, y0), BOX)?;
+                root.draw(&Rectangle::new(
+                    [(x0 - 1, y0 - 1), (x0 + BOX, y0 + BOX)],
+                    RGBColor(190, 190, 190),
+                ))?;
             }
-            root.draw(&Rectangle::new(
-                [(x0 - 1, y0 - 1), (x0 + BOX, y0 + BOX)],
-                RGBColor(190, 190, 190),
-            ))?;
             let cx = x0 + BOX / 2;
-            let text_at = |dy| (cx, y0 + BOX + dy);
+            let text_at = |dy| (cx, y0 + picture_h + dy);
             let centred = |f| plot::anchored(f, HPos::Center, VPos::Top);
             root.draw(&Text::new(
                 format!("label {}", shorten(&classes[m.label], 16)),
