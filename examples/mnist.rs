@@ -17,9 +17,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
+use soma::ModelInfo;
 use soma::data::{DatasetKind, locate};
 use soma::train::Recipe;
-use soma::{ModelInfo, checkpoint};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum ScaleArg {
@@ -67,15 +67,7 @@ fn main() {
 
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let flags = &args.run;
-    // Where the results go is checked before anything else, so that a typo costs no training.
-    let report = flags
-        .report
-        .as_deref()
-        .map(report::Report::create)
-        .transpose()?;
-    if let Some(path) = &flags.save {
-        checkpoint::check_writable(path)?;
-    }
+    let report = session::outputs(flags.report.as_deref(), flags.save.as_deref())?;
     let files = locate(args.dataset, args.data.as_deref(), !args.offline)?;
     let load_started = Instant::now();
     let (mut train_set, mut test_set) = files.load()?;
@@ -122,7 +114,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         test_origins: &[],
         save: flags.save.clone(),
         load: flags.load.clone(),
-        report: report.zip(flags.report.clone()),
+        report,
     })?;
     println!("{}", serde_json::Value::Object(json));
     Ok(())

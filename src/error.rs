@@ -99,6 +99,21 @@ impl Error {
         }
     }
 
+    /// Builds an [`Error::Format`]: `path` is malformed in `field`.
+    pub fn format(
+        path: impl Into<PathBuf>,
+        field: &'static str,
+        expected: impl Into<String>,
+        found: impl Into<String>,
+    ) -> Self {
+        Error::Format {
+            path: path.into(),
+            field,
+            expected: expected.into(),
+            found: found.into(),
+        }
+    }
+
     /// Builds an [`Error::Argument`].
     pub fn arg(name: &'static str, expected: impl Into<String>, got: impl ToString) -> Self {
         Error::Argument {

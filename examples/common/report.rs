@@ -410,9 +410,9 @@ fn confusion_png(path: &Path, matrix: &[Vec<u64>], classes: &[String]) -> Result
                 centre(14),
             ))?;
         }
-        for p in 0..classes.len() {
+        for (p, head) in columns.iter().enumerate() {
             root.draw(&Text::new(
-                columns[p].clone(),
+                head.clone(),
                 (left + p as i32 * cell + cell / 2, top - 14),
                 centre(14),
             ))?;

@@ -3,7 +3,7 @@
 //! lines, `--save` after every epoch, `--report`, and the closing JSON line's fields. Included
 //! by both examples with `#[path]` (beside `plot.rs` and `report.rs`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use soma::train::{Event, Recipe, train_with};
@@ -28,6 +28,20 @@ pub struct Session<'a> {
     pub load: Option<PathBuf>,
     /// Created before the data was read (so that a bad directory costs nothing), and its path.
     pub report: Option<(report::Report, PathBuf)>,
+}
+
+/// Checks where a run's results go before anything is read or trained, so that a typo costs
+/// nothing: creates the report directory (`--report`) and checks that a checkpoint can be
+/// written (`--save`).
+pub fn outputs(
+    report: Option<&Path>,
+    save: Option<&Path>,
+) -> Result<Option<(report::Report, PathBuf)>, Fail> {
+    let created = report.map(report::Report::create).transpose()?;
+    if let Some(path) = save {
+        checkpoint::check_writable(path)?;
+    }
+    Ok(created.zip(report.map(Path::to_path_buf)))
 }
 
 /// Trains, evaluates and reports; returns the fields of the closing JSON line.

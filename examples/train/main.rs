@@ -20,7 +20,6 @@ mod session;
 use std::path::PathBuf;
 
 use clap::Parser;
-use soma::checkpoint;
 use soma::train::Recipe;
 
 use plot::Fail;
@@ -50,15 +49,7 @@ fn main() {
 
 fn run(args: &Args) -> Result<(), Fail> {
     let flags = &args.run;
-    // Where the results go is checked before anything is read.
-    let report = flags
-        .report
-        .as_deref()
-        .map(report::Report::create)
-        .transpose()?;
-    if let Some(path) = &flags.save {
-        checkpoint::check_writable(path)?;
-    }
+    let report = session::outputs(flags.report.as_deref(), flags.save.as_deref())?;
     let loaded = load::load(&args.paths, &args.data)?;
     let prepared = &loaded.prepared;
     let image = prepared.train.image;
@@ -111,7 +102,7 @@ fn run(args: &Args) -> Result<(), Fail> {
         test_origins: &prepared.test_origins,
         save: flags.save.clone(),
         load: flags.load.clone(),
-        report: report.zip(flags.report.clone()),
+        report,
     })?;
     json.insert("format".into(), loaded.format.into());
     json.insert("classes".into(), classes.into());

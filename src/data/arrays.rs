@@ -31,20 +31,6 @@ pub struct SampleShape {
     pub channel_last: bool,
 }
 
-fn bad(
-    path: &Path,
-    field: &'static str,
-    expected: impl Into<String>,
-    found: impl Into<String>,
-) -> Error {
-    Error::Format {
-        path: path.to_path_buf(),
-        field,
-        expected: expected.into(),
-        found: found.into(),
-    }
-}
-
 /// The sample shape of inputs of `shape` (`[n, …]`). A 4-D array is channel-last when its
 /// last axis has 1 to 4 values, else channel-first when its second has; `layout` decides
 /// where neither or both would.
@@ -59,7 +45,7 @@ pub fn sample_shape(path: &Path, shape: &[usize], layout: Option<Layout>) -> Res
                 None if c <= 4 => true,
                 None if a <= 4 => false,
                 None => {
-                    return Err(bad(
+                    return Err(Error::format(
                         path,
                         "input shape",
                         "a channel axis of 1-4 values last or second (or --layout nhwc|nchw)",
@@ -73,11 +59,18 @@ pub fn sample_shape(path: &Path, shape: &[usize], layout: Option<Layout>) -> Res
                 (Some(Chw::new(a, b, c)), false)
             }
         }
-        _ => return Err(bad(path, "input shape", expected, format!("{shape:?}"))),
+        _ => {
+            return Err(Error::format(
+                path,
+                "input shape",
+                expected,
+                format!("{shape:?}"),
+            ));
+        }
     };
     let width = shape[1..].iter().product();
     if width == 0 {
-        return Err(bad(
+        return Err(Error::format(
             path,
             "input shape",
             "samples of at least one value",
@@ -135,7 +128,7 @@ pub fn integral(values: &[f64]) -> Option<Vec<i64>> {
 /// default included), whole floats `[n]`, or one-hot rows `[n, k]` (each one 1 and k-1 zeros).
 pub fn labels(path: &Path, y: &Array, n: usize) -> Result<Vec<i64>> {
     if y.shape.first() != Some(&n) {
-        return Err(bad(
+        return Err(Error::format(
             path,
             "labels",
             format!("{n} labels, one per input sample"),
@@ -153,7 +146,7 @@ pub fn labels(path: &Path, y: &Array, n: usize) -> Result<Vec<i64>> {
         (1, Values::Int(v)) => Ok(v.clone()),
         (1, Values::U8(v)) => Ok(v.iter().map(|&b| b as i64).collect()),
         (1, Values::F32(_)) => integral(&as_f64(0..n)).ok_or_else(|| {
-            bad(
+            Error::format(
                 path,
                 "labels",
                 "class labels (whole numbers); regression is not built yet",
@@ -168,7 +161,7 @@ pub fn labels(path: &Path, y: &Array, n: usize) -> Result<Vec<i64>> {
                     let ones = row.iter().filter(|&&x| x == 1.0).count();
                     let zeros = row.iter().filter(|&&x| x == 0.0).count();
                     if ones != 1 || zeros + 1 != k {
-                        return Err(bad(
+                        return Err(Error::format(
                             path,
                             "labels",
                             format!("one-hot rows (one 1 and {} zeros)", k.saturating_sub(1)),
@@ -179,7 +172,7 @@ pub fn labels(path: &Path, y: &Array, n: usize) -> Result<Vec<i64>> {
                 })
                 .collect()
         }
-        _ => Err(bad(
+        _ => Err(Error::format(
             path,
             "labels",
             "integers of shape [n] or one-hot rows [n, k]",

@@ -318,7 +318,7 @@ fn detect(name: &Path, prefix: &[u8], whole: bool, opts: &CsvOptions) -> Result<
         .map_err(|fault| fault_error(name, &[], first.number, first.text, fault))?;
     let ncols = first_cells.len();
     if ncols < 2 {
-        return Err(format_error(
+        return Err(Error::format(
             name,
             "columns",
             "at least two columns (features and a label) separated by `,`, `;` or tab",
@@ -402,7 +402,7 @@ fn detect_delimiter(name: &Path, text: &[u8]) -> Result<u8> {
         .max_by_key(|&(n, d)| (n, std::cmp::Reverse(d)));
     match best {
         Some((_, d)) => Ok(d),
-        None => Err(format_error(
+        None => Err(Error::format(
             name,
             "columns",
             "at least two columns (features and a label) separated by `,`, `;` or tab",
@@ -462,7 +462,7 @@ fn pick_label(
     };
     match asked {
         Some(LabelColumn::Name(label)) => names.iter().position(|n| n == label).ok_or_else(|| {
-            format_error(
+            Error::format(
                 name,
                 "label",
                 format!("the name of a column: {}", listed()),
@@ -470,7 +470,7 @@ fn pick_label(
             )
         }),
         Some(LabelColumn::Index(i)) if *i < names.len() => Ok(*i),
-        Some(LabelColumn::Index(i)) => Err(format_error(
+        Some(LabelColumn::Index(i)) => Err(Error::format(
             name,
             "label",
             format!(
@@ -955,7 +955,7 @@ fn plan_table(name: &Path, det: &Detected, counts: &[Census], opts: &CsvOptions)
     let mut line = det.body_line;
     for c in counts {
         if let Some((rel, col, text)) = &c.bad_utf8 {
-            return Err(format_error(
+            return Err(Error::format(
                 name,
                 "cell",
                 format!("UTF-8 text ({})", column_ref(&det.names, *col)),
@@ -966,7 +966,7 @@ fn plan_table(name: &Path, det: &Detected, counts: &[Census], opts: &CsvOptions)
     }
     if counts.iter().all(|c| c.rows == 0) {
         return Err(if det.header {
-            format_error(
+            Error::format(
                 name,
                 "file",
                 "data rows after the header",
@@ -1031,7 +1031,7 @@ fn too_many_levels(
     count: usize,
     opts: &CsvOptions,
 ) -> Error {
-    format_error(
+    Error::format(
         name,
         "column",
         format!(
@@ -1083,7 +1083,7 @@ fn predict_slots(
             _ if label_name == Some(name.as_str()) => slots.push(Slot::Skip),
             _ => {
                 let known: Vec<String> = columns.iter().map(|c| format!("`{}`", c.name)).collect();
-                return Err(format_error(
+                return Err(Error::format(
                     path,
                     "column",
                     format!("the training columns {}", known.join(", ")),
@@ -1380,26 +1380,12 @@ fn parse_cell(
 // ---------------------------------------------------------------------------------------------
 // Errors
 
-fn format_error(
-    path: &Path,
-    field: &'static str,
-    expected: impl Into<String>,
-    found: impl Into<String>,
-) -> Error {
-    Error::Format {
-        path: path.to_path_buf(),
-        field,
-        expected: expected.into(),
-        found: found.into(),
-    }
-}
-
 fn empty_file(path: &Path) -> Error {
-    format_error(path, "file", "a header or data rows", "an empty file")
+    Error::format(path, "file", "a header or data rows", "an empty file")
 }
 
 fn changed(path: &Path) -> Error {
-    format_error(
+    Error::format(
         path,
         "file",
         "the same contents on both passes over it",
@@ -1496,7 +1482,7 @@ fn fault_error(path: &Path, names: &[String], number: u64, line: &[u8], fault: F
             cell_text(cell),
         ),
     };
-    format_error(path, field, expected, found)
+    Error::format(path, field, expected, found)
 }
 
 // ---------------------------------------------------------------------------------------------
