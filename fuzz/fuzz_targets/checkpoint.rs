@@ -24,7 +24,9 @@ fuzz_target!(|data: &[u8]| {
         .clone()
         .unwrap_or_else(|| ModelInfo::for_dataset(DatasetKind::Mnist, Normalize::UNIT));
     let side = digit::SIDE;
-    if ckpt.network.inputs() != side * side || model.image != Some((side, side)) {
+    if ckpt.network.inputs() != side * side
+        || model.image != Some(soma::shape::Chw::new(1, side, side))
+    {
         return;
     }
     if model.check(&ckpt.network).is_err() {
