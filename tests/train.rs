@@ -102,12 +102,13 @@ fn a_picture_folder_is_summarised_trained_saved_and_answered() {
     assert!(class.starts_with("class_"), "{answer}");
 }
 
-/// The first picture file (sorted) in `dir`.
+/// The first picture file (sorted) in `dir`, hidden files aside (the fixture's is not one).
 fn first_file(dir: &Path) -> PathBuf {
+    use soma::data::folder::{is_hidden, is_picture};
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file() && soma::data::folder::is_picture(p))
+        .filter(|p| p.is_file() && is_picture(p) && !is_hidden(Path::new(p.file_name().unwrap())))
         .collect();
     files.sort();
     files.remove(0)
