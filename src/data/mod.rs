@@ -1,5 +1,8 @@
-//! Datasets: inputs kept compact (MNIST as u8 pixels) and converted per batch (see
-//! [`crate::ops::gather`]), targets as class labels or real values.
+//! Datasets: inputs kept compact (pixels as u8) and converted per batch (see
+//! [`crate::ops::gather`]), targets as class labels or real values; and where they come from:
+//! IDX files ([`idx`]), picture folders ([`folder`], [`picture`]), CSV/TSV tables ([`csv`]) and
+//! NumPy files ([`npy`], [`arrays`]), turned into training and test sets by [`prepare`] (with
+//! [`split`]). Every reader has a form over bytes, which a browser page uses.
 
 // Downloading and finding files on disk are native-only: in a browser the page fetches the
 // files and hands their bytes to `idx::load_bytes`.
