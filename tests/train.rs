@@ -34,6 +34,22 @@ fn train(args: &[&str]) -> std::process::Output {
     run("train", &all, None)
 }
 
+fn predict(args: &[&str]) -> std::process::Output {
+    let mut all = vec!["--backend", "cpu"];
+    all.extend_from_slice(args);
+    run("predict", &all, None)
+}
+
+/// Asserts a zero exit and that stderr says every one of `wants`; returns stderr.
+fn assert_ok_saying(what: &str, out: &std::process::Output, wants: &[&str]) -> String {
+    assert_ok(what, out);
+    let err = stderr(out);
+    for want in wants {
+        assert!(err.contains(want), "{what}: missing `{want}`:\n{err}");
+    }
+    err
+}
+
 #[test]
 fn a_picture_folder_is_summarised_trained_saved_and_answered() {
     let dir = tempfile::tempdir().unwrap();
@@ -50,21 +66,21 @@ fn a_picture_folder_is_summarised_trained_saved_and_answered() {
         "--report",
         report.to_str().unwrap(),
     ]);
-    assert_ok("train on pictures", &out);
-    let err = stderr(&out);
-    for want in [
-        "(folder)",
-        "class_a",
-        "class_c",
-        "input: 3×8×8",
-        "split: 20% of each class held out",
-        "size: the most common size 8×8",
-        "1 resized",
-        "not pictures ignored",
-        "per channel",
-    ] {
-        assert!(err.contains(want), "missing `{want}`:\n{err}");
-    }
+    assert_ok_saying(
+        "train on pictures",
+        &out,
+        &[
+            "(folder)",
+            "class_a",
+            "class_c",
+            "input: 3×8×8",
+            "split: 20% of each class held out",
+            "size: the most common size 8×8",
+            "1 resized",
+            "not pictures ignored",
+            "per channel",
+        ],
+    );
     let j = json(&out);
     assert_eq!(j["format"], "folder");
     assert_eq!(j["classes"], 3);
@@ -84,18 +100,12 @@ fn a_picture_folder_is_summarised_trained_saved_and_answered() {
     }
     // predict reads a picture of another size and answers with a class name.
     let picture = first_file(&Path::new(&data("pictures")).join("class_b"));
-    let out = run(
-        "predict",
-        &[
-            "--backend",
-            "cpu",
-            "--json",
-            "--load",
-            ckpt.to_str().unwrap(),
-            picture.to_str().unwrap(),
-        ],
-        None,
-    );
+    let out = predict(&[
+        "--json",
+        "--load",
+        ckpt.to_str().unwrap(),
+        picture.to_str().unwrap(),
+    ]);
     assert_ok("predict a picture", &out);
     let answer: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     let class = answer["prediction"].as_str().unwrap();
@@ -124,13 +134,7 @@ fn a_picture_that_cannot_be_read_is_named_and_skip_bad_goes_on() {
     assert_error("a broken picture", &out, &["broken.png"]);
     let mut skip = refs.clone();
     skip.push("--skip-bad");
-    let out = train(&skip);
-    assert_ok("--skip-bad", &out);
-    let err = stderr(&out);
-    assert!(
-        err.contains("skipped") && err.contains("broken.png"),
-        "{err}"
-    );
+    assert_ok_saying("--skip-bad", &train(&skip), &["skipped", "broken.png"]);
 }
 
 #[test]
@@ -139,16 +143,16 @@ fn a_csv_trains_and_predict_answers_each_row_in_csv() {
     let ckpt = dir.path().join("iris.safetensors");
     let iris = data("csv/iris.csv");
     let out = train(&[&iris, "--save", ckpt.to_str().unwrap()]);
-    assert_ok("train on iris.csv", &out);
-    let err = stderr(&out);
-    for want in [
-        "setosa",
-        "input: 4 values",
-        "label column `species`",
-        "per feature",
-    ] {
-        assert!(err.contains(want), "missing `{want}`:\n{err}");
-    }
+    assert_ok_saying(
+        "train on iris.csv",
+        &out,
+        &[
+            "setosa",
+            "input: 4 values",
+            "label column `species`",
+            "per feature",
+        ],
+    );
     let j = json(&out);
     assert_eq!(j["format"], "csv");
     assert!(j["test_accuracy"].as_f64().unwrap() >= 0.8, "{j}");
@@ -161,11 +165,7 @@ fn a_csv_trains_and_predict_answers_each_row_in_csv() {
     assert!(matches!(&columns[0], TableColumn::Numeric { name } if name == "sepal_length"));
     assert_eq!(model.feature_maps.len(), 4);
 
-    let out = run(
-        "predict",
-        &["--backend", "cpu", "--load", ckpt.to_str().unwrap(), &iris],
-        None,
-    );
+    let out = predict(&["--load", ckpt.to_str().unwrap(), &iris]);
     assert_ok("predict iris rows", &out);
     let text = stdout(&out);
     let mut lines = text.lines();
@@ -202,22 +202,24 @@ fn one_hot_columns_and_fills_are_stated() {
     let out = train(&[&missing]);
     assert_error("a missing cell", &out, &["missing.csv", "--fill"]);
     let out = train(&[&missing, "--fill", "mean", "--epochs", "2", "--val", "0.5"]);
-    assert_ok("--fill mean", &out);
-    let err = stderr(&out);
-    assert!(err.contains("one-hot encoded text columns: city"), "{err}");
-    assert!(
-        err.contains("filled with the column's training mean"),
-        "{err}"
+    assert_ok_saying(
+        "--fill mean",
+        &out,
+        &[
+            "one-hot encoded text columns: city",
+            "filled with the column's training mean",
+        ],
     );
 }
 
 #[test]
 fn numpy_archives_and_pairs_train() {
     let out = train(&[&data("npy/keras.npz"), "--model", "mlp", "--epochs", "2"]);
-    assert_ok("keras.npz", &out);
-    let err = stderr(&out);
-    assert!(err.contains("the data's own test part"), "{err}");
-    assert!(err.contains("input: 1×4×4"), "{err}");
+    assert_ok_saying(
+        "keras.npz",
+        &out,
+        &["the data's own test part", "input: 1×4×4"],
+    );
     let out = train(&[
         &data("npy/xy_compressed.npz"),
         "--epochs",
@@ -225,8 +227,7 @@ fn numpy_archives_and_pairs_train() {
         "--val",
         "0.3",
     ]);
-    assert_ok("xy_compressed.npz", &out);
-    assert!(stderr(&out).contains("input: 3 values"), "{}", stderr(&out));
+    assert_ok_saying("xy_compressed.npz", &out, &["input: 3 values"]);
     // An x, y pair whose labels are one per sample, but not one class each: six samples of
     // six classes cannot be split.
     let out = train(&[
@@ -259,34 +260,14 @@ fn an_array_model_answers_npy_samples() {
         &[3, 4, 4],
         &(0..48).map(|i| (i * 5) as u8).collect::<Vec<_>>(),
     );
-    let out = run(
-        "predict",
-        &[
-            "--backend",
-            "cpu",
-            "--load",
-            ckpt.to_str().unwrap(),
-            x.to_str().unwrap(),
-        ],
-        None,
-    );
+    let out = predict(&["--load", ckpt.to_str().unwrap(), x.to_str().unwrap()]);
     assert_ok("predict x.npy", &out);
     assert_eq!(stdout(&out).lines().count(), 3, "{}", stdout(&out));
     assert!(stdout(&out).contains("x.npy[2]:"), "{}", stdout(&out));
     // Samples of another shape are refused, naming the file.
     let bad = dir.path().join("bad.npy");
     write_npy_u8(&bad, &[2, 5, 5], &[0; 50]);
-    let out = run(
-        "predict",
-        &[
-            "--backend",
-            "cpu",
-            "--load",
-            ckpt.to_str().unwrap(),
-            bad.to_str().unwrap(),
-        ],
-        None,
-    );
+    let out = predict(&["--load", ckpt.to_str().unwrap(), bad.to_str().unwrap()]);
     assert_error("wrong shape", &out, &["bad.npy", "[5, 5]"]);
 }
 
@@ -341,12 +322,7 @@ fn a_folder_of_idx_files_trains_with_its_own_split() {
         "--epochs",
         "3",
     ]);
-    assert_ok("IDX folder", &out);
-    let err = stderr(&out);
-    assert!(
-        err.contains("(idx)") && err.contains("40 training and 20 test"),
-        "{err}"
-    );
+    assert_ok_saying("IDX folder", &out, &["(idx)", "40 training and 20 test"]);
 }
 
 #[test]
