@@ -104,6 +104,13 @@ pub(super) enum Fault {
     MissingLabel { col: usize, cell: Cell },
     /// A level the column did not have.
     UnknownLevel { col: usize, cell: Cell },
+    /// A label that is not one of the classes it is read against; `known` lists a few of them
+    /// for the message (built only when the fault is).
+    UnknownClass {
+        col: usize,
+        cell: Cell,
+        known: String,
+    },
 }
 
 /// A cell's content in its line: trimmed, inside its quotes; `escaped` when it holds `""` pairs.

@@ -18,20 +18,26 @@ pub(super) struct Census {
     pub(super) rows: usize,
     /// Line ends seen.
     pub(super) newlines: u64,
-    /// The distinct cells of each text column (`None` for numeric ones).
+    /// The distinct cells of each text column (`None` for numeric ones); empty from
+    /// [`census_rows`], which counts only.
     pub(super) levels: Vec<Option<HashSet<Vec<u8>>>>,
     /// The first text cell that is not UTF-8: its line (counted from 0 in the range) and text.
     pub(super) bad_utf8: Option<(u64, usize, Vec<u8>)>,
 }
 
-/// Counts rows only.
-pub(super) fn census_rows(source: &Source) -> Result<usize> {
+/// Counts rows and line ends only (no levels): for files read against a known schema.
+pub(super) fn census_rows(source: &Source) -> Result<Census> {
     let mut rows = 0;
-    source.lines(0, |_, _| {
+    let newlines = source.lines(0, |_, _| {
         rows += 1;
         Ok(())
     })?;
-    Ok(rows)
+    Ok(Census {
+        rows,
+        newlines,
+        levels: Vec::new(),
+        bad_utf8: None,
+    })
 }
 
 /// How many distinct values pass 1 keeps per text feature column: enough to say how many a

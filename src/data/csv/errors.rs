@@ -11,6 +11,8 @@ use super::cells::{Cell, Fault};
 
 /// Cell text quoted in an error message is cut to this many characters.
 const QUOTE_CHARS: usize = 40;
+/// Names listed in a message before the rest are only counted.
+const LISTED: usize = 6;
 
 pub(super) fn empty_file(path: &Path) -> Error {
     Error::format(path, "file", "a header or data rows", "an empty file")
@@ -41,6 +43,37 @@ pub(super) fn quote(bytes: &[u8]) -> String {
         out.push('…');
     }
     out
+}
+
+/// Names for a message, quoted: all of them, or the first [`LISTED`] and how many there are,
+/// so that a message about thousands of columns or classes stays readable.
+pub(super) fn listed<S: AsRef<str>>(names: &[S]) -> String {
+    let shown: Vec<String> = names
+        .iter()
+        .take(LISTED)
+        .map(|n| format!("`{}`", n.as_ref()))
+        .collect();
+    if names.len() > LISTED {
+        format!("{}, … ({} in all)", shown.join(", "), names.len())
+    } else {
+        shown.join(", ")
+    }
+}
+
+/// The error for a test file whose first line (line `number`) does not name every column in
+/// `expected` (the label, then the features); `absent` are those it lacks. Labelled rows need a
+/// header: without one, neither the label column nor the order of the others is known.
+pub(super) fn needs_header(path: &Path, expected: &[&str], absent: &[&str], number: u64) -> Error {
+    Error::format(
+        path,
+        "header",
+        format!(
+            "a header naming the label and every feature column ({}); a test file needs a \
+             header naming its columns",
+            listed(expected)
+        ),
+        format!("line {number}, which does not name {}", listed(absent)),
+    )
 }
 
 /// The error for a fault on line `number`, whose text is `line`.
@@ -111,6 +144,14 @@ pub(super) fn fault_error(
             "cell",
             format!(
                 "one of the column's training levels ({})",
+                column_ref(names, col)
+            ),
+            cell_text(cell),
+        ),
+        Fault::UnknownClass { col, cell, known } => (
+            "label",
+            format!(
+                "one of the classes in training ({}): {known}",
                 column_ref(names, col)
             ),
             cell_text(cell),

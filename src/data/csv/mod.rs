@@ -1,6 +1,8 @@
 //! CSV and TSV tables read into a train-ready `f32` matrix: [`parse_csv`] for bytes (any
-//! target, one thread), [`read_csv`] for a file (native: streaming and parallel), and
-//! [`parse_rows_with`] for prediction rows read against a table's known schema.
+//! target, one thread), [`read_csv`] for a file (native: streaming and parallel),
+//! [`parse_rows_with`] for prediction rows read against a table's known schema, and
+//! [`parse_labelled_rows_with`] (bytes) or [`read_labelled_rows_with`] (a file) for a separate
+//! test file read against that schema with its labels kept.
 //!
 //! # Format
 //!
@@ -36,6 +38,17 @@
 //!   file; a column with more than [`CsvOptions::max_levels`] distinct values is refused.
 //! - **Missing** feature cells are an error unless [`CsvOptions::allow_missing`], which makes
 //!   them NaN (every slot of a one-hot column); a missing label is always an error.
+//!
+//! # Files read against a schema
+//!
+//! Prediction and test files are read against the training table's columns: their one-hot
+//! levels, the label's classes, and no detection of kinds. The first line is a header when it
+//! names every feature column; columns are then matched by name, in any order, and a column that
+//! is neither a feature nor the label (or repeats one) is refused. Prediction rows may omit the
+//! header (rows then hold the feature columns in the schema's order) and the label (which is
+//! read past). Test rows must have a header naming the label column and every feature column,
+//! since without one neither the label column nor the order of the others is known. A level or
+//! class that training did not have is an error naming its line and column.
 //!
 //! # Limits
 //!
@@ -74,11 +87,9 @@ mod values;
 use std::path::Path;
 
 use crate::error::Result;
-use cells::cell_names;
 use census::{census, census_rows, level_cap};
-use detect::{bom_len, detect, detect_delimiter, first_line};
-use errors::empty_file;
-use plan::{Plan, plan_table, predict_slots};
+use detect::detect;
+use plan::{RowLabel, plan_table, schema_rows};
 use source::Source;
 use values::{LabelSlice, Output, Part, alloc, fill};
 
@@ -171,6 +182,17 @@ impl Labels {
     }
 }
 
+/// How a test file's label column is read ([`parse_labelled_rows_with`]): as the training
+/// table's text classes, or as numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LabelSchema<'a> {
+    /// The training table's classes, as in [`Labels::Text`] (sorted, distinct): each label must
+    /// be one of them, and its code is its index here.
+    Text(&'a [String]),
+    /// Numbers, kept as read.
+    Numeric,
+}
+
 /// A table read for training.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Table {
@@ -240,10 +262,10 @@ pub fn read_csv(path: &Path, opts: &CsvOptions) -> Result<Table> {
 /// label column's name, whose column the file may hold (it is then skipped).
 ///
 /// The first line is a header when it names every feature column; columns are then matched by
-/// name, in any order, and a column that is neither a feature nor the label is refused. Without
-/// a header, each row holds the feature columns only, in the schema's order. A level a one-hot
-/// column did not have in training is an error naming its line and column; missing cells are
-/// NaN with `allow_missing`, an error otherwise. A header alone gives no rows.
+/// name, in any order, and a column that is neither a feature nor the label (or repeats one) is
+/// refused. Without a header, each row holds the feature columns only, in the schema's order. A
+/// level a one-hot column did not have in training is an error naming its line and column;
+/// missing cells are NaN with `allow_missing`, an error otherwise. A header alone gives no rows.
 ///
 /// Returns the `rows × width` values and the line number of each row.
 pub fn parse_rows_with(
@@ -253,43 +275,77 @@ pub fn parse_rows_with(
     label_name: Option<&str>,
     allow_missing: bool,
 ) -> Result<(Vec<f32>, Vec<u64>)> {
-    let start = bom_len(bytes);
-    // A model with one feature reads files of one column, which have no delimiter to detect.
-    let delimiter = match detect_delimiter(name, &bytes[start..]) {
-        Err(_) if columns.len() == 1 => b',',
-        found => found?,
-    };
-    let first = first_line(bytes, start).ok_or_else(|| empty_file(name))?;
-    let names = cell_names(first.text, delimiter).unwrap_or_default();
-    let header = columns.iter().all(|c| names.contains(&c.name));
-    let (slots, width) = predict_slots(name, columns, &names, header, label_name)?;
-    let (body_start, body_line) = if header {
-        (first.end, first.number + 1)
-    } else {
-        (start, 1)
-    };
-    let shown = if header {
-        names
-    } else {
-        columns.iter().map(|c| c.name.clone()).collect()
-    };
-    let plan = Plan {
-        path: name.to_path_buf(),
-        delimiter,
-        names: shown,
-        slots,
-        width,
+    let file = schema_rows(
+        name,
+        bytes,
+        columns,
+        RowLabel::Skip(label_name),
         allow_missing,
-    };
-    let body = &bytes[body_start..];
-    let rows = census_rows(&Source::Bytes(body))?;
-    let mut values = alloc(name, rows, width)?;
+    )?;
+    let body = &bytes[file.body_start..];
+    let rows = census_rows(&Source::Bytes(body))?.rows;
+    // No label storage: prediction rows have none to keep.
+    let mut values = alloc(name, rows, file.plan.width)?;
     let mut lines = vec![0; rows];
     let part = Part {
         values: &mut values,
         labels: LabelSlice::None,
         lines: &mut lines,
     };
-    fill(&plan, &Source::Bytes(body), body_line, part)?;
+    fill(&file.plan, &Source::Bytes(body), file.body_line, part)?;
     Ok((values, lines))
+}
+
+/// Parses a labelled test file (such as the `test.csv` shipped beside a `train.csv`) against a
+/// table's schema: `columns` as in [`Table::columns`], the label column's name, and how its
+/// cells are read, `label` (the training table's classes, or numbers). One thread; the same
+/// result as [`read_labelled_rows_with`].
+///
+/// The file must have a header naming the label column and every feature column; columns are
+/// matched by name, in any order, and a column that is neither a feature nor the label (or
+/// repeats one) is refused. Feature cells are read as [`parse_rows_with`] reads them. Each label
+/// must be one of the classes ([`LabelSchema::Text`], an error naming the line, the column and
+/// a few of the classes otherwise) or a finite number ([`LabelSchema::Numeric`]); a missing
+/// label is an error whatever `allow_missing` says. A header alone gives no rows.
+///
+/// Returns the `rows × width` values, the labels (for text, codes into the classes given, which
+/// are returned as the levels) and the line number of each row.
+pub fn parse_labelled_rows_with(
+    name: &Path,
+    bytes: &[u8],
+    columns: &[FeatureColumn],
+    label_name: &str,
+    label: LabelSchema<'_>,
+    allow_missing: bool,
+) -> Result<(Vec<f32>, Labels, Vec<u64>)> {
+    let read = RowLabel::Read(label_name, label);
+    let file = schema_rows(name, bytes, columns, read, allow_missing)?;
+    let body = &bytes[file.body_start..];
+    let rows = census_rows(&Source::Bytes(body))?.rows;
+    let mut out = Output::new(&file.plan, rows)?;
+    let part = out.split(&[rows]).remove(0);
+    fill(&file.plan, &Source::Bytes(body), file.body_line, part)?;
+    Ok(out.into_rows())
+}
+
+/// [`parse_labelled_rows_with`] for a file, read as [`read_csv`] reads one: in parallel byte
+/// ranges (on rayon's global pool) through a fixed-size buffer, so that peak memory stays near
+/// the size of the matrix. An unreadable file is an I/O error naming it.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read_labelled_rows_with(
+    path: &Path,
+    columns: &[FeatureColumn],
+    label_name: &str,
+    label: LabelSchema<'_>,
+    allow_missing: bool,
+) -> Result<(Vec<f32>, Labels, Vec<u64>)> {
+    native::read_labelled(
+        path,
+        columns,
+        label_name,
+        label,
+        allow_missing,
+        native::RANGES_PER_THREAD,
+        native::BLOCK,
+    )
 }

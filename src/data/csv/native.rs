@@ -1,8 +1,9 @@
-//! Files, in parallel (native only): [`read_csv`](super::read_csv)'s reader. The file is cut
-//! into byte ranges that start and end at line ends, and read twice in parallel through a
-//! fixed-size buffer rather than mapped, so peak memory stays near the size of the matrix:
-//! pass 1 counts rows and levels, then pass 2 fills each range's disjoint rows. A file that
-//! changes between passes is an error rather than a wrong table.
+//! Files, in parallel (native only): the readers of [`read_csv`](super::read_csv) and
+//! [`read_labelled_rows_with`](super::read_labelled_rows_with). The file is cut into byte ranges
+//! that start and end at line ends, and read twice in parallel through a fixed-size buffer
+//! rather than mapped, so peak memory stays near the size of the matrix: pass 1 counts rows
+//! (and levels, for a table), then pass 2 fills each range's disjoint rows. A file that changes
+//! between passes is an error rather than a wrong table.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -10,12 +11,12 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use super::census::{Census, census, level_cap};
-use super::detect::{Detected, detect};
-use super::plan::plan_table;
+use super::census::{Census, census, census_rows, level_cap};
+use super::detect::detect;
+use super::plan::{Plan, RowLabel, plan_table, schema_rows};
 use super::source::Source;
 use super::values::{Output, fill};
-use super::{CsvOptions, Table};
+use super::{CsvOptions, FeatureColumn, LabelSchema, Labels, Table};
 use crate::error::{Error, Result};
 
 /// Bytes read at a time by each range.
@@ -41,34 +42,100 @@ pub(super) fn read(
     let det = detect(path, &prefix, whole, opts)?;
     drop(prefix);
     in_pool(opts.threads, |threads| {
-        // Tests force small blocks to get many ranges from a small file.
-        let min_range = if block < BLOCK { 1 } else { MIN_RANGE };
-        let count = threads * ranges_per_thread;
-        let bounds = ranges(path, det.body_start as u64, len, count, min_range)?;
-        let sources: Vec<Source> = bounds
-            .windows(2)
-            .map(|w| Source::File {
-                path,
-                start: w[0],
-                end: w[1],
-                block,
-            })
-            .collect();
+        let sources = sources(
+            path,
+            det.body_start as u64,
+            len,
+            threads,
+            ranges_per_thread,
+            block,
+        )?;
         let cap = level_cap(opts);
         let counts = in_order(sources.par_iter().map(|s| census(s, &det, cap)).collect())?;
         let plan = plan_table(path, &det, &counts, opts)?;
-        let rows: Vec<usize> = counts.iter().map(|c| c.rows).collect();
-        let mut out = Output::new(&plan, rows.iter().sum())?;
-        let firsts = first_lines(&det, &counts);
-        let filled = out
-            .split(&rows)
-            .into_par_iter()
-            .zip(sources.par_iter().zip(firsts))
-            .map(|(part, (source, first))| fill(&plan, source, first, part))
-            .collect();
-        let missing = in_order(filled)?.into_iter().sum();
+        let mut out = Output::new(&plan, counts.iter().map(|c| c.rows).sum())?;
+        let missing = fill_ranges(&plan, &mut out, &sources, &counts, det.body_line)?;
         Ok(out.into_table(&det, plan, missing))
     })
+}
+
+/// [`super::read_labelled_rows_with`] with its range count and block size exposed for tests.
+/// Only the file's start is read for its header; rows are counted, not censused, since the
+/// schema is known.
+pub(super) fn read_labelled(
+    path: &Path,
+    columns: &[FeatureColumn],
+    label_name: &str,
+    label: LabelSchema,
+    allow_missing: bool,
+    ranges_per_thread: usize,
+    block: usize,
+) -> Result<(Vec<f32>, Labels, Vec<u64>)> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, "read metadata of", e))?
+        .len();
+    let (prefix, whole) = read_prefix(path, len)?;
+    // Whole lines only: the last line of a prefix may be cut.
+    let lines = if whole {
+        &prefix[..]
+    } else {
+        memchr::memrchr(b'\n', &prefix).map_or(&prefix[..0], |i| &prefix[..=i])
+    };
+    let read = RowLabel::Read(label_name, label);
+    let file = schema_rows(path, lines, columns, read, allow_missing)?;
+    drop(prefix);
+    in_pool(0, |threads| {
+        let start = file.body_start as u64;
+        let sources = sources(path, start, len, threads, ranges_per_thread, block)?;
+        let counts = in_order(sources.par_iter().map(census_rows).collect())?;
+        let mut out = Output::new(&file.plan, counts.iter().map(|c| c.rows).sum())?;
+        fill_ranges(&file.plan, &mut out, &sources, &counts, file.body_line)?;
+        Ok(out.into_rows())
+    })
+}
+
+/// The ranges of `start..len` that `threads × ranges_per_thread` tasks read, `block` bytes at
+/// a time.
+fn sources(
+    path: &Path,
+    start: u64,
+    len: u64,
+    threads: usize,
+    ranges_per_thread: usize,
+    block: usize,
+) -> Result<Vec<Source<'_>>> {
+    // Tests force small blocks to get many ranges from a small file.
+    let min_range = if block < BLOCK { 1 } else { MIN_RANGE };
+    let bounds = ranges(path, start, len, threads * ranges_per_thread, min_range)?;
+    Ok(bounds
+        .windows(2)
+        .map(|w| Source::File {
+            path,
+            start: w[0],
+            end: w[1],
+            block,
+        })
+        .collect())
+}
+
+/// Pass 2 over every range in parallel, each into its own rows of `out`, which pass 1's
+/// `counts` sized; the ranges start at line `body_line`. Returns the missing cells filled.
+fn fill_ranges(
+    plan: &Plan,
+    out: &mut Output,
+    sources: &[Source],
+    counts: &[Census],
+    body_line: u64,
+) -> Result<usize> {
+    let rows: Vec<usize> = counts.iter().map(|c| c.rows).collect();
+    let firsts = first_lines(body_line, counts);
+    let filled = out
+        .split(&rows)
+        .into_par_iter()
+        .zip(sources.par_iter().zip(firsts))
+        .map(|(part, (source, first))| fill(plan, source, first, part))
+        .collect();
+    Ok(in_order(filled)?.into_iter().sum())
 }
 
 /// The ranges' results, or the error of the first range (in file order) that failed.
@@ -76,9 +143,9 @@ fn in_order<T>(results: Vec<Result<T>>) -> Result<Vec<T>> {
     results.into_iter().collect()
 }
 
-/// The first line number of each range.
-fn first_lines(det: &Detected, counts: &[Census]) -> Vec<u64> {
-    let mut line = det.body_line;
+/// The first line number of each range, the first range starting at line `body_line`.
+fn first_lines(body_line: u64, counts: &[Census]) -> Vec<u64> {
+    let mut line = body_line;
     counts
         .iter()
         .map(|c| {

@@ -277,6 +277,205 @@ fn prediction_rows() {
     assert!(values[1].is_nan());
 }
 
+/// A training table with a one-hot column (`color`: blue, red), a numeric one (`w`) and text
+/// classes (`y`: cat, dog, owl).
+fn trained() -> Table {
+    parse("color,w,y\nred,1,dog\nblue,2,cat\nred,3,owl\n").unwrap()
+}
+
+fn classes(t: &Table) -> &[String] {
+    match &t.labels {
+        Labels::Text { levels, .. } => levels,
+        Labels::Numeric(_) => panic!("numeric labels"),
+    }
+}
+
+/// A test file read against `trained()`'s schema with its classes, by `parse_labelled_rows_with`
+/// and (native) by `read_labelled_rows_with` in small ranges and buffers, which must agree.
+fn labelled(text: &str, allow_missing: bool) -> Result<(Vec<f32>, Labels, Vec<u64>)> {
+    let t = trained();
+    let schema = LabelSchema::Text(classes(&t));
+    let parsed =
+        parse_labelled_rows_with(p(), text.as_bytes(), &t.columns, "y", schema, allow_missing);
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let dir = std::env::temp_dir().join(format!(
+            "soma-csv-l{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.csv");
+        std::fs::write(&path, text).unwrap();
+        let read = native::read_labelled(&path, &t.columns, "y", schema, allow_missing, 3, 16);
+        std::fs::remove_dir_all(&dir).unwrap();
+        // The messages name different paths; the rest must be the same.
+        let show = |r: &Result<(Vec<f32>, Labels, Vec<u64>)>| {
+            format!("{r:?}").replace(&path.display().to_string(), "t.csv")
+        };
+        assert_eq!(show(&read), show(&parsed));
+    }
+    parsed
+}
+
+fn labelled_err(text: &str) -> String {
+    labelled(text, false).unwrap_err().to_string()
+}
+
+#[test]
+fn test_rows_keep_training_codes_in_any_column_order() {
+    let (values, labels, lines) = labelled("y,w,color\nowl,5,blue\n\ncat,6,red\n", false).unwrap();
+    // Matrix columns in the schema's order: color=blue, color=red, w.
+    assert_eq!(values, vec![1., 0., 5., 0., 1., 6.]);
+    assert_eq!(lines, vec![2, 4]);
+    // Codes into the training classes, even though the file lacks `dog`.
+    let Labels::Text { codes, levels } = labels else {
+        panic!("numeric labels");
+    };
+    assert_eq!(levels, ["cat", "dog", "owl"]);
+    assert_eq!(codes, vec![2, 0]);
+    let (_, labels, lines) = labelled("color,w,y\n", false).unwrap();
+    assert!(labels.is_empty() && lines.is_empty());
+    // The training file itself, read as a test file, gives the training table.
+    let t = trained();
+    let own = labelled("color,w,y\nred,1,dog\nblue,2,cat\nred,3,owl\n", false).unwrap();
+    assert_eq!(own, (t.values, t.labels, t.lines));
+}
+
+#[test]
+fn test_rows_numeric_labels() {
+    let t = parse("a,b,price\n1,2,10.5\n3,4,20\n").unwrap();
+    let text = b"price,b,a\n-3.25,8,7\n1e3,NA,9\n";
+    let (values, labels, lines) =
+        parse_labelled_rows_with(p(), text, &t.columns, "price", LabelSchema::Numeric, true)
+            .unwrap();
+    assert_eq!(labels, Labels::Numeric(vec![-3.25, 1000.0]));
+    assert_eq!(lines, vec![2, 3]);
+    assert_eq!((values[0], values[1], values[2]), (7.0, 8.0, 9.0));
+    assert!(values[3].is_nan());
+    let e = parse_labelled_rows_with(
+        p(),
+        b"a,b,price\n1,2,cheap\n",
+        &t.columns,
+        "price",
+        LabelSchema::Numeric,
+        false,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("t.csv") && e.contains("column `price`, 3") && e.contains("`cheap` on line 2"),
+        "{e}"
+    );
+}
+
+#[test]
+fn test_rows_unseen_class_and_level() {
+    let e = labelled_err("color,w,y\nred,1,cat\nblue,2,emu\n");
+    assert!(e.starts_with("t.csv: bad label"), "{e}");
+    assert!(
+        e.contains("column `y`, 3") && e.contains("`emu` on line 3"),
+        "{e}"
+    );
+    assert!(e.contains("`cat`, `dog`, `owl`"), "{e}");
+    // Of many classes, a few are named and all counted.
+    let many: Vec<String> = (0..50).map(|i| format!("c{i:02}")).collect();
+    let t = trained();
+    let e = parse_labelled_rows_with(
+        p(),
+        b"w,color,y\n1,red,zz\n",
+        &t.columns,
+        "y",
+        LabelSchema::Text(&many),
+        false,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("`c05`, … (50 in all)") && !e.contains("c06"),
+        "{e}"
+    );
+    let e = labelled_err("color,w,y\nred,1,cat\ngreen,2,dog\n");
+    assert!(
+        e.contains("training levels (column `color`, 1)") && e.contains("`green` on line 3"),
+        "{e}"
+    );
+}
+
+#[test]
+fn test_rows_missing_label() {
+    // A missing label is an error even where missing features are filled.
+    for (text, cell) in [
+        ("w,color,y\n1,red,cat\n2,blue,\n", "an empty cell on line 3"),
+        ("w,color,y\n1,red,NA\n", "`NA` on line 2"),
+    ] {
+        let e = labelled(text, true).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "bad label: expected a label (column `y`, 3); rows without one cannot be used"
+            ) && e.contains(cell),
+            "{e}"
+        );
+    }
+    let (values, _, _) = labelled("w,color,y\n,red,cat\n", true).unwrap();
+    assert!(values[2].is_nan());
+    let e = labelled_err("w,color,y\n,red,cat\n");
+    assert!(
+        e.contains("column `w`, 1") && e.contains("empty cell on line 2"),
+        "{e}"
+    );
+}
+
+#[test]
+fn test_rows_need_a_header() {
+    for text in [
+        "red,1,cat\nblue,2,dog\n",
+        "color,w\nred,1\n",
+        "color,w,label\nred,1,cat\n",
+    ] {
+        let e = labelled_err(text);
+        assert!(
+            e.starts_with("t.csv: bad header")
+                && e.contains("a test file needs a header naming its columns")
+                && e.contains("(`y`, `color`, `w`)")
+                && e.contains("line 1, which does not name `y`"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn test_rows_refuse_unknown_or_repeated_columns() {
+    let e = labelled_err("color,w,y,id\nred,1,cat,7\n");
+    assert!(
+        e.contains("the training columns `color`, `w` and the label `y`")
+            && e.contains("column `id` (4) on line 1"),
+        "{e}"
+    );
+    let e = labelled_err("y,color,w,y\ncat,red,1,dog\n");
+    assert!(e.contains("column `y` (4) on line 1"), "{e}");
+}
+
+#[test]
+fn test_rows_crlf_bom_tsv() {
+    let text = "\u{feff}\r\nw,y,color\r\n4,dog,red\r\n\r\n5,cat,blue\r\n";
+    let (values, labels, lines) = labelled(text, false).unwrap();
+    assert_eq!(values, vec![0., 1., 4., 1., 0., 5.]);
+    assert!(matches!(labels, Labels::Text { codes, .. } if codes == [1, 0]));
+    assert_eq!(lines, vec![3, 5]);
+    let t = trained();
+    let (_, labels, _) = parse_labelled_rows_with(
+        Path::new("t.tsv"),
+        b"y\tcolor\tw\r\nowl\tred\t1\r\n",
+        &t.columns,
+        "y",
+        LabelSchema::Text(classes(&t)),
+        false,
+    )
+    .unwrap();
+    assert!(matches!(labels, Labels::Text { codes, .. } if codes == [2]));
+}
+
 /// A fixture of tests/data/csv, read by `read_csv` (and checked against `parse_csv`).
 #[cfg(not(target_arch = "wasm32"))]
 fn fixture(name: &str, opts: &CsvOptions) -> Result<Table> {
@@ -363,6 +562,49 @@ fn iris_predicted_against_its_schema() {
     let (values, lines) =
         parse_rows_with(p(), text.as_bytes(), &iris.columns, Some("species"), false).unwrap();
     assert_eq!((values, lines), (vec![5.1, 3.5, 1.4, 0.2], vec![2]));
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn iris_test_file_read_in_parallel() {
+    let iris = fixture("iris.csv", &CsvOptions::default()).unwrap();
+    let mut text = String::from("species,petal_width,petal_length,sepal_width,sepal_length\r\n");
+    let kinds = ["virginica", "setosa", "versicolor"];
+    for i in 0..3000 {
+        text.push_str(&format!("{},0.2,1.4,3.5,{i}\r\n", kinds[i % 3]));
+    }
+    let dir = std::env::temp_dir().join(format!("soma-csv-t{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("test.csv");
+    std::fs::write(&path, &text).unwrap();
+    let schema = LabelSchema::Text(classes(&iris));
+    let read = read_labelled_rows_with(&path, &iris.columns, "species", schema, false);
+    let chunked = native::read_labelled(&path, &iris.columns, "species", schema, false, 4, 64);
+    let missing = read_labelled_rows_with(
+        &dir.join("nope.csv"),
+        &iris.columns,
+        "species",
+        schema,
+        false,
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    let parsed = parse_labelled_rows_with(
+        &path,
+        text.as_bytes(),
+        &iris.columns,
+        "species",
+        schema,
+        false,
+    )
+    .unwrap();
+    assert_eq!(read.unwrap(), parsed);
+    assert_eq!(chunked.unwrap(), parsed);
+    let (values, labels, lines) = parsed;
+    assert_eq!(&values[4..8], &[1.0, 3.5, 1.4, 0.2]);
+    assert!(matches!(labels, Labels::Text { codes, .. } if codes[..3] == [2, 0, 1]));
+    assert_eq!((lines[0], lines[2999]), (2, 3001));
+    let e = missing.unwrap_err().to_string();
+    assert!(e.contains("nope.csv"), "{e}");
 }
 
 #[cfg(not(target_arch = "wasm32"))]

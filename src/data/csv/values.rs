@@ -7,11 +7,9 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
-use super::cells::{
-    Cell, Fault, count_fields, is_missing, lossy, next_cell, parse_number, short_uint,
-};
+use super::cells::{Cell, Fault, count_fields, is_missing, next_cell, parse_number, short_uint};
 use super::detect::Detected;
-use super::errors::{changed, fault_error};
+use super::errors::{changed, fault_error, listed};
 use super::plan::{LabelValue, Plan, Slot};
 use super::source::Source;
 use super::{Encoding, FeatureColumn, Labels, Table};
@@ -62,14 +60,10 @@ impl Output {
             _ => None,
         });
         let labels = match text {
-            Some(levels) => {
-                let mut sorted: Vec<(&Vec<u8>, &u32)> = levels.codes.iter().collect();
-                sorted.sort_unstable_by_key(|&(_, &code)| code);
-                Labels::Text {
-                    codes: vec![0; rows],
-                    levels: sorted.into_iter().map(|(l, _)| lossy(l)).collect(),
-                }
-            }
+            Some(levels) => Labels::Text {
+                codes: vec![0; rows],
+                levels: levels.by_code(),
+            },
             None => Labels::Numeric(vec![0.0; rows]),
         };
         Ok(Output {
@@ -106,6 +100,11 @@ impl Output {
         parts
     }
 
+    /// The matrix, the labels and the line number of each row.
+    pub(super) fn into_rows(self) -> (Vec<f32>, Labels, Vec<u64>) {
+        (self.values, self.labels, self.lines)
+    }
+
     pub(super) fn into_table(self, det: &Detected, plan: Plan, missing: usize) -> Table {
         let columns = plan
             .slots
@@ -114,12 +113,9 @@ impl Output {
             .filter_map(|(slot, name)| {
                 let encoding = match slot {
                     Slot::Number { .. } => Encoding::Numeric,
-                    Slot::OneHot { levels, .. } => {
-                        let mut sorted: Vec<(&Vec<u8>, &u32)> = levels.codes.iter().collect();
-                        sorted.sort_unstable_by_key(|&(_, &code)| code);
-                        let levels = sorted.into_iter().map(|(l, _)| lossy(l)).collect();
-                        Encoding::OneHot { levels }
-                    }
+                    Slot::OneHot { levels, .. } => Encoding::OneHot {
+                        levels: levels.by_code(),
+                    },
                     _ => return None,
                 };
                 Some(FeatureColumn {
@@ -290,10 +286,11 @@ fn parse_cell(
             *label = LabelValue::Number(v);
         }
         Slot::LabelText(levels) => {
-            let code = levels
-                .codes
-                .get(text)
-                .ok_or(Fault::UnknownLevel { col, cell })?;
+            let code = levels.codes.get(text).ok_or_else(|| Fault::UnknownClass {
+                col,
+                cell,
+                known: listed(&levels.by_code()),
+            })?;
             *label = LabelValue::Code(*code);
         }
     }
