@@ -98,9 +98,13 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let image = train_set.image.ok_or("the dataset has no image shape")?;
-    let net = soma::layers::model_network(model_name, image, 10, || {
-        recipe.network(train_set.features(), 10)
-    })?;
+    let net = soma::layers::model_network(
+        model_name,
+        image,
+        10,
+        soma::Output::SoftmaxCrossEntropy,
+        || recipe.network(train_set.features(), 10),
+    )?;
     let model = ModelInfo::for_dataset(args.dataset, normalize);
     let json = session::run(session::Session {
         backend: flags.backend,

@@ -9,7 +9,9 @@
 //!   prediction and class probabilities);
 //! - an array model (`train` on NumPy data): `.npy` files of inputs shaped as in training.
 //!
-//! Prints the three most probable classes of each input (or one JSON object each, `--json`).
+//! Prints the three most probable classes of each input (or one JSON object each, `--json`);
+//! for a regression model (`train --task regression`), each input's predicted values in the
+//! targets' units (CSV for table rows).
 //!
 //! `cargo run --release --example predict -- --load model.safetensors digit.png [more…]`
 
@@ -190,6 +192,10 @@ fn run(args: &Args) -> Result<bool, Fail> {
     let inputs = ndarray::Array2::from_shape_vec((items.len(), width), values)?;
     let probs = backend.predict(inputs.view())?;
     let table = matches!(info.source, ModelSource::Table { .. });
+    if !info.targets.is_empty() {
+        print_values(&items, &probs, &info, args.json, table);
+        return Ok(all_read);
+    }
     if table && !args.json {
         print_csv(&items, &probs, &info);
         return Ok(all_read);
@@ -198,24 +204,7 @@ fn run(args: &Args) -> Result<bool, Fail> {
         let row = row.to_vec();
         let top = top_k(&row, 3);
         if args.json {
-            let mut obj = serde_json::Map::new();
-            match &item.source {
-                Source::File(p) => {
-                    obj.insert("file".into(), p.display().to_string().into());
-                }
-                Source::Test { index, label } => {
-                    obj.insert("dataset_index".into(), (*index).into());
-                    obj.insert("label".into(), info.class_name(*label).into());
-                }
-                Source::Sample { file, index } => {
-                    obj.insert("file".into(), file.display().to_string().into());
-                    obj.insert("index".into(), (*index).into());
-                }
-                Source::Row { file, line } => {
-                    obj.insert("file".into(), file.display().to_string().into());
-                    obj.insert("line".into(), (*line).into());
-                }
-            }
+            let mut obj = source_json(item, &info);
             obj.insert("prediction".into(), info.class_name(top[0].0).into());
             let top_json: Vec<_> = top
                 .iter()
@@ -227,34 +216,116 @@ fn run(args: &Args) -> Result<bool, Fail> {
             obj.insert("probabilities".into(), row.clone().into());
             println!("{}", serde_json::Value::Object(obj));
         } else {
-            let name = match &item.source {
-                Source::File(p) => p.display().to_string(),
-                Source::Test { index, label } => {
-                    format!("test sample {index} (label {})", info.class_name(*label))
-                }
-                Source::Sample { file, index } => format!("{}[{index}]", file.display()),
-                Source::Row { file, line } => format!("{} line {line}", file.display()),
-            };
             let answers: Vec<String> = top
                 .iter()
                 .map(|&(c, p)| format!("{} {:.1}%", info.class_name(c), 100.0 * p))
                 .collect();
-            println!("{name}: {}", answers.join(", "));
+            println!("{}: {}", source_name(item, &info), answers.join(", "));
         }
     }
     Ok(all_read)
 }
 
+/// Where an input came from, for a line of text.
+fn source_name(item: &Item, info: &ModelInfo) -> String {
+    match &item.source {
+        Source::File(p) => p.display().to_string(),
+        Source::Test { index, label } => {
+            format!("test sample {index} (label {})", info.class_name(*label))
+        }
+        Source::Sample { file, index } => format!("{}[{index}]", file.display()),
+        Source::Row { file, line } => format!("{} line {line}", file.display()),
+    }
+}
+
+/// Where an input came from, as the first fields of its JSON line.
+fn source_json(item: &Item, info: &ModelInfo) -> serde_json::Map<String, serde_json::Value> {
+    let mut obj = serde_json::Map::new();
+    match &item.source {
+        Source::File(p) => {
+            obj.insert("file".into(), p.display().to_string().into());
+        }
+        Source::Test { index, label } => {
+            obj.insert("dataset_index".into(), (*index).into());
+            obj.insert("label".into(), info.class_name(*label).into());
+        }
+        Source::Sample { file, index } => {
+            obj.insert("file".into(), file.display().to_string().into());
+            obj.insert("index".into(), (*index).into());
+        }
+        Source::Row { file, line } => {
+            obj.insert("file".into(), file.display().to_string().into());
+            obj.insert("line".into(), (*line).into());
+        }
+    }
+    obj
+}
+
+/// A regression model's predictions, in each target's units: CSV for table rows (each row's
+/// file and line, then a column per target), one JSON object per input with `--json` (its
+/// source and `predictions`, by target name), else a line each.
+fn print_values(
+    items: &[Item],
+    outputs: &ndarray::Array2<f32>,
+    info: &ModelInfo,
+    json: bool,
+    table: bool,
+) {
+    let values = |row: ndarray::ArrayView1<f32>| -> Vec<f32> {
+        info.targets
+            .iter()
+            .zip(row)
+            .map(|(t, &v)| t.value(v))
+            .collect()
+    };
+    if table && !json {
+        let header: Vec<String> = ["file".to_string(), "line".to_string()]
+            .into_iter()
+            .chain(info.targets.iter().map(|t| csv_quote(&t.name)))
+            .collect();
+        println!("{}", header.join(","));
+    }
+    for (item, row) in items.iter().zip(outputs.rows()) {
+        let values = values(row);
+        if json {
+            let mut obj = source_json(item, info);
+            let by_name: serde_json::Map<String, serde_json::Value> = info
+                .targets
+                .iter()
+                .zip(&values)
+                .map(|(t, &v)| (t.name.clone(), v.into()))
+                .collect();
+            obj.insert("predictions".into(), by_name.into());
+            println!("{}", serde_json::Value::Object(obj));
+        } else if let (true, Source::Row { file, line }) = (table, &item.source) {
+            let mut cells = vec![csv_quote(&file.display().to_string()), line.to_string()];
+            cells.extend(values.iter().map(|v| v.to_string()));
+            println!("{}", cells.join(","));
+        } else {
+            let answers: Vec<String> = info
+                .targets
+                .iter()
+                .zip(&values)
+                .map(|(t, v)| format!("{} {v}", t.name))
+                .collect();
+            println!("{}: {}", source_name(item, info), answers.join(", "));
+        }
+    }
+}
+
+/// A CSV cell: quoted where it holds a delimiter, a quote or a line break.
+fn csv_quote(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
 /// Table predictions as CSV: each row's file and line, the predicted class, then one
 /// probability column per class.
 fn print_csv(items: &[Item], probs: &ndarray::Array2<f32>, info: &ModelInfo) {
-    let quote = |s: &str| {
-        if s.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_string()
-        }
-    };
+    let quote = csv_quote;
     let classes: Vec<String> = (0..probs.ncols()).map(|c| info.class_name(c)).collect();
     let header: Vec<String> = ["file", "line", "prediction"]
         .into_iter()

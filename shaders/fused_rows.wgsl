@@ -43,7 +43,7 @@ struct Dims {
     shift: f32,
     height: u32,       // image shape for shifted entries; 0 when samples are not images
     width: u32,
-    output_kind: u32,  // SOFTMAX_CE or SIGMOID_MSE
+    output_kind: u32,  // SOFTMAX_CE, SIGMOID_MSE or LINEAR_MSE
     target_kind: u32,  // TARGET_LABELS or TARGET_VALUES
     loss_work: u32,    // the rows' losses in `work`
     correct_work: u32, // the rows' correct flags (0.0 / 1.0) in `work`
@@ -172,6 +172,13 @@ fn row_loss(r: u32, sample: u32, at: u32, n: u32) {
         correct = acts_argmax(at, n) == target_argmax(sample, n);
         out_max = mx;
         out_sum = sum;
+    } else if dims.output_kind == LINEAR_MSE {
+        // Linear outputs are the logits; regression counts nothing as correct.
+        for (var j = 0u; j < n; j++) {
+            let y = target_value(sample, n, j);
+            loss += (acts[at + j] - y) * (acts[at + j] - y);
+        }
+        loss /= f32(n);
     } else {
         for (var j = 0u; j < n; j++) {
             let a = sigmoid(acts[at + j]);
@@ -289,6 +296,8 @@ fn main(
         if dims.output_kind == SOFTMAX_CE {
             let p = exp(acts[out_at + j] - out_max) / out_sum;
             d = (p - y) / bf;
+        } else if dims.output_kind == LINEAR_MSE {
+            d = 2.0 * (acts[out_at + j] - y) / (bf * f32(n));
         } else {
             let a = sigmoid(acts[out_at + j]);
             d = 2.0 * (a - y) / (bf * f32(n)) * a * (1.0 - a);

@@ -9,7 +9,7 @@
 
 override WG: u32 = 256u;
 
-// The output kind (SOFTMAX_CE / SIGMOID_MSE) and the target kind (TARGET_LABELS: targets[i] is
+// The output kind (SOFTMAX_CE / SIGMOID_MSE / LINEAR_MSE) and the target kind (TARGET_LABELS: targets[i] is
 // the class of sample i; TARGET_VALUES: targets[i * n + j] are f32 bits; TARGET_NONE:
 // prediction), constants from the prelude (`ops::loss::TargetKind`), are pipeline constants:
 // software adapters run every arm of a branch on a record field under a lane mask. The record
@@ -128,6 +128,19 @@ fn main(@builtin(local_invocation_index) lid: u32) {
                 }
             }
             loss_sum += row_loss;
+        } else if OUTPUT == LINEAR_MSE {
+            // Linear outputs are the logits; regression counts nothing as correct.
+            let k = f32(n);
+            var row_loss = 0.0;
+            for (var j = 0u; j < n; j++) {
+                if has_targets {
+                    let a = out[base + j];
+                    let y = target_value(sample, j);
+                    row_loss += (a - y) * (a - y);
+                    delta[base + j] = 2.0 * (a - y) / (bf * k);
+                }
+            }
+            loss_sum += row_loss / k;
         } else {
             let k = f32(n);
             var row_loss = 0.0;

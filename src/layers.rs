@@ -74,13 +74,14 @@ pub fn model_layers(model: &str) -> Option<&str> {
     (model != "mlp").then(|| preset(model).unwrap_or(model))
 }
 
-/// The network `model` names for `image`s with `classes` softmax outputs, or, for `mlp`,
-/// `mlp()`. A preset ends in as many outputs as there are classes (its `dense10` is MNIST's
-/// ten); a layer string is taken as written.
+/// The network `model` names for `image`s with `classes` outputs of kind `output` (one per
+/// class, or per regression target), or, for `mlp`, `mlp()`. A preset ends in as many outputs
+/// as there are classes (its `dense10` is MNIST's ten); a layer string is taken as written.
 pub fn model_network(
     model: &str,
     image: Chw,
     classes: usize,
+    output: Output,
     mlp: impl FnOnce() -> Result<Network>,
 ) -> Result<Network> {
     let Some(text) = model_layers(model) else {
@@ -94,11 +95,16 @@ pub fn model_network(
         None => text.to_string(),
     };
     let text = text.as_str();
-    let net = from_string(image, text, Output::SoftmaxCrossEntropy)?;
+    let net = from_string(image, text, output)?;
     if net.outputs() != classes {
         return Err(Error::Network(format!(
-            "`{text}` ends in {} outputs; the data has {classes} classes",
-            net.outputs()
+            "`{text}` ends in {} outputs; the data has {classes} {}",
+            net.outputs(),
+            if output.is_regression() {
+                "targets"
+            } else {
+                "classes"
+            }
         )));
     }
     Ok(net)

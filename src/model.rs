@@ -6,7 +6,7 @@
 
 use ndarray::Array2;
 
-use crate::data::{DatasetKind, Normalize};
+use crate::data::{Dataset, DatasetKind, Normalize, Targets};
 use crate::error::{Error, Result};
 use crate::net::Network;
 use crate::shape::Chw;
@@ -54,6 +54,22 @@ impl TableColumn {
     }
 }
 
+/// One real-valued output of a regression model: the target's name and the map training applied
+/// to it (`t = y · scale + shift`, standardising it on the training part), which prediction
+/// inverts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    pub name: String,
+    pub map: Normalize,
+}
+
+impl Target {
+    /// The value in the target's own units of network output `t`.
+    pub fn value(&self, t: f32) -> f32 {
+        (t - self.map.shift) / self.map.scale
+    }
+}
+
 /// Everything about a network's inputs and outputs that training knew and prediction needs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelInfo {
@@ -74,6 +90,8 @@ pub struct ModelInfo {
     pub dataset: String,
     /// One name per output class, in output order; empty when the outputs are not classes.
     pub classes: Vec<String>,
+    /// One per output of a regression model, in output order; empty otherwise.
+    pub targets: Vec<Target>,
 }
 
 impl ModelInfo {
@@ -98,6 +116,7 @@ impl ModelInfo {
             source: Source::default(),
             dataset: String::new(),
             classes: Vec::new(),
+            targets: Vec::new(),
         }
     }
 
@@ -120,7 +139,8 @@ impl ModelInfo {
     pub fn check(&self, net: &Network) -> Result<()> {
         let maps = std::iter::once(&self.normalize)
             .chain(&self.channel_maps)
-            .chain(&self.feature_maps);
+            .chain(&self.feature_maps)
+            .chain(self.targets.iter().map(|t| &t.map));
         for &Normalize { scale, shift } in maps {
             if !(scale.is_finite() && scale != 0.0) {
                 return Err(Error::arg(
@@ -182,6 +202,24 @@ impl ModelInfo {
                 got: format!("{} names", self.classes.len()),
             });
         }
+        if !self.targets.is_empty()
+            && (self.targets.len() != net.outputs()
+                || !self.classes.is_empty()
+                || !net.output().is_regression())
+        {
+            return Err(Error::Shape {
+                what: "regression targets".into(),
+                expected: format!(
+                    "{} targets (the network's outputs), no class names and a linear output",
+                    net.outputs()
+                ),
+                got: format!(
+                    "{} targets and {} class names",
+                    self.targets.len(),
+                    self.classes.len()
+                ),
+            });
+        }
         Ok(())
     }
 
@@ -227,6 +265,51 @@ impl ModelInfo {
             })
             .collect();
         Ok(Array2::from_shape_vec((len / width, width), mapped).expect("length checked"))
+    }
+}
+
+/// How well a regression model fits a set.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RegressionMetrics {
+    /// Root mean squared error: in the target's units for one target; for several, in
+    /// standardised units (each target's training deviation is 1), pooled over the targets.
+    pub rmse: f64,
+    /// `1 - SSE / SST` over the set (scikit-learn's `r2_score`; for several targets, pooled in
+    /// standardised units: its `variance_weighted` form). 1 is a perfect fit, 0 no better than
+    /// the set's mean.
+    pub r2: f64,
+}
+
+impl ModelInfo {
+    /// A regression model's metrics on `set` (whose targets are standardised by this model's
+    /// maps), from its mean loss there: the mean over samples and targets of the squared error
+    /// in standardised units, what the backends' `Stats::mean_loss` gives for `linear-mse`.
+    /// `None` without targets or when `set` holds classes or no samples.
+    pub fn regression_metrics(&self, mean_loss: f64, set: &Dataset) -> Option<RegressionMetrics> {
+        let Targets::Values { values, width: k } = set.targets() else {
+            return None;
+        };
+        let (k, n) = (*k, set.len());
+        if self.targets.len() != k || n == 0 {
+            return None;
+        }
+        let variance: f64 = (0..k)
+            .map(|j| {
+                let column = values.iter().skip(j).step_by(k).map(|&v| v as f64);
+                let mean = column.clone().sum::<f64>() / n as f64;
+                column.map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64
+            })
+            .sum::<f64>()
+            / k as f64;
+        let rmse = mean_loss.max(0.0).sqrt();
+        Some(RegressionMetrics {
+            rmse: if k == 1 {
+                rmse / self.targets[0].map.scale.abs() as f64
+            } else {
+                rmse
+            },
+            r2: 1.0 - mean_loss / variance,
+        })
     }
 }
 
@@ -285,9 +368,76 @@ mod tests {
         let mut bad = good.clone();
         bad.normalize.scale = 0.0;
         assert!(bad.check(&net).is_err());
-        let mut bad = good;
+        let mut bad = good.clone();
         bad.normalize.shift = f32::NAN;
         assert!(bad.check(&net).is_err());
+        let target = Target {
+            name: "price".into(),
+            map: Normalize::IDENTITY,
+        };
+        let regression = Network::new(&[784, 10], Activation::Sigmoid, Output::LinearMse).unwrap();
+        let mut bad = good;
+        bad.targets = vec![target.clone(); 10];
+        assert!(
+            bad.check(&regression).is_err(),
+            "targets beside class names"
+        );
+        bad.classes.clear();
+        bad.check(&regression).unwrap();
+        assert!(bad.check(&net).is_err(), "targets of a softmax output");
+        bad.targets[3].map.scale = 0.0;
+        assert!(bad.check(&regression).is_err(), "a target map of scale 0");
+    }
+
+    #[test]
+    fn regression_metrics_are_rmse_in_units_and_r2() {
+        // Targets 2, 4, 6, 8 standardised by a map of scale 0.5 (a deviation of 2 units).
+        let map = Normalize {
+            scale: 0.5,
+            shift: -2.5,
+        };
+        let values: Vec<f32> = [2.0f32, 4.0, 6.0, 8.0]
+            .iter()
+            .map(|v| v * map.scale + map.shift)
+            .collect();
+        let set = Dataset::new(
+            1,
+            crate::data::Inputs::F32(vec![0.0; 4]),
+            Targets::Values { values, width: 1 },
+            Normalize::IDENTITY,
+        )
+        .unwrap();
+        let model = ModelInfo {
+            targets: vec![Target {
+                name: "y".into(),
+                map,
+            }],
+            ..ModelInfo::plain(Normalize::IDENTITY)
+        };
+        // Standardised targets -1.5, -0.5, 0.5, 1.5: variance 1.25. Predicting each one off by
+        // 1 unit (0.5 standardised) is a mean loss of 0.25.
+        let m = model.regression_metrics(0.25, &set).unwrap();
+        assert!((m.rmse - 1.0).abs() < 1e-12, "{m:?}");
+        assert!((m.r2 - (1.0 - 0.25 / 1.25)).abs() < 1e-12, "{m:?}");
+        assert_eq!(model.regression_metrics(0.0, &set).unwrap().r2, 1.0);
+        assert!(
+            ModelInfo::plain(Normalize::IDENTITY)
+                .regression_metrics(0.25, &set)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_target_turns_outputs_back_into_its_units() {
+        let t = Target {
+            name: "y".into(),
+            map: Normalize {
+                scale: 0.5,
+                shift: -2.0,
+            },
+        };
+        // y = 10 was standardised to 10 · 0.5 - 2 = 3.
+        assert_eq!(t.value(3.0), 10.0);
     }
 
     #[test]

@@ -44,11 +44,24 @@ pub enum Output {
     /// Sigmoid outputs with mean squared error `mean((a - y)^2)` over batch and outputs (the
     /// single-neuron and XOR exercises).
     SigmoidMse,
+    /// Linear outputs (the logits themselves) with mean squared error `mean((z - y)^2)` over
+    /// batch and outputs: regression on real-valued targets.
+    LinearMse,
 }
 
 impl Output {
-    /// Both output kinds.
-    pub const ALL: [Output; 2] = [Output::SoftmaxCrossEntropy, Output::SigmoidMse];
+    /// Every output kind.
+    pub const ALL: [Output; 3] = [
+        Output::SoftmaxCrossEntropy,
+        Output::SigmoidMse,
+        Output::LinearMse,
+    ];
+
+    /// Whether the outputs are real values rather than classes: no correct count, and the
+    /// metrics are RMSE and R².
+    pub const fn is_regression(self) -> bool {
+        matches!(self, Output::LinearMse)
+    }
 }
 
 /// How the weights are drawn at initialisation. Biases follow PyTorch's `nn.Linear` rule
@@ -73,6 +86,7 @@ named_enum!(Activation, "activation", [
 named_enum!(Output, "output", [
     "softmax-cross-entropy" => Output::SoftmaxCrossEntropy,
     "sigmoid-mse" => Output::SigmoidMse,
+    "linear-mse" => Output::LinearMse,
 ]);
 named_enum!(Init, "init", [
     "uniform" => Init::Uniform,

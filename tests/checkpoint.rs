@@ -348,7 +348,7 @@ fn malformed_metadata_is_an_error_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let cases: &[(&str, &str, &str)] = &[
         ("format", "gguf", "format"),
-        ("version", "5", "version"),
+        ("version", "6", "version"),
         ("sizes", "5,four,3", "sizes"),
         ("sizes", "5", "network"),
         ("sizes", "5,0,3", "network"),
@@ -799,6 +799,85 @@ fn version_4_round_trips_maps_sources_and_colour_images() {
     // A model that needs nothing new stays version 2.
     let path = saved(dir.path(), &small_model());
     assert_eq!(metadata(&path)["version"], "2");
+}
+
+/// A regression model of 5 inputs and 2 targets (a linear output), as a table.
+fn small_regression_model() -> Checkpoint {
+    use soma::model::{Source, TableColumn, Target};
+    let net = Network::new(&[5, 4, 2], Activation::Relu, Output::LinearMse).unwrap();
+    let mut c = checkpoint(net, Optimizer::adam(), 3);
+    c.model = Some(ModelInfo {
+        feature_maps: vec![Normalize::UNIT; 5],
+        source: Source::Table {
+            columns: (0..5)
+                .map(|i| TableColumn::Numeric {
+                    name: format!("x{i}"),
+                })
+                .collect(),
+            label: "price".into(),
+        },
+        targets: vec![
+            Target {
+                name: "price \"€\"".into(),
+                map: Normalize {
+                    scale: f32::from_bits(0x3a83_126f),
+                    shift: -2.5,
+                },
+            },
+            Target {
+                name: "rent".into(),
+                map: Normalize::IDENTITY,
+            },
+        ],
+        ..ModelInfo::plain(Normalize::IDENTITY)
+    });
+    c
+}
+
+#[test]
+fn version_5_round_trips_regression_targets_and_refuses_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = small_regression_model();
+    let path = saved(dir.path(), &model);
+    let back = load(&path).unwrap();
+    assert_eq!(back.model, model.model);
+    assert_eq!(back.network.output(), Output::LinearMse);
+    let meta = metadata(&path);
+    assert_eq!(meta["version"], "5");
+    assert_eq!(meta["output"], "linear-mse");
+    let cases: &[(&str, &str)] = &[
+        ("[]", "targets"),
+        (
+            r#"[{"name":"a","scale":1,"shift":0}]"#,
+            "regression targets",
+        ),
+        (
+            r#"[{"name":"a","scale":1},{"name":"b","scale":1,"shift":0}]"#,
+            "targets",
+        ),
+        (
+            r#"[{"name":"a","scale":0,"shift":0},{"name":"b","scale":1,"shift":0}]"#,
+            "scale",
+        ),
+        (
+            r#"[{"name":1,"scale":1,"shift":0},{"name":"b","scale":1,"shift":0}]"#,
+            "targets",
+        ),
+    ];
+    for &(value, needle) in cases {
+        let path = saved(dir.path(), &small_regression_model());
+        rewrite(&path, |meta, _| {
+            meta.insert("targets".to_string(), value.to_string());
+        });
+        let msg = checkpoint_error(load(&path), &path);
+        assert!(msg.contains(needle), "targets={value}: {msg}");
+    }
+    // Version 5 needs its key.
+    let path = saved(dir.path(), &small_regression_model());
+    rewrite(&path, |meta, _| {
+        meta.remove("targets");
+    });
+    assert!(checkpoint_error(load(&path), &path).contains("targets"));
 }
 
 #[test]

@@ -227,6 +227,17 @@ fn odd_widths_and_batches_agree_with_the_cpu() {
         7,
         0.5,
     );
+    // The same targets as a regression: one linear output, nothing counted correct.
+    let net = Network::new(&[13, 7, 1], Activation::LeakyRelu, Output::LinearMse).unwrap();
+    agree(
+        "13-7-1 linear sgd",
+        &net,
+        Optimizer::Sgd,
+        &d,
+        &order[..7 * 40 + 3],
+        7,
+        0.05,
+    );
 }
 
 #[test]

@@ -149,6 +149,13 @@ impl Problem {
                         .sum::<f64>()
                         / a.len() as f64
                 }
+                Output::LinearMse => {
+                    a.iter()
+                        .zip(y)
+                        .map(|(&z, &y)| (z - y) * (z - y))
+                        .sum::<f64>()
+                        / a.len() as f64
+                }
             };
         }
         (all_z, total / self.x.len() as f64)
@@ -229,11 +236,16 @@ fn random_problem(
                 .unwrap();
                 (y, data)
             }
-            Output::SigmoidMse => {
+            Output::SigmoidMse | Output::LinearMse => {
+                // Sigmoid outputs aim within (0, 1); linear ones at standardised targets.
+                let range = match output {
+                    Output::LinearMse => -2.0..2.0f32,
+                    _ => 0.0..1.0f32,
+                };
                 let t: Vec<Vec<f32>> = (0..b)
                     .map(|_| {
                         (0..outputs)
-                            .map(|_| rng.random_range(0.0..1.0f32))
+                            .map(|_| rng.random_range(range.clone()))
                             .collect()
                     })
                     .collect();
@@ -313,7 +325,9 @@ fn tol_ratio(a: f64, n: f64) -> f64 {
 fn shapes(output: Output) -> Vec<Vec<usize>> {
     match output {
         Output::SoftmaxCrossEntropy => vec![vec![5, 4, 3, 3], vec![5, 6, 4]],
-        Output::SigmoidMse => vec![vec![5, 4, 3, 1], vec![5, 4, 3, 3], vec![5, 6, 2]],
+        Output::SigmoidMse | Output::LinearMse => {
+            vec![vec![5, 4, 3, 1], vec![5, 4, 3, 3], vec![5, 6, 2]]
+        }
     }
 }
 

@@ -207,16 +207,11 @@ fn softmax_training_runs_agree_for_every_optimizer() {
 #[test]
 fn mse_training_runs_agree_for_every_optimizer() {
     let data = regression(95, 8, 3, 12);
-    for (opt, lr, _) in optimizers() {
-        let net = Network::new(&[8, 16, 3], Activation::Tanh, Output::SigmoidMse).unwrap();
-        check_run(
-            &format!("sigmoid-MSE {net} {opt:?}"),
-            &net,
-            opt,
-            &data,
-            10,
-            lr,
-        );
+    for output in [Output::SigmoidMse, Output::LinearMse] {
+        for (opt, lr, _) in optimizers() {
+            let net = Network::new(&[8, 16, 3], Activation::Tanh, output).unwrap();
+            check_run(&format!("{output} {net} {opt:?}"), &net, opt, &data, 10, lr);
+        }
     }
 }
 

@@ -289,6 +289,186 @@ fn write_npy_u8(path: &Path, shape: &[usize], values: &[u8]) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// `rows` rows of a table whose `price` is a known function of a number, another number and a
+/// text column (no noise), with a header; the generator is a fixed LCG.
+fn price_table(rows: usize) -> (String, Vec<f64>) {
+    let mut state = 12345u64;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut text = String::from("area,age,colour,price\n");
+    let mut prices = Vec::new();
+    for _ in 0..rows {
+        let (area, age) = (50.0 + 100.0 * next(), 30.0 * next());
+        let red = next() < 0.5;
+        let price = 1000.0 + 20.0 * area - 15.0 * age + if red { 300.0 } else { 0.0 };
+        let colour = if red { "red" } else { "blue" };
+        text.push_str(&format!("{area:.3},{age:.3},{colour},{price:.3}\n"));
+        prices.push(price);
+    }
+    (text, prices)
+}
+
+#[test]
+fn regression_on_a_table_reports_rmse_and_r2_and_predicts_in_its_units() {
+    let dir = tempfile::tempdir().unwrap();
+    let (text, prices) = price_table(400);
+    let csv = dir.path().join("houses.csv");
+    std::fs::write(&csv, &text).unwrap();
+    let ckpt = dir.path().join("houses.safetensors");
+    let report = dir.path().join("report");
+    let out = train(&[
+        csv.to_str().unwrap(),
+        "--task",
+        "regression",
+        "--epochs",
+        "60",
+        "--save",
+        ckpt.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert_ok_saying(
+        "regression",
+        &out,
+        &[
+            "target",
+            "deviation",
+            "price",
+            "20% of the samples held out for testing (shuffled",
+            "targets standardised",
+            "one-hot encoded text columns: colour",
+            "linear-mse",
+            "test RMSE",
+            "R²",
+            "largest test errors (price)",
+        ],
+    );
+    let j = json(&out);
+    assert_eq!(j["targets"], 1);
+    // The price is exactly linear in the inputs: the tabular MLP fits it closely. Its spread
+    // is about 600, so an RMSE under 60 is an R² above 0.99.
+    let (r2, rmse) = (
+        j["test_r2"].as_f64().unwrap(),
+        j["test_rmse"].as_f64().unwrap(),
+    );
+    assert!(r2 > 0.99 && rmse < 60.0, "{j}");
+    assert!(j.get("test_accuracy").is_none(), "{j}");
+    let c = checkpoint::load(&ckpt).unwrap();
+    assert_eq!(c.network.output(), soma::Output::LinearMse);
+    let model = c.model.expect("a model description");
+    assert_eq!(model.targets.len(), 1);
+    assert_eq!(model.targets[0].name, "price");
+    assert!(model.classes.is_empty());
+    let metrics = std::fs::read_to_string(report.join("metrics.jsonl")).unwrap();
+    assert!(metrics.contains("\"test_r2\""), "{metrics}");
+    for f in ["curves.png", "predictions.png"] {
+        assert!(report.join(f).is_file(), "{f}");
+    }
+    // predict answers rows without the price column, as CSV, in the price's units.
+    let rows = dir.path().join("new.csv");
+    let lines: Vec<&str> = text.lines().collect();
+    let strip = |l: &str| l.rsplit_once(',').unwrap().0.to_string();
+    let body: Vec<String> = lines[1..4].iter().map(|l| strip(l)).collect();
+    std::fs::write(&rows, format!("{}\n{}\n", strip(lines[0]), body.join("\n"))).unwrap();
+    let out = predict(&["--load", ckpt.to_str().unwrap(), rows.to_str().unwrap()]);
+    assert_ok("predict prices", &out);
+    let answer = stdout(&out);
+    let mut answer_lines = answer.lines();
+    assert_eq!(answer_lines.next(), Some("file,line,price"), "{answer}");
+    for (line, want) in answer_lines.zip(&prices) {
+        let got: f64 = line.rsplit(',').next().unwrap().parse().unwrap();
+        assert!((got - want).abs() < 100.0, "{line}: want {want}");
+    }
+}
+
+#[test]
+fn regression_takes_numpy_targets_and_refuses_what_it_cannot_fit() {
+    let out = train(&[
+        &data("npy/xy_compressed.npz"),
+        "--task",
+        "regression",
+        "--epochs",
+        "2",
+    ]);
+    assert_ok_saying("npz regression", &out, &["input: 3 values", "target", "y"]);
+    let dir = tempfile::tempdir().unwrap();
+    let text_labels = dir.path().join("species.csv");
+    std::fs::write(&text_labels, "a,b,species\n1,2,cat\n3,4,dog\n5,6,cat\n").unwrap();
+    assert_error(
+        "text targets",
+        &train(&[text_labels.to_str().unwrap(), "--task", "regression"]),
+        &[
+            "species.csv",
+            "numbers in the label column `species`",
+            "cat",
+        ],
+    );
+    let gap = dir.path().join("gap.csv");
+    std::fs::write(&gap, "a,b,y\n1,2,3\n3,4,\n5,6,7\n7,8,9\n").unwrap();
+    assert_error(
+        "a missing target, filled inputs",
+        &train(&[
+            gap.to_str().unwrap(),
+            "--task",
+            "regression",
+            "--fill",
+            "mean",
+        ]),
+        &["gap.csv", "column `y`", "line 3"],
+    );
+    assert_error(
+        "images",
+        &train(&[&data("npy/keras.npz"), "--task", "regression"]),
+        &["keras.npz", "vectors", "reshape"],
+    );
+}
+
+#[test]
+fn a_test_file_is_the_test_part_read_with_the_training_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let iris = std::fs::read_to_string(data("csv/iris.csv")).unwrap();
+    let mut lines = iris.lines();
+    let header = lines.next().unwrap();
+    let (mut train_rows, mut test_rows) = (vec![header], vec![header]);
+    for (i, line) in lines.enumerate() {
+        let part = if i % 3 == 2 {
+            &mut test_rows
+        } else {
+            &mut train_rows
+        };
+        part.push(line);
+    }
+    let (tr, te) = (dir.path().join("train.csv"), dir.path().join("test.csv"));
+    std::fs::write(&tr, train_rows.join("\n")).unwrap();
+    std::fs::write(&te, test_rows.join("\n")).unwrap();
+    let out = train(&[
+        tr.to_str().unwrap(),
+        "--test",
+        te.to_str().unwrap(),
+        "--epochs",
+        "3",
+    ]);
+    let err = assert_ok_saying("train.csv + test.csv", &out, &["split: the test file"]);
+    assert!(err.contains("20 training and 10 test samples"), "{err}");
+    // A class training never saw, and a test file for pictures, are refused by name.
+    let owl = dir.path().join("owl.csv");
+    std::fs::write(&owl, format!("{header}\n5.0,3.0,1.5,0.2,owl\n")).unwrap();
+    assert_error(
+        "an unseen class",
+        &train(&[tr.to_str().unwrap(), "--test", owl.to_str().unwrap()]),
+        &["owl.csv", "line 2", "owl"],
+    );
+    assert_error(
+        "a test file for pictures",
+        &train(&[&data("pictures"), "--test", te.to_str().unwrap()]),
+        &["--test", "tables"],
+    );
+}
+
 #[test]
 fn a_folder_of_idx_files_trains_with_its_own_split() {
     let dir = tempfile::tempdir().unwrap();

@@ -53,13 +53,19 @@ pub fn child(args: &Args) -> Result<Value, String> {
     test_set.normalize = Normalize::UNIT;
 
     let image = train_set.image.ok_or("MNIST without an image shape")?;
-    let net = soma::layers::model_network(&args.model, image, 10, || {
-        Network::new(
-            &[train_set.features(), 64, 64, 10],
-            Activation::Sigmoid,
-            Output::SoftmaxCrossEntropy,
-        )
-    })
+    let net = soma::layers::model_network(
+        &args.model,
+        image,
+        10,
+        soma::Output::SoftmaxCrossEntropy,
+        || {
+            Network::new(
+                &[train_set.features(), 64, 64, 10],
+                Activation::Sigmoid,
+                Output::SoftmaxCrossEntropy,
+            )
+        },
+    )
     .map_err(s)?;
     let params = Params::init(&net, Init::Uniform, args.seed);
     let mut device = None;

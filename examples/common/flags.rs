@@ -47,9 +47,9 @@ pub struct RunFlags {
     /// L2 weight decay (default: 1e-4 for momentum, 0 for the others).
     #[arg(long, value_parser = parse_decay)]
     pub weight_decay: Option<f32>,
-    /// Learning-rate schedule over the run.
-    #[arg(long, value_enum, default_value_t = ScheduleArg::Cosine)]
-    pub schedule: ScheduleArg,
+    /// Learning-rate schedule over the run [default: cosine; constant for tables].
+    #[arg(long, value_enum)]
+    pub schedule: Option<ScheduleArg>,
     /// The network: mlp (the dense stack of --hidden and --activation), a preset (cnn, tfjs,
     /// lenet; its last layer has one unit per class) or a layer string such as
     /// conv8k5,relu,pool,conv16k5,relu,pool,dense10 (see the README).
@@ -132,8 +132,9 @@ impl RunFlags {
             lr,
             optimizer: optimizer.with_weight_decay(decay),
             schedule: match self.schedule {
-                ScheduleArg::Constant => Schedule::Constant,
-                ScheduleArg::Cosine => Schedule::Cosine { floor: 0.0 },
+                Some(ScheduleArg::Constant) => Schedule::Constant,
+                Some(ScheduleArg::Cosine) => Schedule::Cosine { floor: 0.0 },
+                None => defaults.schedule,
             },
             epochs: self.epochs.unwrap_or(defaults.epochs),
             batch_size: self.batch_size.map_or(defaults.batch_size, |b| b as usize),

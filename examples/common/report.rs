@@ -1,6 +1,7 @@
 //! `mnist --report DIR` and `train --report DIR`: the run's metrics as JSON lines, and pictures
 //! of its learning curves, its test confusion matrix and its most confidently wrong test
-//! samples (each with its file or line). Included by both examples with `#[path]`; draws
+//! samples (each with its file or line); for a regression model, the curves (loss and R²) and
+//! its test predictions against their targets. Included by both examples with `#[path]`; draws
 //! through `plot.rs`.
 
 use std::fmt::Write as _;
@@ -11,14 +12,34 @@ use plotters::style::text_anchor::{HPos, VPos};
 
 use super::plot::{self, Area, COLORS, Fail};
 
+/// What an epoch is scored by besides its loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Score {
+    /// The share of samples classified right (0 to 1).
+    Accuracy,
+    /// Regression's R² (1 a perfect fit; 0 no better than the mean; may be negative).
+    R2,
+}
+
+impl Score {
+    /// The `metrics.jsonl` key of the score of `part` (train or test).
+    fn key(self, part: &str) -> String {
+        match self {
+            Score::Accuracy => format!("{part}_accuracy"),
+            Score::R2 => format!("{part}_r2"),
+        }
+    }
+}
+
 /// One finished epoch, as a line of `metrics.jsonl`.
 #[derive(Clone, Debug)]
 pub struct EpochRow {
     pub epoch: u64,
+    pub score: Score,
     pub train_loss: f64,
-    pub train_accuracy: f64,
+    pub train_score: f64,
     pub test_loss: f64,
-    pub test_accuracy: f64,
+    pub test_score: f64,
     /// The learning rate at the epoch's first step.
     pub lr: f32,
     pub seconds: f64,
@@ -30,12 +51,18 @@ impl EpochRow {
     fn parse(line: &str) -> Option<EpochRow> {
         let v: serde_json::Value = serde_json::from_str(line).ok()?;
         let num = |k: &str| v.get(k).and_then(serde_json::Value::as_f64);
+        let score = if v.get("test_r2").is_some() {
+            Score::R2
+        } else {
+            Score::Accuracy
+        };
         Some(EpochRow {
             epoch: v.get("epoch")?.as_u64()?,
+            score,
             train_loss: num("train_loss")?,
-            train_accuracy: num("train_accuracy")?,
+            train_score: num(&score.key("train"))?,
             test_loss: num("test_loss")?,
-            test_accuracy: num("test_accuracy")?,
+            test_score: num(&score.key("test"))?,
             lr: num("lr")? as f32,
             seconds: num("seconds")?,
             samples_per_second: num("samples_per_second")?,
@@ -43,17 +70,18 @@ impl EpochRow {
     }
 
     fn json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "epoch": self.epoch,
             "train_loss": self.train_loss,
-            "train_accuracy": self.train_accuracy,
             "test_loss": self.test_loss,
-            "test_accuracy": self.test_accuracy,
             // Through the shortest decimal, so that 0.1f32 reads 0.1 and not 0.10000000149.
             "lr": self.lr.to_string().parse::<f64>().unwrap_or(f64::NAN),
             "seconds": self.seconds,
             "samples_per_second": self.samples_per_second,
-        })
+        });
+        v[self.score.key("train")] = self.train_score.into();
+        v[self.score.key("test")] = self.test_score.into();
+        v
     }
 }
 
@@ -84,6 +112,17 @@ pub const METRICS: &str = "metrics.jsonl";
 pub const CURVES: &str = "curves.png";
 pub const CONFUSION: &str = "confusion.png";
 pub const MISTAKES: &str = "mistakes.png";
+pub const SCATTER: &str = "predictions.png";
+
+/// A regression test sample: where it came from, its target and the prediction, in the
+/// target's units.
+#[derive(Clone, Debug)]
+pub struct Fit {
+    pub index: usize,
+    pub origin: Option<String>,
+    pub actual: f64,
+    pub predicted: f64,
+}
 
 impl Report {
     /// Creates `dir` if needed and checks that files can be written there, before training.
@@ -145,7 +184,14 @@ impl Report {
         plot::write_atomic(&self.dir.join(METRICS), text.as_bytes())
     }
 
-    /// Draws the three pictures.
+    /// A regression run's pictures: the curves, and the test set's predictions against their
+    /// targets (of the first target, `target`), with `title` above.
+    pub fn finish_regression(&self, fits: &[Fit], target: &str, title: &str) -> Result<(), Fail> {
+        curves(&self.dir.join(CURVES), &self.rows)?;
+        scatter_png(&self.dir.join(SCATTER), fits, target, title)
+    }
+
+    /// A classifier's three pictures.
     pub fn finish(
         &self,
         confusion: &[Vec<u64>],
@@ -213,13 +259,17 @@ fn curves(path: &Path, rows: &[EpochRow]) -> Result<(), Fail> {
         let pad = if last > first { 0.25 } else { 1.0 };
         let x_range = first as f64 - pad..last as f64 + pad;
         let loss = |r: &EpochRow| [r.train_loss, r.test_loss];
+        let score = rows.first().map_or(Score::Accuracy, |r| r.score);
         let top = rows
             .iter()
             .flat_map(loss)
             .filter(|v| v.is_finite())
             .fold(0.0f64, f64::max);
         let frame = Frame {
-            title: "Loss (cross-entropy)",
+            title: match score {
+                Score::Accuracy => "Loss (cross-entropy)",
+                Score::R2 => "Loss (mean squared error, standardised)",
+            },
             y_label: "loss",
             x_range: x_range.clone(),
             y_range: 0.0..(top * 1.1).max(1e-3),
@@ -227,7 +277,26 @@ fn curves(path: &Path, rows: &[EpochRow]) -> Result<(), Fail> {
             legend: SeriesLabelPosition::UpperRight,
         };
         panel(&left, frame, rows, |r| (r.train_loss, r.test_loss))?;
-        let acc = |r: &EpochRow| [100.0 * r.train_accuracy, 100.0 * r.test_accuracy];
+        if score == Score::R2 {
+            let low = rows
+                .iter()
+                .flat_map(|r| [r.train_score, r.test_score])
+                .filter(|v| v.is_finite())
+                .fold(1.0f64, f64::min);
+            // Tenths, down to 0 at least and -1 at most: a fit worse than the mean shows
+            // below 0, and the first epochs' far worse ones leave the chart rather than
+            // flatten the rest.
+            let floor = (((low - 0.05) * 10.0).floor() / 10.0).clamp(-1.0, 0.0);
+            let frame = Frame {
+                title: "R² (1 is a perfect fit)",
+                y_label: "R²",
+                x_range,
+                y_range: floor..1.0,
+                legend: SeriesLabelPosition::LowerRight,
+            };
+            return panel(&right, frame, rows, |r| (r.train_score, r.test_score));
+        }
+        let acc = |r: &EpochRow| [100.0 * r.train_score, 100.0 * r.test_score];
         let low = rows
             .iter()
             .flat_map(acc)
@@ -243,7 +312,7 @@ fn curves(path: &Path, rows: &[EpochRow]) -> Result<(), Fail> {
             legend: SeriesLabelPosition::LowerRight,
         };
         panel(&right, frame, rows, |r| {
-            (100.0 * r.train_accuracy, 100.0 * r.test_accuracy)
+            (100.0 * r.train_score, 100.0 * r.test_score)
         })
     })
 }
@@ -417,6 +486,53 @@ fn confusion_png(path: &Path, matrix: &[Vec<u64>], classes: &[String]) -> Result
                 centre(14),
             ))?;
         }
+        Ok(())
+    })
+}
+
+/// Predictions against targets, one dot per test sample, with the line where they agree.
+fn scatter_png(path: &Path, fits: &[Fit], target: &str, title: &str) -> Result<(), Fail> {
+    let (lo, hi) = fits
+        .iter()
+        .flat_map(|f| [f.actual, f.predicted])
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
+    let (lo, hi) = if lo < hi {
+        let pad = 0.04 * (hi - lo);
+        (lo - pad, hi + pad)
+    } else if lo.is_finite() {
+        (lo - 1.0, lo + 1.0)
+    } else {
+        (0.0, 1.0)
+    };
+    plot::png(path, (640, 640), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, plot::bold(18))
+            .margin(18)
+            .x_label_area_size(48)
+            .y_label_area_size(72)
+            .build_cartesian_2d(lo..hi, lo..hi)?;
+        chart
+            .configure_mesh()
+            .x_desc(format!("{target} (actual)"))
+            .y_desc(format!("{target} (predicted)"))
+            .label_style(plot::font(14))
+            .axis_desc_style(plot::font(16))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()?;
+        chart.draw_series(LineSeries::new(
+            [(lo, lo), (hi, hi)],
+            RGBColor(150, 150, 150).stroke_width(1),
+        ))?;
+        // Small, see-through dots: thousands of samples still show where they crowd.
+        let dot = COLORS[0].mix(0.45).filled();
+        chart.draw_series(
+            fits.iter()
+                .filter(|f| f.actual.is_finite() && f.predicted.is_finite())
+                .map(|f| Circle::new((f.actual, f.predicted), 3, dot)),
+        )?;
         Ok(())
     })
 }

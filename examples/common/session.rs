@@ -1,6 +1,7 @@
 //! A training run as the `mnist` and `train` examples run it, once the data and the network are
 //! known: the memory check, `--load` (a resume), the backend, the progress bar and per-epoch
-//! lines, `--save` after every epoch, `--report`, and the closing JSON line's fields. Included
+//! lines (accuracy, or RMSE and R² for a regression model), `--save` after every epoch,
+//! `--report`, and the closing JSON line's fields. Included
 //! by both examples with `#[path]` (beside `plot.rs` and `report.rs`).
 
 use std::path::{Path, PathBuf};
@@ -161,13 +162,31 @@ pub fn run(session: Session<'_>) -> Result<serde_json::Map<String, serde_json::V
             }
             Event::Epoch(e) => {
                 let test = e.test.expect("a test set is given");
+                // A regression model's RMSE and R² from its mean losses; else accuracies.
+                let fit = |mean_loss, set| model.regression_metrics(mean_loss, set);
+                let (score, train_score, test_score, shown) = match (
+                    fit(e.train.mean_loss(), train_set),
+                    fit(test.mean_loss(), test_set),
+                ) {
+                    (Some(train), Some(t)) => (
+                        report::Score::R2,
+                        train.r2,
+                        t.r2,
+                        format!("test RMSE {:.4}  R² {:.4}", t.rmse, t.r2),
+                    ),
+                    _ => (
+                        report::Score::Accuracy,
+                        e.train.accuracy(),
+                        test.accuracy(),
+                        format!("test accuracy {:.2}%", 100.0 * test.accuracy()),
+                    ),
+                };
                 bar.suspend(|| {
                     eprintln!(
-                        "epoch {:>3}: train loss {:.4}  test loss {:.4}  test accuracy {:.2}%  {:.2} s ({:.0} samples/s)",
+                        "epoch {:>3}: train loss {:.4}  test loss {:.4}  {shown}  {:.2} s ({:.0} samples/s)",
                         e.epoch,
                         e.train.mean_loss(),
                         test.mean_loss(),
-                        100.0 * test.accuracy(),
                         e.seconds,
                         train_set.len() as f64 / e.seconds
                     )
@@ -176,10 +195,11 @@ pub fn run(session: Session<'_>) -> Result<serde_json::Map<String, serde_json::V
                 if let Some((r, _)) = report.as_mut() {
                     let row = report::EpochRow {
                         epoch: e.epoch,
+                        score,
                         train_loss: e.train.mean_loss(),
-                        train_accuracy: e.train.accuracy(),
+                        train_score,
                         test_loss: test.mean_loss(),
-                        test_accuracy: test.accuracy(),
+                        test_score,
                         lr: epoch_lr.get(e.epoch as usize - 1).copied().unwrap_or(lr),
                         seconds: e.seconds,
                         samples_per_second: train_set.len() as f64 / e.seconds,
@@ -202,6 +222,30 @@ pub fn run(session: Session<'_>) -> Result<serde_json::Map<String, serde_json::V
     }
 
     let final_train = backend.evaluate(train_set)?;
+    let last = run_report.epochs.last();
+    let test_stats = last.and_then(|e| e.test);
+    if let Some(t) = test_stats.and_then(|t| model.regression_metrics(t.mean_loss(), test_set)) {
+        let fits = fits(backend.as_mut(), model, test_set, session.test_origins)?;
+        print_largest_errors(&fits, &model.targets[0].name);
+        if let Some((r, dir)) = &report {
+            let title = format!("Test set: RMSE {:.4}, R² {:.4}", t.rmse, t.r2);
+            r.finish_regression(&fits, &model.targets[0].name, &title)?;
+            eprintln!("report written to {}", dir.display());
+        }
+        let json = serde_json::json!({
+            "backend": backend.name(),
+            "epochs": recipe.epochs,
+            "batch_size": recipe.batch_size,
+            "optimizer": optimizer.name(),
+            "lr": lr.to_string().parse::<f64>().unwrap_or(f64::NAN),
+            "test_rmse": t.rmse,
+            "test_r2": t.r2,
+            "train_seconds": run_report.train_seconds(),
+            "samples_per_second": run_report.median_samples_per_second(train_set.len()),
+            "final_train_loss": final_train.mean_loss(),
+        });
+        return Ok(json.as_object().cloned().expect("an object"));
+    }
     if let Some((r, dir)) = &report {
         let dark_ink = model.source == soma::model::Source::Idx;
         let (matrix, mistakes) =
@@ -214,7 +258,6 @@ pub fn run(session: Session<'_>) -> Result<serde_json::Map<String, serde_json::V
         r.finish(&matrix, &classes, &mistakes)?;
         eprintln!("report written to {}", dir.display());
     }
-    let last = run_report.epochs.last();
     let json = serde_json::json!({
         "backend": backend.name(),
         "epochs": recipe.epochs,
@@ -222,12 +265,81 @@ pub fn run(session: Session<'_>) -> Result<serde_json::Map<String, serde_json::V
         "optimizer": optimizer.name(),
         // Through the shortest decimal form, so that 0.1f32 prints as 0.1.
         "lr": lr.to_string().parse::<f64>().unwrap_or(f64::NAN),
-        "test_accuracy": last.and_then(|e| e.test).map(|t| t.accuracy()),
+        "test_accuracy": test_stats.map(|t| t.accuracy()),
         "train_seconds": run_report.train_seconds(),
         "samples_per_second": run_report.median_samples_per_second(train_set.len()),
         "final_train_loss": final_train.mean_loss(),
     });
     Ok(json.as_object().cloned().expect("an object"))
+}
+
+/// Each test sample's target and prediction (of the first target), in the target's units.
+fn fits(
+    backend: &mut dyn soma::Backend,
+    model: &ModelInfo,
+    test: &Dataset,
+    origins: &[String],
+) -> soma::Result<Vec<report::Fit>> {
+    let Targets::Values { values, width: k } = test.targets() else {
+        return Err(soma::Error::arg(
+            "report",
+            "a test set of regression targets",
+            "class labels",
+        ));
+    };
+    let target = &model.targets[0];
+    let mut fits = Vec::with_capacity(test.len());
+    predict_chunks(backend, test, |i, row| {
+        fits.push(report::Fit {
+            index: i,
+            origin: origins.get(i).cloned(),
+            actual: target.value(values[i * k]) as f64,
+            predicted: target.value(row[0]) as f64,
+        });
+    })?;
+    Ok(fits)
+}
+
+/// Lines of the largest test errors printed after a regression run.
+const LARGEST_ERRORS: usize = 5;
+
+fn print_largest_errors(fits: &[report::Fit], target: &str) {
+    let mut worst: Vec<&report::Fit> = fits.iter().collect();
+    worst.sort_by(|a, b| {
+        (b.predicted - b.actual)
+            .abs()
+            .total_cmp(&(a.predicted - a.actual).abs())
+    });
+    eprintln!("largest test errors ({target}):");
+    for f in worst.iter().take(LARGEST_ERRORS) {
+        eprintln!(
+            "  {}: actual {:.4}, predicted {:.4}",
+            f.origin.clone().unwrap_or_else(|| format!("#{}", f.index)),
+            f.actual,
+            f.predicted
+        );
+    }
+}
+
+/// Runs `backend.predict` over `set` in chunks (bounding the memory of the inputs), calling
+/// `each` with every sample's index and output row.
+fn predict_chunks(
+    backend: &mut dyn soma::Backend,
+    set: &Dataset,
+    mut each: impl FnMut(usize, &[f32]),
+) -> soma::Result<()> {
+    let f = set.features();
+    for start in (0..set.len()).step_by(4096) {
+        let end = (start + 4096).min(set.len());
+        let order: Vec<u32> = (start as u32..end as u32).collect();
+        let mut x = ndarray::Array2::zeros((order.len(), f));
+        soma::ops::gather::gather_inputs(set, &order, x.view_mut());
+        let out = backend.predict(x.view())?;
+        for (r, row) in out.rows().into_iter().enumerate() {
+            each(start + r, row.as_slice().expect("rows"));
+        }
+    }
+    Ok(())
 }
 
 /// Samples in the mistakes picture.
@@ -251,36 +363,27 @@ fn confusion(
     let f = test.features();
     let mut matrix = vec![vec![0u64; *classes]; *classes];
     let mut wrong = Vec::new();
-    // Chunks bound the memory of the inputs; the backend is told nothing about them.
-    for start in (0..test.len()).step_by(4096) {
-        let end = (start + 4096).min(test.len());
-        let order: Vec<u32> = (start as u32..end as u32).collect();
-        let mut x = ndarray::Array2::zeros((order.len(), f));
-        soma::ops::gather::gather_inputs(test, &order, x.view_mut());
-        let probs = backend.predict(x.view())?;
-        for (r, row) in probs.rows().into_iter().enumerate() {
-            let i = start + r;
-            let (predicted, confidence) = soma::model::top_k(row.as_slice().expect("rows"), 1)[0];
-            let label = labels[i] as usize;
-            matrix[label][predicted] += 1;
-            if predicted != label {
-                // A picture of the sample where it is one (bytes of an image).
-                let pixels = match (test.inputs(), test.image) {
-                    (Inputs::U8(p), Some(image)) => Some((p[i * f..(i + 1) * f].to_vec(), image)),
-                    _ => None,
-                };
-                wrong.push(report::Mistake {
-                    index: i,
-                    origin: origins.get(i).cloned(),
-                    picture: pixels,
-                    dark_ink,
-                    label,
-                    predicted,
-                    confidence,
-                });
-            }
+    predict_chunks(backend, test, |i, row| {
+        let (predicted, confidence) = soma::model::top_k(row, 1)[0];
+        let label = labels[i] as usize;
+        matrix[label][predicted] += 1;
+        if predicted != label {
+            // A picture of the sample where it is one (bytes of an image).
+            let pixels = match (test.inputs(), test.image) {
+                (Inputs::U8(p), Some(image)) => Some((p[i * f..(i + 1) * f].to_vec(), image)),
+                _ => None,
+            };
+            wrong.push(report::Mistake {
+                index: i,
+                origin: origins.get(i).cloned(),
+                picture: pixels,
+                dark_ink,
+                label,
+                predicted,
+                confidence,
+            });
         }
-    }
+    })?;
     wrong.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
     wrong.truncate(MISTAKES_SHOWN);
     Ok((matrix, wrong))

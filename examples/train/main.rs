@@ -1,7 +1,7 @@
 //! Trains a network on the user's own data, in whatever form it comes: a folder of pictures
 //! with one subfolder per class, a CSV/TSV table, a NumPy `.npz` (or an `x.npy y.npy` pair), or
-//! a folder of IDX files. Prints what it found (classes and their counts, the input shape, the
-//! split, the model), then trains as `mnist` does, with the same flags for the network, the
+//! a folder of IDX files. Prints what it found (classes and their counts, or with `--task
+//! regression` the targets' statistics; the input shape, the split, the model), then trains as `mnist` does, with the same flags for the network, the
 //! optimizer, `--backend`, `--save`, `--load` and `--report`.
 //!
 //! `cargo run --release --example train -- PATH [--help]`. The last line on stdout is one JSON
@@ -53,7 +53,18 @@ fn run(args: &Args) -> Result<(), Fail> {
     let loaded = load::load(&args.paths, &args.data)?;
     let prepared = &loaded.prepared;
     let image = prepared.train.image;
-    let classes = prepared.model.classes.len();
+    // The network's outputs: one per class, or one per regression target.
+    let regression = !prepared.model.targets.is_empty();
+    let outputs = if regression {
+        prepared.model.targets.len()
+    } else {
+        prepared.model.classes.len()
+    };
+    let output = if regression {
+        soma::Output::LinearMse
+    } else {
+        soma::Output::SoftmaxCrossEntropy
+    };
     // Images: the `cnn` preset (its layer string fits any C×H×W whose sides divide by 4);
     // vectors: the tabular recipe.
     let model_name = flags
@@ -64,7 +75,7 @@ fn run(args: &Args) -> Result<(), Fail> {
     let defaults = match (cnn, image) {
         (true, _) => Recipe::cnn(),
         (false, Some(_)) => Recipe::default(),
-        (false, None) => load::tabular_recipe(prepared.train.len()),
+        (false, None) => load::tabular_recipe(),
     };
     let mut recipe = flags.recipe(defaults, cnn)?;
     if image.is_none() && flags.augment.is_none() {
@@ -73,8 +84,8 @@ fn run(args: &Args) -> Result<(), Fail> {
     load::print_summary(&loaded, &recipe);
     let features = prepared.train.features();
     let net = match image {
-        Some(chw) => soma::layers::model_network(&model_name, chw, classes, || {
-            recipe.network(features, classes)
+        Some(chw) => soma::layers::model_network(&model_name, chw, outputs, output, || {
+            recipe.network_with(features, outputs, output)
         })?,
         None if cnn => {
             return Err(format!(
@@ -86,8 +97,9 @@ fn run(args: &Args) -> Result<(), Fail> {
         None => soma::layers::model_network(
             &model_name,
             soma::shape::Chw::new(1, 1, features),
-            classes,
-            || recipe.network(features, classes),
+            outputs,
+            output,
+            || recipe.network_with(features, outputs, output),
         )?,
     };
     let mut json = session::run(session::Session {
@@ -105,7 +117,10 @@ fn run(args: &Args) -> Result<(), Fail> {
         report,
     })?;
     json.insert("format".into(), loaded.format.into());
-    json.insert("classes".into(), classes.into());
+    json.insert(
+        if regression { "targets" } else { "classes" }.into(),
+        outputs.into(),
+    );
     json.insert("train_samples".into(), prepared.train.len().into());
     json.insert("test_samples".into(), prepared.test.len().into());
     json.insert("load_seconds".into(), loaded.seconds.into());

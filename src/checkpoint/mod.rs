@@ -58,6 +58,12 @@
 //!
 //! A file is version 4 only when one of these is needed (see `model_meta.rs`).
 //!
+//! **Version 5** is written for a regression model (output `linear-mse`): version 4's keys plus
+//!
+//! | key       | example                                                             |
+//! |-----------|---------------------------------------------------------------------|
+//! | `targets` | `[{"name":"price","scale":0.0123,"shift":-2.51}]`: per output, the target's name and the map `t = y · scale + shift` that standardised it; prediction reports `(t - shift) / scale` |
+//!
 //! Writes are atomic: the file is written to a temporary sibling, flushed and synced, then
 //! renamed over the target, so a crash or a failed save never leaves a half-written checkpoint
 //! where a good one was. Loads validate everything before building anything, and every problem
@@ -110,6 +116,10 @@ pub const VERSION_3: u32 = 3;
 /// The version written for a model whose inputs need per-channel or per-feature maps, a
 /// source other than IDX images, or an image of several channels (see the module docs).
 pub const VERSION_4: u32 = 4;
+
+/// The version written for a regression model: version 4's keys plus `targets`, the names and
+/// maps of its real-valued outputs (see the module docs).
+pub const VERSION_5: u32 = 5;
 
 /// The older version, without a [`ModelInfo`]: still read, and written for a checkpoint that
 /// has none.

@@ -1,5 +1,6 @@
 //! The metadata keys of a [`ModelInfo`], written and read: version 2's five (`input_scale`,
-//! `input_shift`, `image`, `dataset`, `classes`) and version 4's two (`input_maps`, `source`).
+//! `input_shift`, `image`, `dataset`, `classes`), version 4's two (`input_maps`, `source`) and
+//! version 5's `targets`.
 //! Version 4 is written only when one of its keys is needed (per-channel or per-feature maps,
 //! a source other than IDX images, an image of several channels), so that every file an older
 //! build could use correctly stays readable there, and an older build refuses a file whose
@@ -9,12 +10,13 @@ use super::read::Meta;
 use super::write::json_f32;
 use super::*;
 use crate::data::Normalize;
-use crate::model::{Source, TableColumn};
+use crate::model::{Source, TableColumn, Target};
 use crate::shape::Chw;
 
-/// Whether `model` needs version 4's keys.
+/// Whether `model` needs version 4's keys (version 5's imply them).
 pub(super) fn needs_version_4(model: &ModelInfo) -> bool {
-    !model.channel_maps.is_empty()
+    !model.targets.is_empty()
+        || !model.channel_maps.is_empty()
         || !model.feature_maps.is_empty()
         || model.source != Source::Idx
         || model.image.is_some_and(|i| i.c != 1)
@@ -71,6 +73,20 @@ pub(super) fn write(path: &Path, model: &ModelInfo) -> Result<Vec<(&'static str,
     };
     out.push(("input_maps", input_maps));
     out.push(("source", source_json(&model.source).to_string()));
+    if !model.targets.is_empty() {
+        let targets = model
+            .targets
+            .iter()
+            .map(|t| {
+                let mut obj = Map::new();
+                obj.insert("name".into(), Value::String(t.name.clone()));
+                obj.insert("scale".into(), json_f32(path, "target scale", t.map.scale)?);
+                obj.insert("shift".into(), json_f32(path, "target shift", t.map.shift)?);
+                Ok(Value::Object(obj))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.push(("targets", Value::Array(targets).to_string()));
+    }
     Ok(out)
 }
 
@@ -195,6 +211,36 @@ impl Meta<'_> {
             _ => return Err(self.malformed("input_maps", expected, s)),
         }
         Ok(())
+    }
+
+    /// Version 5's `targets`: at least one, each a name and a finite map.
+    pub(super) fn targets(&self) -> Result<Vec<Target>> {
+        let s = self.get("targets")?;
+        let expected = "a non-empty JSON array of {\"name\", \"scale\", \"shift\"}";
+        let bad_targets = || self.malformed("targets", expected, s);
+        let Ok(Value::Array(items)) = serde_json::from_str::<Value>(s) else {
+            return Err(bad_targets());
+        };
+        if items.is_empty() || items.len() > MAX_MAPS {
+            return Err(bad_targets());
+        }
+        let number = |v: Option<&Value>| match v {
+            Some(Value::Number(n)) => n.to_string().parse::<f32>().ok().filter(|x| x.is_finite()),
+            _ => None,
+        };
+        items
+            .iter()
+            .map(|t| {
+                let name = t.get("name").and_then(Value::as_str);
+                match (name, number(t.get("scale")), number(t.get("shift"))) {
+                    (Some(name), Some(scale), Some(shift)) => Ok(Target {
+                        name: name.to_string(),
+                        map: Normalize { scale, shift },
+                    }),
+                    _ => Err(bad_targets()),
+                }
+            })
+            .collect()
     }
 
     fn source(&self) -> Result<Source> {

@@ -310,13 +310,13 @@ pub(super) fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
     }
     let version = meta.get("version")?;
     let version = match version.parse::<u32>() {
-        Ok(v @ (VERSION_1 | VERSION | VERSION_3 | VERSION_4)) => v,
+        Ok(v @ (VERSION_1 | VERSION | VERSION_3 | VERSION_4 | VERSION_5)) => v,
         _ => {
             return Err(meta.malformed(
                 "version",
                 &format!(
-                    "{VERSION_1}, {VERSION}, {VERSION_3} or {VERSION_4} (the versions this build \
-                     reads)"
+                    "{VERSION_1}, {VERSION}, {VERSION_3}, {VERSION_4} or {VERSION_5} (the \
+                     versions this build reads)"
                 ),
                 version,
             ));
@@ -324,15 +324,16 @@ pub(super) fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
     };
     let has_model = match version {
         VERSION_1 => false,
-        VERSION | VERSION_4 => true,
+        VERSION | VERSION_4 | VERSION_5 => true,
         _ => meta.map.contains_key("dataset"),
     };
+    let version_4 = version >= VERSION_4;
     if version == VERSION_3 {
         meta.get("layers")?;
-    } else if version != VERSION_4 && meta.map.contains_key("layers") {
+    } else if !version_4 && meta.map.contains_key("layers") {
         return Err(meta.malformed(
             "version",
-            &format!("{VERSION_3} or {VERSION_4} for a checkpoint with `layers`"),
+            &format!("{VERSION_3}, {VERSION_4} or {VERSION_5} for a checkpoint with `layers`"),
             &version.to_string(),
         ));
     }
@@ -342,7 +343,10 @@ pub(super) fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
         .validate()
         .map_err(|e| bad(path, format!("metadata key `optimizer`: {e}")))?;
     let model = if has_model {
-        let model = meta.model(version == VERSION_4)?;
+        let mut model = meta.model(version_4)?;
+        if version == VERSION_5 {
+            model.targets = meta.targets()?;
+        }
         model
             .check(&network)
             .map_err(|e| bad(path, format!("model metadata: {e}")))?;

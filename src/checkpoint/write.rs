@@ -75,7 +75,9 @@ pub(super) fn encode(path: &Path, ckpt: &Checkpoint) -> Result<Vec<u8>> {
     let tensors = tensors_of(ckpt);
     let mut meta = HashMap::new();
     meta.insert("format".to_string(), FORMAT.to_string());
-    let version = if ckpt.model.as_ref().is_some_and(model_meta::needs_version_4) {
+    let version = if ckpt.model.as_ref().is_some_and(|m| !m.targets.is_empty()) {
+        VERSION_5
+    } else if ckpt.model.as_ref().is_some_and(model_meta::needs_version_4) {
         VERSION_4
     } else if !net.is_dense() {
         VERSION_3

@@ -149,7 +149,7 @@ pub fn labels(path: &Path, y: &Array, n: usize) -> Result<Vec<i64>> {
             Error::format(
                 path,
                 "labels",
-                "class labels (whole numbers); regression is not built yet",
+                "class labels (whole numbers), or --task regression for real-valued targets",
                 "real values",
             )
         }),
@@ -179,6 +179,30 @@ pub fn labels(path: &Path, y: &Array, n: usize) -> Result<Vec<i64>> {
             format!("shape {:?}", y.shape),
         )),
     }
+}
+
+/// Real-valued regression targets of a target array for `n` samples: `[n]` (one target) or
+/// `[n, k]` (k targets per sample), of any numeric type; returns the values, sample-major, and
+/// k. Infinite and NaN values are the caller's to refuse, with the sample's origin.
+pub fn targets(path: &Path, y: &Array, n: usize) -> Result<(Vec<f32>, usize)> {
+    let k = match y.shape[..] {
+        [m] if m == n => 1,
+        [m, k] if m == n && k > 0 => k,
+        _ => {
+            return Err(Error::format(
+                path,
+                "targets",
+                format!("regression targets of shape [{n}] or [{n}, k], one row per input sample"),
+                format!("an array of shape {:?}", y.shape),
+            ));
+        }
+    };
+    let values = match &y.values {
+        Values::Int(v) => v.iter().map(|&x| x as f32).collect(),
+        Values::U8(v) => v.iter().map(|&x| x as f32).collect(),
+        Values::F32(v) => v.clone(),
+    };
+    Ok((values, k))
 }
 
 #[cfg(test)]
@@ -240,5 +264,20 @@ mod tests {
             labels(p, &array(&[3], Values::Int(vec![1, 2, 3])), 2).is_err(),
             "count"
         );
+    }
+
+    #[test]
+    fn targets_are_one_or_several_real_values_per_sample() {
+        let p = Path::new("y.npy");
+        let one = targets(p, &array(&[3], Values::Int(vec![7, -1, 2])), 3).unwrap();
+        assert_eq!(one, (vec![7.0, -1.0, 2.0], 1));
+        let two = array(&[2, 2], Values::F32(vec![0.5, 1.5, -2.0, 3.25]));
+        assert_eq!(
+            targets(p, &two, 2).unwrap(),
+            (vec![0.5, 1.5, -2.0, 3.25], 2)
+        );
+        let err = targets(p, &two, 3).unwrap_err().to_string();
+        assert!(err.contains("y.npy") && err.contains("[3]"), "{err}");
+        assert!(targets(p, &array(&[2, 2, 1], Values::U8(vec![0; 4])), 2).is_err());
     }
 }

@@ -1,5 +1,6 @@
-//! From what a reader found to datasets a backend trains on: classes from labels, the split
-//! (the files' own, or a seeded stratified one), each sample's origin, the input maps computed
+//! From what a reader found to datasets a backend trains on: classes from labels (or
+//! standardised real-valued targets, for regression), the split (the files' own, or a seeded
+//! stratified one), each sample's origin, the input maps computed
 //! on the training part only, and the [`ModelInfo`] that lets a checkpoint prepare new inputs
 //! the same way. The readers are `folder`, `csv` and `npy`; the `train` example and the page
 //! both come through here, so that one set of rules holds for both.
@@ -9,7 +10,7 @@ use std::collections::BTreeMap;
 use super::split::{self, Split};
 use super::{Dataset, Inputs, MAX_CHANNEL_MAPS, Normalize, Targets};
 use crate::error::{Error, Result};
-use crate::model::ModelInfo;
+use crate::model::{ModelInfo, Target};
 use crate::shape::Chw;
 
 /// How missing table cells are filled (`--fill`).
@@ -265,26 +266,17 @@ pub fn vectors(
         }
     };
     let mut notes = Vec::new();
-    let means = split::column_means(&train_part.0, width);
-    for (values, origins) in [
-        (&mut train_part.0, &train_part.2),
-        (&mut test_part.0, &test_part.2),
-    ] {
-        let filled = fill_missing(values, width, &means, opts.fill, origins, feature_names)?;
-        if filled > 0 {
-            notes.push(format!(
-                "{filled} missing values filled with {}",
-                match opts.fill {
-                    Some(Fill::Zero) => "zero",
-                    _ => "the column's training mean",
-                }
-            ));
-        }
-    }
-    let maps = split::feature_maps(&train_part.0, width, one_hot);
-    split::apply_feature_maps(&mut train_part.0, &maps);
-    split::apply_feature_maps(&mut test_part.0, &maps);
-    notes.push("numeric inputs standardised per feature, from the training part".into());
+    let maps = map_vectors(
+        width,
+        [
+            (&mut train_part.0, &train_part.2[..]),
+            (&mut test_part.0, &test_part.2[..]),
+        ],
+        one_hot,
+        feature_names,
+        opts,
+        &mut notes,
+    )?;
     let n_classes = classes.len();
     let build = |(values, labels, _): (Vec<f32>, Vec<u32>, Vec<String>)| {
         Dataset::new(
@@ -309,6 +301,178 @@ pub fn vectors(
             feature_maps: maps,
             image: None,
             classes,
+            ..model
+        },
+        split: split_text,
+        notes,
+    })
+}
+
+/// Fills the missing values of both parts (`values`, `origins`) and standardises every input
+/// whose `one_hot` flag is unset, in place, with the training part's (the first) statistics;
+/// returns the maps and says what it did in `notes`.
+fn map_vectors(
+    width: usize,
+    [train, test]: [(&mut Vec<f32>, &[String]); 2],
+    one_hot: &[bool],
+    feature_names: &[String],
+    opts: &PrepareOptions,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Normalize>> {
+    let means = split::column_means(train.0, width);
+    for (values, origins) in [(&mut *train.0, train.1), (&mut *test.0, test.1)] {
+        let filled = fill_missing(values, width, &means, opts.fill, origins, feature_names)?;
+        if filled > 0 {
+            notes.push(format!(
+                "{filled} missing values filled with {}",
+                match opts.fill {
+                    Some(Fill::Zero) => "zero",
+                    _ => "the column's training mean",
+                }
+            ));
+        }
+    }
+    let maps = split::feature_maps(train.0, width, one_hot);
+    split::apply_feature_maps(train.0, &maps);
+    split::apply_feature_maps(test.0, &maps);
+    notes.push("numeric inputs standardised per feature, from the training part".into());
+    Ok(maps)
+}
+
+/// Vectors with real-valued targets (regression) as datasets: `values` holds `width` inputs per
+/// sample (NaN where missing, handled as in [`vectors`]), `targets` one value per name in
+/// `target_names` per sample. Without a `test` part, a seeded shuffle holds out `opts.val` of
+/// the samples. Inputs are mapped as in [`vectors`]; each target is standardised by the training
+/// part's mean and deviation, and the model records its map so that predictions come back in
+/// the target's units. A missing or infinite target is an error naming its sample.
+#[allow(clippy::too_many_arguments)]
+pub fn regression(
+    width: usize,
+    values: Vec<f32>,
+    targets: Vec<f32>,
+    origins: Vec<String>,
+    test: Option<(Vec<f32>, Vec<f32>, Vec<String>)>,
+    target_names: &[String],
+    one_hot: &[bool],
+    feature_names: &[String],
+    model: ModelInfo,
+    opts: &PrepareOptions,
+) -> Result<Prepared> {
+    let k = target_names.len();
+    let n = values.len() / width.max(1);
+    if k == 0 || targets.len() != n * k {
+        return Err(Error::shape(
+            "regression targets",
+            format!("{k} per sample for {n} samples"),
+            format!("{} values", targets.len()),
+        ));
+    }
+    let check_targets = |targets: &[f32], origins: &[String]| -> Result<()> {
+        match targets.iter().position(|t| !t.is_finite()) {
+            Some(i) => Err(Error::arg(
+                "target",
+                "a finite number for every sample",
+                format!(
+                    "{} for `{}` at {}",
+                    targets[i],
+                    target_names[i % k],
+                    origins
+                        .get(i / k)
+                        .cloned()
+                        .unwrap_or_else(|| format!("sample {}", i / k))
+                ),
+            )),
+            None => Ok(()),
+        }
+    };
+    check_targets(&targets, &origins)?;
+    let (mut train_part, mut test_part, split_text) = match test {
+        Some(t) => {
+            check_targets(&t.1, &t.2)?;
+            (
+                (values, targets, origins),
+                t,
+                "the data's own test part".to_string(),
+            )
+        }
+        None => {
+            // One class: the stratified split is a seeded shuffle of all samples.
+            let s = split::stratified(&vec![0; n], 1, opts.val, opts.seed)?;
+            if s.test.is_empty() || s.train.is_empty() {
+                return Err(Error::arg(
+                    "validation split",
+                    "samples for both training and testing",
+                    format!(
+                        "{} training and {} test samples from {n} samples",
+                        s.train.len(),
+                        s.test.len()
+                    ),
+                ));
+            }
+            let part = |idx: &[usize]| {
+                (
+                    split::take_rows(&values, width, idx),
+                    split::take_rows(&targets, k, idx),
+                    idx.iter()
+                        .filter_map(|&i| origins.get(i).cloned())
+                        .collect::<Vec<_>>(),
+                )
+            };
+            let text = format!(
+                "{:.0}% of the samples held out for testing (shuffled, seed {})",
+                100.0 * opts.val,
+                opts.seed
+            );
+            (part(&s.train), part(&s.test), text)
+        }
+    };
+    let mut notes = Vec::new();
+    let maps = map_vectors(
+        width,
+        [
+            (&mut train_part.0, &train_part.2[..]),
+            (&mut test_part.0, &test_part.2[..]),
+        ],
+        one_hot,
+        feature_names,
+        opts,
+        &mut notes,
+    )?;
+    let target_maps = split::feature_maps(&train_part.1, k, &vec![false; k]);
+    split::apply_feature_maps(&mut train_part.1, &target_maps);
+    split::apply_feature_maps(&mut test_part.1, &target_maps);
+    notes.push("targets standardised, from the training part".into());
+    let build = |(values, targets, _): (Vec<f32>, Vec<f32>, Vec<String>)| {
+        Dataset::new(
+            width,
+            Inputs::F32(values),
+            Targets::Values {
+                values: targets,
+                width: k,
+            },
+            Normalize::IDENTITY,
+        )
+    };
+    let (train_origins, test_origins) = (train_part.2.clone(), test_part.2.clone());
+    Ok(Prepared {
+        train: build(train_part)?,
+        test: build(test_part)?,
+        train_origins,
+        test_origins,
+        model: ModelInfo {
+            normalize: Normalize::IDENTITY,
+            channel_maps: Vec::new(),
+            feature_maps: maps,
+            image: None,
+            classes: Vec::new(),
+            targets: target_names
+                .iter()
+                .zip(target_maps)
+                .map(|(name, map)| Target {
+                    name: name.clone(),
+                    map,
+                })
+                .collect(),
             ..model
         },
         split: split_text,
@@ -425,5 +589,51 @@ mod tests {
         assert_eq!(v[4], 0.0);
         assert_eq!(v[1], 0.0, "one-hot columns keep 0 and 1");
         assert_eq!(p.model.feature_maps[1], Normalize::IDENTITY);
+    }
+
+    #[test]
+    fn regression_targets_are_standardised_on_the_training_part_and_must_be_finite() {
+        let n = 10;
+        let values: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        let targets: Vec<f32> = (0..n).map(|i| 100.0 + 10.0 * i as f32).collect();
+        let origins: Vec<String> = (0..n).map(|i| format!("line {}", i + 2)).collect();
+        let run = |targets: Vec<f32>| {
+            regression(
+                1,
+                values.clone(),
+                targets,
+                origins.clone(),
+                None,
+                &["price".to_string()],
+                &[false],
+                &["x".to_string()],
+                ModelInfo::plain(Normalize::IDENTITY),
+                &PrepareOptions::default(),
+            )
+        };
+        let p = run(targets.clone()).unwrap();
+        assert_eq!((p.train.len(), p.test.len()), (8, 2));
+        let Targets::Values { values: t, width } = p.train.targets() else {
+            panic!("values")
+        };
+        assert_eq!(*width, 1);
+        let mean = t.iter().map(|&v| v as f64).sum::<f64>() / t.len() as f64;
+        let var = t.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / t.len() as f64;
+        assert!(
+            mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-5,
+            "{mean} {var}"
+        );
+        // Every training target comes back in its units through the model's map.
+        let target = &p.model.targets[0];
+        assert_eq!(target.name, "price");
+        for (&std, origin) in t.iter().zip(&p.train_origins) {
+            let line: usize = origin[5..].parse().unwrap();
+            let original = 100.0 + 10.0 * (line - 2) as f32;
+            assert!((target.value(std) - original).abs() < 1e-3, "{origin}");
+        }
+        let mut bad = targets;
+        bad[3] = f32::NAN;
+        let err = run(bad).unwrap_err().to_string();
+        assert!(err.contains("`price` at line 5"), "{err}");
     }
 }

@@ -1,4 +1,5 @@
-//! The output layer and the loss, fused: softmax + cross-entropy or sigmoid + MSE, the gradient
+//! The output layer and the loss, fused: softmax + cross-entropy, sigmoid + MSE or linear + MSE,
+//! the gradient
 //! with respect to the logits, and the batch's loss and correct count. The CPU twin of
 //! `shaders/loss.wgsl`.
 
@@ -37,6 +38,7 @@ impl Output {
         match self {
             Output::SoftmaxCrossEntropy => 0,
             Output::SigmoidMse => 1,
+            Output::LinearMse => 2,
         }
     }
 }
@@ -44,6 +46,7 @@ impl Output {
 pub(crate) const SHARED: &[Shared] = &[
     Shared::U32("SOFTMAX_CE", Output::SoftmaxCrossEntropy.code()),
     Shared::U32("SIGMOID_MSE", Output::SigmoidMse.code()),
+    Shared::U32("LINEAR_MSE", Output::LinearMse.code()),
     Shared::U32("TARGET_LABELS", TargetKind::Labels as u32),
     Shared::U32("TARGET_VALUES", TargetKind::Values as u32),
     Shared::U32("TARGET_NONE", TargetKind::None as u32),
@@ -84,9 +87,10 @@ impl DeviceStats {
     }
 }
 
-/// Turns the logits `out` (rows of a batch of `batch` rows) into outputs in place, writes the
-/// gradient of the batch's mean loss with respect to the logits into `delta`, and returns the
-/// rows' summed loss and correct count. `targets` holds one row per output row (one-hot for
+/// Turns the logits `out` (rows of a batch of `batch` rows) into outputs in place (softmax; the
+/// sigmoid is the forward pass's, and linear outputs are the logits), writes the gradient of the
+/// batch's mean loss with respect to the logits into `delta`, and returns the rows' summed loss
+/// and correct count (none for linear outputs, which are not classes). `targets` holds one row per output row (one-hot for
 /// labels).
 pub fn output_delta(
     output: Output,
@@ -109,14 +113,17 @@ pub fn output_delta(
         let (loss, correct) = match output {
             Output::SoftmaxCrossEntropy => softmax_cross_entropy(o.view_mut(), t),
             Output::SigmoidMse => mse(o.view(), t),
+            Output::LinearMse => (mse(o.view(), t).0, false),
         };
         stats.loss_sum += loss as f64;
         stats.correct += correct as u64;
-        // Softmax-CE: (p - y)/B. MSE: d/dz mean((a-y)^2) = 2(a-y)/(B·K) · a(1-a).
+        // Softmax-CE: (p - y)/B. MSE: d/dz mean((a-y)^2) = 2(a-y)/(B·K) · a′, where a′ is
+        // a(1-a) for the sigmoid and 1 for linear outputs.
         Zip::from(&mut d).and(&o).and(&t).for_each(|d, &a, &y| {
             *d = match output {
                 Output::SoftmaxCrossEntropy => (a - y) / batch as f32,
                 Output::SigmoidMse => 2.0 * (a - y) / (batch as f32 * k) * a * (1.0 - a),
+                Output::LinearMse => 2.0 * (a - y) / (batch as f32 * k),
             }
         });
     }

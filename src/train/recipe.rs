@@ -96,10 +96,15 @@ impl Recipe {
 
     /// `features` inputs, the hidden layers, `classes` softmax outputs.
     pub fn network(&self, features: usize, classes: usize) -> Result<Network> {
+        self.network_with(features, classes, Output::SoftmaxCrossEntropy)
+    }
+
+    /// `features` inputs, the hidden layers, `outputs` outputs of kind `output`.
+    pub fn network_with(&self, features: usize, outputs: usize, output: Output) -> Result<Network> {
         let mut sizes = vec![features];
         sizes.extend(&self.hidden);
-        sizes.push(classes);
-        Network::new(&sizes, self.activation, Output::SoftmaxCrossEntropy)
+        sizes.push(outputs);
+        Network::new(&sizes, self.activation, output)
     }
 
     /// The normalisation the run trains with, from the training set (pixels only; other

@@ -153,6 +153,9 @@ fn hand_grad(
                     2.0 * (a - y[o]) / (b * k as f64) * a * (1.0 - a)
                 })
                 .collect(),
+            Output::LinearMse => (0..k)
+                .map(|o| 2.0 * (z[o] - y[o]) / (b * k as f64))
+                .collect(),
         };
         for o in 0..k {
             gb[o] += dz[o];

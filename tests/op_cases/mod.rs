@@ -122,7 +122,7 @@ macro_rules! every_op_case {
         $run!(forward_epilogue_bias_and_every_activation);
         $run!(input_gradient_epilogue_multiplies_derivative_of_stored_output);
         $run!(softmax_cross_entropy_matches_cpu_including_huge_logits);
-        $run!(sigmoid_mse_matches_cpu);
+        $run!(mse_outputs_match_cpu);
         $run!(every_optimizer_matches_cpu_update_over_several_steps);
         $run!(weight_gradient_epilogue_applies_every_optimizer_on_every_tile);
         $run!(shifted_image_gather_matches_cpu);
@@ -451,24 +451,27 @@ pub async fn softmax_cross_entropy_matches_cpu_including_huge_logits(ops: &impl 
     assert!((got.loss_sum as f64 - loss).abs() / loss <= LOSS_SUM_REL);
 }
 
-pub async fn sigmoid_mse_matches_cpu(ops: &impl Ops) {
+/// Sigmoid-MSE and linear-MSE (regression: the outputs are the logits, nothing is correct).
+pub async fn mse_outputs_match_cpu(ops: &impl Ops) {
     let mut rng = Pcg64Mcg::seed_from_u64(6);
-    for (rows, width) in [(1, 1), (4, 1), (100, 10), (257, 3)] {
-        let z = random(&mut rng, rows, width, 4.0);
-        let y = Array2::from_shape_fn((rows, width), |_| rng.random::<f32>());
-        let (a, d, loss, correct) = cpu_loss(Output::SigmoidMse, &z, &y);
-        let got = ops
-            .loss(Output::SigmoidMse, z.view(), OpTargets::Values(y.view()))
-            .await
-            .unwrap();
-        let what = format!("sigmoid-MSE {rows}x{width}");
-        assert_all_close(&format!("{what} outputs"), &got.outputs, &a, ULPS_ABS);
-        assert_all_close(&format!("{what} delta"), &got.delta, &d, ULPS_ABS);
-        assert_eq!(got.correct, correct, "{what} correct");
-        assert!(
-            (got.loss_sum as f64 - loss).abs() <= LOSS_SUM_REL * loss + ULPS_ABS,
-            "{what} loss"
-        );
+    for output in [Output::SigmoidMse, Output::LinearMse] {
+        for (rows, width) in [(1, 1), (4, 1), (100, 10), (257, 3)] {
+            let z = random(&mut rng, rows, width, 4.0);
+            let y = Array2::from_shape_fn((rows, width), |_| rng.random::<f32>());
+            let (a, d, loss, correct) = cpu_loss(output, &z, &y);
+            let got = ops
+                .loss(output, z.view(), OpTargets::Values(y.view()))
+                .await
+                .unwrap();
+            let what = format!("{output} {rows}x{width}");
+            assert_all_close(&format!("{what} outputs"), &got.outputs, &a, ULPS_ABS);
+            assert_all_close(&format!("{what} delta"), &got.delta, &d, ULPS_ABS);
+            assert_eq!(got.correct, correct, "{what} correct");
+            assert!(
+                (got.loss_sum as f64 - loss).abs() <= LOSS_SUM_REL * loss + ULPS_ABS,
+                "{what} loss"
+            );
+        }
     }
 }
 

@@ -50,9 +50,13 @@ impl Options {
     /// recipe's dense stack, or the model's layers on 28×28 grey images.
     pub(crate) fn network(&self, recipe: &Recipe, features: usize) -> Result<Network, JsError> {
         let model = self.model.as_deref().unwrap_or("mlp");
-        soma::layers::model_network(model, MNIST_IMAGE, MNIST_CLASSES, || {
-            recipe.network(features, MNIST_CLASSES)
-        })
+        soma::layers::model_network(
+            model,
+            MNIST_IMAGE,
+            MNIST_CLASSES,
+            soma::Output::SoftmaxCrossEntropy,
+            || recipe.network(features, MNIST_CLASSES),
+        )
         .map_err(js)
     }
 }
