@@ -48,22 +48,45 @@ pub fn create(
             crate::cpu::CpuBackend::new(net, params, optimizer)?.with_threads(options.threads),
         ))
     };
-    let gpu = |params| -> Result<Box<dyn Backend>> {
-        let ctx = crate::gpu::GpuContext::new(&crate::gpu::GpuOptions {
-            adapter: options.adapter.clone(),
-        })?;
-        Ok(Box::new(crate::gpu::GpuBackend::new(
-            ctx, net, params, optimizer,
-        )?))
-    };
     match kind {
         BackendKind::Cpu => cpu(params),
-        BackendKind::Gpu => gpu(params),
+        BackendKind::Gpu => gpu(net, params, optimizer, options),
         // A named adapter is a request for the GPU; otherwise only hardware beats the CPU.
-        BackendKind::Auto if options.adapter.is_some() => gpu(params),
-        BackendKind::Auto => match crate::gpu::hardware_adapter() {
-            Some(_) => gpu(params),
-            None => cpu(params),
-        },
+        BackendKind::Auto if options.adapter.is_some() => gpu(net, params, optimizer, options),
+        BackendKind::Auto if has_hardware_gpu() => gpu(net, params, optimizer, options),
+        BackendKind::Auto => cpu(params),
     }
+}
+
+#[cfg(feature = "gpu")]
+fn gpu(
+    net: &Network,
+    params: Params,
+    optimizer: Optimizer,
+    options: &Options,
+) -> Result<Box<dyn Backend>> {
+    let ctx = crate::gpu::GpuContext::new(&crate::gpu::GpuOptions {
+        adapter: options.adapter.clone(),
+    })?;
+    Ok(Box::new(crate::gpu::GpuBackend::new(
+        ctx, net, params, optimizer,
+    )?))
+}
+
+#[cfg(not(feature = "gpu"))]
+fn gpu(_: &Network, _: Params, _: Optimizer, _: &Options) -> Result<Box<dyn Backend>> {
+    Err(crate::error::Error::gpu(
+        "creating the GPU backend",
+        "this build of soma has none (built without the `gpu` feature)",
+    ))
+}
+
+#[cfg(feature = "gpu")]
+fn has_hardware_gpu() -> bool {
+    crate::gpu::hardware_adapter().is_some()
+}
+
+#[cfg(not(feature = "gpu"))]
+fn has_hardware_gpu() -> bool {
+    false
 }
