@@ -20,10 +20,10 @@ fn rows_of(fixed: u32, from_step: u32, s: Step) -> u32 {
     return select(fixed, s.rows, from_step != 0u);
 }
 
-// An order entry is a sample index and a shift of its image (dx, dy as two's-complement
-// fields); see `train::Sample`. Plain indices have no shift.
-fn sample_index(entry: u32) -> u32 {
-    return entry & SAMPLE_INDEX_MASK;
+// An order entry over images is an image's index and its shift (dx, dy as two's-complement
+// fields above the index); over any other samples it is the index, whole. See `train::Sample`.
+fn sample_index(entry: u32, image: bool) -> u32 {
+    return select(entry, entry & SAMPLE_INDEX_MASK, image);
 }
 
 fn sample_shift(entry: u32) -> vec2<i32> {

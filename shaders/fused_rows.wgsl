@@ -218,7 +218,7 @@ fn main(
         return;
     }
     let entry = index[step.index_offset + r];
-    let sample = sample_index(entry);
+    let sample = sample_index(entry, dims.width != 0u);
     let shift = sample_shift(entry);
     let last = dims.layers - 1u;
 

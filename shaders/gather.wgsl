@@ -58,8 +58,8 @@ fn main(
     let r = t / runs;
     let col0 = (t - r * runs) * GATHER_RUN;
     let entry = index[first + r];
-    let base = sample_index(entry) * f;
     let image = dims.width != 0u;
+    let base = sample_index(entry, image) * f;
     let d = select(vec2<i32>(0), sample_shift(entry), image);
     let width = select(f, dims.width, image);
     let height = select(1u, dims.height, image);

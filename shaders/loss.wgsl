@@ -24,7 +24,7 @@ struct Dims {
     rows: u32,
     rows_from_step: u32,
     index_offset: u32,  // used when not from the step record
-    _pad0: u32,
+    image: u32,         // 1: the entries index images (and carry shifts), see sample_index
     _pad1: u32,
 }
 
@@ -98,7 +98,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         let base = r * n;
         var sample = 0u;
         if has_targets {
-            sample = sample_index(index[first + r]);
+            sample = sample_index(index[first + r], dims.image != 0u);
         }
         if OUTPUT == SOFTMAX_CE {
             var mx = F32_LOWEST;

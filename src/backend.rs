@@ -130,18 +130,24 @@ pub(crate) fn check_data(net: &Network, data: &Dataset, what: &str) -> Result<()
 
 /// The checks of [`Backend::train_batches`]: a positive batch size, a training set, and an
 /// order whose entries all name one of its `len` samples.
-pub(crate) fn check_train_args(order: &[u32], batch_size: usize, len: Option<usize>) -> Result<()> {
+/// `data`: the training set's length and whether its samples are images (whose entries carry
+/// shifts, [`Sample::index_of`]).
+pub(crate) fn check_train_args(
+    order: &[u32],
+    batch_size: usize,
+    data: Option<(usize, bool)>,
+) -> Result<()> {
     if batch_size == 0 {
         return Err(Error::arg("batch_size", "at least 1", 0));
     }
-    let len = len.ok_or_else(|| {
+    let (len, image) = data.ok_or_else(|| {
         Error::arg(
             "training set",
             "set_train_data before train_batches",
             "none",
         )
     })?;
-    let index = |&e: &u32| Sample::decode(e).index as usize;
+    let index = |&e: &u32| Sample::index_of(e, image);
     if let Some(bad) = order.iter().map(index).find(|&i| i >= len) {
         return Err(Error::arg("order", format!("indices below {len}"), bad));
     }

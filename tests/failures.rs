@@ -215,6 +215,41 @@ fn batches_too_large_for_memory_are_refused_before_allocating() {
 }
 
 #[test]
+fn more_images_than_an_order_entry_can_name_are_refused_and_vectors_are_not() {
+    // An image's order entry shares its bits with its shift: 2^24 images at most. Vectors'
+    // entries are whole indices, so 2^24 + 1 vectors train.
+    let len = (1 << 24) + 1;
+    let labels: Vec<u32> = (0..len as u32).map(|i| i % 2).collect();
+    let mut images = Dataset::new(
+        1,
+        Inputs::U8(vec![7; len]),
+        Targets::Labels {
+            labels: labels.clone(),
+            classes: 2,
+        },
+        Normalize::UNIT,
+    )
+    .unwrap();
+    images.image = Some(soma::shape::Chw::new(1, 1, 1));
+    let net = Network::new(&[1, 2], Activation::Sigmoid, Output::SoftmaxCrossEntropy).unwrap();
+    let mut cpu = CpuBackend::new(&net, Params::init(&net, Init::Uniform, 0), Optimizer::Sgd)
+        .unwrap()
+        .with_threads(1);
+    let mut cfg = config(1, 0.1);
+    cfg.batch_size = 1 << 16;
+    let msg = train(&mut cpu, &images, None, &cfg, 0, |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("2^24 images") && msg.contains("16777217"),
+        "{msg}"
+    );
+    images.image = None;
+    let report = train(&mut cpu, &images, None, &cfg, 0, |_| {}).unwrap();
+    assert_eq!(report.epochs.len(), 1);
+}
+
+#[test]
 fn negative_weight_decay_is_rejected_by_the_library() {
     let bad = Optimizer::momentum().with_weight_decay(-1.0);
     let msg = bad.validate().unwrap_err().to_string();

@@ -452,7 +452,7 @@ impl CpuBackend {
         gather::gather_inputs(data, indices, work.acts[0].slice_mut(s![..b, ..]));
         for (r, &i) in indices.iter().enumerate() {
             let mut row = work.targets.row_mut(r);
-            let i = Sample::decode(i).index as usize;
+            let i = Sample::index_of(i, data.is_image());
             data.target_row(i, row.as_slice_mut().expect("contiguous rows"));
         }
     }
@@ -478,7 +478,8 @@ impl Backend for CpuBackend {
     }
 
     fn train_batches(&mut self, order: &[u32], batch_size: usize, lr: f32) -> Result<()> {
-        check_train_args(order, batch_size, self.train.as_ref().map(Dataset::len))?;
+        let data = self.train.as_ref().map(|d| (d.len(), d.is_image()));
+        check_train_args(order, batch_size, data)?;
         // Taken out while the steps borrow `self`, put back after.
         let data = self.train.take().expect("checked above");
         let rows = batch_size.min(order.len());

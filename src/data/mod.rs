@@ -294,6 +294,12 @@ impl Dataset {
         Ok(())
     }
 
+    /// Whether the samples are images (of a non-empty shape): then an order's entries carry
+    /// shifts beside the index ([`crate::train::Sample`]).
+    pub fn is_image(&self) -> bool {
+        self.image.is_some_and(|i| i.plane() > 0)
+    }
+
     /// The per-channel maps (empty when `normalize` maps every value).
     pub fn channel_maps(&self) -> &[Normalize] {
         &self.channel_maps

@@ -357,7 +357,11 @@ impl Backend for GpuBackend {
 
     fn train_batches(&mut self, order: &[u32], batch_size: usize, lr: f32) -> Result<()> {
         self.ctx.check("train_batches")?;
-        check_train_args(order, batch_size, self.train.as_ref().map(|d| d.len))?;
+        let data = self.train.as_ref().map(|d| {
+            let image = d.image.is_some_and(|i| i.plane() > 0);
+            (d.len, image)
+        });
+        check_train_args(order, batch_size, data)?;
         if order.is_empty() {
             return Ok(());
         }

@@ -118,14 +118,15 @@ pub fn gather_inputs(data: &Dataset, order: &[u32], mut x: ArrayViewMut2<f32>) {
     // Checked to be `f` values (`backend::check_data`).
     let image = data.image.filter(|i| i.plane() > 0);
     for (r, &entry) in order.iter().enumerate() {
-        let Sample { index, dx, dy } = Sample::decode(entry);
-        let base = index as usize * f;
         let mut row = x.slice_mut(s![r, ..]);
         let row = row.as_slice_mut().expect("batch rows are contiguous");
         let Some(chw) = image else {
+            let base = Sample::index_of(entry, false) * f;
             copy(base..base + f, row, maps[0]);
             continue;
         };
+        let Sample { index, dx, dy } = Sample::decode(entry);
+        let base = index as usize * f;
         let (h, w, plane) = (chw.h, chw.w, chw.plane());
         for (c, out) in row.chunks_exact_mut(plane).enumerate() {
             let map = maps[c.min(maps.len() - 1)];
@@ -165,7 +166,8 @@ pub fn gather_inputs(data: &Dataset, order: &[u32], mut x: ArrayViewMut2<f32>) {
 /// memory row by row. A hint only: it changes no result, and entries past the data are ignored.
 pub fn prefetch(data: &Dataset, order: &[u32]) {
     let f = data.features();
-    let rows = order.iter().map(|&e| Sample::decode(e).index as usize * f);
+    let image = data.is_image();
+    let rows = order.iter().map(|&e| Sample::index_of(e, image) * f);
     match data.inputs() {
         Inputs::U8(v) => rows.for_each(|base| prefetch_range(v.get(base..base + f))),
         Inputs::F32(v) => rows.for_each(|base| prefetch_range(v.get(base..base + f))),

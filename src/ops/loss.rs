@@ -62,7 +62,9 @@ pub struct LossDims {
     pub rows: u32,
     pub rows_from_step: u32,
     pub index_offset: u32,
-    pub _pad: [u32; 2],
+    /// 1 when the entries index images (and may carry shifts, [`crate::train::Sample`]).
+    pub image: u32,
+    pub _pad: u32,
 }
 
 /// `shaders/loss.wgsl`'s `Stats`: the device-side running totals.

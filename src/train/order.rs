@@ -5,10 +5,11 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
-/// One entry of a batch order: a sample index and an optional shift of its image, packed in a
+/// One entry of a batch order over images: an image's index and an optional shift, packed in a
 /// `u32` so that the order stays one flat index buffer on every backend: bits 0–23 the index,
 /// bits 24–27 `dx` and 28–31 `dy` as 4-bit two's-complement numbers (−8..=7). A plain index
-/// is an entry with no shift.
+/// is an entry with no shift. Over samples that are not images (which are never shifted) an
+/// entry is the index, whole ([`Sample::index_of`]): only images are limited to 2^24.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sample {
     pub index: u32,
@@ -33,7 +34,16 @@ impl Sample {
             | ((self.dy as u32 & 0xF) << Self::DY_BIT)
     }
 
-    /// Unpacks an entry.
+    /// The sample `entry` names in an order over images (`image`) or over other samples.
+    pub fn index_of(entry: u32, image: bool) -> usize {
+        if image {
+            (entry & Self::MAX_INDEX) as usize
+        } else {
+            entry as usize
+        }
+    }
+
+    /// Unpacks an entry of an order over images.
     pub fn decode(entry: u32) -> Sample {
         let nibble = |n: u32| (((n & 0xF) as i8) << 4) >> 4; // sign-extend 4 bits
         Sample {
@@ -69,6 +79,20 @@ pub fn epoch_order(len: usize, seed: u64, epoch: u64) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_image_entry_shares_its_bits_with_a_shift() {
+        let shifted = Sample {
+            index: 5,
+            dx: -2,
+            dy: 1,
+        }
+        .encode();
+        assert_eq!(Sample::index_of(shifted, true), 5);
+        let past = (1u32 << 24) + 7;
+        assert_eq!(Sample::index_of(past, false), past as usize);
+        assert_eq!(Sample::index_of(u32::MAX, false), u32::MAX as usize);
+    }
 
     #[test]
     fn epoch_order_is_a_seeded_permutation() {

@@ -59,12 +59,15 @@ impl Run {
         if train.is_empty() {
             return Err(Error::arg("training set", "at least one sample", 0));
         }
-        if train.len() > Sample::MAX_INDEX as usize + 1 {
-            return Err(Error::arg(
-                "training set",
-                "at most 2^24 samples",
-                train.len(),
-            ));
+        // An order's entries are u32: an image's index shares its entry with the image's
+        // shift (24 bits), any other sample's is the whole entry.
+        let most = if train.is_image() {
+            (Sample::MAX_INDEX as usize + 1, "at most 2^24 images")
+        } else {
+            (u32::MAX as usize, "fewer than 2^32 samples")
+        };
+        if train.len() > most.0 {
+            return Err(Error::arg("training set", most.1, train.len()));
         }
         if cfg.augment > 0 && train.image.is_none() {
             return Err(Error::arg(

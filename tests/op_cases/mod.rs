@@ -127,6 +127,7 @@ macro_rules! every_op_case {
         $run!(weight_gradient_epilogue_applies_every_optimizer_on_every_tile);
         $run!(shifted_image_gather_matches_cpu);
         $run!(gather_u8_and_f32_with_scale_and_shift);
+        $run!(vector_gathers_reach_past_2_24_samples);
         $run!(argmax_ties_pick_the_first_like_the_cpu);
         $run!(conv_forward_matches_cpu_with_every_activation);
         $run!(conv_input_gradient_matches_cpu_times_each_derivative);
@@ -708,6 +709,36 @@ pub async fn gather_u8_and_f32_with_scale_and_shift(ops: &impl Ops) {
             ULPS_ABS,
         );
     }
+}
+
+/// Entries over vectors are whole indices (only an image's entry shares its bits with a
+/// shift): samples past 2^24 are gathered, by both the GPU and the CPU reference, from where
+/// they are.
+pub async fn vector_gathers_reach_past_2_24_samples(ops: &impl Ops) {
+    let len = (1usize << 24) + 5;
+    let byte = |i: usize| (i * 7 % 251) as u8;
+    let ds = Dataset::new(
+        1,
+        Inputs::U8((0..len).map(byte).collect()),
+        Targets::Labels {
+            labels: vec![0; len],
+            classes: 2,
+        },
+        Normalize::IDENTITY,
+    )
+    .unwrap();
+    let indices = [len as u32 - 1, 3, 1 << 24, (1 << 24) + 2, 0];
+    let want = Array2::from_shape_fn((indices.len(), 1), |(r, _)| {
+        byte(indices[r] as usize) as f32
+    });
+    let mut cpu = Array2::zeros((indices.len(), 1));
+    gather_inputs(&ds, &indices, cpu.view_mut());
+    assert_eq!(cpu, want, "the CPU reference");
+    let got = ops
+        .gather(ds.inputs(), 1, &indices, Normalize::IDENTITY)
+        .await
+        .unwrap();
+    assert_eq!(got, want, "the GPU gather");
 }
 
 pub async fn argmax_ties_pick_the_first_like_the_cpu(ops: &impl Ops) {

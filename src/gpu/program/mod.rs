@@ -505,6 +505,7 @@ impl Planner<'_> {
             kind: net.output().code(),
             target_kind: target_kind as u32,
             rows_from_step: 1,
+            image: self.data.image.is_some_and(|i| i.plane() > 0) as u32,
             ..Default::default()
         };
         PlannedDispatch {
