@@ -97,7 +97,10 @@ if [ "$what" != wasm ]; then
     MNIST_DIR="${MNIST_DIR:-$ROOT/data/mnist}"
     [ -d "$MNIST_DIR" ] || skip "no MNIST for the end-to-end test (set MNIST_DIR)"
     export MNIST_DIR
-    web/build.sh
+    # With --tests, cargo resolves features as the test build above did (wasm-bindgen-test, a
+    # dev-dependency, turns some on, host-side ones included), so the page reuses that build's
+    # soma and its dependencies instead of compiling them again; the page's code is the same.
+    web/build.sh --tests "${abort_tests[@]}"
     # Native, as `cargo test --release` builds them: not with the wasm build's target dir
     # and flags (which would rebuild everything).
     env -u RUSTFLAGS CARGO_TARGET_DIR="$ROOT/target" \

@@ -2,13 +2,14 @@
 //! by default, by index or by name; missing cells allowed or not; two or twenty one-hot levels;
 //! a `.tsv` or `.csv` name), the whole input being the file. Must return `Ok` with a consistent
 //! table, or an `Error`. A table read with a unique-named header is read again as prediction
-//! rows by `csv::parse_rows_with`, which must give the same matrix.
+//! rows by `csv::parse_rows_with`, which must give the same matrix, and as a test file by
+//! `csv::parse_labelled_rows_with`, which must give the same matrix and labels.
 #![no_main]
 
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use soma::data::csv::{self, CsvOptions, LabelColumn, Labels, Table};
+use soma::data::csv::{self, CsvOptions, LabelColumn, LabelSchema, Labels, Table};
 
 fuzz_target!(|data: &[u8]| {
     let pick = data.first().copied().unwrap_or(0);
@@ -48,15 +49,37 @@ fuzz_target!(|data: &[u8]| {
         if table.header && unique {
             let (values, lines) = read.expect("the table's own rows read as prediction rows");
             assert_eq!(lines, table.lines);
-            assert!(
-                values
-                    .iter()
-                    .map(|v| v.to_bits())
-                    .eq(table.values.iter().map(|v| v.to_bits()))
-            );
+            assert!(same_bits(&values, &table.values));
+            // And as a test file against its own schema: the same rows, labels and classes.
+            let schema = match &table.labels {
+                Labels::Text { levels, .. } => LabelSchema::Text(levels),
+                Labels::Numeric(_) => LabelSchema::Numeric,
+            };
+            let (values, labels, lines) = csv::parse_labelled_rows_with(
+                name,
+                data,
+                &table.columns,
+                &table.label_name,
+                schema,
+                opts.allow_missing,
+            )
+            .expect("the table's own rows read as a test file");
+            assert_eq!(lines, table.lines);
+            assert!(same_bits(&values, &table.values));
+            match (&labels, &table.labels) {
+                (Labels::Numeric(a), Labels::Numeric(b)) => {
+                    assert!(a.iter().map(|v| v.to_bits()).eq(b.iter().map(|v| v.to_bits())))
+                }
+                (a, b) => assert_eq!(a, b),
+            }
         }
     }
 });
+
+/// Whether two f32 slices hold the same bits (NaN where missing included).
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.iter().map(|v| v.to_bits()).eq(b.iter().map(|v| v.to_bits()))
+}
 
 /// The invariants of a table read without error.
 fn check(table: &Table, allow_missing: bool) {
