@@ -222,55 +222,53 @@ pub fn run(session: Session<'_>) -> Result<serde_json::Map<String, serde_json::V
     }
 
     let final_train = backend.evaluate(train_set)?;
-    let last = run_report.epochs.last();
-    let test_stats = last.and_then(|e| e.test);
-    if let Some(t) = test_stats.and_then(|t| model.regression_metrics(t.mean_loss(), test_set)) {
-        let fits = fits(backend.as_mut(), model, test_set, session.test_origins)?;
-        print_largest_errors(&fits, &model.targets[0].name);
-        if let Some((r, dir)) = &report {
-            let title = format!("Test set: RMSE {:.4}, R² {:.4}", t.rmse, t.r2);
-            r.finish_regression(&fits, &model.targets[0].name, &title)?;
-            eprintln!("report written to {}", dir.display());
+    let test_stats = run_report.epochs.last().and_then(|e| e.test);
+    let regression = test_stats.and_then(|t| model.regression_metrics(t.mean_loss(), test_set));
+    // The test set's scores: RMSE and R² for a regression model, else the accuracy.
+    let scores = match regression {
+        Some(t) => {
+            let fits = fits(backend.as_mut(), model, test_set, session.test_origins)?;
+            print_largest_errors(&fits, &model.targets[0].name);
+            if let Some((r, dir)) = &report {
+                let title = format!("Test set: RMSE {:.4}, R² {:.4}", t.rmse, t.r2);
+                r.finish_regression(&fits, &model.targets[0].name, &title)?;
+                eprintln!("report written to {}", dir.display());
+            }
+            serde_json::json!({ "test_rmse": t.rmse, "test_r2": t.r2 })
         }
-        let json = serde_json::json!({
-            "backend": backend.name(),
-            "epochs": recipe.epochs,
-            "batch_size": recipe.batch_size,
-            "optimizer": optimizer.name(),
-            "lr": lr.to_string().parse::<f64>().unwrap_or(f64::NAN),
-            "test_rmse": t.rmse,
-            "test_r2": t.r2,
-            "train_seconds": run_report.train_seconds(),
-            "samples_per_second": run_report.median_samples_per_second(train_set.len()),
-            "final_train_loss": final_train.mean_loss(),
-        });
-        return Ok(json.as_object().cloned().expect("an object"));
-    }
-    if let Some((r, dir)) = &report {
-        let dark_ink = model.source == soma::model::Source::Idx;
-        let (matrix, mistakes) =
-            confusion(backend.as_mut(), test_set, session.test_origins, dark_ink)?;
-        let classes: Vec<String> = (0..net.outputs()).map(|c| model.class_name(c)).collect();
-        eprintln!(
-            "test confusion matrix (rows: label, columns: prediction):\n{}",
-            report::confusion_table(&matrix, &classes)
-        );
-        r.finish(&matrix, &classes, &mistakes)?;
-        eprintln!("report written to {}", dir.display());
-    }
-    let json = serde_json::json!({
+        None => {
+            if let Some((r, dir)) = &report {
+                let dark_ink = model.source == soma::model::Source::Idx;
+                let (matrix, mistakes) =
+                    confusion(backend.as_mut(), test_set, session.test_origins, dark_ink)?;
+                let classes: Vec<String> =
+                    (0..net.outputs()).map(|c| model.class_name(c)).collect();
+                eprintln!(
+                    "test confusion matrix (rows: label, columns: prediction):\n{}",
+                    report::confusion_table(&matrix, &classes)
+                );
+                r.finish(&matrix, &classes, &mistakes)?;
+                eprintln!("report written to {}", dir.display());
+            }
+            serde_json::json!({ "test_accuracy": test_stats.map(|t| t.accuracy()) })
+        }
+    };
+    let mut json = serde_json::json!({
         "backend": backend.name(),
         "epochs": recipe.epochs,
         "batch_size": recipe.batch_size,
         "optimizer": optimizer.name(),
         // Through the shortest decimal form, so that 0.1f32 prints as 0.1.
         "lr": lr.to_string().parse::<f64>().unwrap_or(f64::NAN),
-        "test_accuracy": test_stats.map(|t| t.accuracy()),
         "train_seconds": run_report.train_seconds(),
         "samples_per_second": run_report.median_samples_per_second(train_set.len()),
         "final_train_loss": final_train.mean_loss(),
-    });
-    Ok(json.as_object().cloned().expect("an object"))
+    })
+    .as_object()
+    .cloned()
+    .expect("an object");
+    json.extend(scores.as_object().cloned().expect("an object"));
+    Ok(json)
 }
 
 /// Each test sample's target and prediction (of the first target), in the target's units.

@@ -585,16 +585,7 @@ fn arrays(
     let mut ints = arrays::labels(path, &y, n)?;
     let test = match test {
         Some((xt, yt)) => {
-            if xt.shape.get(1..) != x.shape.get(1..) {
-                return Err(format!(
-                    "{}: x_test's samples are {:?}, x_train's {:?}",
-                    path.display(),
-                    xt.shape.get(1..),
-                    x.shape.get(1..)
-                )
-                .into());
-            }
-            let nt = xt.shape[0];
+            let nt = test_samples(path, &x, &xt)?;
             ints.extend(arrays::labels(path, &yt, nt)?);
             Some((xt, nt))
         }
@@ -643,6 +634,20 @@ fn arrays(
     )?)
 }
 
+/// The number of `x_test`'s samples, which must be shaped as `x_train`'s.
+fn test_samples(path: &Path, x: &Array, xt: &Array) -> Result<usize, Fail> {
+    if xt.shape.get(1..) != x.shape.get(1..) {
+        return Err(format!(
+            "{}: x_test's samples are {:?}, x_train's {:?}",
+            path.display(),
+            xt.shape.get(1..),
+            x.shape.get(1..)
+        )
+        .into());
+    }
+    Ok(xt.shape.first().copied().unwrap_or(0))
+}
+
 /// Arrays with real-valued targets: x of vectors `[n, d]`, y `[n]` or `[n, k]`.
 fn regression_arrays(
     path: &Path,
@@ -671,16 +676,7 @@ fn regression_arrays(
     let (targets, k) = arrays::targets(path, &y, n)?;
     let test = match test {
         Some((xt, yt)) => {
-            let nt = xt.shape.first().copied().unwrap_or(0);
-            if xt.shape.get(1..) != x.shape.get(1..) {
-                return Err(format!(
-                    "{}: x_test's samples are {:?}, x_train's {:?}",
-                    path.display(),
-                    xt.shape.get(1..),
-                    x.shape.get(1..)
-                )
-                .into());
-            }
+            let nt = test_samples(path, &x, &xt)?;
             let (test_targets, kt) = arrays::targets(path, &yt, nt)?;
             if kt != k {
                 return Err(format!(

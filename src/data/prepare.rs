@@ -245,18 +245,101 @@ pub fn vectors(
     opts: &PrepareOptions,
 ) -> Result<Prepared> {
     check_classes(classes.len(), "the data")?;
-    let (mut train_part, mut test_part, split_text) = match test {
-        Some(t) => (
-            (values, labels, origins),
-            t,
-            "the data's own test part".to_string(),
-        ),
+    let mut notes = Vec::new();
+    let (train_part, test_part, split_text, maps) = vector_parts(
+        width,
+        1,
+        (values, labels, origins),
+        test,
+        |labels| split_of(labels, classes.len(), opts),
+        (one_hot, feature_names),
+        opts,
+        &mut notes,
+    )?;
+    let n_classes = classes.len();
+    let labelled = |(values, labels, origins): (Vec<f32>, Vec<u32>, Vec<String>)| {
+        let targets = Targets::Labels {
+            labels,
+            classes: n_classes,
+        };
+        (values, targets, origins)
+    };
+    let model = ModelInfo {
+        classes,
+        ..vector_model(maps, model)
+    };
+    vector_sets(
+        width,
+        [labelled(train_part), labelled(test_part)],
+        model,
+        split_text,
+        notes,
+    )
+}
+
+/// `model` for vectors mapped per feature by `maps`.
+fn vector_model(maps: Vec<Normalize>, model: ModelInfo) -> ModelInfo {
+    ModelInfo {
+        normalize: Normalize::IDENTITY,
+        channel_maps: Vec::new(),
+        feature_maps: maps,
+        image: None,
+        ..model
+    }
+}
+
+/// The datasets of two parts of vectors (`width` mapped values per sample, their targets and
+/// origins), and the rest of what [`Prepared`] holds.
+fn vector_sets(
+    width: usize,
+    [train, test]: [(Vec<f32>, Targets, Vec<String>); 2],
+    model: ModelInfo,
+    split: String,
+    notes: Vec<String>,
+) -> Result<Prepared> {
+    let set =
+        |values, targets| Dataset::new(width, Inputs::F32(values), targets, Normalize::IDENTITY);
+    Ok(Prepared {
+        train: set(train.0, train.1)?,
+        test: set(test.0, test.1)?,
+        train_origins: train.2,
+        test_origins: test.2,
+        model,
+        split,
+        notes,
+    })
+}
+
+/// Samples of `width` values and `k` targets each, with their origins.
+type Part<T> = (Vec<f32>, Vec<T>, Vec<String>);
+
+/// The training and test parts, the split's text and the input maps.
+type Parts<T> = (Part<T>, Part<T>, String, Vec<Normalize>);
+
+/// The training and test parts of vectors: `test` when the data brings one, else the samples
+/// of `all` that `split` (given the targets) draws for each; then both parts' inputs mapped by
+/// [`map_vectors`] with `one_hot` and `feature_names`. Returns the parts, the split's text and
+/// the input maps.
+#[allow(clippy::too_many_arguments)]
+fn vector_parts<T: Copy>(
+    width: usize,
+    k: usize,
+    all: Part<T>,
+    test: Option<Part<T>>,
+    split: impl FnOnce(&[T]) -> Result<(Split, String)>,
+    (one_hot, feature_names): (&[bool], &[String]),
+    opts: &PrepareOptions,
+    notes: &mut Vec<String>,
+) -> Result<Parts<T>> {
+    let (mut train, mut test, text) = match test {
+        Some(t) => (all, t, "the data's own test part".to_string()),
         None => {
-            let (s, text) = split_of(&labels, classes.len(), opts)?;
+            let (values, targets, origins) = &all;
+            let (s, text) = split(targets)?;
             let part = |idx: &[usize]| {
                 (
-                    split::take_rows(&values, width, idx),
-                    idx.iter().map(|&i| labels[i]).collect::<Vec<_>>(),
+                    split::take_rows(values, width, idx),
+                    split::take_rows(targets, k, idx),
                     idx.iter()
                         .filter_map(|&i| origins.get(i).cloned())
                         .collect(),
@@ -265,47 +348,15 @@ pub fn vectors(
             (part(&s.train), part(&s.test), text)
         }
     };
-    let mut notes = Vec::new();
     let maps = map_vectors(
         width,
-        [
-            (&mut train_part.0, &train_part.2[..]),
-            (&mut test_part.0, &test_part.2[..]),
-        ],
+        [(&mut train.0, &train.2[..]), (&mut test.0, &test.2[..])],
         one_hot,
         feature_names,
         opts,
-        &mut notes,
-    )?;
-    let n_classes = classes.len();
-    let build = |(values, labels, _): (Vec<f32>, Vec<u32>, Vec<String>)| {
-        Dataset::new(
-            width,
-            Inputs::F32(values),
-            Targets::Labels {
-                labels,
-                classes: n_classes,
-            },
-            Normalize::IDENTITY,
-        )
-    };
-    let (train_origins, test_origins) = (train_part.2.clone(), test_part.2.clone());
-    Ok(Prepared {
-        train: build(train_part)?,
-        test: build(test_part)?,
-        train_origins,
-        test_origins,
-        model: ModelInfo {
-            normalize: Normalize::IDENTITY,
-            channel_maps: Vec::new(),
-            feature_maps: maps,
-            image: None,
-            classes,
-            ..model
-        },
-        split: split_text,
         notes,
-    })
+    )?;
+    Ok((train, test, text, maps))
 }
 
 /// Fills the missing values of both parts (`values`, `origins`) and standardises every input
@@ -386,55 +437,38 @@ pub fn regression(
         }
     };
     check_targets(&targets, &origins)?;
-    let (mut train_part, mut test_part, split_text) = match test {
-        Some(t) => {
-            check_targets(&t.1, &t.2)?;
-            (
-                (values, targets, origins),
-                t,
-                "the data's own test part".to_string(),
-            )
+    if let Some(t) = &test {
+        check_targets(&t.1, &t.2)?;
+    }
+    let shuffled = |_: &[f32]| -> Result<(Split, String)> {
+        // One class: the stratified split is a seeded shuffle of all samples.
+        let s = split::stratified(&vec![0; n], 1, opts.val, opts.seed)?;
+        if s.test.is_empty() || s.train.is_empty() {
+            return Err(Error::arg(
+                "validation split",
+                "samples for both training and testing",
+                format!(
+                    "{} training and {} test samples from {n} samples",
+                    s.train.len(),
+                    s.test.len()
+                ),
+            ));
         }
-        None => {
-            // One class: the stratified split is a seeded shuffle of all samples.
-            let s = split::stratified(&vec![0; n], 1, opts.val, opts.seed)?;
-            if s.test.is_empty() || s.train.is_empty() {
-                return Err(Error::arg(
-                    "validation split",
-                    "samples for both training and testing",
-                    format!(
-                        "{} training and {} test samples from {n} samples",
-                        s.train.len(),
-                        s.test.len()
-                    ),
-                ));
-            }
-            let part = |idx: &[usize]| {
-                (
-                    split::take_rows(&values, width, idx),
-                    split::take_rows(&targets, k, idx),
-                    idx.iter()
-                        .filter_map(|&i| origins.get(i).cloned())
-                        .collect::<Vec<_>>(),
-                )
-            };
-            let text = format!(
-                "{:.0}% of the samples held out for testing (shuffled, seed {})",
-                100.0 * opts.val,
-                opts.seed
-            );
-            (part(&s.train), part(&s.test), text)
-        }
+        let text = format!(
+            "{:.0}% of the samples held out for testing (shuffled, seed {})",
+            100.0 * opts.val,
+            opts.seed
+        );
+        Ok((s, text))
     };
     let mut notes = Vec::new();
-    let maps = map_vectors(
+    let (mut train_part, mut test_part, split_text, maps) = vector_parts(
         width,
-        [
-            (&mut train_part.0, &train_part.2[..]),
-            (&mut test_part.0, &test_part.2[..]),
-        ],
-        one_hot,
-        feature_names,
+        k,
+        (values, targets, origins),
+        test,
+        shuffled,
+        (one_hot, feature_names),
         opts,
         &mut notes,
     )?;
@@ -442,42 +476,33 @@ pub fn regression(
     split::apply_feature_maps(&mut train_part.1, &target_maps);
     split::apply_feature_maps(&mut test_part.1, &target_maps);
     notes.push("targets standardised, from the training part".into());
-    let build = |(values, targets, _): (Vec<f32>, Vec<f32>, Vec<String>)| {
-        Dataset::new(
-            width,
-            Inputs::F32(values),
-            Targets::Values {
-                values: targets,
-                width: k,
-            },
-            Normalize::IDENTITY,
-        )
+    let valued = |(values, targets, origins): (Vec<f32>, Vec<f32>, Vec<String>)| {
+        let targets = Targets::Values {
+            values: targets,
+            width: k,
+        };
+        (values, targets, origins)
     };
-    let (train_origins, test_origins) = (train_part.2.clone(), test_part.2.clone());
-    Ok(Prepared {
-        train: build(train_part)?,
-        test: build(test_part)?,
-        train_origins,
-        test_origins,
-        model: ModelInfo {
-            normalize: Normalize::IDENTITY,
-            channel_maps: Vec::new(),
-            feature_maps: maps,
-            image: None,
-            classes: Vec::new(),
-            targets: target_names
-                .iter()
-                .zip(target_maps)
-                .map(|(name, map)| Target {
-                    name: name.clone(),
-                    map,
-                })
-                .collect(),
-            ..model
-        },
-        split: split_text,
+    let targets = target_names
+        .iter()
+        .zip(target_maps)
+        .map(|(name, map)| Target {
+            name: name.clone(),
+            map,
+        })
+        .collect();
+    let model = ModelInfo {
+        classes: Vec::new(),
+        targets,
+        ..vector_model(maps, model)
+    };
+    vector_sets(
+        width,
+        [valued(train_part), valued(test_part)],
+        model,
+        split_text,
         notes,
-    })
+    )
 }
 
 /// Replaces NaN in `values` (`width` per row) by `fill`; returns how many. Without a fill, the
