@@ -6,7 +6,12 @@
 
 TARGET=wasm32-unknown-unknown
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/web}"
-export RUSTFLAGS="${RUSTFLAGS:-} -D warnings"
+# Once: web/test.sh sources this and then runs web/build.sh, which sources it again, and a
+# second `-D warnings` would change RUSTFLAGS and so rebuild everything.
+case " ${RUSTFLAGS:-} " in
+    *" -D warnings "*) ;;
+    *) export RUSTFLAGS="${RUSTFLAGS:-} -D warnings" ;;
+esac
 
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
