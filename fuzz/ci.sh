@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CI's brief fuzz pass (.ci/run): installs the pinned cargo-fuzz if missing, builds the targets
-# and runs each a fixed number of executions (5-10 s each) from its committed corpus, in
+# and runs each a fixed number of executions (a few seconds each) from its committed corpus, in
 # a scratch corpus directory, with a fixed seed, under run.sh's limits. It catches a reader
 # that breaks on inputs near the seeds; the long runs that find deep bugs are SECURITY.md's.
 set -euo pipefail
@@ -14,7 +14,7 @@ fi
 FUZZ_WORK="$(mktemp -d)"
 export FUZZ_WORK
 trap 'rm -rf "$FUZZ_WORK"' EXIT
-# Executions per target: 5-10 s each at the short runs' speed (SECURITY.md).
+# Executions per target: a few seconds each at the short runs' speed (SECURITY.md).
 declare -A runs=([idx]=30000 [checkpoint]=50000 [picture]=15000 [layers]=100000 [csv]=20000 [npy]=30000)
 for target in idx checkpoint picture layers csv npy; do
     ./run.sh "$target" "-runs=${runs[$target]}" -seed=1
