@@ -36,6 +36,10 @@ pub enum Error {
         found: String,
     },
 
+    /// Data does not fit what it is used for; `reason` says what was found and what to do.
+    #[error("{}: {reason}", path.display())]
+    Data { path: PathBuf, reason: String },
+
     /// Data files are missing and could not be obtained.
     #[error("{0}")]
     MissingData(String),
@@ -111,6 +115,14 @@ impl Error {
             field,
             expected: expected.into(),
             found: found.into(),
+        }
+    }
+
+    /// Builds an [`Error::Data`]: the data at `path` cannot be used, for `reason`.
+    pub fn data(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Data {
+            path: path.into(),
+            reason: reason.into(),
         }
     }
 

@@ -5,15 +5,15 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
-use soma::data::arrays::{self, Layout};
+use soma::data::arrays::Layout;
 use soma::data::csv::{self, CsvOptions};
 use soma::data::folder::{self, FolderOptions};
-use soma::data::npy::{self, Array};
+use soma::data::intake::{self, Task};
+use soma::data::npy;
 use soma::data::prepare::{self, Fill, PrepareOptions, Prepared};
-use soma::model::{ModelInfo, Source, TableColumn};
-use soma::shape::Chw;
-use soma::train::{Recipe, Schedule};
-use soma::{Activation, Init, Inputs, Normalize, Optimizer};
+use soma::model::{ModelInfo, Source};
+use soma::train::Recipe;
+use soma::{Inputs, Normalize};
 
 use super::plot::Fail;
 
@@ -81,6 +81,24 @@ pub struct DataFlags {
     pub layout: Option<LayoutArg>,
 }
 
+impl From<TaskArg> for Task {
+    fn from(t: TaskArg) -> Task {
+        match t {
+            TaskArg::Classification => Task::Classification,
+            TaskArg::Regression => Task::Regression,
+        }
+    }
+}
+
+impl DataFlags {
+    fn layout(&self) -> Option<Layout> {
+        self.layout.map(|l| match l {
+            LayoutArg::Nhwc => Layout::Nhwc,
+            LayoutArg::Nchw => Layout::Nchw,
+        })
+    }
+}
+
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
     let bad = || format!("`{s}` is not a size HxW such as 64x64");
     let (h, w) = s.split_once(['x', 'X', '×']).ok_or_else(bad)?;
@@ -96,28 +114,6 @@ pub struct Loaded {
     pub source: String,
     pub prepared: Prepared,
     pub seconds: f64,
-}
-
-/// The tabular recipe, scikit-learn's `MLPClassifier` and `MLPRegressor` defaults: one hidden
-/// layer of 100 ReLUs (Glorot-uniform init), Adam at a constant 0.001, batches of 200 (or the
-/// whole table when smaller), 200 epochs, no augmentation (scikit-learn stops earlier when its
-/// training loss stalls; soma runs them all, in well under a second on such tables). Against
-/// the He init, cosine schedule and batch 32 of the image recipes, it matched scikit-learn's
-/// test scores on its bundled tables and Friedman's function, where those had fallen short on
-/// the regressions (BENCHMARKS.md).
-pub fn tabular_recipe() -> Recipe {
-    Recipe {
-        hidden: vec![100],
-        activation: Activation::Relu,
-        init: Init::Xavier,
-        optimizer: Optimizer::adam(),
-        lr: 0.001,
-        schedule: Schedule::Constant,
-        epochs: 200,
-        batch_size: 200,
-        augment: 0,
-        ..Recipe::default()
-    }
 }
 
 /// Reads `paths` (see the example's docs) and prepares the datasets.
@@ -185,13 +181,6 @@ pub fn load(paths: &[PathBuf], flags: &DataFlags) -> Result<Loaded, Fail> {
     })
 }
 
-/// The name a model records for data at `path`: its file or folder name.
-fn dataset_name(path: &Path) -> String {
-    path.file_stem()
-        .or_else(|| path.file_name())
-        .map_or_else(|| "data".into(), |n| n.to_string_lossy().into_owned())
-}
-
 fn has_idx(dir: &Path) -> bool {
     std::fs::read_dir(dir).is_ok_and(|entries| {
         entries.filter_map(|e| e.ok()).any(|e| {
@@ -245,7 +234,7 @@ fn idx(dir: &Path) -> Result<Prepared, Fail> {
         )),
         names,
         ModelInfo {
-            dataset: dataset_name(dir),
+            dataset: intake::dataset_name(dir),
             source: Source::Idx,
             ..ModelInfo::plain(Normalize::IDENTITY)
         },
@@ -265,58 +254,8 @@ fn pictures(dir: &Path, flags: &DataFlags, opts: &PrepareOptions) -> Result<Prep
     for (file, why) in &data.bad {
         eprintln!("skipped {}: {why}", file.display());
     }
-    let image = Chw::new(
-        data.channels as usize,
-        data.height as usize,
-        data.width as usize,
-    );
-    let origins = |files: &[PathBuf]| -> Vec<String> {
-        files.iter().map(|f| f.display().to_string()).collect()
-    };
-    let test = data.test.as_ref().map(|t| {
-        (
-            Inputs::U8(t.pixels.clone()),
-            t.labels.clone(),
-            origins(&t.files),
-        )
-    });
-    let mut prepared = prepare::images(
-        image,
-        Inputs::U8(data.train.pixels.clone()),
-        data.train.labels.clone(),
-        origins(&data.train.files),
-        test,
-        data.classes.clone(),
-        ModelInfo {
-            dataset: dataset_name(dir),
-            source: Source::Pictures,
-            ..ModelInfo::plain(Normalize::IDENTITY)
-        },
-        opts,
-    )?;
-    if let Some(name) = &data.split_folder {
-        prepared.split = format!("the {name}/ folder");
-    }
-    prepared
-        .notes
-        .insert(0, format!("size: {}", data.size_rule));
-    if !data.ignored.is_empty() {
-        prepared.notes.push(format!(
-            "{} files that are not pictures ignored",
-            data.ignored.len()
-        ));
-    }
-    if !data.bad.is_empty() {
-        prepared.notes.push(format!(
-            "{} pictures that cannot be read skipped (--skip-bad)",
-            data.bad.len()
-        ));
-    }
-    Ok(prepared)
+    Ok(intake::pictures(dir, data, opts)?)
 }
-
-/// The most classes a numeric label column may name (text labels may name any number).
-const MAX_NUMERIC_CLASSES: usize = 1000;
 
 fn table(path: &Path, flags: &DataFlags, opts: &PrepareOptions) -> Result<Prepared, Fail> {
     let label = flags.label.as_ref().map(|l| match l.parse::<usize>() {
@@ -331,50 +270,6 @@ fn table(path: &Path, flags: &DataFlags, opts: &PrepareOptions) -> Result<Prepar
             ..CsvOptions::default()
         },
     )?;
-    let columns: Vec<TableColumn> = t
-        .columns
-        .iter()
-        .map(|c| match &c.encoding {
-            csv::Encoding::Numeric => TableColumn::Numeric {
-                name: c.name.clone(),
-            },
-            csv::Encoding::OneHot { levels } => TableColumn::OneHot {
-                name: c.name.clone(),
-                levels: levels.clone(),
-            },
-        })
-        .collect();
-    let one_hot: Vec<bool> = columns
-        .iter()
-        .flat_map(|c| std::iter::repeat_n(matches!(c, TableColumn::OneHot { .. }), c.width()))
-        .collect();
-    let origins = t.lines.iter().map(|l| format!("line {l}")).collect();
-    let names = t.feature_names();
-    let encoded: Vec<&str> = t
-        .columns
-        .iter()
-        .filter(|c| matches!(c.encoding, csv::Encoding::OneHot { .. }))
-        .map(|c| c.name.as_str())
-        .collect();
-    let model = ModelInfo {
-        dataset: dataset_name(path),
-        source: Source::Table {
-            columns,
-            label: t.label_name.clone(),
-        },
-        ..ModelInfo::plain(Normalize::IDENTITY)
-    };
-    let regression = flags.task == TaskArg::Regression;
-    if let (true, csv::Labels::Text { levels, .. }) = (regression, &t.labels) {
-        return Err(format!(
-            "{}: --task regression needs numbers in the label column `{}`; it holds text \
-             (`{}`, …): pick the column to predict with --label",
-            path.display(),
-            t.label_name,
-            levels.first().map_or("", String::as_str)
-        )
-        .into());
-    }
     // A test file's rows, read against this table's columns and classes.
     let test = match &flags.test {
         Some(test_path) => {
@@ -389,169 +284,27 @@ fn table(path: &Path, flags: &DataFlags, opts: &PrepareOptions) -> Result<Prepar
                 schema,
                 opts.fill.is_some(),
             )?;
-            let name = test_path.display();
-            let origins: Vec<String> = lines.iter().map(|l| format!("{name} line {l}")).collect();
-            Some((test_path.as_path(), values, labels, origins))
+            Some(intake::TestRows {
+                path: test_path.clone(),
+                values,
+                labels,
+                lines,
+            })
         }
         None => None,
     };
-    let mut prepared = if regression {
-        let numbers = |labels: &csv::Labels| match labels {
-            csv::Labels::Numeric(v) => v.iter().map(|&v| v as f32).collect(),
-            csv::Labels::Text { .. } => unreachable!("text labels are refused above"),
-        };
-        let targets = numbers(&t.labels);
-        let test = test.map(|(_, values, labels, origins)| (values, numbers(&labels), origins));
-        prepare::regression(
-            t.width,
-            t.values,
-            targets,
-            origins,
-            test,
-            std::slice::from_ref(&t.label_name),
-            &one_hot,
-            &names,
-            model,
-            opts,
-        )?
-    } else {
-        let (labels, classes) = table_classes(path, &t)?;
-        let test = match test {
-            Some((test_path, values, test_labels, origins)) => {
-                let codes = test_codes(test_path, &test_labels, &classes, &origins, &t)?;
-                Some((values, codes, origins))
-            }
-            None => None,
-        };
-        prepare::vectors(
-            t.width, t.values, labels, origins, test, classes, &one_hot, &names, model, opts,
-        )?
-    };
-    if let Some(test_path) = &flags.test {
-        prepared.split = format!("the test file {}", test_path.display());
-    }
-    prepared.notes.insert(
-        0,
-        format!(
-            "table: {} columns ({} delimited, {}), label column `{}`",
-            t.columns.len() + 1,
-            match t.delimiter {
-                b'\t' => "tab".to_string(),
-                d => format!("`{}`", d as char),
-            },
-            if t.header {
-                "with a header"
-            } else {
-                "no header"
-            },
-            t.label_name
-        ),
-    );
-    if !encoded.is_empty() {
-        prepared.notes.push(format!(
-            "one-hot encoded text columns: {}",
-            encoded.join(", ")
-        ));
-    }
-    Ok(prepared)
-}
-
-/// Classes of a table's label column: its text levels, or its whole numbers (refused when
-/// they look like an amount rather than classes).
-fn table_classes(path: &Path, t: &csv::Table) -> Result<(Vec<u32>, Vec<String>), Fail> {
-    Ok(match &t.labels {
-        csv::Labels::Text { codes, levels } => (codes.clone(), levels.clone()),
-        csv::Labels::Numeric(values) => {
-            let ints = arrays::integral(values).ok_or_else(|| {
-                format!(
-                    "{}: the label column `{}` holds numbers that are not whole; give class \
-                     labels, or predict the values with --task regression",
-                    path.display(),
-                    t.label_name
-                )
-            })?;
-            let (labels, classes) =
-                prepare::classes_of_ints(&ints, &format!("column `{}`", t.label_name))?;
-            // Whole numbers as many as the rows are amounts (prices, counts), not classes.
-            if classes.len() > MAX_NUMERIC_CLASSES || classes.len() * 2 > labels.len() {
-                return Err(format!(
-                    "{}: the label column `{}` holds {} distinct numbers in {} rows: that looks \
-                     like an amount to predict, not classes; predict it with --task regression, \
-                     or pick the class column with --label",
-                    path.display(),
-                    t.label_name,
-                    classes.len(),
-                    labels.len()
-                )
-                .into());
-            }
-            (labels, classes)
-        }
-    })
-}
-
-/// A test file's labels as the training table's classes: text labels come as its codes already;
-/// whole numbers must be among the numbers training found.
-fn test_codes(
-    path: &Path,
-    labels: &csv::Labels,
-    classes: &[String],
-    origins: &[String],
-    t: &csv::Table,
-) -> Result<Vec<u32>, Fail> {
-    match labels {
-        csv::Labels::Text { codes, .. } => Ok(codes.clone()),
-        csv::Labels::Numeric(values) => values
-            .iter()
-            .zip(origins)
-            .map(|(&v, origin)| {
-                let name = arrays::integral(&[v]).map(|i| i[0].to_string());
-                name.and_then(|n| classes.iter().position(|c| *c == n))
-                    .map(|c| c as u32)
-                    .ok_or_else(|| {
-                        format!(
-                            "{}: the label `{v}` in column `{}` at {origin} is not one of the \
-                             classes training found ({})",
-                            path.display(),
-                            t.label_name,
-                            classes.join(", ")
-                        )
-                        .into()
-                    })
-            })
-            .collect(),
-    }
+    Ok(intake::table(path, t, test, flags.task.into(), opts)?)
 }
 
 fn npz(path: &Path, flags: &DataFlags, opts: &PrepareOptions) -> Result<Prepared, Fail> {
-    let mut members = npy::load_npz(path)?;
-    let mut take = |name: &str| {
-        members
-            .iter()
-            .position(|(n, _)| n == name)
-            .map(|i| members.remove(i).1)
-    };
-    let name = dataset_name(path);
-    match (
-        take("x_train"),
-        take("y_train"),
-        take("x_test"),
-        take("y_test"),
-    ) {
-        (Some(x), Some(y), Some(xt), Some(yt)) => {
-            arrays(path, x, y, Some((xt, yt)), flags, opts, name)
-        }
-        (Some(x), Some(y), None, None) => arrays(path, x, y, None, flags, opts, name),
-        _ => match (take("x"), take("y")) {
-            (Some(x), Some(y)) => arrays(path, x, y, None, flags, opts, name),
-            _ => Err(format!(
-                "{}: expected arrays x_train, y_train (and x_test, y_test), as keras.datasets \
-                 writes them, or x and y",
-                path.display()
-            )
-            .into()),
-        },
-    }
+    let members = npy::load_npz(path)?;
+    Ok(intake::npz(
+        path,
+        members,
+        flags.layout(),
+        flags.task.into(),
+        opts,
+    )?)
 }
 
 fn arrays_pair(
@@ -561,156 +314,15 @@ fn arrays_pair(
     opts: &PrepareOptions,
 ) -> Result<Prepared, Fail> {
     let (xa, ya) = (npy::load_npy(x)?, npy::load_npy(y)?);
-    arrays(x, xa, ya, None, flags, opts, dataset_name(x))
-}
-
-fn arrays(
-    path: &Path,
-    x: Array,
-    y: Array,
-    test: Option<(Array, Array)>,
-    flags: &DataFlags,
-    opts: &PrepareOptions,
-    name: String,
-) -> Result<Prepared, Fail> {
-    let n = x.shape.first().copied().unwrap_or(0);
-    let layout = flags.layout.map(|l| match l {
-        LayoutArg::Nhwc => Layout::Nhwc,
-        LayoutArg::Nchw => Layout::Nchw,
-    });
-    let shape = arrays::sample_shape(path, &x.shape, layout)?;
-    if flags.task == TaskArg::Regression {
-        return regression_arrays(path, x, y, test, &shape, opts, name);
-    }
-    let mut ints = arrays::labels(path, &y, n)?;
-    let test = match test {
-        Some((xt, yt)) => {
-            let nt = test_samples(path, &x, &xt)?;
-            ints.extend(arrays::labels(path, &yt, nt)?);
-            Some((xt, nt))
-        }
-        None => None,
-    };
-    let (all_labels, classes) = prepare::classes_of_ints(&ints, "the labels")?;
-    let (labels, test_labels) = all_labels.split_at(n);
-    let origins = |n: usize, part: &str| (0..n).map(|i| format!("{part}[{i}]")).collect();
-    let train_part = if test.is_some() { "x_train" } else { "x" };
-    let model = ModelInfo {
-        dataset: name,
-        source: Source::Arrays,
-        ..ModelInfo::plain(Normalize::IDENTITY)
-    };
-    let inputs = |a: Array| arrays::inputs(a, &shape);
-    if let Some(chw) = shape.image {
-        let test = test.map(|(xt, nt)| (inputs(xt), test_labels.to_vec(), origins(nt, "x_test")));
-        return Ok(prepare::images(
-            chw,
-            inputs(x),
-            labels.to_vec(),
-            origins(n, train_part),
-            test,
-            classes,
-            model,
-            opts,
-        )?);
-    }
-    let f32s = |a: Array| match inputs(a) {
-        Inputs::U8(v) => v.into_iter().map(f32::from).collect(),
-        Inputs::F32(v) => v,
-    };
-    let test = test.map(|(xt, nt)| (f32s(xt), test_labels.to_vec(), origins(nt, "x_test")));
-    let names: Vec<String> = (0..shape.width).map(|j| format!("x[{j}]")).collect();
-    Ok(prepare::vectors(
-        shape.width,
-        f32s(x),
-        labels.to_vec(),
-        origins(n, train_part),
-        test,
-        classes,
-        &vec![false; shape.width],
-        &names,
-        model,
+    Ok(intake::arrays(
+        x,
+        xa,
+        ya,
+        None,
+        flags.layout(),
+        flags.task.into(),
         opts,
-    )?)
-}
-
-/// The number of `x_test`'s samples, which must be shaped as `x_train`'s.
-fn test_samples(path: &Path, x: &Array, xt: &Array) -> Result<usize, Fail> {
-    if xt.shape.get(1..) != x.shape.get(1..) {
-        return Err(format!(
-            "{}: x_test's samples are {:?}, x_train's {:?}",
-            path.display(),
-            xt.shape.get(1..),
-            x.shape.get(1..)
-        )
-        .into());
-    }
-    Ok(xt.shape.first().copied().unwrap_or(0))
-}
-
-/// Arrays with real-valued targets: x of vectors `[n, d]`, y `[n]` or `[n, k]`.
-fn regression_arrays(
-    path: &Path,
-    x: Array,
-    y: Array,
-    test: Option<(Array, Array)>,
-    shape: &arrays::SampleShape,
-    opts: &PrepareOptions,
-    name: String,
-) -> Result<Prepared, Fail> {
-    if let Some(chw) = shape.image {
-        return Err(format!(
-            "{}: --task regression reads vectors (x of shape [n, d]); x holds images of \
-             {chw}: reshape them to [n, {}]",
-            path.display(),
-            chw.len()
-        )
-        .into());
-    }
-    let f32s = |a: Array| match arrays::inputs(a, shape) {
-        Inputs::U8(v) => v.into_iter().map(f32::from).collect::<Vec<f32>>(),
-        Inputs::F32(v) => v,
-    };
-    let origins = |n: usize, part: &str| (0..n).map(|i| format!("{part}[{i}]")).collect();
-    let n = x.shape[0];
-    let (targets, k) = arrays::targets(path, &y, n)?;
-    let test = match test {
-        Some((xt, yt)) => {
-            let nt = test_samples(path, &x, &xt)?;
-            let (test_targets, kt) = arrays::targets(path, &yt, nt)?;
-            if kt != k {
-                return Err(format!(
-                    "{}: y_test has {kt} targets per sample, y_train {k}",
-                    path.display()
-                )
-                .into());
-            }
-            Some((f32s(xt), test_targets, origins(nt, "x_test")))
-        }
-        None => None,
-    };
-    let train_part = if test.is_some() { "x_train" } else { "x" };
-    let target_names: Vec<String> = if k == 1 {
-        vec!["y".into()]
-    } else {
-        (0..k).map(|j| format!("y[{j}]")).collect()
-    };
-    let names: Vec<String> = (0..shape.width).map(|j| format!("x[{j}]")).collect();
-    Ok(prepare::regression(
-        shape.width,
-        f32s(x),
-        targets,
-        origins(n, train_part),
-        test,
-        &target_names,
-        &vec![false; shape.width],
-        &names,
-        ModelInfo {
-            dataset: name,
-            source: Source::Arrays,
-            ..ModelInfo::plain(Normalize::IDENTITY)
-        },
-        opts,
+        intake::dataset_name(x),
     )?)
 }
 

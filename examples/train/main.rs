@@ -65,43 +65,20 @@ fn run(args: &Args) -> Result<(), Fail> {
     } else {
         soma::Output::SoftmaxCrossEntropy
     };
-    // Images: the `cnn` preset (its layer string fits any C×H×W whose sides divide by 4);
-    // vectors: the tabular recipe.
-    let model_name = flags
-        .model
-        .clone()
-        .unwrap_or_else(|| if image.is_some() { "cnn" } else { "mlp" }.to_string());
+    let (model_name, defaults) = Recipe::for_data(image, flags.model.as_deref());
     let cnn = soma::layers::model_layers(&model_name).is_some();
-    let defaults = match (cnn, image) {
-        (true, _) => Recipe::cnn(),
-        (false, Some(_)) => Recipe::default(),
-        (false, None) => load::tabular_recipe(),
-    };
     let mut recipe = flags.recipe(defaults, cnn)?;
     if image.is_none() && flags.augment.is_none() {
         recipe.augment = 0;
     }
     load::print_summary(&loaded, &recipe);
-    let features = prepared.train.features();
-    let net = match image {
-        Some(chw) => soma::layers::model_network(&model_name, chw, outputs, output, || {
-            recipe.network_with(features, outputs, output)
-        })?,
-        None if cnn => {
-            return Err(format!(
-                "--model {model_name} is convolutional, but the data are vectors of {features} \
-                 values (not pictures): use mlp or a layer string of dense layers"
-            )
-            .into());
-        }
-        None => soma::layers::model_network(
-            &model_name,
-            soma::shape::Chw::new(1, 1, features),
-            outputs,
-            output,
-            || recipe.network_with(features, outputs, output),
-        )?,
-    };
+    let net = recipe.network_for(
+        &model_name,
+        image,
+        prepared.train.features(),
+        outputs,
+        output,
+    )?;
     let mut json = session::run(session::Session {
         backend: flags.backend,
         adapter: flags.adapter.clone(),

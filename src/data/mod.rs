@@ -12,6 +12,7 @@ pub mod csv;
 pub mod download;
 pub mod folder;
 pub mod idx;
+pub mod intake;
 mod kind;
 #[cfg(not(target_arch = "wasm32"))]
 mod locate;

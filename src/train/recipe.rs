@@ -3,9 +3,11 @@
 
 use super::{Schedule, TrainConfig};
 use crate::data::{Dataset, Inputs, Normalize};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::layers;
 use crate::net::{Activation, Init, Network, Output};
 use crate::optim::Optimizer;
+use crate::shape::Chw;
 
 /// What a run of the showcase trains and how.
 #[derive(Clone, Debug, PartialEq)]
@@ -91,6 +93,65 @@ impl Recipe {
             optimizer: optimizer.with_weight_decay(default_weight_decay(&optimizer)),
             augment: 2,
             ..Recipe::default()
+        }
+    }
+
+    /// The recipe for tables and other vectors, scikit-learn's `MLPClassifier` and
+    /// `MLPRegressor` defaults: one hidden layer of 100 ReLUs (Glorot-uniform init), Adam at a
+    /// constant 0.001, batches of 200, 200 epochs, no augmentation (scikit-learn stops earlier
+    /// when its training loss stalls; soma runs them all). Against the He init, cosine schedule
+    /// and batch 32 of the image recipes, it matched scikit-learn's test scores on its bundled
+    /// tables and Friedman's function, where those had fallen short on the regressions
+    /// (BENCHMARKS.md).
+    pub fn tabular() -> Self {
+        Recipe {
+            hidden: vec![100],
+            activation: Activation::Relu,
+            init: Init::Xavier,
+            optimizer: Optimizer::adam(),
+            lr: 0.001,
+            schedule: Schedule::Constant,
+            epochs: 200,
+            batch_size: 200,
+            augment: 0,
+            ..Recipe::default()
+        }
+    }
+
+    /// What trains on a user's data by default (the `train` example, the page): the model
+    /// name (`cnn` for images, whose layer string fits any C×H×W whose sides divide by 4;
+    /// `mlp` for vectors) unless `model` names one, and the recipe's defaults for it (a
+    /// CNN's, the showcase's for a dense stack on images, the tabular one for vectors).
+    pub fn for_data(image: Option<Chw>, model: Option<&str>) -> (String, Recipe) {
+        let name = model
+            .unwrap_or(if image.is_some() { "cnn" } else { "mlp" })
+            .to_string();
+        let recipe = match (layers::model_layers(&name).is_some(), image) {
+            (true, _) => Recipe::cnn(),
+            (false, Some(_)) => Recipe::default(),
+            (false, None) => Recipe::tabular(),
+        };
+        (name, recipe)
+    }
+
+    /// The network `model` names (a preset, a layer string, or `mlp`: this recipe's dense
+    /// stack) for samples of `image`'s shape (`None`: vectors of `features` values) and
+    /// `outputs` outputs of kind `output`. A convolutional model on vectors is an error.
+    pub fn network_for(
+        &self,
+        model: &str,
+        image: Option<Chw>,
+        features: usize,
+        outputs: usize,
+        output: Output,
+    ) -> Result<Network> {
+        let dense = || self.network_with(features, outputs, output);
+        match image {
+            Some(chw) => layers::model_network(model, chw, outputs, output, dense),
+            None if layers::model_layers(model).is_some() => Err(Error::Network(format!(
+                "--model {model} is convolutional, but the data are vectors of {features}                  values (not pictures): use mlp or a layer string of dense layers"
+            ))),
+            None => layers::model_network(model, Chw::new(1, 1, features), outputs, output, dense),
         }
     }
 
