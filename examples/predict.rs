@@ -393,18 +393,9 @@ fn digit_item(
 /// A picture for a picture model: resized to its input (the triangle filter training used),
 /// grey or RGB as its channels are.
 fn picture_item(info: &ModelInfo, path: &Path) -> Result<Vec<Item>, Fail> {
-    let image = info
-        .image
-        .ok_or("a picture model records its image shape")?;
-    let decoded = soma::data::picture::read(path)?;
-    let mut pixels = vec![0u8; image.len()];
-    soma::data::folder::pack(
-        &decoded,
-        image.c as u8,
-        image.h as u32,
-        image.w as u32,
-        &mut pixels,
-    );
+    let bytes = std::fs::read(path).map_err(|e| soma::Error::io(path, "read picture", e))?;
+    let pixels = soma::data::intake::picture_sample(info, &path.display().to_string(), &bytes)?;
+    let image = info.image.expect("picture_sample checked the image shape");
     Ok(vec![Item {
         source: Source::File(path.to_path_buf()),
         inputs: info
@@ -417,26 +408,10 @@ fn picture_item(info: &ModelInfo, path: &Path) -> Result<Vec<Item>, Fail> {
 /// The rows of a CSV file for a table model, its feature columns found by name (or in order
 /// without a header); a missing cell is an error naming its line and column.
 fn table_items(info: &ModelInfo, path: &Path) -> Result<Vec<Item>, Fail> {
-    let ModelSource::Table { columns, label } = &info.source else {
-        unreachable!("called for table models")
-    };
-    let schema: Vec<soma::data::csv::FeatureColumn> = columns
-        .iter()
-        .map(|c| soma::data::csv::FeatureColumn {
-            name: c.name().to_string(),
-            encoding: match c {
-                soma::model::TableColumn::Numeric { .. } => soma::data::csv::Encoding::Numeric,
-                soma::model::TableColumn::OneHot { levels, .. } => {
-                    soma::data::csv::Encoding::OneHot {
-                        levels: levels.clone(),
-                    }
-                }
-            },
-        })
-        .collect();
+    let (schema, label) = soma::data::intake::table_schema(info).expect("called for table models");
     let bytes = std::fs::read(path).map_err(|e| soma::Error::io(path, "read CSV", e))?;
     let (values, lines) =
-        soma::data::csv::parse_rows_with(path, &bytes, &schema, Some(label.as_str()), false)?;
+        soma::data::csv::parse_rows_with(path, &bytes, &schema, Some(label), false)?;
     let width = values.len() / lines.len().max(1);
     let inputs = info.inputs_f32(&values, width.max(1))?;
     Ok(inputs

@@ -31,6 +31,10 @@ struct Args {
     /// Never download missing data.
     #[arg(long)]
     offline: bool,
+    /// Print each request's method and URL on stdout as it comes (the end-to-end test checks
+    /// that training on dropped data asks the server for nothing).
+    #[arg(long)]
+    log_requests: bool,
 }
 
 /// The page's files, relative to the crate root.
@@ -75,6 +79,9 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         files.dir.display()
     );
     for request in server.incoming_requests() {
+        if args.log_requests {
+            println!("{} {}", request.method(), request.url());
+        }
         let path = resolve(&root, &data, request.url());
         if let Err(e) = answer(request, path) {
             eprintln!("serve: {e}");

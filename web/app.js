@@ -1,11 +1,17 @@
 // The page: fetches MNIST, trains soma on WebGPU (or the CPU, saying why), plots as it goes,
-// and reads digits drawn on the canvas. URL parameters change the run for tests and
-// benchmarks: epochs, backend (auto|gpu|cpu), stepPath (general|fused), batch, tick
-// (batches per step call), limit (training images), seed, optimizer (sgd|momentum|adam),
-// augment (pixels of random shift, 0 for none).
+// and reads digits drawn on the canvas; or trains on the user's own data dropped or picked
+// into the tab (a picture folder, read by the ingest worker; a CSV; an .npz), lists what it
+// found, trains, draws the test confusion matrix and reads new pictures or rows. URL parameters
+// change the run for tests and benchmarks: epochs, backend (auto|gpu|cpu), stepPath
+// (general|fused), batch, tick (batches per step call), limit (training samples), seed,
+// optimizer (sgd|momentum|adam), augment (pixels of random shift, 0 for none), model, data
+// (mnist, the default, or own: wait for the user's data instead of fetching MNIST), val and
+// splitSeed (the user's data's split).
 
-import init, { Mnist, Setup, Trainer } from "./pkg/soma_web.js";
+import init, { Mnist, Setup, Trainer, UserData } from "./pkg/soma_web.js";
 import { drawTraining } from "./chart.js";
+import { drawConfusion } from "./confusion.js";
+import { Ingest, fromDrop, fromFiles, showListing } from "./own.js";
 
 const $ = (id) => document.getElementById(id);
 const FILES = [
@@ -60,6 +66,16 @@ function options() {
   if (q.has("stepPath")) o.stepPath = q.get("stepPath");
   if (q.has("optimizer")) o.optimizer = q.get("optimizer");
   if (q.has("model")) o.model = q.get("model");
+  if (q.has("data")) o.data = q.get("data");
+  return o;
+}
+
+// How the user's data is split: native `train`'s --val and --split-seed.
+function dataOptions() {
+  const q = new URLSearchParams(location.search);
+  const o = {};
+  if (q.has("val")) o.val = Number(q.get("val"));
+  if (q.has("splitSeed")) o.splitSeed = Number(q.get("splitSeed"));
   return o;
 }
 
@@ -101,7 +117,8 @@ async function showInfo(info) {
     : `WebGPU (${await adapterText()}; ${info.stepPath} step)`;
   $("status").textContent = `${info.network}, ${info.parameters.toLocaleString()} parameters, on ${where}; ${info.optimizer} lr ${lr}, batch ${info.batchSize}, ${info.epochs} epochs`;
   const kind = /conv/.test(info.network) ? "a convolutional network" : `a ${info.network.split(" ")[0]} network`;
-  $("tagline").textContent = `trains ${kind} on MNIST, in this tab`;
+  $("tagline").textContent = `trains ${kind} on ${state.own ? state.own.name : "MNIST"}, in this tab`;
+  $("drawing").hidden = !info.digits;
   $("status").className = "";
   $("status").title = info.backend;
   if (info.fallback) {
@@ -146,32 +163,43 @@ function onProgress(p) {
 
 const nextTask = () => new Promise((resolve) => setTimeout(resolve, 0));
 
-async function trainLoop() {
-  if (state.running) return;
+// Trains tick by tick until done, paused, or the trainer is replaced (new data dropped);
+// `state.loop` is the loop's promise, which bringData awaits before replacing the trainer.
+function trainLoop() {
+  if (state.running) return state.loop;
   state.running = true;
   setState("training");
-  try {
-    let finished = false;
-    while (!finished && !state.paused) {
-      const p = await exclusive(() => state.trainer.step());
-      finished = p.finished;
-      onProgress(p);
-      if (state.drawDirty) await readDrawing();
-      await nextTask(); // let the page draw and take input between ticks
+  const trainer = state.trainer;
+  state.loop = (async () => {
+    try {
+      let finished = false;
+      while (!finished && !state.paused && state.trainer === trainer) {
+        const p = await exclusive(() => trainer.step());
+        finished = p.finished;
+        onProgress(p);
+        if (state.drawDirty) await readDrawing();
+        await nextTask(); // let the page draw and take input between ticks
+      }
+      state.running = false;
+      if (finished && state.trainer === trainer) await finish();
+    } catch (e) {
+      fail(`Training failed: ${e.message ?? e}`);
+      state.running = false;
     }
-    state.running = false;
-    if (finished) await finish();
-  } catch (e) {
-    fail(`Training failed: ${e.message ?? e}`);
-    state.running = false;
-    return;
-  }
+  })();
+  return state.loop;
 }
 
 async function finish() {
   const info = await exclusive(() => state.trainer.info());
   $("pause").disabled = true;
   $("numbers").textContent += "  — done";
+  let confusion = null;
+  if (state.own) {
+    confusion = await exclusive(() => state.trainer.confusion());
+    drawConfusion($("confusion"), confusion);
+    $("results").hidden = false;
+  }
   const rates = state.results.map((e) => e.samplesPerSecond).sort((a, b) => a - b);
   const last = state.results[state.results.length - 1];
   $("result").textContent = JSON.stringify({
@@ -188,6 +216,9 @@ async function finish() {
     dataToFirstLossMs: state.firstLossMs,
     dataMs: state.dataMs,
     webGpuOpenMs: state.openMs,
+    data: state.own ? state.own.summary : null,
+    ingest: state.own ? state.own.ingest : null,
+    confusion,
   });
   setState("done");
 }
@@ -298,7 +329,7 @@ function setUpCheckpoints() {
       const bytes = await exclusive(() => state.trainer.checkpoint());
       const a = document.createElement("a");
       a.href = URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
-      a.download = "soma-mnist.safetensors";
+      a.download = `soma-${state.own ? state.own.name : "mnist"}.safetensors`;
       a.click();
       URL.revokeObjectURL(a.href);
     } catch (e) {
@@ -313,9 +344,10 @@ function setUpCheckpoints() {
       await exclusive(() => state.trainer.loadCheckpoint(file.name, bytes));
       const info = await exclusive(() => state.trainer.info());
       await showInfo(info);
-      $("numbers").textContent = `loaded ${file.name}: ${info.network}, after ${info.epochsDone} epochs`;
+      $("numbers").textContent = `loaded ${file.name}: ${info.network}, after ${info.epochsDone} epochs${info.predictOnly ? " (it does not fit the data here: it predicts, and does not train)" : ""}`;
+      if (!info.digits) $("results").hidden = false;
       requestReading();
-      if (info.epochsDone < info.epochs && !state.paused) trainLoop();
+      if (!info.predictOnly && info.epochsDone < info.epochs && !state.paused) trainLoop();
     } catch (e) {
       fail(`Loading ${file.name} failed: ${e.message ?? e}`);
     }
@@ -323,16 +355,180 @@ function setUpCheckpoints() {
   });
 }
 
+// The user's own data: read (pictures in the ingest worker, tables here), listed, a trainer
+// made for it; training starts with the Train button.
+async function bringData(source) {
+  // A run in progress stops; its trainer goes once the queue is idle.
+  state.paused = true;
+  await state.loop;
+  const old = state.trainer;
+  state.trainer = null;
+  if (old) await exclusive(() => old.free());
+  state.paused = false;
+  $("pause").textContent = "Pause";
+  state.history = { epochs: 1, trainLoss: [], trainAcc: [], testLoss: [], testAcc: [] };
+  state.results = [];
+  $("epochs").tBodies[0].replaceChildren();
+  $("results").hidden = true;
+  $("answers").replaceChildren();
+  $("found").hidden = true;
+  $("train-own").disabled = true;
+  for (const id of ["pause", "save", "load"]) $(id).disabled = true;
+  $("status").className = "";
+  setState("ingesting");
+  $("ingest").hidden = false;
+  const started = performance.now();
+  let data;
+  let name;
+  let pictures = 0;
+  if (source.kind === "folder") {
+    name = source.root;
+    $("ingest-text").textContent = `Reading ${source.files.length.toLocaleString()} files of ${name}…`;
+    const found = await state.ingest.folder(source.root, source.files, {}, (pass, done, total) => {
+      $("ingest-bar").style.width = `${((100 * (pass + done / Math.max(total, 1))) / 2).toFixed(1)}%`;
+      $("ingest-text").textContent = `${pass === 0 ? "Checking" : "Decoding"} pictures of ${name}: ${done.toLocaleString()} of ${total.toLocaleString()}`;
+    });
+    pictures = found.found.train.labels.length + (found.found.test?.labels.length ?? 0);
+    state.workerSeconds = found.seconds;
+    data = UserData.fromFolder(source.root, found.found, dataOptions());
+  } else {
+    name = source.file.name;
+    $("ingest-text").textContent = `Reading ${name}…`;
+    const bytes = new Uint8Array(await source.file.arrayBuffer());
+    data = source.kind === "table" ? UserData.fromTable(name, bytes, dataOptions()) : UserData.fromNpz(name, bytes, dataOptions());
+  }
+  const seconds = (performance.now() - started) / 1000;
+  $("ingest-bar").style.width = "100%";
+  const summary = data.summary();
+  // From the pick to the listing's data: the worker's reading (workerSeconds) and the page's
+  // preparation.
+  const ingest = { seconds, workerSeconds: source.kind === "folder" ? state.workerSeconds : null, pictures, picturesPerSecond: pictures / seconds };
+  $("ingest-text").textContent = `Read ${name} in ${seconds.toFixed(2)} s${pictures ? ` (${Math.round(ingest.picturesPerSecond).toLocaleString()} pictures/s)` : ""}.`;
+  state.own = { name: summary.name, summary, ingest };
+  showListing($("own"), data, summary);
+  $("found").hidden = false;
+  setState("preparing");
+  const setup = await Setup.open({ ...options(), data: "own" });
+  state.trainer = await Trainer.createFrom(setup, data);
+  const info = state.trainer.info();
+  state.history.epochs = info.epochs;
+  await showInfo(info);
+  $("model-summary").textContent = info.summary;
+  $("memory").textContent = await memoryText(info);
+  drawTraining($("chart"), state.history);
+  $("train-own").disabled = false;
+  for (const id of ["save", "load"]) $(id).disabled = false;
+  setState("listed");
+}
+
+// What training will hold, against what this tab may hold: the CPU backend keeps everything
+// in wasm's linear memory (4 GiB at most in wasm32); on WebGPU the data and workspaces are
+// device buffers, each within the adapter's largest buffer.
+async function memoryText(info) {
+  const gib = (n) => `${(n / 2 ** 30).toFixed(2)} GiB`;
+  const mib = (n) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+  const need = `Training holds about ${info.memory}.`;
+  if (info.fallback) {
+    const limit = 4 * 2 ** 30;
+    const used = state.wasmMemory();
+    const ok = used + info.memoryBytes < limit;
+    return `${need} The CPU backend keeps it in wasm memory (${mib(used)} in use, ${gib(limit)} at most)${ok ? "" : ": it does not fit"}.`;
+  }
+  const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
+  const max = adapter?.limits?.maxBufferSize;
+  return `${need}${max ? ` WebGPU buffers up to ${mib(max)} each on this adapter.` : ""}`;
+}
+
+function setUpOwnData() {
+  const take = (get) => async (event) => {
+    try {
+      await bringData(await get(event));
+    } catch (e) {
+      fail(`${e.message ?? e}`);
+    }
+  };
+  const drop = $("drop");
+  drop.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    drop.classList.add("over");
+  });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    take((ev) => fromDrop(ev.dataTransfer))(e);
+  });
+  for (const id of ["pick-folder", "pick-file"]) {
+    $(id).addEventListener("change", async (e) => {
+      await take((ev) => fromFiles(ev.target.files))(e);
+      e.target.value = "";
+    });
+  }
+  $("train-own").addEventListener("click", () => {
+    $("train-own").disabled = true;
+    $("pause").disabled = false;
+    trainLoop();
+  });
+  const tryFiles = async (files) => {
+    for (const file of files) {
+      const bytes = new Uint8Array(await file.arrayBuffer());
+      const li = document.createElement("li");
+      try {
+        if (/\.(csv|tsv|txt)$/i.test(file.name)) {
+          const rows = await exclusive(() => state.trainer.predictRows(file.name, bytes));
+          li.textContent = `${file.name}: ${rows.map((r) => `line ${r.line}: ${r.top[0].name} (${(100 * r.top[0].probability).toFixed(1)}%)`).join("; ")}`;
+          li.dataset.top = rows.map((r) => r.top[0].name).join(",");
+        } else {
+          const p = await exclusive(() => state.trainer.predictPicture(file.name, bytes));
+          const [, h, w] = (await exclusive(() => state.trainer.info())).image;
+          const c = document.createElement("canvas");
+          c.width = w;
+          c.height = h;
+          c.getContext("2d").putImageData(new ImageData(new Uint8ClampedArray(p.pixels), w, h), 0, 0);
+          li.append(c, `${file.name}: ${p.top.map((g) => `${g.name} ${(100 * g.probability).toFixed(1)}%`).join(", ")}`);
+          li.dataset.top = p.top[0].name;
+        }
+      } catch (e) {
+        li.textContent = `${file.name}: ${e.message ?? e}`;
+        li.className = "error";
+      }
+      li.dataset.file = file.name;
+      $("answers").append(li);
+    }
+    document.body.dataset.answers = $("answers").children.length;
+  };
+  $("try").addEventListener("change", async (e) => {
+    await tryFiles([...e.target.files]);
+    e.target.value = "";
+  });
+  $("results").addEventListener("dragover", (e) => e.preventDefault());
+  $("results").addEventListener("drop", (e) => {
+    e.preventDefault();
+    tryFiles([...e.dataTransfer.files]);
+  });
+}
+
 async function main() {
   setState("loading");
   setUpDrawing();
   setUpCheckpoints();
-  const wasm = await init();
+  setUpOwnData();
+  // The wasm is compiled once, here, and handed to the ingest worker: after this, reading
+  // dropped data fetches nothing.
+  const module = await WebAssembly.compileStreaming(fetch(new URL("./pkg/soma_web_bg.wasm", import.meta.url)));
+  const wasm = await init({ module_or_path: module });
+  state.ingest = new Ingest(module);
   // For web/e2e/soak.mjs: the wasm linear memory (where Rust's heap lives; it never shrinks,
   // so a leak shows as growth). Each epoch's soma GPU buffer count comes in epochEnd.
-  window.somaWasmMemoryBytes = () => wasm.memory.buffer.byteLength;
-  const t0 = performance.now();
-  $("status").textContent = "Fetching MNIST, opening WebGPU and preparing the network…";
+  state.wasmMemory = () => wasm.memory.buffer.byteLength;
+  window.somaWasmMemoryBytes = state.wasmMemory;
+  if (options().data === "own") {
+    await state.ingest.ready;
+    $("status").textContent = "Drop a folder of pictures, a CSV or an .npz above to train on it.";
+    setState("waiting");
+    return;
+  }
+  const t0 = performance.now();  $("status").textContent = "Fetching MNIST, opening WebGPU and preparing the network…";
   // WebGPU opens, and the browser compiles the training step's pipelines (off this thread)
   // while the files download, are read and go up to the device.
   const fetched = Promise.all(FILES.map(fetchBytes)).then((files) => {
@@ -340,7 +536,7 @@ async function main() {
     state.dataMs = state.dataReadyAt - t0;
     return files;
   });
-  const setup = Setup.open(options()).then((s) => {
+  const setup = Setup.open({ ...options(), data: "mnist" }).then((s) => {
     state.openMs = performance.now() - t0;
     return s;
   });

@@ -12,11 +12,15 @@
 #               with the native tests/gpu_ops.rs), same inputs and tolerances
 #   shaders.rs  every shader and pipeline variant created under error scopes: a shader Chrome's
 #               WGSL compiler (Tint) rejects fails, named, with Chrome's message
+#   own_data.rs the page's readers of tables and archives, and a table trained in the page
 # End to end (web/e2e/test.mjs, Node.js + puppeteer-core from npm, pinned in package-lock.json):
 #   the page built (web/build.sh) and served (examples/serve.rs) trains one epoch of real MNIST
 #   ($MNIST_DIR, else ./data/mnist) as opened and on WebGPU, within 0.5 points of a native CPU
 #   run; digits drawn with mouse events; checkpoints from the page read natively and back;
 #   the page without WebGPU; a screenshot in target/web/e2e/page.png.
+#   Then web/e2e/own.mjs: a folder of 3,000 colour MNIST pictures (one truncated) picked in the
+#   page, listed, trained within 0.5 points of native `train` on it, a new picture read as
+#   native `predict` reads it with the page's checkpoint, and no request after the page loaded.
 #   Then web/e2e/soak.mjs: 20 epochs of 1,000 images on WebGPU, failing if the JS heap, the
 #   wasm memory or soma's device buffers grow.
 #
@@ -104,9 +108,11 @@ if [ "$what" != wasm ]; then
     # Native, as `cargo test --release` builds them: not with the wasm build's target dir
     # and flags (which would rebuild everything).
     env -u RUSTFLAGS CARGO_TARGET_DIR="$ROOT/target" \
-        cargo build --release --example mnist --example predict --example serve
+        cargo build --release --example mnist --example predict --example serve \
+        --example train --example pictures
     (cd web/e2e && npm ci --no-audit --no-fund --loglevel=error)
     CHROMIUM="$browser" node web/e2e/test.mjs target/web/e2e
+    CHROMIUM="$browser" node web/e2e/own.mjs target/web/e2e/own
     # The page over 20 short epochs (~35 s): JS heap, wasm memory and soma's device buffers
     # must stay flat (web/e2e/soak.mjs).
     CHROMIUM="$browser" node web/e2e/soak.mjs 20 1000 target/web/e2e/soak.json

@@ -72,15 +72,18 @@ pub fn pictures(dir: &Path, data: FolderData, opts: &PrepareOptions) -> Result<P
         .notes
         .insert(0, format!("size: {}", data.size_rule));
     if !data.ignored.is_empty() {
+        let n = data.ignored.len();
         prepared.notes.push(format!(
-            "{} files that are not pictures ignored",
-            data.ignored.len()
+            "{n} file{} that {} not pictures ignored",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "is" } else { "are" }
         ));
     }
     if !data.bad.is_empty() {
+        let n = data.bad.len();
         prepared.notes.push(format!(
-            "{} pictures that cannot be read skipped",
-            data.bad.len()
+            "{n} picture{} that cannot be read left out",
+            if n == 1 { "" } else { "s" }
         ));
     }
     Ok(prepared)
@@ -485,4 +488,54 @@ fn regression_arrays(
         },
         opts,
     )
+}
+
+/// A picture (`name`'s `bytes`) as a picture model's sample: decoded, resized to the model's
+/// input with the filter training used, grey or RGB as its channels are; `C×H×W` bytes.
+pub fn picture_sample(model: &ModelInfo, name: &str, bytes: &[u8]) -> Result<Vec<u8>> {
+    let image = model.image.ok_or_else(|| {
+        Error::data(
+            name,
+            "the model reads vectors, not pictures (it records no image shape)",
+        )
+    })?;
+    let decoded = super::picture::decode(name, bytes).map_err(|why| {
+        let reason = why.strip_prefix(&format!("{name}: ")).unwrap_or(&why);
+        Error::format(
+            name,
+            "picture",
+            "a picture that decodes (PNG, JPEG, BMP or PGM/PPM)",
+            reason,
+        )
+    })?;
+    let mut pixels = vec![0u8; image.len()];
+    super::folder::pack(
+        &decoded,
+        image.c as u8,
+        image.h as u32,
+        image.w as u32,
+        &mut pixels,
+    );
+    Ok(pixels)
+}
+
+/// A table model's feature columns and label column name, as the CSV reader takes them for
+/// new rows (`csv::parse_rows_with`); `None` for a model of another source.
+pub fn table_schema(model: &ModelInfo) -> Option<(Vec<csv::FeatureColumn>, &str)> {
+    let Source::Table { columns, label } = &model.source else {
+        return None;
+    };
+    let schema = columns
+        .iter()
+        .map(|c| csv::FeatureColumn {
+            name: c.name().to_string(),
+            encoding: match c {
+                TableColumn::Numeric { .. } => csv::Encoding::Numeric,
+                TableColumn::OneHot { levels, .. } => csv::Encoding::OneHot {
+                    levels: levels.clone(),
+                },
+            },
+        })
+        .collect();
+    Some((schema, label.as_str()))
 }

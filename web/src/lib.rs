@@ -4,10 +4,14 @@
 //! same recipe ([`soma::train::Recipe`]) and checkpoints the native tools read.
 #![cfg(target_arch = "wasm32")]
 
+mod data;
 mod engine;
+mod ingest;
 mod setup;
 mod trainer;
 
+pub use data::UserData;
 pub use engine::Engine;
+pub use ingest::read_pictures;
 pub use setup::Setup;
 pub use trainer::{Mnist, Trainer};

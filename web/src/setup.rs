@@ -1,6 +1,7 @@
 //! What the page sets up before its data arrives: the options, WebGPU (or the reason for the
-//! CPU) and the engine for MNIST's shape, with the browser compiling the training step's
-//! pipelines in parallel while the files download and are read and uploaded.
+//! CPU) and, for MNIST, the engine for its shape, with the browser compiling the training
+//! step's pipelines in parallel while the files download and are read and uploaded. For the
+//! user's own data the network waits for the data's shape ([`crate::Trainer::create_from`]).
 
 use std::sync::Arc;
 
@@ -36,14 +37,50 @@ pub(crate) struct Options {
     /// Random shifts of up to this many pixels (0: none).
     pub augment: Option<u8>,
     /// `mlp` (the default), a preset (`cnn`, `tfjs`, `lenet`) or a layer string, as the
-    /// `mnist` example's `--model`; a CNN trains with [`Recipe::cnn`]'s defaults.
+    /// `mnist` example's `--model`; a CNN trains with [`Recipe::cnn`]'s defaults. For the
+    /// user's data the default is `train`'s ([`Recipe::for_data`]).
     pub model: Option<String>,
+    /// `mnist` (the default: the engine for MNIST is built now) or `own` (the user's data,
+    /// whose shape is not known yet).
+    pub data: Option<String>,
 }
 
 impl Options {
     /// The model's layer string, if it is a CNN (None: the recipe's dense stack).
     fn layers(&self) -> Option<&str> {
         self.model.as_deref().and_then(soma::layers::model_layers)
+    }
+
+    /// `defaults` with the options' changes: the optimizer (at its default rate and decay, a
+    /// CNN's rate when `cnn`, unless it is the defaults' own), shifts, epochs, batch, tick and
+    /// seed.
+    pub(crate) fn recipe(&self, defaults: Recipe, cnn: bool) -> Result<Recipe, JsError> {
+        let optimizer = match &self.optimizer {
+            Some(name) => Optimizer::from_name(name).map_err(js)?,
+            None => defaults.optimizer,
+        };
+        let lr = if optimizer.name() == defaults.optimizer.name() {
+            defaults.lr
+        } else if cnn {
+            default_cnn_lr(&optimizer)
+        } else {
+            default_lr(&optimizer)
+        };
+        let optimizer = if optimizer.name() == defaults.optimizer.name() {
+            defaults.optimizer
+        } else {
+            optimizer.with_weight_decay(default_weight_decay(&optimizer))
+        };
+        Ok(Recipe {
+            lr,
+            optimizer,
+            augment: self.augment.unwrap_or(defaults.augment),
+            epochs: self.epochs.unwrap_or(defaults.epochs),
+            batch_size: self.batch_size.unwrap_or(defaults.batch_size),
+            batches_per_tick: self.batches_per_tick.unwrap_or(defaults.batches_per_tick),
+            seed: self.seed.unwrap_or(defaults.seed),
+            ..defaults
+        })
     }
 
     /// The network of the model for inputs of `features` values and MNIST's classes: the
@@ -77,11 +114,16 @@ pub struct Setup {
     pub(crate) gpu: Option<Arc<GpuContext>>,
     /// Why the CPU trains although WebGPU was asked for or hoped for.
     pub(crate) fallback: Option<String>,
-    /// The network for MNIST's shape and its engine, with freshly initialised parameters.
-    pub(crate) net: Network,
-    pub(crate) engine: Engine,
+    /// MNIST's engine, made before its files arrive (`None` for the user's data).
+    pub(crate) mnist: Option<MnistEngine>,
+}
+
+/// The network for MNIST's shape and its engine, with freshly initialised parameters.
+pub(crate) struct MnistEngine {
+    pub net: Network,
+    pub engine: Engine,
     /// The step's pipelines the browser is compiling, on WebGPU.
-    pub(crate) preparing: Option<Preparing>,
+    pub preparing: Option<Preparing>,
 }
 
 #[wasm_bindgen]
@@ -102,48 +144,34 @@ impl Setup {
         } else {
             Recipe::default()
         };
-        let optimizer = match &options.optimizer {
-            Some(name) => {
-                let o = Optimizer::from_name(name).map_err(js)?;
-                o.with_weight_decay(default_weight_decay(&o))
-            }
-            None => defaults.optimizer,
-        };
-        let lr = if cnn {
-            default_cnn_lr(&optimizer)
-        } else {
-            default_lr(&optimizer)
-        };
-        let recipe = Recipe {
-            lr,
-            optimizer,
-            augment: options.augment.unwrap_or(defaults.augment),
-            epochs: options.epochs.unwrap_or(defaults.epochs),
-            batch_size: options.batch_size.unwrap_or(defaults.batch_size),
-            batches_per_tick: options
-                .batches_per_tick
-                .unwrap_or(defaults.batches_per_tick),
-            seed: options.seed.unwrap_or(defaults.seed),
-            ..defaults
-        };
+        let recipe = options.recipe(defaults, cnn)?;
         let (gpu, fallback) = where_to_train(options.backend.as_deref()).await?;
-        let net = options.network(&recipe, MNIST_FEATURES)?;
-        let engine = engine(&gpu, &net, &recipe, options.step_path.as_deref())?;
-        let preparing = match &engine {
-            Engine::Gpu(g) => Some(
-                g.start_prepare(recipe.batch_size, InputKind::U8, TargetKind::Labels)
-                    .map_err(js)?,
-            ),
-            Engine::Cpu(_) => None,
+        let mnist = match options.data.as_deref().unwrap_or("mnist") {
+            "mnist" => {
+                let net = options.network(&recipe, MNIST_FEATURES)?;
+                let engine = engine(&gpu, &net, &recipe, options.step_path.as_deref())?;
+                let preparing = match &engine {
+                    Engine::Gpu(g) => Some(
+                        g.start_prepare(recipe.batch_size, InputKind::U8, TargetKind::Labels)
+                            .map_err(js)?,
+                    ),
+                    Engine::Cpu(_) => None,
+                };
+                Some(MnistEngine {
+                    net,
+                    engine,
+                    preparing,
+                })
+            }
+            "own" => None,
+            other => return Err(js(Error::arg("data", "mnist or own", other))),
         };
         Ok(Setup {
             options,
             recipe,
             gpu,
             fallback,
-            net,
-            engine,
-            preparing,
+            mnist,
         })
     }
 }

@@ -1,21 +1,29 @@
-//! The object the page drives: created from the four MNIST files' bytes, it trains one tick per
-//! [`Trainer::step`] (the page renders between ticks), reads drawn digits, and saves and loads
-//! checkpoints as bytes.
+//! The object the page drives: created from the four MNIST files' bytes or from the user's own
+//! data ([`UserData`]), it trains one tick per [`Trainer::step`] (the page renders between
+//! ticks), reads drawn digits, dropped pictures and table rows, gives the test set's confusion
+//! matrix, and saves and loads checkpoints as bytes.
 
 use std::sync::Arc;
 
 use serde::Serialize;
 use soma::checkpoint::Checkpoint;
+use soma::data::csv;
+use soma::data::intake;
 use soma::data::{DatasetKind, idx};
-use soma::gpu::GpuContext;
+use soma::gpu::{GpuContext, Preparing};
 use soma::model::top_k;
+use soma::ops::gather::InputKind;
+use soma::ops::gather::gather_inputs;
+use soma::ops::loss::TargetKind;
+use soma::shape::Chw;
 use soma::train::{Event, Recipe, Run, default_lr};
-use soma::{Dataset, Error, ModelInfo, Network, Stats, digit};
+use soma::{Dataset, Error, ModelInfo, Network, Output, Stats, Targets, digit};
 use wasm_bindgen::prelude::*;
 use web_time::Instant;
 
+use crate::data::UserData;
 use crate::engine::Engine;
-use crate::setup::{MNIST_CLASSES, Setup, engine};
+use crate::setup::{MNIST_CLASSES, MnistEngine, Setup, engine};
 
 /// A tick's progress, as the page reads it.
 #[derive(Serialize)]
@@ -73,8 +81,23 @@ struct Guess {
 struct Prediction {
     /// The three most probable classes, most probable first.
     top: Vec<Guess>,
-    /// The 28×28 image the network read (what the drawing became, MNIST-style).
+    /// The image the network read: a drawing's 28×28 grey bytes (MNIST-style), a picture
+    /// file's RGBA at the network's input size.
     pixels: Vec<u8>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RowGuess {
+    line: u64,
+    top: Vec<Guess>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Confusion {
+    classes: Vec<String>,
+    matrix: Vec<Vec<u64>>,
 }
 
 #[derive(Serialize)]
@@ -93,6 +116,20 @@ struct Info {
     epochs_done: u64,
     train_samples: usize,
     test_samples: usize,
+    /// Class names, in output order.
+    classes: Vec<String>,
+    /// `[channels, height, width]` of the network's input pictures (`null`: vectors).
+    image: Option<[usize; 3]>,
+    /// Whether drawn digits can be read: the network takes 28×28 grey pictures.
+    digits: bool,
+    /// A loaded checkpoint that does not fit the page's data: it predicts only.
+    predict_only: bool,
+    /// The layer table (`soma::layers::summary`).
+    summary: String,
+    /// The memory training needs on the backend (parameters, optimizer state, workspaces,
+    /// the data), in bytes, and the same in words with its parts.
+    memory_bytes: f64,
+    memory: String,
     /// From `Trainer.create` being called (the data read, the WebGPU device open) to the first
     /// step handed to the backend, in milliseconds (the upload and the wait for the step's
     /// pipelines included); `None` before it. The page times the rest from the data's arrival.
@@ -140,13 +177,15 @@ pub struct Trainer {
     test: Dataset,
     created: Instant,
     first_step_ms: Option<f64>,
+    /// A loaded checkpoint that does not fit the page's data: it predicts, and does not train.
+    predict_only: bool,
 }
 
 pub(crate) fn js(e: Error) -> JsError {
     JsError::new(&e.to_string())
 }
 
-fn to_js(value: &impl Serialize) -> Result<JsValue, JsError> {
+pub(crate) fn to_js(value: &impl Serialize) -> Result<JsValue, JsError> {
     serde_wasm_bindgen::to_value(value).map_err(|e| JsError::new(&e.to_string()))
 }
 
@@ -174,9 +213,7 @@ impl Trainer {
             recipe,
             gpu,
             fallback,
-            net: prepared_net,
-            engine: prepared,
-            preparing,
+            mnist,
         } = setup;
         if let Some(n) = options.limit {
             train = train.head(n);
@@ -187,31 +224,76 @@ impl Trainer {
         let model = ModelInfo::for_dataset(DatasetKind::Mnist, normalize);
         let net = options.network(&recipe, train.features())?;
         // Files of another shape than MNIST's get an engine of their own.
-        let mut engine = if net == prepared_net {
-            prepared
-        } else {
-            engine(&gpu, &net, &recipe, options.step_path.as_deref())?
+        let (engine, preparing) = match mnist {
+            Some(MnistEngine {
+                net: prepared_net,
+                engine,
+                preparing,
+            }) if prepared_net == net => (engine, preparing),
+            _ => (
+                engine(&gpu, &net, &recipe, options.step_path.as_deref())?,
+                None,
+            ),
         };
-        let run = Run::new(engine.backend(), &train, &recipe.train_config(), 0).map_err(js)?;
-        let mut trainer = Trainer {
+        let parts = Parts {
             gpu,
             fallback,
             engine,
             recipe,
             net,
             model,
-            run,
             train,
             test,
-            created,
-            first_step_ms: None,
         };
-        trainer.start(0).await.map_err(js)?;
-        // The data is on the device; the first step needs the pipelines compiled meanwhile.
-        if let (Some(preparing), Some(ctx)) = (preparing, &trainer.gpu) {
-            preparing.finish(ctx).await.map_err(js)?;
+        Trainer::begin(parts, created, preparing).await
+    }
+
+    /// Prepares the run on the user's data with what `setup` opened (`{data: "own"}`): the
+    /// model and recipe native `train` would choose for it ([`Recipe::for_data`], changed by
+    /// the page's options), a softmax output per class.
+    #[wasm_bindgen(js_name = createFrom)]
+    pub async fn create_from(setup: Setup, data: UserData) -> Result<Trainer, JsError> {
+        let created = Instant::now();
+        let Setup {
+            options,
+            gpu,
+            fallback,
+            ..
+        } = setup;
+        let prepared = data.prepared;
+        let image = prepared.train.image;
+        let (name, defaults) = Recipe::for_data(image, options.model.as_deref());
+        let cnn = soma::layers::model_layers(&name).is_some();
+        let mut recipe = options.recipe(defaults, cnn)?;
+        if image.is_none() {
+            recipe.augment = 0;
         }
-        Ok(trainer)
+        let classes = prepared.model.classes.len();
+        let net = recipe
+            .network_for(
+                &name,
+                image,
+                prepared.train.features(),
+                classes,
+                Output::SoftmaxCrossEntropy,
+            )
+            .map_err(js)?;
+        let mut train = prepared.train;
+        if let Some(n) = options.limit {
+            train = train.head(n);
+        }
+        let engine = engine(&gpu, &net, &recipe, options.step_path.as_deref())?;
+        let parts = Parts {
+            gpu,
+            fallback,
+            engine,
+            recipe,
+            net,
+            model: prepared.model,
+            train,
+            test: prepared.test,
+        };
+        Trainer::begin(parts, created, None).await
     }
 
     /// Hands the training set to the backend and (re)starts the run after `epochs_done`.
@@ -236,6 +318,13 @@ impl Trainer {
         };
         let cfg = self.run.config().clone();
         let backend = self.engine.backend();
+        let memory =
+            soma::memory::Footprint::training(&self.net, &backend.optimizer(), cfg.batch_size, 1);
+        let bytes = |d: &Dataset| match d.inputs() {
+            soma::Inputs::U8(v) => v.len() as u128,
+            soma::Inputs::F32(v) => 4 * v.len() as u128,
+        };
+        let data = bytes(&self.train) + bytes(&self.test);
         to_js(&Info {
             backend: backend.details(),
             fallback: self.fallback.clone(),
@@ -249,6 +338,18 @@ impl Trainer {
             epochs_done: self.run.epochs_done(),
             train_samples: self.train.len(),
             test_samples: self.test.len(),
+            classes: self.model.classes.clone(),
+            image: self.model.image.map(|c| [c.c, c.h, c.w]),
+            digits: self.reads_digits(),
+            predict_only: self.predict_only,
+            summary: soma::layers::summary(&self.net),
+            memory_bytes: (memory.total() + data) as f64,
+            memory: format!(
+                "{}: {} for training and {} of data",
+                soma::memory::bytes(memory.total() + data),
+                memory.describe(),
+                soma::memory::bytes(data)
+            ),
             first_step_ms: self.first_step_ms,
         })
     }
@@ -278,13 +379,18 @@ impl Trainer {
 
     /// Whether every epoch is done (then [`Trainer::step`] does nothing).
     pub fn finished(&self) -> bool {
-        self.run.is_finished()
+        self.predict_only || self.run.is_finished()
     }
 
     /// Trains one tick (`batchesPerTick` batches) and returns its progress; a tick that ends
     /// an epoch also evaluates the test set (`epochEnd`).
     pub async fn step(&mut self) -> Result<JsValue, JsError> {
-        let Some(tick) = self.run.next_tick() else {
+        let tick = if self.predict_only {
+            None
+        } else {
+            self.run.next_tick()
+        };
+        let Some(tick) = tick else {
             return to_js(&self.idle_progress());
         };
         let batch = self.run.config().batch_size;
@@ -361,20 +467,98 @@ impl Trainer {
         width: usize,
         height: usize,
     ) -> Result<JsValue, JsError> {
+        if !self.reads_digits() {
+            return Err(JsError::new(
+                "this network does not read drawn digits (it takes no 28×28 grey pictures)",
+            ));
+        }
         let grey = digit::grey_from_rgba(&rgba).map_err(js)?;
         let pixels = digit::mnist_like(&grey, width, height).map_err(js)?;
         let inputs = self.model.inputs(&pixels, self.net.inputs()).map_err(js)?;
-        let probs = self.engine.predict(inputs.view()).await.map_err(js)?;
-        let row: Vec<f32> = probs.row(0).to_vec();
-        let top = top_k(&row, 3)
-            .into_iter()
-            .map(|(label, probability)| Guess {
-                label,
-                name: self.model.class_name(label),
-                probability,
+        let top = self.top3(inputs.view()).await?.remove(0);
+        to_js(&Prediction { top, pixels })
+    }
+
+    /// Reads a picture file (`name`'s `bytes`) as the network's training pictures were read:
+    /// decoded, resized and made grey or RGB as they were. Returns `{top, pixels}`, `pixels`
+    /// the RGBA of what the network saw (its input's height × width).
+    #[wasm_bindgen(js_name = predictPicture)]
+    pub async fn predict_picture(
+        &mut self,
+        name: String,
+        bytes: Vec<u8>,
+    ) -> Result<JsValue, JsError> {
+        let pixels = intake::picture_sample(&self.model, &name, &bytes).map_err(js)?;
+        let inputs = self.model.inputs(&pixels, self.net.inputs()).map_err(js)?;
+        let top = self.top3(inputs.view()).await?.remove(0);
+        let image = self
+            .model
+            .image
+            .expect("picture_sample checked the image shape");
+        let plane = image.h * image.w;
+        let rgba = (0..plane)
+            .flat_map(|p| {
+                let channel = |c: usize| pixels[c.min(image.c - 1) * plane + p];
+                [channel(0), channel(1), channel(2), 255]
             })
             .collect();
-        to_js(&Prediction { top, pixels })
+        to_js(&Prediction { top, pixels: rgba })
+    }
+
+    /// Reads each row of a CSV file (`name`'s `bytes`) for a table model: its columns found by
+    /// name as native `predict` finds them (a label column, if present, is ignored). Returns
+    /// `[{line, top}]`.
+    #[wasm_bindgen(js_name = predictRows)]
+    pub async fn predict_rows(&mut self, name: String, bytes: Vec<u8>) -> Result<JsValue, JsError> {
+        let Some((schema, label)) = intake::table_schema(&self.model) else {
+            return Err(JsError::new(&format!(
+                "{name}: this network reads {}, not table rows",
+                if self.model.image.is_some() {
+                    "pictures"
+                } else {
+                    "arrays"
+                }
+            )));
+        };
+        let path = std::path::Path::new(&name);
+        let (values, lines) =
+            csv::parse_rows_with(path, &bytes, &schema, Some(label), false).map_err(js)?;
+        let inputs = self
+            .model
+            .inputs_f32(&values, self.net.inputs())
+            .map_err(js)?;
+        let tops = self.top3(inputs.view()).await?;
+        let rows: Vec<RowGuess> = lines
+            .into_iter()
+            .zip(tops)
+            .map(|(line, top)| RowGuess { line, top })
+            .collect();
+        to_js(&rows)
+    }
+
+    /// The test set's confusion matrix, `{classes, matrix}` with `matrix[label][prediction]`
+    /// counts, from the network as it is now.
+    pub async fn confusion(&mut self) -> Result<JsValue, JsError> {
+        let Targets::Labels { labels, classes } = self.test.targets().clone() else {
+            return Err(JsError::new("the test set has no classes"));
+        };
+        let mut matrix = vec![vec![0u64; classes]; classes];
+        let f = self.test.features();
+        for start in (0..self.test.len()).step_by(CONFUSION_CHUNK) {
+            let end = (start + CONFUSION_CHUNK).min(self.test.len());
+            let order: Vec<u32> = (start as u32..end as u32).collect();
+            let mut x = ndarray::Array2::zeros((order.len(), f));
+            gather_inputs(&self.test, &order, x.view_mut());
+            let probs = self.engine.predict(x.view()).await.map_err(js)?;
+            for (i, row) in probs.rows().into_iter().enumerate() {
+                let row: Vec<f32> = row.to_vec();
+                matrix[labels[start + i] as usize][top_k(&row, 1)[0].0] += 1;
+            }
+        }
+        to_js(&Confusion {
+            classes: (0..classes).map(|c| self.model.class_name(c)).collect(),
+            matrix,
+        })
     }
 
     /// The trained network as checkpoint bytes (format 2, with the normalisation), the file
@@ -392,33 +576,143 @@ impl Trainer {
     }
 
     /// Replaces the network with a checkpoint's (saved natively or by this page): its
-    /// parameters, optimizer state and normalisation; training resumes after its epochs, if
-    /// the run has any left. `name` is what errors name.
+    /// parameters, optimizer state, maps and classes. If it fits the page's data, training
+    /// resumes after its epochs (if the run has any left); otherwise it only predicts
+    /// (`info().predictOnly`). `name` is what errors name.
     #[wasm_bindgen(js_name = loadCheckpoint)]
     pub async fn load_checkpoint(&mut self, name: String, bytes: Vec<u8>) -> Result<(), JsError> {
         let ckpt = Checkpoint::from_bytes(&name, &bytes).map_err(js)?;
         let model = ckpt.model.clone().unwrap_or_else(|| self.model.clone());
-        if ckpt.network.inputs() != digit::SIDE * digit::SIDE
-            || model.image != Some(soma::shape::Chw::new(1, 28, 28))
-        {
-            return Err(js(Error::Checkpoint {
-                path: name.into(),
-                reason: format!(
-                    "the page reads 28×28 digits; this network takes {} inputs",
-                    ckpt.network.inputs()
-                ),
-            }));
-        }
         model.check(&ckpt.network).map_err(js)?;
+        // Training goes on when the network fits the data the page holds: the same inputs
+        // and classes, and (tables and arrays, whose values are stored mapped) the same maps.
+        let resumes = ckpt.network.inputs() == self.train.features()
+            && ckpt.network.outputs() == self.model.classes.len()
+            && model.feature_maps == self.model.feature_maps;
         let mut engine = Engine::new(self.gpu.clone(), &ckpt.network, ckpt.params, ckpt.optimizer)
             .map_err(js)?;
         engine.backend().set_optim_state(&ckpt.state).map_err(js)?;
         self.engine = engine;
         self.net = ckpt.network;
-        self.train.normalize = model.normalize;
-        self.test.normalize = model.normalize;
         self.model = model;
+        if !resumes {
+            // Another model: it answers pictures or rows; the page's data stays for the next
+            // run.
+            self.predict_only = true;
+            return Ok(());
+        }
+        self.predict_only = false;
+        for d in [&mut self.train, &mut self.test] {
+            d.normalize = self.model.normalize;
+            if d.is_image() {
+                d.set_channel_maps(self.model.channel_maps.clone())
+                    .map_err(js)?;
+            }
+        }
         self.start(ckpt.epoch).await.map_err(js)
+    }
+}
+
+/// What a run is made of, whichever data it trains on.
+struct Parts {
+    gpu: Option<Arc<GpuContext>>,
+    fallback: Option<String>,
+    engine: Engine,
+    recipe: Recipe,
+    net: Network,
+    model: ModelInfo,
+    train: Dataset,
+    test: Dataset,
+}
+
+/// MNIST's pictures, the shape drawn digits are read in.
+const DIGIT_IMAGE: Chw = Chw::new(1, digit::SIDE, digit::SIDE);
+
+/// Test samples per prediction call of the confusion matrix (bounding the inputs' memory).
+const CONFUSION_CHUNK: usize = 2048;
+
+impl Trainer {
+    /// Uploads the data, starts the run and, on WebGPU, has the step's pipelines compiled
+    /// (or awaits those `preparing` started).
+    async fn begin(
+        parts: Parts,
+        created: Instant,
+        preparing: Option<Preparing>,
+    ) -> Result<Trainer, JsError> {
+        let Parts {
+            gpu,
+            fallback,
+            mut engine,
+            recipe,
+            net,
+            model,
+            train,
+            test,
+        } = parts;
+        let run = Run::new(engine.backend(), &train, &recipe.train_config(), 0).map_err(js)?;
+        let preparing = match (preparing, &engine) {
+            (Some(p), _) => Some(p),
+            (None, Engine::Gpu(g)) => Some(
+                g.start_prepare(
+                    recipe.batch_size,
+                    match train.inputs() {
+                        soma::Inputs::U8(_) => InputKind::U8,
+                        soma::Inputs::F32(_) => InputKind::F32,
+                    },
+                    TargetKind::Labels,
+                )
+                .map_err(js)?,
+            ),
+            (None, Engine::Cpu(_)) => None,
+        };
+        let mut trainer = Trainer {
+            gpu,
+            fallback,
+            engine,
+            recipe,
+            net,
+            model,
+            run,
+            train,
+            test,
+            created,
+            first_step_ms: None,
+            predict_only: false,
+        };
+        trainer.start(0).await.map_err(js)?;
+        // The data is on the device; the first step needs the pipelines compiled meanwhile.
+        if let (Some(preparing), Some(ctx)) = (preparing, &trainer.gpu) {
+            preparing.finish(ctx).await.map_err(js)?;
+        }
+        Ok(trainer)
+    }
+
+    /// Whether drawn digits can be read: the network takes 28×28 grey pictures.
+    fn reads_digits(&self) -> bool {
+        self.model.image == Some(DIGIT_IMAGE)
+    }
+
+    /// The top three classes of each row of `inputs`, most probable first.
+    async fn top3(
+        &mut self,
+        inputs: ndarray::ArrayView2<'_, f32>,
+    ) -> Result<Vec<Vec<Guess>>, JsError> {
+        let probs = self.engine.predict(inputs).await.map_err(js)?;
+        Ok(probs
+            .rows()
+            .into_iter()
+            .map(|row| {
+                let row: Vec<f32> = row.to_vec();
+                top_k(&row, 3)
+                    .into_iter()
+                    .map(|(label, probability)| Guess {
+                        label,
+                        name: self.model.class_name(label),
+                        probability,
+                    })
+                    .collect()
+            })
+            .collect())
     }
 }
 

@@ -324,9 +324,21 @@ fn labelled(classes: &BTreeMap<String, Vec<PathBuf>>) -> Vec<(PathBuf, u32)> {
         .collect()
 }
 
-/// Where the pictures' bytes come from: the disk natively, memory in a browser. Errors are
-/// `String`s naming the file, as [`picture`]'s.
-trait Source: Sync {
+/// `Sync` natively, where the passes run on several threads; anything on wasm32, where they
+/// run on one (a browser's files are JavaScript objects, which are not `Sync`).
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSync: Sync {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Sync + ?Sized> MaybeSync for T {}
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSync {}
+#[cfg(target_arch = "wasm32")]
+impl<T: ?Sized> MaybeSync for T {}
+
+/// Where the pictures' bytes come from: the disk natively, memory, or a browser's files (read
+/// in a worker). Errors are `String`s naming the file, as [`picture`]'s. Each picture is asked
+/// for twice: its header in the first pass, its pixels in the second.
+pub trait Source: MaybeSync {
     /// What errors call the picture at `rel`.
     fn name(&self, rel: &Path) -> String;
     fn header(&self, rel: &Path) -> std::result::Result<Header, String>;
@@ -363,6 +375,19 @@ pub fn read_files(
     let plan = plan(root, &paths, &[])?;
     let files = files.iter().map(|(p, b)| (p.as_path(), *b)).collect();
     read_planned(plan, &Memory { root, files }, opts)
+}
+
+/// Reads the pictures at `paths` (relative to `root`) from `source`, by the rules of
+/// [`read_folder`]; `root` only names the folder in errors. As with [`read_files`], a class
+/// folder with no file at all is not seen.
+pub fn read_from(
+    root: &Path,
+    paths: &[PathBuf],
+    source: &impl Source,
+    opts: &FolderOptions,
+) -> Result<FolderData> {
+    let plan = plan(root, paths, &[])?;
+    read_planned(plan, source, opts)
 }
 
 /// Reads the folder at `root` (see the module's rules).
