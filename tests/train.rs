@@ -5,6 +5,7 @@
 
 #[path = "common/bins.rs"]
 mod bins;
+mod common;
 
 use std::path::{Path, PathBuf};
 
@@ -134,7 +135,78 @@ fn a_picture_that_cannot_be_read_is_named_and_skip_bad_goes_on() {
     assert_error("a broken picture", &out, &["broken.png"]);
     let mut skip = refs.clone();
     skip.push("--skip-bad");
-    assert_ok_saying("--skip-bad", &train(&skip), &["skipped", "broken.png"]);
+    assert_ok_saying(
+        "--skip-bad",
+        &train(&skip),
+        &[
+            "skipped",
+            "broken.png",
+            "1 picture that cannot be read left out",
+        ],
+    );
+}
+
+#[test]
+fn the_pictures_example_writes_colour_folders_that_train_reads() {
+    let Some(mnist) = common::mnist_dir() else {
+        return common::skip("MNIST not found (set MNIST_DIR)");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("digits");
+    let out = run(
+        "pictures",
+        &[
+            "--data",
+            mnist.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--count",
+            "60",
+            "--size",
+            "20",
+            "--format",
+            "jpeg",
+            "--corrupt",
+            "2",
+        ],
+        None,
+    );
+    assert_ok("pictures", &out);
+    let j = json(&out);
+    assert_eq!(j["pictures"], 60);
+    // Ten class folders of colour pictures, the truncated ones in the first sample's class.
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 10);
+    let args = [
+        out_dir.to_str().unwrap(),
+        "--model",
+        "conv4k3same,relu,pool,dense10",
+    ];
+    assert_error("truncated pictures", &train(&args), &["corrupt-0.png"]);
+    let mut skip = args.to_vec();
+    skip.extend(["--epochs", "1", "--skip-bad"]);
+    let out = train(&skip);
+    assert_ok_saying(
+        "the written folder",
+        &out,
+        &["input: 3×20×20", "2 pictures that cannot be read left out"],
+    );
+    assert_eq!(
+        json(&out)["train_samples"].as_u64().unwrap()
+            + json(&out)["test_samples"].as_u64().unwrap(),
+        60
+    );
+    // The folder exists now: the example refuses to write over it.
+    let again = run(
+        "pictures",
+        &[
+            "--data",
+            mnist.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_error("an existing folder", &again, &["already exists"]);
 }
 
 #[test]

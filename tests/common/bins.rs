@@ -11,11 +11,12 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-const EXAMPLES: [&str; 7] = [
+const EXAMPLES: [&str; 8] = [
     "perceptron",
     "xor",
     "mnist",
     "predict",
+    "pictures",
     "adapter",
     "soak",
     "train",

@@ -55,3 +55,16 @@ export async function waitForRun(page, timeoutMs) {
   const result = await page.$eval("#result", (e) => e.textContent);
   return { state, status, result: result ? JSON.parse(result) : null };
 }
+
+// Clicks the page's Save checkpoint button and waits for the download `name` in `dir`;
+// returns its path, or null if it did not come within a minute.
+export async function saveCheckpoint(page, dir, name) {
+  const cdp = await page.createCDPSession();
+  await cdp.send("Browser.setDownloadBehavior", { behavior: "allow", downloadPath: dir, eventsEnabled: true });
+  const saved = path.join(dir, name);
+  fs.rmSync(saved, { force: true });
+  await page.click("#save");
+  const deadline = Date.now() + 60_000;
+  while (!fs.existsSync(saved) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  return fs.existsSync(saved) ? saved : null;
+}

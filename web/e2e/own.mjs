@@ -21,7 +21,7 @@ import { execFileSync, spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { launch, openPage, waitForRun } from "./open.mjs";
+import { launch, openPage, saveCheckpoint, waitForRun } from "./open.mjs";
 
 const { values: opt, positionals } = parseArgs({
   allowPositionals: true,
@@ -168,15 +168,9 @@ try {
   await tryInput.uploadFile(newPicture);
   await page.waitForFunction(() => document.body.dataset.answers === "1", { timeout: 120_000 });
   const pageTop = await page.$eval("#answers li", (li) => li.dataset.top);
-  const cdp = await page.createCDPSession();
-  await cdp.send("Browser.setDownloadBehavior", { behavior: "allow", downloadPath: out, eventsEnabled: true });
-  const saved = path.join(out, "soma-pictures.safetensors");
-  fs.rmSync(saved, { force: true });
-  await page.click("#save");
-  const deadline = Date.now() + 60_000;
-  while (!fs.existsSync(saved) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
-  check(fs.existsSync(saved), `the page saved ${saved}`);
-  if (fs.existsSync(saved)) {
+  const saved = await saveCheckpoint(page, out, "soma-pictures.safetensors");
+  check(saved, `the page saved its checkpoint`);
+  if (saved) {
     const [n] = native("predict", ["--load", saved, "--json", "--backend", "cpu", newPicture]);
     check(n.top[0].class === pageTop, `new picture ${path.basename(newPicture)}: page reads ${pageTop}, native predict with the page's checkpoint ${n.top[0].class}`);
   }

@@ -16,7 +16,7 @@
 import { execFileSync, spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { launch, openPage, waitForRun } from "./open.mjs";
+import { launch, openPage, saveCheckpoint, waitForRun } from "./open.mjs";
 
 const out = path.resolve(process.argv[2] ?? "target/web/e2e");
 fs.mkdirSync(out, { recursive: true });
@@ -111,20 +111,14 @@ try {
 
   // Drawn digits, and the checkpoint the page saves read natively.
   const page = gpu.page;
-  const cdp = await page.createCDPSession();
-  await cdp.send("Browser.setDownloadBehavior", { behavior: "allow", downloadPath: out, eventsEnabled: true });
-  const saved = path.join(out, "soma-mnist.safetensors");
-  fs.rmSync(saved, { force: true });
-  await page.click("#save");
-  const deadline = Date.now() + 60_000;
-  while (!fs.existsSync(saved) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
-  check(fs.existsSync(saved), `the page saved ${saved}`);
+  const saved = await saveCheckpoint(page, out, "soma-mnist.safetensors");
+  check(saved, "the page saved its checkpoint");
   const readings = {};
   for (const digit of Object.keys(DIGITS)) {
     readings[digit] = await draw(page, digit);
     const top = readings[digit].top[0];
     check(top.name === digit, `drawn ${digit} read as ${top.text}`);
-    if (fs.existsSync(saved)) samePrediction(readings[digit], saved, `drawn ${digit}, page's checkpoint`);
+    if (saved) samePrediction(readings[digit], saved, `drawn ${digit}, page's checkpoint`);
   }
   await page.screenshot({ path: path.join(out, "page.png") });
 
@@ -147,16 +141,10 @@ try {
     check(/conv8k5/.test(c.network), `${what}: trains ${c.network}`);
     check(Math.abs(c.testAccuracy - ref.test_accuracy) <= TOLERANCE, `${what}: accuracy ${(100 * c.testAccuracy).toFixed(2)}% vs native ${(100 * ref.test_accuracy).toFixed(2)}%`);
     console.log(`${what}: ${c.fallback ? "CPU" : "WebGPU"}, ${Math.round(c.medianSamplesPerSecond)} samples/s, test accuracy ${(100 * c.testAccuracy).toFixed(2)}% (native ${(100 * ref.test_accuracy).toFixed(2)}%)`);
-    const cnnSaved = path.join(out, "soma-mnist.safetensors");
-    fs.rmSync(cnnSaved, { force: true });
-    const cnnCdp = await cnn.page.createCDPSession();
-    await cnnCdp.send("Browser.setDownloadBehavior", { behavior: "allow", downloadPath: out, eventsEnabled: true });
-    await cnn.page.click("#save");
-    const until = Date.now() + 60_000;
-    while (!fs.existsSync(cnnSaved) && Date.now() < until) await new Promise((r) => setTimeout(r, 200));
-    check(fs.existsSync(cnnSaved), `${what}: the page saved its CNN checkpoint`);
+    const cnnSaved = await saveCheckpoint(cnn.page, out, "soma-mnist.safetensors");
+    check(cnnSaved, `${what}: the page saved its CNN checkpoint`);
     const reading = await draw(cnn.page, "7");
-    if (fs.existsSync(cnnSaved)) samePrediction(reading, cnnSaved, `${what}: drawn 7, page's checkpoint`);
+    if (cnnSaved) samePrediction(reading, cnnSaved, `${what}: drawn 7, page's checkpoint`);
     if (backend === "auto") await cnn.page.screenshot({ path: path.join(out, "page-cnn.png") });
     await cnn.page.close();
   }

@@ -79,7 +79,7 @@ impl Files {
     fn tick(&self, pass: usize) {
         let done = self.done[pass].get() + 1;
         self.done[pass].set(done);
-        if done % 32 == 0 || done == self.total {
+        if done.is_multiple_of(32) || done == self.total {
             let _ = self.progress.call3(
                 &JsValue::NULL,
                 &(pass as u32).into(),
