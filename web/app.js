@@ -414,16 +414,19 @@ async function bringData(source) {
   state.history.epochs = info.epochs;
   await showInfo(info);
   $("model-summary").textContent = info.summary;
-  $("memory").textContent = await memoryText(info);
+  const memory = await memoryText(info);
+  $("memory").textContent = memory.text;
+  $("memory").className = memory.fits ? "" : "error";
   drawTraining($("chart"), state.history);
-  $("train-own").disabled = false;
+  // Training that would not fit is not offered: the tab would run out of memory mid-run.
+  $("train-own").disabled = !memory.fits;
   for (const id of ["save", "load"]) $(id).disabled = false;
   setState("listed");
 }
 
 // What training will hold, against what this tab may hold: the CPU backend keeps everything
 // in wasm's linear memory (4 GiB at most in wasm32); on WebGPU the data and workspaces are
-// device buffers, each within the adapter's largest buffer.
+// device buffers, each within the adapter's largest buffer. `{fits, text}`.
 async function memoryText(info) {
   const gib = (n) => `${(n / 2 ** 30).toFixed(2)} GiB`;
   const mib = (n) => `${(n / 2 ** 20).toFixed(1)} MiB`;
@@ -431,12 +434,14 @@ async function memoryText(info) {
   if (info.fallback) {
     const limit = 4 * 2 ** 30;
     const used = state.wasmMemory();
-    const ok = used + info.memoryBytes < limit;
-    return `${need} The CPU backend keeps it in wasm memory (${mib(used)} in use, ${gib(limit)} at most)${ok ? "" : ": it does not fit"}.`;
+    const fits = used + info.memoryBytes < limit;
+    const verdict = fits ? "" : ": it does not fit; use fewer or smaller pictures, or a smaller model";
+    return { fits, text: `${need} The CPU backend keeps it in wasm memory (${mib(used)} in use, ${gib(limit)} at most)${verdict}.` };
   }
+  // On WebGPU the engine has checked each buffer against the device's limits already.
   const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
   const max = adapter?.limits?.maxBufferSize;
-  return `${need}${max ? ` WebGPU buffers up to ${mib(max)} each on this adapter.` : ""}`;
+  return { fits: true, text: `${need}${max ? ` WebGPU buffers up to ${mib(max)} each on this adapter.` : ""}` };
 }
 
 function setUpOwnData() {

@@ -9,7 +9,8 @@
 //  4. Train: the test accuracy must land within 0.5 points of the native run's, and the page
 //     shows the test confusion matrix;
 //  5. a new picture (not in the folder) picked in "Try the model" is read as native `predict`
-//     reads it with the checkpoint the page saves;
+//     reads it with the checkpoint the page saves, and again with the native checkpoint loaded
+//     into the page;
 //  6. no request went out after the page loaded;
 //  7. the tab's peak memory: the highest resident set (VmHWM) of Chromium's renderer and GPU
 //     processes, read from /proc when the run ends.
@@ -175,6 +176,16 @@ try {
     check(n.top[0].class === pageTop, `new picture ${path.basename(newPicture)}: page reads ${pageTop}, native predict with the page's checkpoint ${n.top[0].class}`);
   }
   await page.screenshot({ path: path.join(out, "page-own.png"), fullPage: true });
+
+  // The native checkpoint loaded into the page reads the new picture as native predict does.
+  const load = await page.$("#load");
+  await load.uploadFile(nativeCkpt);
+  await page.waitForFunction(() => /loaded native-own\.safetensors/.test(document.getElementById("numbers").textContent) || document.body.dataset.state === "failed", { timeout: 60_000 });
+  await tryInput.uploadFile(newPicture);
+  await page.waitForFunction(() => document.body.dataset.answers === "2", { timeout: 120_000 });
+  const loadedTop = await page.$eval("#answers li:nth-child(2)", (li) => li.dataset.top);
+  const [n] = native("predict", ["--load", nativeCkpt, "--json", "--backend", "cpu", newPicture]);
+  check(loadedTop === n.top[0].class, `native checkpoint in the page: reads ${loadedTop}, native predict ${n.top[0].class}`);
 
   const servedAfter = server.served.slice(servedBefore);
   check(requests.length === 0 && servedAfter.length === 0, `no request after the page loaded (page: ${requests.length}, server: ${servedAfter.length}${servedAfter.length ? `: ${servedAfter.join(", ")}` : ""})`);
