@@ -4,11 +4,11 @@
 use ndarray::{Array2, ArrayView2};
 
 use crate::data::Dataset;
+use crate::data::Sample;
 use crate::error::{Error, Result};
 use crate::net::Network;
 use crate::optim::{OptimState, Optimizer};
 use crate::params::Params;
-use crate::train::Sample;
 
 /// Loss and accuracy summed over the samples a backend has seen since they were last taken.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

@@ -22,12 +22,13 @@
 //! a kernel larger than its input, a pool on an odd size, a convolution after a dense layer,
 //! a missing activation. Nothing is cropped or guessed.
 
-use std::fmt::Write;
+use std::fmt::{self, Write};
 
 use crate::error::{Error, Result};
 use crate::net::{Activation, Feature, Network, Output};
-use crate::ops::conv::{Chw, ConvShape, Padding};
+use crate::ops::conv::{ConvShape, Padding};
 use crate::ops::pool::PoolShape;
+use crate::shape::Chw;
 
 /// One token of a layer list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -409,6 +410,25 @@ pub fn summary(net: &Network) -> String {
     let _ = writeln!(out, "{rule}");
     line(&mut out, ["total", "", &net.parameter_count().to_string()]);
     out
+}
+
+/// A dense stack as its sizes (`784-64-64-10 (sigmoid hidden, softmax-cross-entropy)`), any
+/// other network as its layer string. Here rather than in `net`, which the layer string's
+/// module builds on.
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.is_dense() {
+            return write!(f, "{} ({})", layer_string(self), self.output());
+        }
+        let sizes: Vec<String> = self.sizes().iter().map(|s| s.to_string()).collect();
+        write!(
+            f,
+            "{} ({} hidden, {})",
+            sizes.join("-"),
+            self.hidden(),
+            self.output()
+        )
+    }
 }
 
 #[cfg(test)]

@@ -241,7 +241,7 @@ mod tests {
         // `2·Σsizes − inputs` went below zero for it (a panic with overflow checks, found by
         // the checkpoint fuzz target) and counted the flattened row twice.
         let net = crate::layers::from_string(
-            crate::ops::conv::Chw::new(1, 28, 28),
+            crate::shape::Chw::new(1, 28, 28),
             "conv8k5,relu,pool,conv16k5,relu,pool,dense10",
             Output::SoftmaxCrossEntropy,
         )

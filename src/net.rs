@@ -3,12 +3,11 @@
 //! loss. The math of each op lives with its kernel in [`crate::ops`]; the user's way to write a
 //! network (presets, the layer string, the summary table) is [`crate::layers`].
 
-use std::fmt;
-
 use crate::error::{Error, Result};
 use crate::named_enum;
-use crate::ops::conv::{Chw, ConvShape};
+use crate::ops::conv::ConvShape;
 use crate::ops::pool::PoolShape;
+use crate::shape::Chw;
 
 /// Activation of the hidden layers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -371,22 +370,6 @@ impl Network {
             })
             .fold(0u64, u64::saturating_add);
         conv.saturating_add(dense)
-    }
-}
-
-impl fmt::Display for Network {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if !self.is_dense() {
-            return write!(f, "{} ({})", crate::layers::layer_string(self), self.output);
-        }
-        let sizes: Vec<String> = self.sizes.iter().map(|s| s.to_string()).collect();
-        write!(
-            f,
-            "{} ({} hidden, {})",
-            sizes.join("-"),
-            self.hidden,
-            self.output
-        )
     }
 }
 

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use common::data::mnist_like;
 use safetensors::tensor::{SafeTensors, TensorView};
 use soma::checkpoint::{Checkpoint, VERSION_3, load, load_into, save};
-use soma::ops::conv::Chw;
+use soma::shape::Chw;
 use soma::train::{Schedule, TrainConfig, train};
 use soma::{Backend, BackendKind, CpuBackend, Init, Network, Optimizer, Output, Params};
 

@@ -378,7 +378,7 @@ fn checkpoint_step_counts_past_2_to_the_53_are_refused() {
 /// `net::MAX_PARAMETERS`, and the FLOP count saturates.
 #[test]
 fn layer_sizes_whose_parameters_overflow_are_refused() {
-    let input = soma::ops::conv::Chw::new(1, 109, 45);
+    let input = soma::shape::Chw::new(1, 109, 45);
     let err = soma::layers::from_string(
         input,
         "dense64,relu,dense0018446744073709551612",

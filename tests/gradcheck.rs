@@ -469,8 +469,9 @@ fn the_oracle_itself_matches_hand_computed_values() {
 // pool picks one value once no window is near a tie), so the central differences have no
 // truncation error: only f64 rounding, ≈ 1e-16·|L|/H ≈ 1e-9 for |L| ≲ 100.
 
-use soma::ops::conv::{Chw, ConvShape, Padding, conv2d, conv2d_input_grad, conv2d_param_grads};
+use soma::ops::conv::{ConvShape, Padding, conv2d, conv2d_input_grad, conv2d_param_grads};
 use soma::ops::pool::{PoolShape, max_pool, max_pool_backward};
+use soma::shape::Chw;
 
 /// Absolute part of the convolution gradients' tolerance (`|a - n| ≤ CONV_ATOL + CONV_RTOL ·
 /// max(|a|, |n|)`). The analytic side is f32 throughout, and its error is mostly the forward

@@ -385,7 +385,7 @@ fn check_cnn_run(what: &str, net: &Network, opt: Optimizer, data: &Dataset, lr: 
 #[test]
 fn cnn_training_runs_agree_for_every_optimizer() {
     let data = mnist_like(600, 17);
-    let image = soma::ops::conv::Chw::new(1, 28, 28);
+    let image = soma::shape::Chw::new(1, 28, 28);
     let net = |layers: &str| {
         soma::layers::from_string(image, layers, Output::SoftmaxCrossEntropy).unwrap()
     };

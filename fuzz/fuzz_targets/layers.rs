@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use soma::ops::conv::Chw;
+use soma::shape::Chw;
 use soma::{Output, layers};
 
 fuzz_target!(|data: &[u8]| {

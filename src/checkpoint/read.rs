@@ -2,7 +2,7 @@
 //! before anything is built.
 
 use super::*;
-use crate::ops::conv::Chw;
+use crate::shape::Chw;
 
 /// The most values per sample a version 3 checkpoint's `input` may claim: 2^24, the pixels of
 /// the largest picture predict reads.

@@ -269,7 +269,8 @@ mod tests {
 
     use super::*;
     use crate::ops::activation::sigmoid;
-    use crate::ops::conv::{Chw, Padding, conv2d, conv2d_input_grad, conv2d_param_grads};
+    use crate::ops::conv::{Padding, conv2d, conv2d_input_grad, conv2d_param_grads};
+    use crate::shape::Chw;
 
     /// Both sides are f32 sums of the same `terms` products of values in [-1, 1), in different
     /// orders. Each side rounds once per addition, at a partial sum of typical size √terms/3,

@@ -19,6 +19,7 @@ use ndarray::{Array1, Array2, ArrayView2, Axis, s};
 
 use crate::backend::{Backend, Stats, check_data, check_predict_inputs, check_train_args};
 use crate::data::Dataset;
+use crate::data::Sample;
 use crate::error::Result;
 use crate::net::{Activation, Feature, Network, Output};
 use crate::ops::activation::sigmoid;
@@ -27,7 +28,6 @@ use crate::ops::reduce::column_sums;
 use crate::ops::{gather, loss, optim};
 use crate::optim::{OptimState, Optimizer};
 use crate::params::Params;
-use crate::train::Sample;
 
 /// Rows per chunk when evaluating or predicting: bounds memory, not results.
 const EVAL_CHUNK: usize = 1024;

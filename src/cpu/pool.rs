@@ -101,8 +101,8 @@ mod tests {
     use rand_pcg::Pcg64Mcg;
 
     use super::*;
-    use crate::ops::conv::Chw;
     use crate::ops::pool::{max_pool, max_pool_backward};
+    use crate::shape::Chw;
 
     #[test]
     fn matches_the_reference_with_ties_and_nans() {

@@ -19,11 +19,13 @@ mod locate;
 pub mod npy;
 pub mod picture;
 pub mod prepare;
+mod sample;
 pub mod split;
 
 pub use kind::DatasetKind;
 #[cfg(not(target_arch = "wasm32"))]
 pub use locate::{MnistFiles, locate};
+pub use sample::Sample;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -296,7 +298,7 @@ impl Dataset {
     }
 
     /// Whether the samples are images (of a non-empty shape): then an order's entries carry
-    /// shifts beside the index ([`crate::train::Sample`]).
+    /// shifts beside the index ([`Sample`]).
     pub fn is_image(&self) -> bool {
         self.image.is_some_and(|i| i.plane() > 0)
     }

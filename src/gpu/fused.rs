@@ -23,6 +23,7 @@ use super::context::GpuContext;
 use super::kernels::{Kernel, KernelSpec, Slot};
 use super::program::{Dispatch, Grid, Program, ProgramBuilder, StepPath};
 use super::resources::{Records, range, usage_out};
+use super::wgsl::kernel_source;
 use crate::error::{Error, Result};
 use crate::net::Network;
 use crate::ops::activation::{self, ACT_IDENTITY};
@@ -31,7 +32,7 @@ use crate::ops::fused::{
     UPDATE_WG, plan, splits,
 };
 use crate::ops::optim::OptimParams;
-use crate::ops::{StepRecord, kernel_source, optim};
+use crate::ops::{StepRecord, optim};
 
 /// The fused step's two pipelines, built for one network's shape.
 pub(crate) struct FusedKernels {

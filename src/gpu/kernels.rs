@@ -5,19 +5,19 @@
 use std::sync::Mutex;
 
 use super::context::GpuContext;
+use super::spatial::{CONV_WG, CONV_WGSL, ConvMode, POOL_WG, POOL_WGSL, PoolMode};
+use super::wgsl::kernel_source;
 use crate::error::{Error, Result};
 use crate::net::Activation;
 use crate::net::Output;
 use crate::ops::activation::ACT_IDENTITY;
-use crate::ops::conv::{CONV_WG, ConvMode};
 use crate::ops::gather::InputKind;
 use crate::ops::loss::TargetKind;
 use crate::ops::matmul::{
     DIRECT_TILE, DIRECT_WIDE_TILE, DIRECT_WIDEST_TILE, Feed, LARGE_TILE, SMALL_TILE, Special,
     TILES, Tile,
 };
-use crate::ops::pool::{POOL_WG, PoolMode};
-use crate::ops::{activation, conv, gather, kernel_source, loss, matmul, optim, pool, reduce};
+use crate::ops::{activation, gather, loss, matmul, optim, reduce};
 use crate::optim::Optimizer;
 
 /// How a kernel binds each slot, in binding order.
@@ -265,7 +265,7 @@ fn conv_spec(mode: ConvMode, act: u32, optim_kind: u32) -> KernelSpec {
     use Slot::*;
     KernelSpec::new(
         format!("conv {mode:?} (act {act}, optim {optim_kind})"),
-        kernel_source(&[activation::WGSL, optim::WGSL, conv::WGSL]),
+        kernel_source(&[activation::WGSL, optim::WGSL, CONV_WGSL]),
         &[Read, Read, Write, Read, Write, Uniform, Step],
         &[
             ("WG", CONV_WG as f64),
@@ -281,7 +281,7 @@ fn pool_spec(mode: PoolMode, act: u32) -> KernelSpec {
     use Slot::*;
     KernelSpec::new(
         format!("max-pool {mode:?} (act {act})"),
-        kernel_source(&[activation::WGSL, pool::WGSL]),
+        kernel_source(&[activation::WGSL, POOL_WGSL]),
         &[Read, Write, Write, Read, Uniform, Step],
         &[
             ("WG", POOL_WG as f64),

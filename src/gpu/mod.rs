@@ -20,12 +20,14 @@ pub mod profile;
 pub(crate) mod program;
 mod readback;
 pub(crate) mod resources;
+pub(crate) mod spatial;
 pub mod stats;
 mod submit;
 #[cfg(target_arch = "wasm32")]
 mod web;
 #[cfg(target_arch = "wasm32")]
 mod web_compile;
+pub mod wgsl;
 
 pub use backend::GpuBackend;
 #[cfg(not(target_arch = "wasm32"))]

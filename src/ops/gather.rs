@@ -6,9 +6,9 @@ use bytemuck::{Pod, Zeroable};
 use ndarray::{ArrayViewMut2, s};
 
 use super::Shared;
+use crate::data::Sample;
 use crate::data::{Dataset, Inputs, MAX_CHANNEL_MAPS, Normalize};
 use crate::shape::Chw;
-use crate::train::Sample;
 
 pub(crate) const WGSL: &str = include_str!("../../shaders/gather.wgsl");
 

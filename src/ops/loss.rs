@@ -62,7 +62,7 @@ pub struct LossDims {
     pub rows: u32,
     pub rows_from_step: u32,
     pub index_offset: u32,
-    /// 1 when the entries index images (and may carry shifts, [`crate::train::Sample`]).
+    /// 1 when the entries index images (and may carry shifts, [`crate::data::Sample`]).
     pub image: u32,
     pub _pad: u32,
 }

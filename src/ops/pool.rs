@@ -1,5 +1,5 @@
 //! Max-pooling over 2×2 windows with stride 2: the CPU reference. The GPU twin is
-//! `shaders/pool.wgsl` (record [`PoolDims`]).
+//! `shaders/pool.wgsl`, planned in `gpu::spatial`.
 //!
 //! Batches are laid out as in [`super::conv`]: B rows of C·H·W, channel-major. Each channel is
 //! pooled on its own:
@@ -23,24 +23,14 @@
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 
-use bytemuck::{Pod, Zeroable};
-
-use super::Shared;
-use super::conv::{Chw, MAX_VALUES};
+use super::conv::MAX_VALUES;
 use crate::error::{Error, Result};
+use crate::shape::Chw;
 
 /// A validated 2×2, stride-2 max-pool over one sample's `input`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolShape {
     input: Chw,
-}
-
-impl PoolShape {
-    /// Workgroups of the GPU kernels (`shaders/pool.wgsl`, both passes: a thread per window)
-    /// over `rows` samples.
-    pub fn groups(&self, rows: usize) -> u64 {
-        ((rows * self.output().len()) as u64).div_ceil(POOL_WG as u64)
-    }
 }
 
 impl PoolShape {
@@ -184,53 +174,6 @@ pub fn max_pool_backward(
         }
     }
     Ok(())
-}
-
-/// `shaders/pool.wgsl`: the forward pass with its arg-max, and the backward pass.
-pub(crate) const WGSL: &str = include_str!("../../shaders/pool.wgsl");
-
-/// Threads per workgroup of the pool kernels (a thread per value).
-pub const POOL_WG: u32 = 64;
-
-/// What a pool pipeline computes (its `MODE` constant).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PoolMode {
-    /// The maxima and their arg-maxes, a thread per output value.
-    Forward = 0,
-    /// The gradient to the arg-max (times the layer before's f′), a thread per input value.
-    Backward = 1,
-}
-
-pub(crate) const SHARED: &[Shared] = &[
-    Shared::U32("POOL_FORWARD", PoolMode::Forward as u32),
-    Shared::U32("POOL_BACKWARD", PoolMode::Backward as u32),
-];
-
-/// `shaders/pool.wgsl`'s `Dims`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct PoolDims {
-    /// The input's channels, height and width.
-    pub c: u32,
-    pub h: u32,
-    pub w: u32,
-    pub rows: u32,
-    pub rows_from_step: u32,
-    pub _pad: [u32; 3],
-}
-
-impl PoolDims {
-    /// The record of `s` for `rows` rows (0 with `rows_from_step`).
-    pub fn new(s: &PoolShape, rows: u32) -> PoolDims {
-        let i = s.input();
-        PoolDims {
-            c: i.c as u32,
-            h: i.h as u32,
-            w: i.w as u32,
-            rows,
-            ..Default::default()
-        }
-    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ mod order;
 mod recipe;
 mod run;
 
-pub use order::{Sample, add_shifts, epoch_order};
+pub use order::{add_shifts, epoch_order};
 pub use recipe::{Recipe, default_cnn_lr, default_lr, default_weight_decay};
 pub use run::{Run, Tick};
 

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use web_time::Instant;
 
-use super::order::{Sample, add_shifts, epoch_order};
+use super::order::{add_shifts, epoch_order};
 use super::{EpochReport, Event, RunReport, TrainConfig};
 use crate::backend::{Backend, Stats};
 use crate::data::Dataset;
+use crate::data::Sample;
 use crate::error::{Error, Result};
 
 /// One call into the backend: which samples, at which rate, and whether it ends an epoch

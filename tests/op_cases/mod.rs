@@ -12,15 +12,16 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use soma::data::MAX_CHANNEL_MAPS;
+use soma::data::Sample;
 use soma::gpu::ops::{
     ConvUpdated, Derivative, LossOutput, MatmulSpec, OpTargets, Pooled, UpdateSpec,
 };
-use soma::ops::conv::{Chw, ConvShape, Padding};
+use soma::ops::conv::{ConvShape, Padding};
 use soma::ops::gather::gather_inputs;
 use soma::ops::matmul::{TILES, Tile};
 use soma::ops::pool::PoolShape;
 use soma::ops::{conv, loss, optim, pool, reduce};
-use soma::train::Sample;
+use soma::shape::Chw;
 use soma::{Activation, Dataset, Inputs, Normalize, Optimizer, Output, Targets};
 
 /// The single-kernel calls the cases make (those of `soma::gpu::GpuOps`), blocking or awaited.

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use soma::gpu::{GpuContext, Preparing, StepPath};
-use soma::ops::conv::Chw;
 use soma::ops::gather::InputKind;
 use soma::ops::loss::TargetKind;
+use soma::shape::Chw;
 use soma::train::{Recipe, default_cnn_lr, default_lr, default_weight_decay};
 use soma::{Error, Network, Optimizer, Params};
 use wasm_bindgen::prelude::*;

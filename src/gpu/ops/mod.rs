@@ -337,7 +337,7 @@ impl GpuOps {
     }
 
     /// [`GpuOps::gather`] of image samples of shape `image`, whose order entries may carry
-    /// shifts ([`crate::train::Sample`]), each channel mapped by its own map (`maps`, as
+    /// shifts ([`crate::data::Sample`]), each channel mapped by its own map (`maps`, as
     /// [`crate::Dataset::gather_maps`] gives them).
     pub fn gather_images(
         &self,

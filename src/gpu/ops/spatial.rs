@@ -10,12 +10,13 @@ use crate::error::{Error, Result};
 use crate::gpu::kernels::{KernelId, grid_1d};
 use crate::gpu::prepared::{PreparedOp, Readout, matrix};
 use crate::gpu::resources::{upload, usage_out};
+use crate::gpu::spatial::{ConvDims, ConvMode, PoolDims, PoolMode};
 use crate::net::Activation;
 use crate::ops::StepRecord;
 use crate::ops::activation::ACT_IDENTITY;
-use crate::ops::conv::{ConvDims, ConvMode, ConvShape};
+use crate::ops::conv::ConvShape;
 use crate::ops::optim::OptimParams;
-use crate::ops::pool::{PoolDims, PoolMode, PoolShape};
+use crate::ops::pool::PoolShape;
 
 use super::matmul::UpdateSpec;
 

@@ -4,11 +4,12 @@
 use super::{Bind, Grid, ParamLayout, PlannedDispatch};
 use crate::gpu::kernels::{KernelId, grid_1d};
 use crate::gpu::resources::Records;
+use crate::gpu::spatial::{ConvDims, ConvMode};
+use crate::gpu::spatial::{PoolDims, PoolMode};
 use crate::net::{Feature, Network};
 use crate::ops::activation::ACT_IDENTITY;
-use crate::ops::conv::{ConvDims, ConvMode, ConvShape};
+use crate::ops::conv::ConvShape;
 use crate::ops::optim::OptimParams;
-use crate::ops::pool::{PoolDims, PoolMode};
 use crate::optim::Optimizer;
 
 /// Dispatches of one general training step of `net` (what [`Planner::plan`] plans): the

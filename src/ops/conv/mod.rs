@@ -1,6 +1,6 @@
 //! 2-D convolution, stride 1, k×k kernel, "valid" or "same" padding, with a bias per output
 //! channel: the CPU reference, written as the textbook sums so that a reader can check each
-//! line against them. The GPU twin is `shaders/conv.wgsl` (record [`ConvDims`]).
+//! line against them. The GPU twin is `shaders/conv.wgsl`, planned in `gpu::spatial`.
 //!
 //! **Layout.** A batch is a B × (C·H·W) array, one sample per row, channel-major within the row
 //! (`x[n, (c·H + y)·W + x]`, NCHW flattened), as soma's batches are B × features: a dense layer
@@ -37,25 +37,13 @@
 //!   padded by k-1-p with the kernel flipped.
 //!
 //! On the CPU, im2col per sample into a reused workspace then `cpu::linalg::gemm` is the simple
-//! fast path; for the first layer of an MNIST net (C_in = 1) R is only k², so the product is
-//! thin and the epilogue matters. On the GPU the kernels are these GEMMs register-blocked as
-//! the matmul is, with `X̂` never written out, and one thing a GEMM over `X̂` cannot do: a
-//! thread's neighbouring pixels read overlapping windows of a source row, so a window of four
-//! values slides along the kernel row and each tap costs one source load (not four). On
-//! lavapipe this took the `tfjs` network's step from 65 to 17 ms, against direct kernels with a
-//! thread per value and block of four channels (BENCHMARKS.md, "CNNs on the GPU path"). The
-//! input gradient is the gather form above: the forward correlation of `dy` with the kernel
-//! turned round, padding k-1-p.
+//! fast path (`cpu::conv`); the GPU kernels are these GEMMs register-blocked (`gpu::spatial`).
 
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 
-use bytemuck::{Pod, Zeroable};
-
-use super::Shared;
-use super::optim::OptimParams;
 use crate::error::{Error, Result};
 use crate::named_enum;
-pub use crate::shape::Chw;
+use crate::shape::Chw;
 
 /// The largest count of values per sample (and of weights per layer) a spatial op takes: the GPU
 /// kernels will index in u32, and the pool's arg-max is a u32.
@@ -416,134 +404,6 @@ pub fn conv2d_param_grads(
         db[co] = acc;
     }
     Ok(())
-}
-
-/// `shaders/conv.wgsl`: the forward pass, the input gradient and the parameter update.
-pub(crate) const WGSL: &str = include_str!("../../../shaders/conv.wgsl");
-
-/// Threads per workgroup of the convolution kernels (the update's, a power of two for the tree
-/// that adds their shares).
-pub const CONV_WG: u32 = 64;
-
-/// What a convolution pipeline computes (its `MODE` constant).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ConvMode {
-    /// `act(conv(x, w) + b)`.
-    Forward = 0,
-    /// `conv2d_input_grad · f′(aux)`.
-    InputGrad = 1,
-    /// The weight and bias gradients, each handed to the optimizer in place.
-    Update = 2,
-}
-
-/// Channels one thread of the forward pass (output channels) or of the input gradient (input
-/// channels) computes: each source value it loads serves that many sums.
-pub const CONV_CHANNELS: u32 = 8;
-/// Neighbouring pixels of a row one thread of the forward pass or input gradient computes:
-/// each weight it loads serves that many sums.
-pub const CONV_PIXELS: u32 = 4;
-/// Output channels one workgroup of the update sums the gradients of.
-pub const CONV_UPDATE_CHANNELS: u32 = 4;
-/// Neighbouring taps of a kernel row one workgroup of the update sums the gradients of: a
-/// whole row of kernels up to 8 wide.
-pub const CONV_TAPS: u32 = 8;
-// `shaders/conv.wgsl` names its accumulators for these blocks (vec4s of pixels or taps, eight
-// channels in the forward pass and input gradient, four channels of two vec4s in the update).
-const _: () =
-    assert!(CONV_CHANNELS == 8 && CONV_PIXELS == 4 && CONV_UPDATE_CHANNELS == 4 && CONV_TAPS == 8);
-
-/// How the forward pass or the input gradient hands out its work: `per_row` threads per image
-/// (one per [`CONV_PIXELS`] pixels of an output row), for each of `blocks` blocks of
-/// [`CONV_CHANNELS`] channels; a workgroup's threads share their block.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvWork {
-    pub per_row: u32,
-    pub blocks: u32,
-}
-
-impl ConvWork {
-    fn of(out: Chw) -> ConvWork {
-        ConvWork {
-            per_row: (out.h * out.w.div_ceil(CONV_PIXELS as usize)) as u32,
-            blocks: out.c.div_ceil(CONV_CHANNELS as usize) as u32,
-        }
-    }
-
-    /// Workgroups for a batch of `rows` images.
-    pub fn groups(&self, rows: usize) -> u64 {
-        (rows as u64 * self.per_row as u64).div_ceil(CONV_WG as u64) * self.blocks as u64
-    }
-}
-
-impl ConvShape {
-    /// The forward pass's work: the output's pixels and channels.
-    pub fn forward_work(&self) -> ConvWork {
-        ConvWork::of(self.output())
-    }
-
-    /// The input gradient's work: the input's pixels and channels.
-    pub fn input_grad_work(&self) -> ConvWork {
-        ConvWork::of(self.input)
-    }
-
-    /// Workgroups of the update: one per [`CONV_UPDATE_CHANNELS`] output channels ×
-    /// [`CONV_TAPS`] taps along a kernel row, and one per [`CONV_UPDATE_CHANNELS`] biases.
-    pub fn update_groups(&self) -> usize {
-        let blocks = self.out_channels.div_ceil(CONV_UPDATE_CHANNELS as usize);
-        let taps = self.kernel.div_ceil(CONV_TAPS as usize);
-        blocks * self.input.c * self.kernel * taps + blocks
-    }
-}
-
-pub(crate) const SHARED: &[Shared] = &[
-    Shared::U32("CONV_CHANNELS", CONV_CHANNELS),
-    Shared::U32("CONV_PIXELS", CONV_PIXELS),
-    Shared::U32("CONV_UPDATE_CHANNELS", CONV_UPDATE_CHANNELS),
-    Shared::U32("CONV_TAPS", CONV_TAPS),
-    Shared::U32("CONV_FORWARD", ConvMode::Forward as u32),
-    Shared::U32("CONV_INPUT_GRAD", ConvMode::InputGrad as u32),
-    Shared::U32("CONV_UPDATE", ConvMode::Update as u32),
-];
-
-/// `shaders/conv.wgsl`'s `Dims`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct ConvDims {
-    pub c_in: u32,
-    pub h: u32,
-    pub w: u32,
-    pub c_out: u32,
-    pub oh: u32,
-    pub ow: u32,
-    pub k: u32,
-    pub pad: u32,
-    /// Rows of a standalone op; in a training step they come from the step record.
-    pub rows: u32,
-    pub rows_from_step: u32,
-    /// Update: where the layer's optimizer state starts in the slot buffer.
-    pub slot_base: u32,
-    pub _pad: u32,
-    pub opt: OptimParams,
-}
-
-impl ConvDims {
-    /// The record of `s` for `rows` rows (0 with `rows_from_step`). Every size fits a u32:
-    /// [`ConvShape::new`] bounds them by [`MAX_VALUES`].
-    pub fn new(s: &ConvShape, rows: u32) -> ConvDims {
-        let (i, o) = (s.input(), s.output());
-        ConvDims {
-            c_in: i.c as u32,
-            h: i.h as u32,
-            w: i.w as u32,
-            c_out: o.c as u32,
-            oh: o.h as u32,
-            ow: o.w as u32,
-            k: s.kernel as u32,
-            pad: s.pad() as u32,
-            rows,
-            ..Default::default()
-        }
-    }
 }
 
 #[cfg(test)]
