@@ -5,12 +5,10 @@
 use std::sync::Mutex;
 
 use super::context::GpuContext;
-use super::spatial::{CONV_WG, CONV_WGSL, ConvMode, POOL_WG, POOL_WGSL, PoolMode};
+use super::spatial::{CONV_WG, CONV_WGSL, ConvKernel, POOL_WG, POOL_WGSL, PoolKernel};
 use super::wgsl::kernel_source;
 use crate::error::{Error, Result};
-use crate::net::Activation;
 use crate::net::Output;
-use crate::ops::activation::ACT_IDENTITY;
 use crate::ops::gather::InputKind;
 use crate::ops::loss::TargetKind;
 use crate::ops::matmul::{
@@ -18,7 +16,6 @@ use crate::ops::matmul::{
     TILES, Tile,
 };
 use crate::ops::{activation, gather, loss, matmul, optim, reduce};
-use crate::optim::Optimizer;
 
 /// How a kernel binds each slot, in binding order.
 ///
@@ -235,34 +232,18 @@ fn gather_spec(kind: InputKind) -> KernelSpec {
     )
 }
 
-/// Every activation code a spatial kernel is built with: each activation, and none.
-fn act_codes() -> impl Iterator<Item = u32> + Clone {
-    Activation::ALL
-        .iter()
-        .map(|a| a.code())
-        .chain([ACT_IDENTITY])
-}
-
-/// Every convolution and pool pipeline: forward and input gradient per activation code, the
-/// update per optimizer; the pool's forward, and its backward per activation code.
+/// Every convolution and pool pipeline.
 fn spatial_specs() -> Vec<KernelSpec> {
-    let mut specs: Vec<KernelSpec> = act_codes()
-        .flat_map(|act| [ConvMode::Forward, ConvMode::InputGrad].map(|m| conv_spec(m, act, 0)))
-        .collect();
-    specs.extend(
-        Optimizer::KINDS
-            .iter()
-            .map(|o| conv_spec(ConvMode::Update, 0, o.code())),
-    );
-    specs.push(pool_spec(PoolMode::Forward, 0));
-    specs.extend(act_codes().map(|act| pool_spec(PoolMode::Backward, act)));
-    specs
+    ConvKernel::all()
+        .map(conv_spec)
+        .chain(PoolKernel::all().map(pool_spec))
+        .collect()
 }
 
-/// The convolution in `mode`, with activation `act` (forward: applied; input gradient: its
-/// derivative taken) or optimizer `optim` (update).
-fn conv_spec(mode: ConvMode, act: u32, optim_kind: u32) -> KernelSpec {
+/// A convolution pipeline (`shaders/conv.wgsl` with the key's constants).
+fn conv_spec(key: ConvKernel) -> KernelSpec {
     use Slot::*;
+    let (mode, act, optim_kind) = key.constants();
     KernelSpec::new(
         format!("conv {mode:?} (act {act}, optim {optim_kind})"),
         kernel_source(&[activation::WGSL, optim::WGSL, CONV_WGSL]),
@@ -276,9 +257,10 @@ fn conv_spec(mode: ConvMode, act: u32, optim_kind: u32) -> KernelSpec {
     )
 }
 
-/// The max-pool in `mode` (backward: times the derivative of activation `act`).
-fn pool_spec(mode: PoolMode, act: u32) -> KernelSpec {
+/// A max-pool pipeline (`shaders/pool.wgsl` with the key's constants).
+fn pool_spec(key: PoolKernel) -> KernelSpec {
     use Slot::*;
+    let (mode, act) = key.constants();
     KernelSpec::new(
         format!("max-pool {mode:?} (act {act})"),
         kernel_source(&[activation::WGSL, POOL_WGSL]),
@@ -344,10 +326,8 @@ pub enum KernelId {
     Matmul(MatmulKey),
     Gather(InputKind),
     Loss(Output, TargetKind),
-    /// A convolution: mode, activation code, optimizer code (the ones its mode ignores are 0).
-    Conv(ConvMode, u32, u32),
-    /// A max-pool: mode, activation code (backward).
-    Pool(PoolMode, u32),
+    Conv(ConvKernel),
+    Pool(PoolKernel),
 }
 
 impl KernelId {
@@ -357,8 +337,8 @@ impl KernelId {
             KernelId::Matmul(key) => matmul_spec(key)?,
             KernelId::Gather(kind) => gather_spec(kind),
             KernelId::Loss(output, target) => loss_spec(output, target),
-            KernelId::Conv(mode, act, optim) => conv_spec(mode, act, optim),
-            KernelId::Pool(mode, act) => pool_spec(mode, act),
+            KernelId::Conv(k) => conv_spec(k),
+            KernelId::Pool(k) => pool_spec(k),
         })
     }
 }

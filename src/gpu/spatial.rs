@@ -13,9 +13,10 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use crate::net::Activation;
 use crate::ops::Shared;
 use crate::ops::conv::ConvShape;
-use crate::ops::optim::OptimParams;
+use crate::ops::optim::{OptimKind, OptimParams};
 use crate::ops::pool::PoolShape;
 use crate::shape::Chw;
 
@@ -35,6 +36,68 @@ pub enum ConvMode {
     InputGrad = 1,
     /// The weight and bias gradients, each handed to the optimizer in place.
     Update = 2,
+}
+
+/// A convolution pipeline: what it computes and what it is specialised for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvKernel {
+    /// `act(conv(x, w) + b)` (`None`: no activation).
+    Forward(Option<Activation>),
+    /// The input gradient times the derivative of the layer before's activation (`None`: it
+    /// has none).
+    InputGrad(Option<Activation>),
+    /// The weight and bias gradients, each handed to an optimizer of this kind in place.
+    Update(OptimKind),
+}
+
+impl ConvKernel {
+    /// Every convolution pipeline there is.
+    pub fn all() -> impl Iterator<Item = ConvKernel> {
+        let acts = Activation::ALL.into_iter().map(Some).chain([None]);
+        acts.clone()
+            .map(ConvKernel::Forward)
+            .chain(acts.map(ConvKernel::InputGrad))
+            .chain(
+                [OptimKind::Sgd, OptimKind::Momentum, OptimKind::Adam]
+                    .into_iter()
+                    .map(ConvKernel::Update),
+            )
+    }
+
+    /// The pipeline's constants: `MODE`, `ACT` and `OPTIM` (0 where its mode has none).
+    pub fn constants(self) -> (ConvMode, u32, u32) {
+        match self {
+            ConvKernel::Forward(a) => (ConvMode::Forward, Activation::code_of(a), 0),
+            ConvKernel::InputGrad(a) => (ConvMode::InputGrad, Activation::code_of(a), 0),
+            ConvKernel::Update(o) => (ConvMode::Update, 0, o.code()),
+        }
+    }
+}
+
+/// A max-pool pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolKernel {
+    /// The maxima and their arg-maxes.
+    Forward,
+    /// The gradient to the arg-max times the derivative of the layer before's activation
+    /// (`None`: it has none).
+    Backward(Option<Activation>),
+}
+
+impl PoolKernel {
+    /// Every pool pipeline there is.
+    pub fn all() -> impl Iterator<Item = PoolKernel> {
+        let acts = Activation::ALL.into_iter().map(Some).chain([None]);
+        std::iter::once(PoolKernel::Forward).chain(acts.map(PoolKernel::Backward))
+    }
+
+    /// The pipeline's constants: `MODE` and `ACT` (0 for the forward pass).
+    pub fn constants(self) -> (PoolMode, u32) {
+        match self {
+            PoolKernel::Forward => (PoolMode::Forward, 0),
+            PoolKernel::Backward(a) => (PoolMode::Backward, Activation::code_of(a)),
+        }
+    }
 }
 
 /// Channels one thread of the forward pass (output channels) or of the input gradient (input

@@ -76,6 +76,14 @@ impl Activation {
             Activation::LeakyRelu => 3,
         }
     }
+
+    /// The code of an optional activation: `None` is the identity ([`ACT_IDENTITY`]).
+    pub const fn code_of(act: Option<Activation>) -> u32 {
+        match act {
+            Some(a) => a.code(),
+            None => ACT_IDENTITY,
+        }
+    }
 }
 
 /// The logistic function `1 / (1 + e^-z)`. Branch-free (through [`exp`]) so that loops over

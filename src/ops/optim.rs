@@ -30,13 +30,33 @@ impl Optimizer {
         },
     ];
 
+    /// Its kind: what a kernel is specialised for (the hyper-parameters are data).
+    pub const fn kind(&self) -> OptimKind {
+        match self {
+            Optimizer::Sgd => OptimKind::Sgd,
+            Optimizer::Momentum { .. } => OptimKind::Momentum,
+            Optimizer::Adam { .. } => OptimKind::Adam,
+        }
+    }
+
     /// The code the kernels switch on.
     pub const fn code(&self) -> u32 {
-        match self {
-            Optimizer::Sgd => 0,
-            Optimizer::Momentum { .. } => 1,
-            Optimizer::Adam { .. } => 2,
-        }
+        self.kind().code()
+    }
+}
+
+/// An optimizer's kind, without its hyper-parameters: what a pipeline is specialised for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OptimKind {
+    Sgd = 0,
+    Momentum = 1,
+    Adam = 2,
+}
+
+impl OptimKind {
+    /// The code the kernels switch on (`OPTIM_*` in the prelude).
+    pub const fn code(self) -> u32 {
+        self as u32
     }
 }
 

@@ -10,10 +10,9 @@ use crate::error::{Error, Result};
 use crate::gpu::kernels::{KernelId, grid_1d};
 use crate::gpu::prepared::{PreparedOp, Readout, matrix};
 use crate::gpu::resources::{upload, usage_out};
-use crate::gpu::spatial::{ConvDims, ConvMode, PoolDims, PoolMode};
+use crate::gpu::spatial::{ConvDims, ConvKernel, PoolDims, PoolKernel};
 use crate::net::Activation;
 use crate::ops::StepRecord;
-use crate::ops::activation::ACT_IDENTITY;
 use crate::ops::conv::ConvShape;
 use crate::ops::optim::OptimParams;
 use crate::ops::pool::PoolShape;
@@ -79,8 +78,7 @@ impl GpuOps {
             self.input("conv2d aux", &[0.0])?,
             self.ctx.buffer("conv2d slots", 16, usage_out())?,
         ];
-        let act = act.map_or(ACT_IDENTITY, |a| a.code());
-        let kernel = KernelId::Conv(ConvMode::Forward, act, 0);
+        let kernel = KernelId::Conv(ConvKernel::Forward(act));
         let groups = s.forward_work().groups(rows);
         self.prepare_spatial(
             kernel,
@@ -136,7 +134,7 @@ impl GpuOps {
             self.input("conv2d aux", &aux)?,
             self.ctx.buffer("conv2d slots", 16, usage_out())?,
         ];
-        let kernel = KernelId::Conv(ConvMode::InputGrad, act, 0);
+        let kernel = KernelId::Conv(ConvKernel::InputGrad(act));
         let groups = s.input_grad_work().groups(rows);
         self.prepare_spatial(
             kernel,
@@ -239,7 +237,7 @@ impl GpuOps {
             c2,
             ..Default::default()
         };
-        let kernel = KernelId::Conv(ConvMode::Update, 0, optimizer.code());
+        let kernel = KernelId::Conv(ConvKernel::Update(optimizer.kind()));
         self.prepare_spatial(kernel, buffers, &dims, s.update_groups() as u64, Some(step))
     }
 
@@ -282,7 +280,7 @@ impl GpuOps {
                 .buffer("max-pool arg-max", bytes(out), usage_out())?,
             self.input("max-pool aux", &[0.0])?,
         ];
-        let kernel = KernelId::Pool(PoolMode::Forward, 0);
+        let kernel = KernelId::Pool(PoolKernel::Forward);
         let dims = PoolDims::new(s, rows as u32);
         self.prepare_spatial(kernel, buffers, &dims, s.groups(rows), None)
     }
@@ -337,7 +335,7 @@ impl GpuOps {
             upload(&self.ctx, "max-pool arg-max", &at, usage_out())?,
             self.input("max-pool aux", &aux)?,
         ];
-        let kernel = KernelId::Pool(PoolMode::Backward, act);
+        let kernel = KernelId::Pool(PoolKernel::Backward(act));
         let dims = PoolDims::new(s, rows as u32);
         self.prepare_spatial(kernel, buffers, &dims, s.groups(rows), None)
     }
@@ -376,9 +374,13 @@ fn conv_params(s: &ConvShape, w: ArrayView2<f32>, b: ArrayView1<f32>) -> Result<
 }
 
 /// The aux buffer and activation code of a derivative epilogue (none: one value, identity).
-fn derivative(rows: usize, cols: usize, deriv: Derivative<'_>) -> Result<(Vec<f32>, u32)> {
+fn derivative(
+    rows: usize,
+    cols: usize,
+    deriv: Derivative<'_>,
+) -> Result<(Vec<f32>, Option<Activation>)> {
     match deriv {
-        None => Ok((vec![0.0], ACT_IDENTITY)),
+        None => Ok((vec![0.0], None)),
         Some((a, act)) => {
             if a.dim() != (rows, cols) {
                 return Err(Error::shape(
@@ -387,7 +389,7 @@ fn derivative(rows: usize, cols: usize, deriv: Derivative<'_>) -> Result<(Vec<f3
                     format!("{}x{}", a.nrows(), a.ncols()),
                 ));
             }
-            Ok((contiguous(a), act.code()))
+            Ok((contiguous(a), Some(act)))
         }
     }
 }

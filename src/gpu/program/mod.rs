@@ -346,7 +346,11 @@ impl ProgramBuilder<'_> {
         let dispatches = plan
             .into_iter()
             .map(|p| {
-                let mut buffers: Vec<_> = p.binds.iter().map(|&b| self.resource(b)).collect();
+                let mut buffers = p
+                    .binds
+                    .iter()
+                    .map(|&b| self.resource(b, &p.label))
+                    .collect::<Result<Vec<_>>>()?;
                 buffers.push(range(&dims_buf, p.dims.0, p.dims.1));
                 buffers.push(range(self.buffers.steps, 0, step_bytes));
                 let kernel = ctx.kernels.get(ctx, p.kernel)?;
@@ -365,33 +369,50 @@ impl ProgramBuilder<'_> {
         ))
     }
 
-    fn resource(&self, bind: Bind) -> wgpu::BindingResource<'_> {
+    /// The buffer `bind` names for the dispatch `label`. A role past the workspace's buffers
+    /// is an error naming both, never another buffer in its place.
+    fn resource(&self, bind: Bind, label: &str) -> Result<wgpu::BindingResource<'_>> {
         let b = &self.buffers;
-        match bind {
+        let missing = || {
+            Error::gpu(
+                format!("binding {label}"),
+                format!("{bind:?} is not in the workspace"),
+            )
+        };
+        fn at<'b>(
+            list: &'b [DeviceBuffer],
+            i: usize,
+            missing: impl FnOnce() -> Error,
+        ) -> Result<wgpu::BindingResource<'b>> {
+            list.get(i)
+                .map(|buf| buf.as_entire_binding())
+                .ok_or_else(missing)
+        }
+        Ok(match bind {
             Bind::Inputs => b.data.inputs.as_entire_binding(),
             Bind::Targets => b.data.targets.as_entire_binding(),
             Bind::Index => b.index.as_entire_binding(),
             Bind::Stats => b.stats.as_entire_binding(),
-            Bind::Acts(l) => b.work.acts[l].as_entire_binding(),
-            Bind::Deltas(l) => b.work.deltas[l].as_entire_binding(),
-            Bind::Layer(l) => self.resource(Bind::Tensor(self.layout.dense(l))),
+            Bind::Acts(l) => at(&b.work.acts, l, missing)?,
+            Bind::Deltas(l) => at(&b.work.deltas, l, missing)?,
+            Bind::Layer(l) => self.resource(Bind::Tensor(self.layout.dense(l)), label)?,
             Bind::Tensor(t) => {
                 let (off, size) = self.layout.tensor_bytes(t);
                 range(b.params, off, size)
             }
-            Bind::Stage(f) => match b.work.stages.get(f) {
-                Some(stage) => stage.as_entire_binding(),
-                None => b.work.acts[0].as_entire_binding(),
-            },
-            Bind::StageDelta(f) => b.work.stage_deltas[f].as_entire_binding(),
-            Bind::Argmax(f) => match &b.work.argmax[f] {
+            // Past the last spatial layer (a dense stack has none) is the dense layers' input.
+            Bind::Stage(f) if f == b.work.stages.len() => at(&b.work.acts, 0, missing)?,
+            Bind::Stage(f) => at(&b.work.stages, f, missing)?,
+            Bind::StageDelta(f) => at(&b.work.stage_deltas, f, missing)?,
+            // A convolution has no arg-maxes: its slot gets the dummy buffer.
+            Bind::Argmax(f) => match b.work.argmax.get(f).ok_or_else(missing)? {
                 Some(a) => a.as_entire_binding(),
                 None => b.dummy.as_entire_binding(),
             },
             Bind::Slots => b.slots.as_entire_binding(),
             Bind::Scratch => b.scratch.as_entire_binding(),
             Bind::Dummy => b.dummy.as_entire_binding(),
-        }
+        })
     }
 }
 

@@ -4,10 +4,9 @@
 use super::{Bind, Grid, ParamLayout, PlannedDispatch};
 use crate::gpu::kernels::{KernelId, grid_1d};
 use crate::gpu::resources::Records;
-use crate::gpu::spatial::{ConvDims, ConvMode};
-use crate::gpu::spatial::{PoolDims, PoolMode};
+use crate::gpu::spatial::PoolDims;
+use crate::gpu::spatial::{ConvDims, ConvKernel, PoolKernel};
 use crate::net::{Feature, Network};
-use crate::ops::activation::ACT_IDENTITY;
 use crate::ops::conv::ConvShape;
 use crate::ops::optim::OptimParams;
 use crate::optim::Optimizer;
@@ -42,7 +41,7 @@ impl Spatial<'_> {
                     conv += 1;
                     PlannedDispatch {
                         label: format!("conv {conv}"),
-                        kernel: KernelId::Conv(ConvMode::Forward, act.code(), 0),
+                        kernel: KernelId::Conv(ConvKernel::Forward(Some(*act))),
                         binds: vec![
                             Bind::Stage(f),
                             Bind::Tensor(conv - 1),
@@ -56,7 +55,7 @@ impl Spatial<'_> {
                 }
                 Feature::Pool(s) => PlannedDispatch {
                     label: format!("max-pool {}", f + 1),
-                    kernel: KernelId::Pool(PoolMode::Forward, 0),
+                    kernel: KernelId::Pool(PoolKernel::Forward),
                     binds: vec![
                         Bind::Stage(f),
                         Bind::Stage(f + 1),
@@ -82,10 +81,7 @@ impl Spatial<'_> {
         let mut conv = self.net.conv_layers();
         let mut plan = Vec::new();
         for (f, feature) in features.iter().enumerate().rev() {
-            let before = f.checked_sub(1).map(|p| {
-                let act = features[p].activation().map_or(ACT_IDENTITY, |a| a.code());
-                (p, act)
-            });
+            let before = f.checked_sub(1).map(|p| (p, features[p].activation()));
             // A max-pool's backward pass: a thread per output value (its window).
             let per_row = feature.output().len() as u32;
             match feature {
@@ -94,7 +90,7 @@ impl Spatial<'_> {
                     if let Some((p, act)) = before {
                         plan.push(PlannedDispatch {
                             label: format!("conv input grad {}", conv + 1),
-                            kernel: KernelId::Conv(ConvMode::InputGrad, act, 0),
+                            kernel: KernelId::Conv(ConvKernel::InputGrad(act)),
                             binds: vec![
                                 Bind::StageDelta(f),
                                 Bind::Tensor(conv),
@@ -114,7 +110,7 @@ impl Spatial<'_> {
                     let (x, y) = grid_1d(s.update_groups() as u64, 1, self.max_groups);
                     plan.push(PlannedDispatch {
                         label: format!("conv update {}", conv + 1),
-                        kernel: KernelId::Conv(ConvMode::Update, 0, self.optimizer.code()),
+                        kernel: KernelId::Conv(ConvKernel::Update(self.optimizer.kind())),
                         binds: vec![
                             Bind::Stage(f),
                             Bind::StageDelta(f),
@@ -130,7 +126,7 @@ impl Spatial<'_> {
                     if let Some((p, act)) = before {
                         plan.push(PlannedDispatch {
                             label: format!("max-pool grad {}", f + 1),
-                            kernel: KernelId::Pool(PoolMode::Backward, act),
+                            kernel: KernelId::Pool(PoolKernel::Backward(act)),
                             binds: vec![
                                 Bind::StageDelta(f),
                                 Bind::StageDelta(p),
