@@ -23,11 +23,17 @@ fn tanh_stable(z: f32) -> f32 {
     return sign(z) * (1.0 - t) / (1.0 + t);
 }
 
+// NaN, told by its bits: some compilers fold comparisons with NaN, or assume there is none.
+fn is_nan(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
 fn act_apply(code: u32, z: f32) -> f32 {
     switch code {
         case ACT_SIGMOID: { return sigmoid(z); }
         case ACT_TANH: { return tanh_stable(z); }
-        case ACT_RELU: { return max(z, 0.0); }
+        // NaN goes through: soma's NaN rule (`ops::activation`).
+        case ACT_RELU: { return select(max(z, 0.0), z, is_nan(z)); }
         case ACT_LEAKY_RELU: { return select(LEAKY_SLOPE * z, z, z > 0.0); }
         default: { return z; }
     }

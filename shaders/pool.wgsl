@@ -32,11 +32,6 @@ struct Dims {
 @group(0) @binding(4) var<storage, read> dims: Dims;
 @group(0) @binding(5) var<storage, read> step: Step;
 
-// By the bits: compilers may assume that `v != v` is false.
-fn is_nan(v: f32) -> bool {
-    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
-}
-
 // Output value t's window: its first input (row-major in the sample's row), and where the
 // sample's row starts.
 struct Window {

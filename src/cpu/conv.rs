@@ -21,6 +21,7 @@ use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
 
 use super::linalg::gemm;
 use crate::net::Activation;
+use crate::ops::activation::relu;
 use crate::ops::conv::ConvShape;
 
 /// Output pixels per sample: the columns of one sample's im2col matrix.
@@ -187,7 +188,7 @@ pub fn forward(
                     Activation::Relu => plane
                         .iter_mut()
                         .zip(from)
-                        .for_each(|(v, z)| *v = (z + bias).max(0.0)),
+                        .for_each(|(v, z)| *v = relu(z + bias)),
                     _ => plane
                         .iter_mut()
                         .zip(from)

@@ -3,6 +3,11 @@
 //! Every derivative is written in terms of the activation's *output* `a = f(z)`, as the
 //! tutorials do for the sigmoid (`a(1-a)`): the backward pass then needs only the activations the
 //! forward pass kept, never the pre-activations.
+//!
+//! **NaN** goes through every activation, ReLU's included (not `max`, which drops a NaN in
+//! Rust and does either on GPUs; the kernels tell a NaN by its bits), as it wins a pool's
+//! window (`ops::pool`): a NaN reaches the loss and the training loop's divergence check
+//! instead of turning into a 0 somewhere in the middle. The GPU kernels follow the same rule.
 
 use super::Shared;
 use crate::net::Activation;
@@ -32,7 +37,7 @@ impl Activation {
         match self {
             Activation::Sigmoid => sigmoid(z),
             Activation::Tanh => z.tanh(),
-            Activation::Relu => z.max(0.0),
+            Activation::Relu => relu(z),
             Activation::LeakyRelu => {
                 if z > 0.0 {
                     z
@@ -84,6 +89,12 @@ impl Activation {
             None => ACT_IDENTITY,
         }
     }
+}
+
+/// `max(z, 0)` with NaN kept (see the module's NaN rule); branch-free, so loops vectorise.
+#[inline]
+pub fn relu(z: f32) -> f32 {
+    if z <= 0.0 { 0.0 } else { z }
 }
 
 /// The logistic function `1 / (1 + e^-z)`. Branch-free (through [`exp`]) so that loops over

@@ -8,7 +8,7 @@
 //! awaited). Both implement [`Ops`] and list the cases through [`every_op_case!`], so neither
 //! can leave one out; the inputs, shapes and tolerances are the same bits on both.
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use soma::data::MAX_CHANNEL_MAPS;
@@ -134,6 +134,8 @@ macro_rules! every_op_case {
         $run!(conv_input_gradient_matches_cpu_times_each_derivative);
         $run!(conv_update_gives_cpu_gradients_to_every_optimizer);
         $run!(max_pool_matches_cpu_with_ties_and_routes_gradients_back);
+        $run!(nan_goes_through_pool_and_every_activation_as_on_the_cpu);
+        $run!(grids_fold_past_65535_workgroups);
     };
 }
 pub(crate) use every_op_case;
@@ -754,15 +756,16 @@ pub async fn argmax_ties_pick_the_first_like_the_cpu(ops: &impl Ops) {
         .unwrap();
     assert_eq!(got.correct, 2);
     assert_eq!(loss::argmax(z.row(1).iter().copied()), 1);
-    let _ = z.sum_axis(Axis(0));
 }
 
 /// Convolutions that fit no workgroup or tile: (batch, C_in, H, W, C_out, k, padding). C_in 1, 3
 /// and 5; odd sizes; a kernel as wide as its input; both paddings; the `tfjs` preset's layers at
 /// a batch of 65 (one more than a workgroup's multiple); channel counts past one block of the
 /// kernels' (9 and 13: a full block and part of one) on rows of 11 pixels (two blocks of 4 and
-/// part of one); a 9×9 kernel (the update's 8 taps of a row and one more).
-const CONV_SHAPES: [(usize, usize, usize, usize, usize, usize, Padding); 8] = [
+/// part of one); a 9×9 kernel (the update's 8 taps of a row and one more); even kernels (2 and
+/// 4, valid padding: same padding takes odd ones); a 10×10 valid kernel (past the update's 8
+/// taps, with a 3×2 output).
+const CONV_SHAPES: [(usize, usize, usize, usize, usize, usize, Padding); 11] = [
     (1, 1, 1, 1, 1, 1, Padding::Valid),
     (3, 1, 7, 5, 3, 3, Padding::Same),
     (5, 3, 9, 6, 5, 5, Padding::Valid),
@@ -771,6 +774,9 @@ const CONV_SHAPES: [(usize, usize, usize, usize, usize, usize, Padding); 8] = [
     (65, 8, 12, 12, 16, 5, Padding::Valid),
     (3, 9, 5, 11, 13, 3, Padding::Same),
     (2, 2, 9, 10, 3, 9, Padding::Same),
+    (4, 2, 7, 6, 3, 2, Padding::Valid),
+    (3, 3, 9, 8, 9, 4, Padding::Valid),
+    (2, 2, 12, 11, 3, 10, Padding::Valid),
 ];
 
 fn conv_shapes() -> impl Iterator<Item = (usize, ConvShape)> {
@@ -1000,4 +1006,93 @@ pub async fn max_pool_matches_cpu_with_ties_and_routes_gradients_back(ops: &impl
             assert_all_close(&format!("{s}, B={batch}, ⊙{act}′"), &got, &want, ULPS_ABS);
         }
     }
+}
+
+/// Bitwise equality where NaN equals NaN (any payload): the NaN rule's check.
+fn assert_same_or_both_nan(what: &str, got: &Array2<f32>, want: &Array2<f32>) {
+    assert_eq!(got.dim(), want.dim(), "{what}: shape");
+    for ((idx, &g), &w) in got.indexed_iter().zip(want.iter()) {
+        let same = (g.is_nan() && w.is_nan()) || (g - w).abs() as f64 <= ULPS_ABS;
+        assert!(same, "{what}: at {idx:?} gpu {g} vs cpu {w}");
+    }
+}
+
+/// The NaN rule, one for the CPU and the GPU (`ops::activation`, `ops::pool`): a NaN goes
+/// through every activation, ReLU's included, and wins its pool window, so that it reaches the
+/// loss and the divergence check instead of being hidden. A 1×1 convolution with unit weight
+/// carries a NaN input to its output through each activation, then a pool; the GPU must give
+/// NaN exactly where the CPU does.
+pub async fn nan_goes_through_pool_and_every_activation_as_on_the_cpu(ops: &impl Ops) {
+    let s = ConvShape::new(Chw::new(1, 4, 4), 1, 1, Padding::Valid).unwrap();
+    let mut x = Array2::from_shape_fn((2, 16), |(r, i)| (i as f32 - 7.5) * (r as f32 + 1.0));
+    x[[0, 5]] = f32::NAN;
+    x[[1, 0]] = f32::NAN;
+    x[[1, 15]] = -f32::NAN;
+    let w = Array2::ones((1, 1));
+    let b = Array1::zeros(1);
+    let p = PoolShape::new(Chw::new(1, 4, 4)).unwrap();
+    let acts = Activation::ALL.map(Some);
+    for act in acts.into_iter().chain([None]) {
+        let got = ops
+            .conv2d(&s, x.view(), w.view(), b.view(), act)
+            .await
+            .unwrap();
+        let want = match act {
+            Some(f) => x.mapv(|z| f.apply(z)),
+            None => x.clone(),
+        };
+        assert!(want[[0, 5]].is_nan(), "{act:?}: the CPU keeps the NaN");
+        assert_same_or_both_nan(&format!("conv through {act:?}"), &got, &want);
+        let (pooled, at) = ops.max_pool(&p, want.view()).await.unwrap();
+        let (mut y, mut cpu_at) = (Array2::zeros((2, 4)), Array2::zeros((2, 4)));
+        pool::max_pool(&p, want.view(), y.view_mut(), cpu_at.view_mut()).unwrap();
+        assert!(y[[0, 0]].is_nan() && y[[1, 0]].is_nan() && y[[1, 3]].is_nan());
+        assert_same_or_both_nan(&format!("pool after {act:?}"), &pooled, &y);
+        assert_eq!(at, cpu_at, "pool after {act:?}: arg-maxes");
+    }
+}
+
+/// Grids past the 65,535 workgroups a dimension may hold are folded into two dimensions, whose
+/// spare workgroups must do nothing: a pool of 257 samples of 1×256×256 (65,792 workgroups of a
+/// window per thread) and a 1×1 convolution of 4,100 samples of 64×64 (65,600 workgroups of
+/// four pixels per thread), forward and backward, against the CPU.
+pub async fn grids_fold_past_65535_workgroups(ops: &impl Ops) {
+    let mut rng = Pcg64Mcg::seed_from_u64(25);
+    let p = PoolShape::new(Chw::new(1, 256, 256)).unwrap();
+    let x = random(&mut rng, 257, p.input().len(), 1.0);
+    let (o, len) = (p.output().len(), p.input().len());
+    let (mut y, mut at) = (Array2::zeros((257, o)), Array2::zeros((257, o)));
+    pool::max_pool(&p, x.view(), y.view_mut(), at.view_mut()).unwrap();
+    let (gy, gat) = ops.max_pool(&p, x.view()).await.unwrap();
+    assert!(
+        gy == y && gat == at,
+        "pool of 257 × 256×256: maxima and arg-maxes"
+    );
+    let dy = random(&mut rng, 257, o, 1.0);
+    let mut dx = Array2::zeros((257, len));
+    pool::max_pool_backward(&p, dy.view(), at.view(), dx.view_mut()).unwrap();
+    let got = ops
+        .max_pool_backward(&p, dy.view(), at.view(), None)
+        .await
+        .unwrap();
+    assert!(got == dx, "pool of 257 × 256×256: gradients");
+
+    let s = ConvShape::new(Chw::new(1, 64, 64), 1, 1, Padding::Same).unwrap();
+    let x = random(&mut rng, 4100, s.input().len(), 1.0);
+    let w = Array2::from_elem((1, 1), 0.5);
+    let b = Array1::from_elem(1, 0.25);
+    let got = ops
+        .conv2d(&s, x.view(), w.view(), b.view(), None)
+        .await
+        .unwrap();
+    // One product and one sum per value: exact in f32 (a power of two, then a sum of two).
+    assert!(got == x.mapv(|v| v * 0.5 + 0.25), "conv of 4,100 × 64×64");
+    let got = ops
+        .conv2d_input_grad(&s, x.view(), w.view(), None)
+        .await
+        .unwrap();
+    assert!(
+        got == x.mapv(|v| v * 0.5),
+        "conv input gradient of 4,100 × 64×64"
+    );
 }
