@@ -28,7 +28,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use ndarray::{Array1, Array2};
 use soma::cpu::linalg::gemm;
 use soma::data::Inputs;
-use soma::gpu::ops::{MatmulSpec, OpTargets};
+use soma::gpu::ops::{MatmulSpec, OpTargets, Readout};
 use soma::gpu::{GpuContext, GpuOps, GpuOptions, PreparedOp};
 use soma::ops::matmul::{bias_activation, mul_derivative};
 use soma::ops::{gather, loss, optim, reduce};
@@ -263,7 +263,7 @@ fn short(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>
 }
 
 /// The three matmul forms of layer `i→o` at batch `b`, prepared once through the library's op
-/// runner (the same binding `GpuOps::matmul` uses).
+/// runner (`GpuOps::matmul`'s own, kept to dispatch many times).
 fn prepare_forms<'a>(
     ops: &'a GpuOps,
     rng: &mut Rng,
@@ -275,7 +275,7 @@ fn prepare_forms<'a>(
     let w = rng.matrix(i, o);
     let bias = rng.vector(o);
     let delta = rng.matrix(b, o);
-    let fwd = ops.prepare_matmul(
+    let fwd = ops.matmul(
         x.view(),
         w.view(),
         MatmulSpec {
@@ -284,7 +284,7 @@ fn prepare_forms<'a>(
             ..Default::default()
         },
     )?;
-    let atb = ops.prepare_matmul(
+    let atb = ops.matmul(
         x.view(),
         delta.view(),
         MatmulSpec {
@@ -292,7 +292,7 @@ fn prepare_forms<'a>(
             ..Default::default()
         },
     )?;
-    let abt = ops.prepare_matmul_derivative(
+    let abt = ops.matmul_derivative(
         delta.view(),
         w.view(),
         true,
@@ -300,7 +300,11 @@ fn prepare_forms<'a>(
         Activation::Sigmoid,
         None,
     )?;
-    Ok([("fwd", fwd), ("AtB", atb), ("ABt_deriv", abt)])
+    Ok([
+        ("fwd", fwd.into_prepared()),
+        ("AtB", atb.into_prepared()),
+        ("ABt_deriv", abt.into_prepared()),
+    ])
 }
 
 fn gpu_dispatch_matmul(c: &mut Criterion, ops: &GpuOps) {
@@ -347,14 +351,26 @@ fn gpu_roundtrip(c: &mut Criterion, ops: &GpuOps) {
                         act: Some(Activation::Sigmoid),
                         ..Default::default()
                     };
-                    bn.iter(|| black_box(ops.matmul(x.view(), w.view(), spec).expect("matmul")))
+                    bn.iter(|| {
+                        black_box(
+                            ops.matmul(x.view(), w.view(), spec)
+                                .and_then(Readout::run)
+                                .expect("matmul"),
+                        )
+                    })
                 });
                 g.bench_function(shape_id("AtB", b, i, o), |bn| {
                     let spec = MatmulSpec {
                         trans_a: true,
                         ..Default::default()
                     };
-                    bn.iter(|| black_box(ops.matmul(x.view(), delta.view(), spec).expect("matmul")))
+                    bn.iter(|| {
+                        black_box(
+                            ops.matmul(x.view(), delta.view(), spec)
+                                .and_then(Readout::run)
+                                .expect("matmul"),
+                        )
+                    })
                 });
                 g.bench_function(shape_id("ABt_deriv", b, i, o), |bn| {
                     bn.iter(|| {
@@ -367,6 +383,7 @@ fn gpu_roundtrip(c: &mut Criterion, ops: &GpuOps) {
                                 Activation::Sigmoid,
                                 None,
                             )
+                            .and_then(Readout::run)
                             .expect("matmul"),
                         )
                     })
@@ -390,6 +407,7 @@ fn gpu_roundtrip(c: &mut Criterion, ops: &GpuOps) {
                             z.view(),
                             OpTargets::Labels(&labels),
                         )
+                        .and_then(Readout::run)
                         .expect("loss"),
                     )
                 })
@@ -404,7 +422,13 @@ fn gpu_roundtrip(c: &mut Criterion, ops: &GpuOps) {
             let m = rng.matrix(b, 64);
             g.throughput(Throughput::Bytes((b * 64 * 4) as u64));
             g.bench_function(BenchmarkId::from_parameter(format!("B{b}x64")), |bn| {
-                bn.iter(|| black_box(ops.column_sums(m.view()).expect("column sums")))
+                bn.iter(|| {
+                    black_box(
+                        ops.column_sums(m.view())
+                            .and_then(Readout::run)
+                            .expect("column sums"),
+                    )
+                })
             });
         }
         g.finish();
@@ -422,6 +446,7 @@ fn gpu_roundtrip(c: &mut Criterion, ops: &GpuOps) {
                 bn.iter(|| {
                     black_box(
                         ops.optimizer_step(&opt, 1e-3, 1, p.view(), grad.view(), &views)
+                            .and_then(Readout::run)
                             .expect("optimizer step"),
                     )
                 })
@@ -442,6 +467,7 @@ fn gpu_roundtrip(c: &mut Criterion, ops: &GpuOps) {
                 bn.iter(|| {
                     black_box(
                         ops.gather(data.inputs(), 784, &order, Normalize::UNIT)
+                            .and_then(Readout::run)
                             .expect("gather"),
                     )
                 })

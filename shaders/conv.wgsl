@@ -16,8 +16,7 @@
 // multiply-adds. The forward pass and the input gradient are one correlation (`correlate`):
 // a thread computes CONV_CHANNELS output channels × CONV_PIXELS neighbouring pixels of a row,
 // sliding a window of CONV_PIXELS source values along the kernel row, so that each tap costs one
-// source load and CONV_CHANNELS weight loads for 32 multiply-adds (a thread per value took
-// five loads for four). The update's workgroup owns CONV_UPDATE_CHANNELS output channels ×
+// source load and CONV_CHANNELS weight loads for 32 multiply-adds. The update's workgroup owns CONV_UPDATE_CHANNELS output channels ×
 // CONV_TAPS taps of a kernel row: each output position costs CONV_UPDATE_CHANNELS loads of dy
 // and one of x for 32 multiply-adds.
 //

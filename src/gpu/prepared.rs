@@ -82,10 +82,10 @@ pub(super) fn matrix(
 /// Turns the values read back (one vector per entry of [`Readout::reads`]) into an op's result.
 type Finish<T> = Box<dyn FnOnce(Vec<Vec<f32>>) -> Result<T>>;
 
-/// A one-call op of [`super::GpuOps`]: its prepared kernel, what it reads back after one
-/// dispatch and how those values make its result. The blocking call ([`Readout::run`]) and
-/// its async counterpart on wasm32 (`run_async`) share this and differ only in how they wait.
-pub(super) struct Readout<'a, T> {
+/// An op of [`super::GpuOps`], prepared: its kernel, what it reads back after one dispatch and
+/// how those values make its result. The blocking run ([`Readout::run`]) and the awaited one
+/// on wasm32 (`run_async`) differ only in how they wait.
+pub struct Readout<'a, T> {
     pub(super) op: PreparedOp<'a>,
     /// `(binding, values)` to read, in order.
     pub(super) reads: Vec<(usize, usize)>,
@@ -107,7 +107,7 @@ impl<'a, T> Readout<'a, T> {
     }
 
     /// Dispatches once, waits, reads back and makes the result.
-    pub(super) fn run(self) -> Result<T> {
+    pub fn run(self) -> Result<T> {
         self.op.dispatch(1)?;
         let values = self
             .reads
@@ -115,6 +115,13 @@ impl<'a, T> Readout<'a, T> {
             .map(|&(binding, len)| self.op.read(binding, len))
             .collect::<Result<_>>()?;
         (self.finish)(values)
+    }
+}
+
+impl<'a, T> Readout<'a, T> {
+    /// The prepared kernel, to dispatch as often as wanted (the kernel benches).
+    pub fn into_prepared(self) -> PreparedOp<'a> {
+        self.op
     }
 }
 

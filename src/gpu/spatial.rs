@@ -38,6 +38,11 @@ pub enum ConvMode {
     Update = 2,
 }
 
+/// Every activation a kernel is specialised for, and none (the identity).
+fn optional_activations() -> impl Iterator<Item = Option<Activation>> {
+    Activation::ALL.into_iter().map(Some).chain([None])
+}
+
 /// A convolution pipeline: what it computes and what it is specialised for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvKernel {
@@ -53,10 +58,9 @@ pub enum ConvKernel {
 impl ConvKernel {
     /// Every convolution pipeline there is.
     pub fn all() -> impl Iterator<Item = ConvKernel> {
-        let acts = Activation::ALL.into_iter().map(Some).chain([None]);
-        acts.clone()
+        optional_activations()
             .map(ConvKernel::Forward)
-            .chain(acts.map(ConvKernel::InputGrad))
+            .chain(optional_activations().map(ConvKernel::InputGrad))
             .chain(
                 [OptimKind::Sgd, OptimKind::Momentum, OptimKind::Adam]
                     .into_iter()
@@ -87,8 +91,7 @@ pub enum PoolKernel {
 impl PoolKernel {
     /// Every pool pipeline there is.
     pub fn all() -> impl Iterator<Item = PoolKernel> {
-        let acts = Activation::ALL.into_iter().map(Some).chain([None]);
-        std::iter::once(PoolKernel::Forward).chain(acts.map(PoolKernel::Backward))
+        std::iter::once(PoolKernel::Forward).chain(optional_activations().map(PoolKernel::Backward))
     }
 
     /// The pipeline's constants: `MODE` and `ACT` (0 for the forward pass).
@@ -213,7 +216,7 @@ impl ConvDims {
 /// `shaders/pool.wgsl`: the forward pass with its arg-max, and the backward pass.
 pub(crate) const POOL_WGSL: &str = include_str!("../../shaders/pool.wgsl");
 
-/// Threads per workgroup of the pool kernels (a thread per value).
+/// Threads per workgroup of the pool kernels (a thread per window, in both passes).
 pub const POOL_WG: u32 = 64;
 
 /// What a pool pipeline computes (its `MODE` constant).

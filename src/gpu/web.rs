@@ -10,29 +10,22 @@ use std::future::Future;
 use std::pin::Pin;
 
 use futures_intrusive::channel::shared::oneshot_channel;
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
+use ndarray::{Array2, ArrayView2};
 
 use super::backend::GpuBackend;
 use super::context::{GpuContext, GpuOptions};
 use super::kernels::{Kernel, KernelSpec};
-use super::ops::{
-    ConvUpdated, Derivative, GpuOps, LossOutput, MatmulSpec, OpTargets, Pooled, UpdateSpec,
-};
+use super::ops::GpuOps;
 use super::prepared::{PreparedOp, Readout, matrix};
 use super::readback::copy_mapped;
 use super::stats::{Collect, STATS_RING};
 use super::submit::EVAL_STATS;
 use crate::backend::Stats;
-use crate::data::{Dataset, Inputs, MAX_CHANNEL_MAPS, Normalize, gather_maps};
+use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::net::{Activation, Output};
-use crate::ops::conv::ConvShape;
 use crate::ops::loss::DeviceStats;
-use crate::ops::matmul::Tile;
-use crate::ops::pool::PoolShape;
-use crate::optim::{OptimState, Optimizer};
+use crate::optim::OptimState;
 use crate::params::Params;
-use crate::shape::Chw;
 
 /// An error scope closed and not yet awaited, with what was being created under it.
 pub(crate) struct PendingScope {
@@ -259,7 +252,7 @@ impl PreparedOp<'_> {
 
 impl<T> Readout<'_, T> {
     /// [`Readout::run`], awaited.
-    async fn run_async(self) -> Result<T> {
+    pub async fn run_async(self) -> Result<T> {
         self.op.dispatch_async(1).await?;
         let mut values = Vec::with_capacity(self.reads.len());
         for &(binding, len) in &self.reads {
@@ -269,7 +262,7 @@ impl<T> Readout<'_, T> {
     }
 }
 
-/// The one-call ops, awaited: each prepares and reads back exactly as its blocking form.
+/// Opening the op runner in a browser.
 impl GpuOps {
     /// [`GpuOps::new`], with the error scopes of its pipelines awaited: a kernel the browser
     /// rejects is an [`Error::Gpu`] naming it, with the browser's message.
@@ -277,158 +270,5 @@ impl GpuOps {
         let ops = GpuOps::new(ctx)?;
         ops.context().settle_scopes().await?;
         Ok(ops)
-    }
-
-    /// [`GpuOps::matmul`], awaited.
-    pub async fn matmul_async(
-        &self,
-        a: ArrayView2<'_, f32>,
-        b: ArrayView2<'_, f32>,
-        spec: MatmulSpec<'_>,
-    ) -> Result<Array2<f32>> {
-        self.matmul_readout(a, b, spec)?.run_async().await
-    }
-
-    /// [`GpuOps::matmul_derivative`], awaited.
-    pub async fn matmul_derivative_async(
-        &self,
-        a: ArrayView2<'_, f32>,
-        b: ArrayView2<'_, f32>,
-        trans_b: bool,
-        aux: ArrayView2<'_, f32>,
-        act: Activation,
-        tile: Option<Tile>,
-    ) -> Result<Array2<f32>> {
-        self.matmul_derivative_readout(a, b, trans_b, aux, act, tile)?
-            .run_async()
-            .await
-    }
-
-    /// [`GpuOps::loss`], awaited.
-    pub async fn loss_async(
-        &self,
-        output: Output,
-        z: ArrayView2<'_, f32>,
-        targets: OpTargets<'_>,
-    ) -> Result<LossOutput> {
-        self.loss_readout(output, z, targets)?.run_async().await
-    }
-
-    /// [`GpuOps::column_sums`], awaited.
-    pub async fn column_sums_async(&self, m: ArrayView2<'_, f32>) -> Result<Array1<f32>> {
-        self.column_sums_readout(m)?.run_async().await
-    }
-
-    /// [`GpuOps::optimizer_step`], awaited.
-    pub async fn optimizer_step_async(
-        &self,
-        optimizer: &Optimizer,
-        lr: f32,
-        t: u64,
-        p: ArrayView1<'_, f32>,
-        g: ArrayView1<'_, f32>,
-        slots: &[ArrayView1<'_, f32>],
-    ) -> Result<(Array1<f32>, Vec<Array1<f32>>)> {
-        self.optimizer_step_readout(optimizer, lr, t, p, g, slots)?
-            .run_async()
-            .await
-    }
-
-    /// [`GpuOps::weight_update`], awaited.
-    pub async fn weight_update_async(
-        &self,
-        x: ArrayView2<'_, f32>,
-        delta: ArrayView2<'_, f32>,
-        params: ArrayView2<'_, f32>,
-        slots: &[ArrayView2<'_, f32>],
-        spec: UpdateSpec<'_>,
-    ) -> Result<(Array2<f32>, Vec<Array2<f32>>)> {
-        self.weight_update_readout(x, delta, params, slots, spec)?
-            .run_async()
-            .await
-    }
-
-    /// [`GpuOps::conv2d`], awaited.
-    pub async fn conv2d_async(
-        &self,
-        s: &ConvShape,
-        x: ArrayView2<'_, f32>,
-        w: ArrayView2<'_, f32>,
-        b: ArrayView1<'_, f32>,
-        act: Option<Activation>,
-    ) -> Result<Array2<f32>> {
-        self.conv2d_readout(s, x, w, b, act)?.run_async().await
-    }
-
-    /// [`GpuOps::conv2d_input_grad`], awaited.
-    pub async fn conv2d_input_grad_async(
-        &self,
-        s: &ConvShape,
-        dy: ArrayView2<'_, f32>,
-        w: ArrayView2<'_, f32>,
-        deriv: Derivative<'_>,
-    ) -> Result<Array2<f32>> {
-        self.conv2d_input_grad_readout(s, dy, w, deriv)?
-            .run_async()
-            .await
-    }
-
-    /// [`GpuOps::conv2d_update`], awaited.
-    pub async fn conv2d_update_async(
-        &self,
-        s: &ConvShape,
-        x: ArrayView2<'_, f32>,
-        dy: ArrayView2<'_, f32>,
-        params: ArrayView1<'_, f32>,
-        slots: &[ArrayView1<'_, f32>],
-        spec: UpdateSpec<'_>,
-    ) -> Result<ConvUpdated> {
-        self.conv2d_update_readout(s, x, dy, params, slots, spec)?
-            .run_async()
-            .await
-    }
-
-    /// [`GpuOps::max_pool`], awaited.
-    pub async fn max_pool_async(&self, s: &PoolShape, x: ArrayView2<'_, f32>) -> Result<Pooled> {
-        self.max_pool_readout(s, x)?.run_async().await
-    }
-
-    /// [`GpuOps::max_pool_backward`], awaited.
-    pub async fn max_pool_backward_async(
-        &self,
-        s: &PoolShape,
-        dy: ArrayView2<'_, f32>,
-        argmax: ArrayView2<'_, u32>,
-        deriv: Derivative<'_>,
-    ) -> Result<Array2<f32>> {
-        self.max_pool_backward_readout(s, dy, argmax, deriv)?
-            .run_async()
-            .await
-    }
-
-    /// [`GpuOps::gather`], awaited.
-    pub async fn gather_async(
-        &self,
-        inputs: &Inputs,
-        features: usize,
-        indices: &[u32],
-        normalize: Normalize,
-    ) -> Result<Array2<f32>> {
-        self.gather_images_async(inputs, features, indices, gather_maps(normalize, &[]), None)
-            .await
-    }
-
-    /// [`GpuOps::gather_images`], awaited.
-    pub async fn gather_images_async(
-        &self,
-        inputs: &Inputs,
-        features: usize,
-        indices: &[u32],
-        maps: [Normalize; MAX_CHANNEL_MAPS],
-        image: Option<Chw>,
-    ) -> Result<Array2<f32>> {
-        self.gather_readout(inputs, features, indices, maps, image)?
-            .run_async()
-            .await
     }
 }

@@ -1,5 +1,5 @@
 //! The fused training step: a whole step of a dense stack in three dispatches, beside the
-//! general path's `3·layers + 1` (see `gpu::fused` for the binding, ARCHITECTURE.md for the
+//! general path's `3·layers + 1` for the same stack (see `gpu::fused` for the binding, ARCHITECTURE.md for the
 //! data flow). Its CPU twin is the general step's ops in sequence, which the CPU backend runs:
 //!
 //! - `shaders/fused_rows.wgsl` (one workgroup per batch row): [`super::gather::gather_inputs`],

@@ -8,110 +8,26 @@
 //! awaited). Both implement [`Ops`] and list the cases through [`every_op_case!`], so neither
 //! can leave one out; the inputs, shapes and tolerances are the same bits on both.
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
+use ndarray::{Array1, Array2, ArrayView2};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
-use soma::data::MAX_CHANNEL_MAPS;
 use soma::data::Sample;
-use soma::gpu::ops::{
-    ConvUpdated, Derivative, LossOutput, MatmulSpec, OpTargets, Pooled, UpdateSpec,
-};
+use soma::gpu::GpuOps;
+use soma::gpu::ops::{MatmulSpec, OpTargets, Readout, UpdateSpec};
 use soma::ops::conv::{ConvShape, Padding};
 use soma::ops::gather::gather_inputs;
-use soma::ops::matmul::{TILES, Tile};
+use soma::ops::matmul::TILES;
 use soma::ops::pool::PoolShape;
 use soma::ops::{conv, loss, optim, pool, reduce};
 use soma::shape::Chw;
 use soma::{Activation, Dataset, Inputs, Normalize, Optimizer, Output, Targets};
 
-/// The single-kernel calls the cases make (those of `soma::gpu::GpuOps`), blocking or awaited.
+/// How the cases run `soma::gpu::GpuOps`' prepared ops: blocking natively
+/// (`tests/gpu_ops.rs`), awaited in a browser (`web/tests/parity.rs`). Each op is called as
+/// itself; only the wait differs.
 pub trait Ops {
-    async fn matmul(
-        &self,
-        a: ArrayView2<'_, f32>,
-        b: ArrayView2<'_, f32>,
-        spec: MatmulSpec<'_>,
-    ) -> soma::Result<Array2<f32>>;
-    async fn matmul_derivative(
-        &self,
-        a: ArrayView2<'_, f32>,
-        b: ArrayView2<'_, f32>,
-        trans_b: bool,
-        aux: ArrayView2<'_, f32>,
-        act: Activation,
-        tile: Option<Tile>,
-    ) -> soma::Result<Array2<f32>>;
-    async fn loss(
-        &self,
-        output: Output,
-        z: ArrayView2<'_, f32>,
-        targets: OpTargets<'_>,
-    ) -> soma::Result<LossOutput>;
-    async fn column_sums(&self, m: ArrayView2<'_, f32>) -> soma::Result<Array1<f32>>;
-    async fn optimizer_step(
-        &self,
-        optimizer: &Optimizer,
-        lr: f32,
-        t: u64,
-        p: ArrayView1<'_, f32>,
-        g: ArrayView1<'_, f32>,
-        slots: &[ArrayView1<'_, f32>],
-    ) -> soma::Result<(Array1<f32>, Vec<Array1<f32>>)>;
-    async fn weight_update(
-        &self,
-        x: ArrayView2<'_, f32>,
-        delta: ArrayView2<'_, f32>,
-        params: ArrayView2<'_, f32>,
-        slots: &[ArrayView2<'_, f32>],
-        spec: UpdateSpec<'_>,
-    ) -> soma::Result<(Array2<f32>, Vec<Array2<f32>>)>;
-    async fn gather(
-        &self,
-        inputs: &Inputs,
-        features: usize,
-        indices: &[u32],
-        normalize: Normalize,
-    ) -> soma::Result<Array2<f32>>;
-    async fn conv2d(
-        &self,
-        s: &ConvShape,
-        x: ArrayView2<'_, f32>,
-        w: ArrayView2<'_, f32>,
-        b: ArrayView1<'_, f32>,
-        act: Option<Activation>,
-    ) -> soma::Result<Array2<f32>>;
-    async fn conv2d_input_grad(
-        &self,
-        s: &ConvShape,
-        dy: ArrayView2<'_, f32>,
-        w: ArrayView2<'_, f32>,
-        deriv: Derivative<'_>,
-    ) -> soma::Result<Array2<f32>>;
-    async fn conv2d_update(
-        &self,
-        s: &ConvShape,
-        x: ArrayView2<'_, f32>,
-        dy: ArrayView2<'_, f32>,
-        params: ArrayView1<'_, f32>,
-        slots: &[ArrayView1<'_, f32>],
-        spec: UpdateSpec<'_>,
-    ) -> soma::Result<ConvUpdated>;
-    async fn max_pool(&self, s: &PoolShape, x: ArrayView2<'_, f32>) -> soma::Result<Pooled>;
-    async fn max_pool_backward(
-        &self,
-        s: &PoolShape,
-        dy: ArrayView2<'_, f32>,
-        argmax: ArrayView2<'_, u32>,
-        deriv: Derivative<'_>,
-    ) -> soma::Result<Array2<f32>>;
-    async fn gather_images(
-        &self,
-        inputs: &Inputs,
-        features: usize,
-        indices: &[u32],
-        maps: [Normalize; MAX_CHANNEL_MAPS],
-        image: Option<Chw>,
-    ) -> soma::Result<Array2<f32>>;
+    fn gpu(&self) -> &GpuOps;
+    async fn run<'a, T>(&'a self, op: soma::Result<Readout<'a, T>>) -> soma::Result<T>;
 }
 
 /// Calls `$run!(case)` for every case that needs a device (each an `async fn(&impl Ops)` of
@@ -245,7 +161,10 @@ pub async fn matmul_all_forms_match_exact_products(ops: &impl Ops) {
                     tile: Some(tile),
                     ..Default::default()
                 };
-                let got = ops.matmul(x.view(), y.view(), spec).await.unwrap();
+                let got = ops
+                    .run(ops.gpu().matmul(x.view(), y.view(), spec))
+                    .await
+                    .unwrap();
                 let what = format!("{form} {m}x{k}x{n} on {tile:?}");
                 assert_matmul_close(&what, &got, &exact, &scale, k, 0.0);
             }
@@ -265,7 +184,7 @@ pub async fn weight_gradient_with_ones_row_gives_bias_gradient(ops: &impl Ops) {
         let scale = x1.t().mapv(f64::abs).dot(&to64(dz.view()).mapv(f64::abs));
         for tile in TILES {
             let got = ops
-                .matmul(
+                .run(ops.gpu().matmul(
                     x.view(),
                     dz.view(),
                     MatmulSpec {
@@ -274,14 +193,14 @@ pub async fn weight_gradient_with_ones_row_gives_bias_gradient(ops: &impl Ops) {
                         tile: Some(tile),
                         ..Default::default()
                     },
-                )
+                ))
                 .await
                 .unwrap();
             let what = format!("dW+db {b}x{inp}x{out} on {tile:?}");
             assert_matmul_close(&what, &got, &exact, &scale, b, 0.0);
         }
         // And the standalone reduce kernel agrees with the CPU's column sums.
-        let sums = ops.column_sums(dz.view()).await.unwrap();
+        let sums = ops.run(ops.gpu().column_sums(dz.view())).await.unwrap();
         let mut cpu_sums = Array1::zeros(out);
         reduce::column_sums(dz.view(), cpu_sums.view_mut());
         for (g, c) in sums.iter().zip(cpu_sums.iter()) {
@@ -312,7 +231,7 @@ pub async fn forward_epilogue_bias_and_every_activation(ops: &impl Ops) {
             }
             for tile in TILES {
                 let got = ops
-                    .matmul(
+                    .run(ops.gpu().matmul(
                         x.view(),
                         w.view(),
                         MatmulSpec {
@@ -321,7 +240,7 @@ pub async fn forward_epilogue_bias_and_every_activation(ops: &impl Ops) {
                             tile: Some(tile),
                             ..Default::default()
                         },
-                    )
+                    ))
                     .await
                     .unwrap();
                 let what = format!("x·W+b then {act:?} {m}x{k}x{n} on {tile:?}");
@@ -350,7 +269,14 @@ pub async fn input_gradient_epilogue_multiplies_derivative_of_stored_output(ops:
             });
             for tile in TILES {
                 let got = ops
-                    .matmul_derivative(dz.view(), w.view(), true, a_prev.view(), act, Some(tile))
+                    .run(ops.gpu().matmul_derivative(
+                        dz.view(),
+                        w.view(),
+                        true,
+                        a_prev.view(),
+                        act,
+                        Some(tile),
+                    ))
                     .await
                     .unwrap();
                 let what = format!("dz·Wᵀ⊙{act}'(a) {m}x{k}x{n} on {tile:?}");
@@ -413,7 +339,10 @@ pub async fn softmax_cross_entropy_matches_cpu_including_huge_logits(ops: &impl 
         assert!(loss.is_finite(), "reference loss finite at scale {scale}");
         for targets in [OpTargets::Labels(&labels), OpTargets::Values(onehot.view())] {
             let got = ops
-                .loss(Output::SoftmaxCrossEntropy, z.view(), targets)
+                .run(
+                    ops.gpu()
+                        .loss(Output::SoftmaxCrossEntropy, z.view(), targets),
+                )
                 .await
                 .unwrap();
             let what = format!("softmax-CE {rows}x{classes} scale {scale}");
@@ -442,11 +371,11 @@ pub async fn softmax_cross_entropy_matches_cpu_including_huge_logits(ops: &impl 
     }
     let (p, d, loss, correct) = cpu_loss(Output::SoftmaxCrossEntropy, &z, &y);
     let got = ops
-        .loss(
+        .run(ops.gpu().loss(
             Output::SoftmaxCrossEntropy,
             z.view(),
             OpTargets::Values(y.view()),
-        )
+        ))
         .await
         .unwrap();
     assert_all_close("soft-target probabilities", &got.outputs, &p, ULPS_ABS);
@@ -464,7 +393,10 @@ pub async fn mse_outputs_match_cpu(ops: &impl Ops) {
             let y = Array2::from_shape_fn((rows, width), |_| rng.random::<f32>());
             let (a, d, loss, correct) = cpu_loss(output, &z, &y);
             let got = ops
-                .loss(output, z.view(), OpTargets::Values(y.view()))
+                .run(
+                    ops.gpu()
+                        .loss(output, z.view(), OpTargets::Values(y.view())),
+                )
                 .await
                 .unwrap();
             let what = format!("{output} {rows}x{width}");
@@ -500,7 +432,10 @@ pub async fn every_optimizer_matches_cpu_update_over_several_steps(ops: &impl Op
                 optim::update(&opt, 0.05, t, p_cpu.view_mut(), g.view(), &mut views);
                 let sv: Vec<_> = s_gpu.iter().map(|s| s.view()).collect();
                 let (p, s) = ops
-                    .optimizer_step(&opt, 0.05, t, p_gpu.view(), g.view(), &sv)
+                    .run(
+                        ops.gpu()
+                            .optimizer_step(&opt, 0.05, t, p_gpu.view(), g.view(), &sv),
+                    )
                     .await
                     .unwrap();
                 p_gpu = p;
@@ -560,7 +495,10 @@ pub async fn weight_gradient_epilogue_applies_every_optimizer_on_every_tile(ops:
                     tile: Some(tile),
                     ..Default::default()
                 };
-                let grad = ops.matmul(x.view(), dz.view(), plain).await.unwrap();
+                let grad = ops
+                    .run(ops.gpu().matmul(x.view(), dz.view(), plain))
+                    .await
+                    .unwrap();
                 let mut p_cpu = params.clone();
                 let mut s_cpu = slots.clone();
                 let mut views: Vec<_> = s_cpu.iter_mut().map(|s| s.view_mut()).collect();
@@ -573,7 +511,13 @@ pub async fn weight_gradient_epilogue_applies_every_optimizer_on_every_tile(ops:
                 };
                 let slot_views: Vec<_> = slots.iter().map(|s| s.view()).collect();
                 let (p_gpu, s_gpu) = ops
-                    .weight_update(x.view(), dz.view(), params.view(), &slot_views, spec)
+                    .run(ops.gpu().weight_update(
+                        x.view(),
+                        dz.view(),
+                        params.view(),
+                        &slot_views,
+                        spec,
+                    ))
                     .await
                     .unwrap();
                 let max_diff = |a: &Array2<f32>, b: &Array2<f32>| {
@@ -643,7 +587,10 @@ pub async fn shifted_image_gather_matches_cpu(ops: &impl Ops) {
             let mut want = Array2::zeros((entries.len(), f));
             gather_inputs(&ds, &entries, want.view_mut());
             let got = ops
-                .gather_images(ds.inputs(), f, &entries, ds.gather_maps(), ds.image)
+                .run(
+                    ops.gpu()
+                        .gather_images(ds.inputs(), f, &entries, ds.gather_maps(), ds.image),
+                )
                 .await
                 .unwrap();
             assert_all_close(&format!("shifted gather {image}"), &got, &want, ULPS_ABS);
@@ -676,7 +623,7 @@ pub async fn gather_u8_and_f32_with_scale_and_shift(ops: &impl Ops) {
         let mut want = Array2::zeros((indices.len(), features));
         gather_inputs(&ds, &indices, want.view_mut());
         let got = ops
-            .gather(ds.inputs(), features, &indices, norm)
+            .run(ops.gpu().gather(ds.inputs(), features, &indices, norm))
             .await
             .unwrap();
         assert_all_close(
@@ -702,7 +649,7 @@ pub async fn gather_u8_and_f32_with_scale_and_shift(ops: &impl Ops) {
         .unwrap();
         gather_inputs(&ds, &indices, want.view_mut());
         let got = ops
-            .gather(ds.inputs(), features, &indices, norm)
+            .run(ops.gpu().gather(ds.inputs(), features, &indices, norm))
             .await
             .unwrap();
         assert_all_close(
@@ -738,7 +685,10 @@ pub async fn vector_gathers_reach_past_2_24_samples(ops: &impl Ops) {
     gather_inputs(&ds, &indices, cpu.view_mut());
     assert_eq!(cpu, want, "the CPU reference");
     let got = ops
-        .gather(ds.inputs(), 1, &indices, Normalize::IDENTITY)
+        .run(
+            ops.gpu()
+                .gather(ds.inputs(), 1, &indices, Normalize::IDENTITY),
+        )
         .await
         .unwrap();
     assert_eq!(got, want, "the GPU gather");
@@ -747,11 +697,11 @@ pub async fn vector_gathers_reach_past_2_24_samples(ops: &impl Ops) {
 pub async fn argmax_ties_pick_the_first_like_the_cpu(ops: &impl Ops) {
     let z = Array2::from_shape_vec((2, 3), vec![1.0, 1.0, 0.0, 0.0, 2.0, 2.0]).unwrap();
     let got = ops
-        .loss(
+        .run(ops.gpu().loss(
             Output::SoftmaxCrossEntropy,
             z.view(),
             OpTargets::Labels(&[0, 1]),
-        )
+        ))
         .await
         .unwrap();
     assert_eq!(got.correct, 2);
@@ -807,6 +757,19 @@ fn assert_sums_close(
     }
 }
 
+/// Every activation, and none.
+fn every_activation() -> impl Iterator<Item = Option<Activation>> {
+    Activation::ALL.into_iter().map(Some).chain([None])
+}
+
+/// `act` applied to every value (`None`: the values as they are), as the CPU backend does.
+fn activate(act: Option<Activation>, z: &Array2<f32>) -> Array2<f32> {
+    match act {
+        Some(f) => z.mapv(|v| f.apply(v)),
+        None => z.clone(),
+    }
+}
+
 fn abs(a: &Array2<f32>) -> Array2<f32> {
     a.mapv(f32::abs)
 }
@@ -832,16 +795,12 @@ pub async fn conv_forward_matches_cpu_with_every_activation(ops: &impl Ops) {
             scale.view_mut(),
         )
         .unwrap();
-        let acts = Activation::ALL.map(Some);
-        for act in acts.into_iter().chain([None]) {
+        for act in every_activation() {
             let got = ops
-                .conv2d(&s, x.view(), w.view(), b.view(), act)
+                .run(ops.gpu().conv2d(&s, x.view(), w.view(), b.view(), act))
                 .await
                 .unwrap();
-            let want = match act {
-                Some(f) => sum.mapv(|z| f.apply(z)),
-                None => sum.clone(),
-            };
+            let want = activate(act, &sum);
             // f is 1-Lipschitz for every activation soma has: the sum's error bounds f's.
             assert_sums_close(
                 &format!("{s}, B={batch}, {act:?}"),
@@ -869,14 +828,17 @@ pub async fn conv_input_gradient_matches_cpu_times_each_derivative(ops: &impl Op
         conv::conv2d_input_grad(&s, abs(&dy).view(), abs(&w).view(), scale.view_mut()).unwrap();
         let z = random(&mut rng, batch, s.input().len(), 3.0);
         let got = ops
-            .conv2d_input_grad(&s, dy.view(), w.view(), None)
+            .run(ops.gpu().conv2d_input_grad(&s, dy.view(), w.view(), None))
             .await
             .unwrap();
         assert_sums_close(&format!("{s}, B={batch}"), &got, &dx, &scale, co * k2);
         for act in Activation::ALL {
             let a = z.mapv(|z| act.apply(z));
             let got = ops
-                .conv2d_input_grad(&s, dy.view(), w.view(), Some((a.view(), act)))
+                .run(
+                    ops.gpu()
+                        .conv2d_input_grad(&s, dy.view(), w.view(), Some((a.view(), act))),
+                )
                 .await
                 .unwrap();
             let d = a.mapv(|a| act.derivative_from_output(a));
@@ -923,7 +885,10 @@ pub async fn conv_update_gives_cpu_gradients_to_every_optimizer(ops: &impl Ops) 
         };
         let zeros = Array1::zeros(n);
         let (p, _) = ops
-            .conv2d_update(&s, x.view(), dy.view(), zeros.view(), &[], sgd)
+            .run(
+                ops.gpu()
+                    .conv2d_update(&s, x.view(), dy.view(), zeros.view(), &[], sgd),
+            )
             .await
             .unwrap();
         let g = p.mapv(|v| -v);
@@ -950,7 +915,10 @@ pub async fn conv_update_gives_cpu_gradients_to_every_optimizer(ops: &impl Ops) 
                 tile: None,
             };
             let (p, got_state) = ops
-                .conv2d_update(&s, x.view(), dy.view(), p0.view(), &views, spec)
+                .run(
+                    ops.gpu()
+                        .conv2d_update(&s, x.view(), dy.view(), p0.view(), &views, spec),
+                )
                 .await
                 .unwrap();
             let mut want = p0.clone();
@@ -983,7 +951,7 @@ pub async fn max_pool_matches_cpu_with_ties_and_routes_gradients_back(ops: &impl
         let (o, len) = (s.output().len(), s.input().len());
         let (mut y, mut at) = (Array2::zeros((batch, o)), Array2::zeros((batch, o)));
         pool::max_pool(&s, x.view(), y.view_mut(), at.view_mut()).unwrap();
-        let (gy, gat) = ops.max_pool(&s, x.view()).await.unwrap();
+        let (gy, gat) = ops.run(ops.gpu().max_pool(&s, x.view())).await.unwrap();
         assert_eq!(gy, y, "{s}, B={batch}: maxima");
         assert_eq!(gat, at, "{s}, B={batch}: arg-maxes");
 
@@ -991,7 +959,7 @@ pub async fn max_pool_matches_cpu_with_ties_and_routes_gradients_back(ops: &impl
         let mut dx = Array2::zeros((batch, len));
         pool::max_pool_backward(&s, dy.view(), at.view(), dx.view_mut()).unwrap();
         let got = ops
-            .max_pool_backward(&s, dy.view(), at.view(), None)
+            .run(ops.gpu().max_pool_backward(&s, dy.view(), at.view(), None))
             .await
             .unwrap();
         assert_eq!(got, dx, "{s}, B={batch}: gradients");
@@ -999,7 +967,10 @@ pub async fn max_pool_matches_cpu_with_ties_and_routes_gradients_back(ops: &impl
         for act in Activation::ALL {
             let a = z.mapv(|z| act.apply(z));
             let got = ops
-                .max_pool_backward(&s, dy.view(), at.view(), Some((a.view(), act)))
+                .run(
+                    ops.gpu()
+                        .max_pool_backward(&s, dy.view(), at.view(), Some((a.view(), act))),
+                )
                 .await
                 .unwrap();
             let want = &dx * &a.mapv(|a| act.derivative_from_output(a));
@@ -1031,19 +1002,15 @@ pub async fn nan_goes_through_pool_and_every_activation_as_on_the_cpu(ops: &impl
     let w = Array2::ones((1, 1));
     let b = Array1::zeros(1);
     let p = PoolShape::new(Chw::new(1, 4, 4)).unwrap();
-    let acts = Activation::ALL.map(Some);
-    for act in acts.into_iter().chain([None]) {
+    for act in every_activation() {
         let got = ops
-            .conv2d(&s, x.view(), w.view(), b.view(), act)
+            .run(ops.gpu().conv2d(&s, x.view(), w.view(), b.view(), act))
             .await
             .unwrap();
-        let want = match act {
-            Some(f) => x.mapv(|z| f.apply(z)),
-            None => x.clone(),
-        };
+        let want = activate(act, &x);
         assert!(want[[0, 5]].is_nan(), "{act:?}: the CPU keeps the NaN");
         assert_same_or_both_nan(&format!("conv through {act:?}"), &got, &want);
-        let (pooled, at) = ops.max_pool(&p, want.view()).await.unwrap();
+        let (pooled, at) = ops.run(ops.gpu().max_pool(&p, want.view())).await.unwrap();
         let (mut y, mut cpu_at) = (Array2::zeros((2, 4)), Array2::zeros((2, 4)));
         pool::max_pool(&p, want.view(), y.view_mut(), cpu_at.view_mut()).unwrap();
         assert!(y[[0, 0]].is_nan() && y[[1, 0]].is_nan() && y[[1, 3]].is_nan());
@@ -1063,7 +1030,7 @@ pub async fn grids_fold_past_65535_workgroups(ops: &impl Ops) {
     let (o, len) = (p.output().len(), p.input().len());
     let (mut y, mut at) = (Array2::zeros((257, o)), Array2::zeros((257, o)));
     pool::max_pool(&p, x.view(), y.view_mut(), at.view_mut()).unwrap();
-    let (gy, gat) = ops.max_pool(&p, x.view()).await.unwrap();
+    let (gy, gat) = ops.run(ops.gpu().max_pool(&p, x.view())).await.unwrap();
     assert!(
         gy == y && gat == at,
         "pool of 257 × 256×256: maxima and arg-maxes"
@@ -1072,7 +1039,7 @@ pub async fn grids_fold_past_65535_workgroups(ops: &impl Ops) {
     let mut dx = Array2::zeros((257, len));
     pool::max_pool_backward(&p, dy.view(), at.view(), dx.view_mut()).unwrap();
     let got = ops
-        .max_pool_backward(&p, dy.view(), at.view(), None)
+        .run(ops.gpu().max_pool_backward(&p, dy.view(), at.view(), None))
         .await
         .unwrap();
     assert!(got == dx, "pool of 257 × 256×256: gradients");
@@ -1082,13 +1049,13 @@ pub async fn grids_fold_past_65535_workgroups(ops: &impl Ops) {
     let w = Array2::from_elem((1, 1), 0.5);
     let b = Array1::from_elem(1, 0.25);
     let got = ops
-        .conv2d(&s, x.view(), w.view(), b.view(), None)
+        .run(ops.gpu().conv2d(&s, x.view(), w.view(), b.view(), None))
         .await
         .unwrap();
     // One product and one sum per value: exact in f32 (a power of two, then a sum of two).
     assert!(got == x.mapv(|v| v * 0.5 + 0.25), "conv of 4,100 × 64×64");
     let got = ops
-        .conv2d_input_grad(&s, x.view(), w.view(), None)
+        .run(ops.gpu().conv2d_input_grad(&s, x.view(), w.view(), None))
         .await
         .unwrap();
     assert!(

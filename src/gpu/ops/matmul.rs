@@ -59,17 +59,8 @@ const MATMUL_SLOTS: usize = 4;
 
 impl GpuOps {
     /// `C = op(A)·op(B)` with the optional bias + activation epilogue.
+    /// Prepared: `run()` it, or `run_async().await` in a browser.
     pub fn matmul(
-        &self,
-        a: ArrayView2<f32>,
-        b: ArrayView2<f32>,
-        spec: MatmulSpec<'_>,
-    ) -> Result<Array2<f32>> {
-        self.matmul_readout(a, b, spec)?.run()
-    }
-
-    /// [`GpuOps::matmul`] before its dispatch.
-    pub(in crate::gpu) fn matmul_readout(
         &self,
         a: ArrayView2<f32>,
         b: ArrayView2<f32>,
@@ -82,7 +73,7 @@ impl GpuOps {
     }
 
     /// [`GpuOps::matmul`], prepared.
-    pub fn prepare_matmul(
+    fn prepare_matmul(
         &self,
         a: ArrayView2<f32>,
         b: ArrayView2<f32>,
@@ -139,21 +130,8 @@ impl GpuOps {
 
     /// `C = (A·op(B)) ⊙ f'(aux)`, the input-gradient epilogue: `aux` holds the stored outputs
     /// `a = f(z)` of the layer below, shaped like C. `tile` as in [`MatmulSpec::tile`].
+    /// Prepared: `run()` it, or `run_async().await` in a browser.
     pub fn matmul_derivative(
-        &self,
-        a: ArrayView2<f32>,
-        b: ArrayView2<f32>,
-        trans_b: bool,
-        aux: ArrayView2<f32>,
-        act: Activation,
-        tile: Option<Tile>,
-    ) -> Result<Array2<f32>> {
-        self.matmul_derivative_readout(a, b, trans_b, aux, act, tile)?
-            .run()
-    }
-
-    /// [`GpuOps::matmul_derivative`] before its dispatch.
-    pub(in crate::gpu) fn matmul_derivative_readout(
         &self,
         a: ArrayView2<f32>,
         b: ArrayView2<f32>,
@@ -167,7 +145,7 @@ impl GpuOps {
     }
 
     /// [`GpuOps::matmul_derivative`], prepared.
-    pub fn prepare_matmul_derivative(
+    fn prepare_matmul_derivative(
         &self,
         a: ArrayView2<f32>,
         b: ArrayView2<f32>,
@@ -261,20 +239,8 @@ impl GpuOps {
     /// ones-row gives the bias gradient) for `x` B×in and `delta` B×out, handed to the
     /// optimizer in the epilogue, which updates `params` ((in+1)×out: W, then b) and the
     /// optimizer state `slots` (shaped like `params`) in place. Returns both, updated.
+    /// Prepared: `run()` it, or `run_async().await` in a browser.
     pub fn weight_update(
-        &self,
-        x: ArrayView2<f32>,
-        delta: ArrayView2<f32>,
-        params: ArrayView2<f32>,
-        slots: &[ArrayView2<f32>],
-        spec: UpdateSpec<'_>,
-    ) -> Result<(Array2<f32>, Vec<Array2<f32>>)> {
-        self.weight_update_readout(x, delta, params, slots, spec)?
-            .run()
-    }
-
-    /// [`GpuOps::weight_update`] before its dispatch.
-    pub(in crate::gpu) fn weight_update_readout(
         &self,
         x: ArrayView2<f32>,
         delta: ArrayView2<f32>,
@@ -304,7 +270,7 @@ impl GpuOps {
     }
 
     /// [`GpuOps::weight_update`], prepared (bindings: x, δ, params, aux, slots).
-    pub fn prepare_weight_update(
+    fn prepare_weight_update(
         &self,
         x: ArrayView2<f32>,
         delta: ArrayView2<f32>,

@@ -1,9 +1,9 @@
 //! One kernel at a time on host arrays, read back: the entry points of the CPU↔GPU op parity
-//! tests and the kernel benches. An op is first *prepared* ([`PreparedOp`]: its buffers
-//! uploaded and its bind group built, once), then dispatched and read back; the one-call
-//! methods do all three, each through a [`Readout`] that its async counterpart on wasm32
-//! (`matmul_async`, …, in `web`) shares. None of this is used inside the training step loop
-//! (see [`super::backend`] for that).
+//! tests and the kernel benches. Each op is one method, which *prepares* it (its buffers
+//! uploaded and its bind group built, once) and returns a [`Readout`]: `run()` dispatches,
+//! waits and reads back natively; `run_async().await` does the same in a browser, where
+//! waiting is not allowed; `into_prepared()` keeps the kernel to dispatch many times (the
+//! benches). None of this is used inside the training step loop (see [`super::backend`]).
 
 mod matmul;
 mod spatial;
@@ -16,7 +16,8 @@ use super::context::GpuContext;
 use super::kernels::{Kernel, OpKernels, grid_1d};
 use super::live::DeviceBuffer;
 pub use super::prepared::PreparedOp;
-use super::prepared::{Readout, matrix};
+pub use super::prepared::Readout;
+use super::prepared::matrix;
 use super::resources::{Records, range, upload, usage_out, usage_storage};
 use crate::data::{Inputs, MAX_CHANNEL_MAPS, Normalize, gather_maps};
 use crate::error::{Error, Result};
@@ -50,7 +51,7 @@ pub enum OpTargets<'a> {
 }
 
 /// [`GpuOps::optimizer_step`] before its dispatch: new parameters and state tensors.
-pub(super) type OptimizerReadout<'a> = Readout<'a, (Array1<f32>, Vec<Array1<f32>>)>;
+pub type OptimizerReadout<'a> = Readout<'a, (Array1<f32>, Vec<Array1<f32>>)>;
 
 /// Runs single kernels on a device.
 pub struct GpuOps {
@@ -130,17 +131,8 @@ impl GpuOps {
 
     /// The fused output layer: softmax + cross-entropy + `(p - y)/B`, or sigmoid + MSE +
     /// `2(a - y)/(B·K)·a(1 - a)`, on logits `z` (one row per sample).
+    /// Prepared: `run()` it, or `run_async().await` in a browser.
     pub fn loss(
-        &self,
-        output: Output,
-        z: ArrayView2<f32>,
-        targets: OpTargets<'_>,
-    ) -> Result<LossOutput> {
-        self.loss_readout(output, z, targets)?.run()
-    }
-
-    /// [`GpuOps::loss`] before its dispatch.
-    pub(super) fn loss_readout(
         &self,
         output: Output,
         z: ArrayView2<f32>,
@@ -164,7 +156,7 @@ impl GpuOps {
     }
 
     /// [`GpuOps::loss`], prepared (bindings: outputs, delta, targets, index, stats).
-    pub fn prepare_loss(
+    fn prepare_loss(
         &self,
         output: Output,
         z: ArrayView2<f32>,
@@ -209,15 +201,8 @@ impl GpuOps {
     }
 
     /// `out[j] = Σ_i m[i, j]`.
-    pub fn column_sums(&self, m: ArrayView2<f32>) -> Result<Array1<f32>> {
-        self.column_sums_readout(m)?.run()
-    }
-
-    /// [`GpuOps::column_sums`] before its dispatch.
-    pub(super) fn column_sums_readout(
-        &self,
-        m: ArrayView2<f32>,
-    ) -> Result<Readout<'_, Array1<f32>>> {
+    /// Prepared: `run()` it, or `run_async().await` in a browser.
+    pub fn column_sums(&self, m: ArrayView2<f32>) -> Result<Readout<'_, Array1<f32>>> {
         let op = self.prepare_column_sums(m)?;
         Ok(Readout::new(op, vec![(1, m.ncols())], |mut v| {
             Ok(Array1::from(v.remove(0)))
@@ -225,7 +210,7 @@ impl GpuOps {
     }
 
     /// [`GpuOps::column_sums`], prepared.
-    pub fn prepare_column_sums(&self, m: ArrayView2<f32>) -> Result<PreparedOp<'_>> {
+    fn prepare_column_sums(&self, m: ArrayView2<f32>) -> Result<PreparedOp<'_>> {
         let (rows, cols) = m.dim();
         let buffers = vec![
             self.input("colsum input", &contiguous(m))?,
@@ -243,21 +228,8 @@ impl GpuOps {
 
     /// One optimizer step (1-based step `t`) on one tensor: returns the new parameters and
     /// the new `optimizer.slots()` state tensors.
+    /// Prepared: `run()` it, or `run_async().await` in a browser.
     pub fn optimizer_step(
-        &self,
-        optimizer: &Optimizer,
-        lr: f32,
-        t: u64,
-        p: ArrayView1<f32>,
-        g: ArrayView1<f32>,
-        slots: &[ArrayView1<f32>],
-    ) -> Result<(Array1<f32>, Vec<Array1<f32>>)> {
-        self.optimizer_step_readout(optimizer, lr, t, p, g, slots)?
-            .run()
-    }
-
-    /// [`GpuOps::optimizer_step`] before its dispatch.
-    pub(super) fn optimizer_step_readout(
         &self,
         optimizer: &Optimizer,
         lr: f32,
@@ -279,7 +251,7 @@ impl GpuOps {
     }
 
     /// [`GpuOps::optimizer_step`], prepared (bindings: params, grads, slots).
-    pub fn prepare_optimizer_step(
+    fn prepare_optimizer_step(
         &self,
         optimizer: &Optimizer,
         lr: f32,
@@ -332,27 +304,15 @@ impl GpuOps {
         features: usize,
         indices: &[u32],
         normalize: Normalize,
-    ) -> Result<Array2<f32>> {
+    ) -> Result<Readout<'_, Array2<f32>>> {
         self.gather_images(inputs, features, indices, gather_maps(normalize, &[]), None)
     }
 
     /// [`GpuOps::gather`] of image samples of shape `image`, whose order entries may carry
     /// shifts ([`crate::data::Sample`]), each channel mapped by its own map (`maps`, as
     /// [`crate::Dataset::gather_maps`] gives them).
+    /// Prepared: `run()` it, or `run_async().await` in a browser.
     pub fn gather_images(
-        &self,
-        inputs: &Inputs,
-        features: usize,
-        indices: &[u32],
-        maps: [Normalize; MAX_CHANNEL_MAPS],
-        image: Option<Chw>,
-    ) -> Result<Array2<f32>> {
-        self.gather_readout(inputs, features, indices, maps, image)?
-            .run()
-    }
-
-    /// [`GpuOps::gather_images`] before its dispatch.
-    pub(super) fn gather_readout(
         &self,
         inputs: &Inputs,
         features: usize,
@@ -365,7 +325,7 @@ impl GpuOps {
     }
 
     /// [`GpuOps::gather_images`], prepared (bindings: dataset, index, output).
-    pub fn prepare_gather(
+    fn prepare_gather(
         &self,
         inputs: &Inputs,
         features: usize,

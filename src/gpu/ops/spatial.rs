@@ -34,19 +34,8 @@ pub type ConvUpdated = (Array1<f32>, Vec<Array1<f32>>);
 
 impl GpuOps {
     /// `act(conv(x, w) + b)` (`act` None: the plain sum) for `x` B × C_in·H·W.
+    /// Prepared: `run()` it, or `run_async().await` in a browser.
     pub fn conv2d(
-        &self,
-        s: &ConvShape,
-        x: ArrayView2<f32>,
-        w: ArrayView2<f32>,
-        b: ArrayView1<f32>,
-        act: Option<Activation>,
-    ) -> Result<Array2<f32>> {
-        self.conv2d_readout(s, x, w, b, act)?.run()
-    }
-
-    /// [`GpuOps::conv2d`] before its dispatch.
-    pub(in crate::gpu) fn conv2d_readout(
         &self,
         s: &ConvShape,
         x: ArrayView2<f32>,
@@ -59,7 +48,7 @@ impl GpuOps {
     }
 
     /// [`GpuOps::conv2d`], prepared (bindings: x, [w; b], y, aux, slots).
-    pub fn prepare_conv2d(
+    fn prepare_conv2d(
         &self,
         s: &ConvShape,
         x: ArrayView2<f32>,
@@ -91,18 +80,8 @@ impl GpuOps {
 
     /// The input gradient of a convolution, `conv2d_input_grad(dy, w)`, times `f′(a)` when
     /// `deriv` is `Some((a, f))` (`a` shaped like the input).
+    /// Prepared: `run()` it, or `run_async().await` in a browser.
     pub fn conv2d_input_grad(
-        &self,
-        s: &ConvShape,
-        dy: ArrayView2<f32>,
-        w: ArrayView2<f32>,
-        deriv: Derivative<'_>,
-    ) -> Result<Array2<f32>> {
-        self.conv2d_input_grad_readout(s, dy, w, deriv)?.run()
-    }
-
-    /// [`GpuOps::conv2d_input_grad`] before its dispatch.
-    pub(in crate::gpu) fn conv2d_input_grad_readout(
         &self,
         s: &ConvShape,
         dy: ArrayView2<f32>,
@@ -114,7 +93,7 @@ impl GpuOps {
     }
 
     /// [`GpuOps::conv2d_input_grad`], prepared (bindings: dy, [w; 0], dx, aux, slots).
-    pub fn prepare_conv2d_input_grad(
+    fn prepare_conv2d_input_grad(
         &self,
         s: &ConvShape,
         dy: ArrayView2<f32>,
@@ -148,21 +127,8 @@ impl GpuOps {
     /// A convolution's update as a training step runs it: the weight and bias gradients of
     /// `x` and `dy` over the batch, each handed to the optimizer, which updates `params` (the
     /// weights row-major, then the biases) and its state `slots` (shaped like `params`).
+    /// Prepared: `run()` it, or `run_async().await` in a browser.
     pub fn conv2d_update(
-        &self,
-        s: &ConvShape,
-        x: ArrayView2<f32>,
-        dy: ArrayView2<f32>,
-        params: ArrayView1<f32>,
-        slots: &[ArrayView1<f32>],
-        spec: UpdateSpec<'_>,
-    ) -> Result<ConvUpdated> {
-        self.conv2d_update_readout(s, x, dy, params, slots, spec)?
-            .run()
-    }
-
-    /// [`GpuOps::conv2d_update`] before its dispatch.
-    pub(in crate::gpu) fn conv2d_update_readout(
         &self,
         s: &ConvShape,
         x: ArrayView2<f32>,
@@ -188,7 +154,7 @@ impl GpuOps {
     }
 
     /// [`GpuOps::conv2d_update`], prepared (bindings: x, dy, params, aux, slots).
-    pub fn prepare_conv2d_update(
+    fn prepare_conv2d_update(
         &self,
         s: &ConvShape,
         x: ArrayView2<f32>,
@@ -242,16 +208,8 @@ impl GpuOps {
     }
 
     /// 2×2 max-pooling of `x` (B × C·H·W): the maxima and where each came from.
-    pub fn max_pool(&self, s: &PoolShape, x: ArrayView2<f32>) -> Result<Pooled> {
-        self.max_pool_readout(s, x)?.run()
-    }
-
-    /// [`GpuOps::max_pool`] before its dispatch.
-    pub(in crate::gpu) fn max_pool_readout(
-        &self,
-        s: &PoolShape,
-        x: ArrayView2<f32>,
-    ) -> Result<Readout<'_, Pooled>> {
+    /// Prepared: `run()` it, or `run_async().await` in a browser.
+    pub fn max_pool(&self, s: &PoolShape, x: ArrayView2<f32>) -> Result<Readout<'_, Pooled>> {
         let op = self.prepare_max_pool(s, x)?;
         let (rows, cols) = (x.nrows(), s.output().len());
         let name = op.kernel.name.clone();
@@ -269,7 +227,7 @@ impl GpuOps {
     }
 
     /// [`GpuOps::max_pool`], prepared (bindings: x, y, arg-max, aux).
-    pub fn prepare_max_pool(&self, s: &PoolShape, x: ArrayView2<f32>) -> Result<PreparedOp<'_>> {
+    fn prepare_max_pool(&self, s: &PoolShape, x: ArrayView2<f32>) -> Result<PreparedOp<'_>> {
         let rows = x.nrows();
         check_dim("max-pool input row", s.input().len(), x.ncols())?;
         let out = rows * s.output().len();
@@ -287,18 +245,8 @@ impl GpuOps {
 
     /// The pool's backward pass: each output's gradient `dy` to its arg-max, zeros elsewhere,
     /// times `f′(a)` when `deriv` is `Some((a, f))` (`a` shaped like the pool's input).
+    /// Prepared: `run()` it, or `run_async().await` in a browser.
     pub fn max_pool_backward(
-        &self,
-        s: &PoolShape,
-        dy: ArrayView2<f32>,
-        argmax: ArrayView2<u32>,
-        deriv: Derivative<'_>,
-    ) -> Result<Array2<f32>> {
-        self.max_pool_backward_readout(s, dy, argmax, deriv)?.run()
-    }
-
-    /// [`GpuOps::max_pool_backward`] before its dispatch.
-    pub(in crate::gpu) fn max_pool_backward_readout(
         &self,
         s: &PoolShape,
         dy: ArrayView2<f32>,
@@ -310,7 +258,7 @@ impl GpuOps {
     }
 
     /// [`GpuOps::max_pool_backward`], prepared (bindings: dy, dx, arg-max, aux).
-    pub fn prepare_max_pool_backward(
+    fn prepare_max_pool_backward(
         &self,
         s: &PoolShape,
         dy: ArrayView2<f32>,

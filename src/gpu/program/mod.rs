@@ -213,7 +213,7 @@ impl Dispatch {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StepPath {
     /// One dispatch per op: gather, forward per layer, loss, input and weight gradients
-    /// (`3·layers + 1` dispatches).
+    /// (`GpuBackend::dispatches_per_step` counts them; `3·layers + 1` for a dense stack).
     General,
     /// Rows, gradients, update: three dispatches (`gpu::fused`).
     Fused,
