@@ -128,6 +128,14 @@ impl Feature {
 
 /// The shape of one trainable weight tensor and its bias, as stored in [`crate::params::Params`]:
 /// `rows × cols` weights, `bias` biases, and the fan-in / fan-out the initialisers use.
+///
+/// **The orientation rule** (the one place it is stated): a weight tensor is stored as the
+/// matrix its layer's forward product takes, so that no layer transposes its weights to run.
+/// A dense layer computes `x · W` on rows of samples: `rows` = its inputs, `cols` = its outputs
+/// (`[in, out]`, Keras' `Dense` kernel). A convolution computes `W · X̂` over the im2col matrix:
+/// `rows` = its output channels, `cols` = input channels × k × k (`[out, in·k·k]`, PyTorch's
+/// `Conv2d` weight flattened). Checkpoints keep these orientations under their tensor names,
+/// and README's NumPy snippets read them so.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WeightShape {
     pub rows: usize,

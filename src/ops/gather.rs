@@ -16,8 +16,8 @@ pub(crate) const WGSL: &str = include_str!("../../shaders/gather.wgsl");
 pub const WG: u32 = 256;
 
 /// Consecutive values of a row that one thread of the gather kernel writes: the two integer
-/// divisions that place a run cost as much as its values on software adapters (SwiftShader at
-/// batch 64: 0.58 ms per step with runs of 4, 0.46 with 8, 0.40 with 16).
+/// divisions that place a run cost as much as its values on software adapters, so longer runs
+/// pay for them fewer times (BENCHMARKS.md, "Kernel parameters").
 pub const GATHER_RUN: u32 = 16;
 
 /// Threads the gather kernel runs for `rows` rows of `features` values.

@@ -13,11 +13,9 @@ use crate::net::Output;
 
 pub(crate) const WGSL: &str = include_str!("../../shaders/loss.wgsl");
 
-/// Threads of the (single-workgroup) loss kernel. With its kinds as pipeline constants, 64
-/// threads took 0.09 ms per batch-64 step on SwiftShader against 0.23 with 256 (each SIMD group
-/// is a coroutine switched at every barrier of the reduction), and 0.04 against 0.08 on
-/// lavapipe; at batch 1024, 0.38 against 0.52 and 0.19 against 0.18. (With the kinds read from
-/// the record, 64 had been 2.5× slower than 256 on lavapipe.)
+/// Threads of the (single-workgroup) loss kernel: few, because on software adapters each SIMD
+/// group is a coroutine switched at every barrier of the reduction (BENCHMARKS.md, "Kernel
+/// parameters").
 pub const LOSS_WG: u32 = 64;
 
 /// How the loss kernel finds sample `i`'s targets.

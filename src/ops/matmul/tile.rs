@@ -40,9 +40,9 @@ pub const LARGE_TILE: Tile = Tile {
     block_n: 4,
 };
 /// For products too small to give the large tile enough workgroups (at batch 64, `x·W₁` is a
-/// single 64×64 tile): four times the workgroups, and half the barriers along K. On lavapipe
-/// it made a batch-64 step 15% faster and a batch-1024 one 12% slower, hence the choice per
-/// product ([`choose_tile`]).
+/// single 64×64 tile): four times the workgroups, and half the barriers along K. It helps
+/// small batches and hurts large ones, hence the choice per product ([`choose_tile`];
+/// BENCHMARKS.md, "Kernel parameters").
 pub const SMALL_TILE: Tile = Tile {
     m: 32,
     n: 32,
@@ -52,10 +52,10 @@ pub const SMALL_TILE: Tile = Tile {
     block_n: 4,
 };
 /// The direct tiles (software adapters) are 32×32: at batch 64 the first layer's product still
-/// has four workgroups for the adapter's threads. (With 4×4 blocks on SwiftShader, 32×32
-/// measured as fast as 16×64 for the 64-wide layers and 1.7× faster for the 10-wide output
-/// layer.) This one, 4×4 per thread and 64 threads, is for adapters whose SIMD groups are wider
-/// than the wider blocks' workgroups.
+/// has four workgroups for the adapter's threads, and a narrow output layer wastes less of a
+/// tile than with a wider one (BENCHMARKS.md, "Kernel parameters"). This one, 4×4 per thread
+/// and 64 threads, is for adapters whose SIMD groups are wider than the wider blocks'
+/// workgroups.
 pub const DIRECT_TILE: Tile = Tile {
     m: 32,
     n: 32,
@@ -111,9 +111,7 @@ pub enum TileTarget {
 /// address is a gather there, and a bigger block loads fewer values per multiply-add. The
 /// widest block (16×16, 4 threads) is only for long products (K or the rows of C from
 /// [`LONG_FROM`]): on the short ones of the MNIST step its few threads lost to the 16×8 block's
-/// more. Measured for 784-64-64-10 (BENCHMARKS.md): on SwiftShader (4 lanes) 3.6 ms of GPU time
-/// per batch-64 step against 4.1 with 8×8 blocks everywhere and 7.0 with 4×4; on lavapipe (8
-/// lanes) 3.3 ms with 16×8 against 4.3 with 4×4 and 6.5 with 16×16.
+/// more (BENCHMARKS.md, "Kernel parameters").
 pub fn choose_tile(rows: u32, cols: u32, k: u32, target: TileTarget) -> Tile {
     match target {
         TileTarget::Software { lanes } => {
