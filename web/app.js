@@ -452,16 +452,24 @@ function setUpOwnData() {
       fail(`${e.message ?? e}`);
     }
   };
+  // The whole page takes drops: files dropped anywhere are data (on "Try the model", new
+  // pictures or rows to read), never a navigation away from the run.
   const drop = $("drop");
-  drop.addEventListener("dragover", (e) => {
+  document.addEventListener("dragover", (e) => {
     e.preventDefault();
     drop.classList.add("over");
   });
-  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (e) => {
+  document.addEventListener("dragleave", (e) => {
+    if (!e.relatedTarget) drop.classList.remove("over");
+  });
+  document.addEventListener("drop", (e) => {
     e.preventDefault();
     drop.classList.remove("over");
-    take((ev) => fromDrop(ev.dataTransfer))(e);
+    if (!$("results").hidden && $("results").contains(e.target)) {
+      tryFiles([...e.dataTransfer.files]);
+    } else {
+      take((ev) => fromDrop(ev.dataTransfer))(e);
+    }
   });
   for (const id of ["pick-folder", "pick-file"]) {
     $(id).addEventListener("change", async (e) => {
@@ -505,11 +513,6 @@ function setUpOwnData() {
   $("try").addEventListener("change", async (e) => {
     await tryFiles([...e.target.files]);
     e.target.value = "";
-  });
-  $("results").addEventListener("dragover", (e) => e.preventDefault());
-  $("results").addEventListener("drop", (e) => {
-    e.preventDefault();
-    tryFiles([...e.dataTransfer.files]);
   });
 }
 

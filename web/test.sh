@@ -18,9 +18,10 @@
 #   ($MNIST_DIR, else ./data/mnist) as opened and on WebGPU, within 0.5 points of a native CPU
 #   run; digits drawn with mouse events; checkpoints from the page read natively and back;
 #   the page without WebGPU; a screenshot in target/web/e2e/page.png.
-#   Then web/e2e/own.mjs: a folder of 3,000 colour MNIST pictures (one truncated) picked in the
-#   page, listed, trained within 0.5 points of native `train` on it, a new picture read as
-#   native `predict` reads it with the page's checkpoint, and no request after the page loaded.
+#   Then web/e2e/own.mjs: a folder of 3,000 colour MNIST pictures (one truncated) dropped on the
+#   page and picked, listed, trained within 0.5 points of native `train` on it, a new picture
+#   read as native `predict` reads it, a CSV dropped and trained as natively, and no request
+#   after the page loaded.
 #   Then web/e2e/soak.mjs: 20 epochs of 1,000 images on WebGPU, failing if the JS heap, the
 #   wasm memory or soma's device buffers grow.
 #

@@ -149,7 +149,8 @@ impl Recipe {
         match image {
             Some(chw) => layers::model_network(model, chw, outputs, output, dense),
             None if layers::model_layers(model).is_some() => Err(Error::Network(format!(
-                "--model {model} is convolutional, but the data are vectors of {features}                  values (not pictures): use mlp or a layer string of dense layers"
+                "--model {model} is convolutional, but the data are vectors of {features} \
+                 values (not pictures): use mlp or a layer string of dense layers"
             ))),
             None => layers::model_network(model, Chw::new(1, 1, features), outputs, output, dense),
         }

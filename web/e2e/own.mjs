@@ -4,14 +4,16 @@
 //     the page's rule: bad pictures are listed, the rest trains) as the reference;
 //  2. the page opened waiting for data (?data=own); from then on every request the page makes
 //     and every one the server answers is recorded;
-//  3. the folder given to the folder picker (webkitdirectory, as a user picks it): the listing
-//     must show the classes with their counts and thumbnails and name the bad picture;
+//  3. the folder dropped on the page (Chromium's drag events with its path), then given to the
+//     folder picker (webkitdirectory): both must list the same, the classes with their counts
+//     and thumbnails, and name the bad picture;
 //  4. Train: the test accuracy must land within 0.5 points of the native run's, and the page
 //     shows the test confusion matrix;
 //  5. a new picture (not in the folder) picked in "Try the model" is read as native `predict`
 //     reads it with the checkpoint the page saves, and again with the native checkpoint loaded
 //     into the page;
-//  6. no request went out after the page loaded;
+//  6. a CSV dropped next is listed with its classes and trains as native `train` trains it;
+//     no request went out after the page loaded;
 //  7. the tab's peak memory: the highest resident set (VmHWM) of Chromium's renderer and GPU
 //     processes, read from /proc when the run ends.
 // Usage: node own.mjs OUT_DIR [--count N] [--size S] [--format png|jpeg] [--model M]
@@ -140,12 +142,28 @@ try {
   page.on("request", (r) => requests.push(r.url()));
   const servedBefore = server.served.length;
 
-  const picker = await page.$("#pick-folder");
-  await picker.uploadFile(folder);
-  await page.waitForFunction(() => ["listed", "failed"].includes(document.body.dataset.state), { timeout: RUN_MS, polling: 250 });
-  const status = await page.$eval("#status", (e) => e.textContent);
-  check((await page.evaluate(() => document.body.dataset.state)) === "listed", `the folder is read and listed (${status})`);
-  const listing = await page.$$eval("#classes tbody tr", (rows) => rows.map((r) => ({ name: r.dataset.class, train: Number(r.cells[1].textContent.replace(/\D/g, "")), test: Number(r.cells[2].textContent.replace(/\D/g, "")), thumbs: r.querySelectorAll("canvas").length })));
+  // The folder dropped on the page, as a user drags it from a file manager (Chromium's own
+  // drag events, with the folder's path: the page walks it with webkitGetAsEntry).
+  const input = await page.createCDPSession();
+  const dropOnPage = async (file) => {
+    await page.$eval("#drop", (e) => e.scrollIntoView());
+    const box = await (await page.$("#drop")).boundingBox();
+    const at = { x: box.x + 20, y: box.y + 20, data: { items: [], files: [file], dragOperationsMask: 1 } };
+    for (const type of ["dragEnter", "dragOver", "drop"]) await input.send("Input.dispatchDragEvent", { type, ...at });
+  };
+  await dropOnPage(folder);
+  const readListing = async (how) => {
+    await page.waitForFunction(() => ["listed", "failed"].includes(document.body.dataset.state), { timeout: RUN_MS, polling: 250 });
+    const status = await page.$eval("#status", (e) => e.textContent);
+    check((await page.evaluate(() => document.body.dataset.state)) === "listed", `the folder ${how} is read and listed (${status})`);
+    return page.$$eval("#classes tbody tr", (rows) => rows.map((r) => ({ name: r.dataset.class, train: Number(r.cells[1].textContent.replace(/\D/g, "")), test: Number(r.cells[2].textContent.replace(/\D/g, "")), thumbs: r.querySelectorAll("canvas").length })));
+  };
+  const dropped = await readListing("dropped");
+  // The same folder through the folder picker (webkitdirectory) lists the same.
+  await page.evaluate(() => (document.body.dataset.state = "picking"));
+  await (await page.$("#pick-folder")).uploadFile(folder);
+  const listing = await readListing("picked");
+  check(JSON.stringify(listing) === JSON.stringify(dropped), "dropped and picked, the folder lists the same");
   check(listing.length === 10 && listing.every((c) => c.thumbs > 0), `listing: ${listing.map((c) => `${c.name} ${c.train}+${c.test}`).join(", ")}`);
   const listed = listing.reduce((a, c) => a + c.train + c.test, 0);
   check(listed === made.pictures, `every good picture listed: ${listed} of ${made.pictures}`);
@@ -189,6 +207,30 @@ try {
 
   const servedAfter = server.served.slice(servedBefore);
   check(requests.length === 0 && servedAfter.length === 0, `no request after the page loaded (page: ${requests.length}, server: ${servedAfter.length}${servedAfter.length ? `: ${servedAfter.join(", ")}` : ""})`);
+  // A CSV dropped on a fresh page waiting for data: the table is listed with its classes and
+  // trains as native `train` trains it (the tabular recipe, the page's epochs), again with no
+  // request after the page loaded.
+  await page.close();
+  const tablePage = await openPage(browser, `${server.url}?data=own&epochs=${opt.epochs}&backend=${opt.backend}`);
+  await tablePage.waitForFunction(() => document.body.dataset.state === "waiting", { timeout: 120_000 });
+  const tableRequests = [];
+  tablePage.on("request", (r) => tableRequests.push(r.url()));
+  const tableServed = server.served.length;
+  const table = path.resolve("tests/data/csv/iris.csv");
+  const [tableRef] = native("train", [table, "--epochs", opt.epochs, "--backend", "cpu"]).slice(-1);
+  const tableInput = await tablePage.createCDPSession();
+  const box = await (await tablePage.$("#drop")).boundingBox();
+  const at = { x: box.x + 20, y: box.y + 20, data: { items: [], files: [table], dragOperationsMask: 1 } };
+  for (const type of ["dragEnter", "dragOver", "drop"]) await tableInput.send("Input.dispatchDragEvent", { type, ...at });
+  await tablePage.waitForFunction(() => ["listed", "failed"].includes(document.body.dataset.state), { timeout: RUN_MS, polling: 250 });
+  const classes = await tablePage.$$eval("#classes tbody tr", (rows) => rows.map((r) => r.dataset.class));
+  check(JSON.stringify(classes) === JSON.stringify(["setosa", "versicolor", "virginica"]), `the dropped CSV's classes: ${classes.join(", ")} (${await tablePage.$eval("#status", (e) => e.textContent)})`);
+  await tablePage.click("#train-own");
+  const tableRun = await waitForRun(tablePage, RUN_MS);
+  const tableAcc = tableRun.result?.testAccuracy ?? NaN;
+  check(Math.abs(tableAcc - tableRef.test_accuracy) <= TOLERANCE, `the CSV in the page ${(100 * tableAcc).toFixed(2)}% vs native ${(100 * tableRef.test_accuracy).toFixed(2)}%`);
+  const tableAfter = server.served.slice(tableServed);
+  check(tableRequests.length === 0 && tableAfter.length === 0, `no request after the table's page loaded (page: ${tableRequests.length}, server: ${tableAfter.length})`);
   const memory = peakMemory(browser);
   console.log(
     JSON.stringify({
