@@ -329,7 +329,8 @@ function setUpCheckpoints() {
       const bytes = await exclusive(() => state.trainer.checkpoint());
       const a = document.createElement("a");
       a.href = URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
-      a.download = `soma-${state.own ? state.own.name : "mnist"}.safetensors`;
+      // Named after the data (a folder's name, a file's without its extension).
+      a.download = `soma-${state.own ? state.own.name.replace(/\.[^.]*$/, "") : "mnist"}.safetensors`;
       a.click();
       URL.revokeObjectURL(a.href);
     } catch (e) {

@@ -12,8 +12,10 @@
 //  5. a new picture (not in the folder) picked in "Try the model" is read as native `predict`
 //     reads it with the checkpoint the page saves, and again with the native checkpoint loaded
 //     into the page;
-//  6. a CSV dropped next is listed with its classes and trains as native `train` trains it;
-//     no request went out after the page loaded;
+//  6. a CSV dropped on a fresh page is listed with its classes and trains as native `train`
+//     trains it; the pictures' native checkpoint loaded there only predicts, reads the new
+//     picture as natively and is saved again with its own epochs; no request went out after
+//     either page loaded;
 //  7. the tab's peak memory: the highest resident set (VmHWM) of Chromium's renderer and GPU
 //     processes, read from /proc when the run ends.
 // Usage: node own.mjs OUT_DIR [--count N] [--size S] [--format png|jpeg] [--model M]
@@ -115,6 +117,16 @@ function peakMemory(browser) {
   return peaks;
 }
 
+// Drops `file` (a file or a folder) on the page's drop box as a file manager would: Chromium's
+// own drag events, carrying its path.
+async function dropOnPage(page, file) {
+  await page.$eval("#drop", (e) => e.scrollIntoView());
+  const box = await (await page.$("#drop")).boundingBox();
+  const input = await page.createCDPSession();
+  const at = { x: box.x + 20, y: box.y + 20, data: { items: [], files: [file], dragOperationsMask: 1 } };
+  for (const type of ["dragEnter", "dragOver", "drop"]) await input.send("Input.dispatchDragEvent", { type, ...at });
+}
+
 const started = Date.now();
 const count = Number(opt.count);
 const folder = path.join(out, "pictures");
@@ -133,6 +145,8 @@ console.log(`native train: test accuracy ${(100 * reference.test_accuracy).toFix
 const server = await serve();
 const browser = await launch({ webgpu: true });
 let result = null;
+// The native checkpoint's reading of the new picture (native `predict`).
+let nativeTop = null;
 try {
   const page = await openPage(browser, `${server.url}?data=own&model=${opt.model}&epochs=${opt.epochs}&backend=${opt.backend}`);
   await page.waitForFunction(() => ["waiting", "failed"].includes(document.body.dataset.state), { timeout: 120_000 });
@@ -144,14 +158,7 @@ try {
 
   // The folder dropped on the page, as a user drags it from a file manager (Chromium's own
   // drag events, with the folder's path: the page walks it with webkitGetAsEntry).
-  const input = await page.createCDPSession();
-  const dropOnPage = async (file) => {
-    await page.$eval("#drop", (e) => e.scrollIntoView());
-    const box = await (await page.$("#drop")).boundingBox();
-    const at = { x: box.x + 20, y: box.y + 20, data: { items: [], files: [file], dragOperationsMask: 1 } };
-    for (const type of ["dragEnter", "dragOver", "drop"]) await input.send("Input.dispatchDragEvent", { type, ...at });
-  };
-  await dropOnPage(folder);
+  await dropOnPage(page, folder);
   const readListing = async (how) => {
     await page.waitForFunction(() => ["listed", "failed"].includes(document.body.dataset.state), { timeout: RUN_MS, polling: 250 });
     const status = await page.$eval("#status", (e) => e.textContent);
@@ -203,6 +210,7 @@ try {
   await page.waitForFunction(() => document.body.dataset.answers === "2", { timeout: 120_000 });
   const loadedTop = await page.$eval("#answers li:nth-child(2)", (li) => li.dataset.top);
   const [n] = native("predict", ["--load", nativeCkpt, "--json", "--backend", "cpu", newPicture]);
+  nativeTop = n.top[0].class;
   check(loadedTop === n.top[0].class, `native checkpoint in the page: reads ${loadedTop}, native predict ${n.top[0].class}`);
 
   const servedAfter = server.served.slice(servedBefore);
@@ -211,17 +219,16 @@ try {
   // trains as native `train` trains it (the tabular recipe, the page's epochs), again with no
   // request after the page loaded.
   await page.close();
-  const tablePage = await openPage(browser, `${server.url}?data=own&epochs=${opt.epochs}&backend=${opt.backend}`);
+  // One epoch more than the pictures' run, so that a checkpoint's epochs tell the two apart.
+  const tableEpochs = String(Number(opt.epochs) + 1);
+  const tablePage = await openPage(browser, `${server.url}?data=own&epochs=${tableEpochs}&backend=${opt.backend}`);
   await tablePage.waitForFunction(() => document.body.dataset.state === "waiting", { timeout: 120_000 });
   const tableRequests = [];
   tablePage.on("request", (r) => tableRequests.push(r.url()));
   const tableServed = server.served.length;
   const table = path.resolve("tests/data/csv/iris.csv");
-  const [tableRef] = native("train", [table, "--epochs", opt.epochs, "--backend", "cpu"]).slice(-1);
-  const tableInput = await tablePage.createCDPSession();
-  const box = await (await tablePage.$("#drop")).boundingBox();
-  const at = { x: box.x + 20, y: box.y + 20, data: { items: [], files: [table], dragOperationsMask: 1 } };
-  for (const type of ["dragEnter", "dragOver", "drop"]) await tableInput.send("Input.dispatchDragEvent", { type, ...at });
+  const [tableRef] = native("train", [table, "--epochs", tableEpochs, "--backend", "cpu"]).slice(-1);
+  await dropOnPage(tablePage, table);
   await tablePage.waitForFunction(() => ["listed", "failed"].includes(document.body.dataset.state), { timeout: RUN_MS, polling: 250 });
   const classes = await tablePage.$$eval("#classes tbody tr", (rows) => rows.map((r) => r.dataset.class));
   check(JSON.stringify(classes) === JSON.stringify(["setosa", "versicolor", "virginica"]), `the dropped CSV's classes: ${classes.join(", ")} (${await tablePage.$eval("#status", (e) => e.textContent)})`);
@@ -229,6 +236,18 @@ try {
   const tableRun = await waitForRun(tablePage, RUN_MS);
   const tableAcc = tableRun.result?.testAccuracy ?? NaN;
   check(Math.abs(tableAcc - tableRef.test_accuracy) <= TOLERANCE, `the CSV in the page ${(100 * tableAcc).toFixed(2)}% vs native ${(100 * tableRef.test_accuracy).toFixed(2)}%`);
+  // The pictures' native checkpoint loaded beside the table: it does not fit the table, so
+  // it only predicts; it reads the new picture as native predict does, and the checkpoint the
+  // page saves of it is the native one's (its epochs included).
+  await (await tablePage.$("#load")).uploadFile(nativeCkpt);
+  await tablePage.waitForFunction(() => /does not fit the data here/.test(document.getElementById("numbers").textContent) || document.body.dataset.state === "failed", { timeout: 60_000 });
+  await (await tablePage.$("#try")).uploadFile(newPicture);
+  await tablePage.waitForFunction(() => document.body.dataset.answers === "1", { timeout: 120_000 });
+  const onlyTop = await tablePage.$eval("#answers li", (li) => li.dataset.top);
+  check(onlyTop === nativeTop, `a checkpoint that does not fit the data predicts only: reads ${onlyTop}, native predict ${nativeTop}`);
+  const resaved = await saveCheckpoint(tablePage, out, "soma-iris.safetensors");
+  const meta = (f) => JSON.parse(fs.readFileSync(f).subarray(8, 8 + Number(fs.readFileSync(f).readBigUInt64LE(0))).toString()).__metadata__;
+  check(resaved && meta(resaved).epoch === meta(nativeCkpt).epoch, `saved again from the page, it keeps the native checkpoint's epochs (${resaved && meta(resaved).epoch})`);
   const tableAfter = server.served.slice(tableServed);
   check(tableRequests.length === 0 && tableAfter.length === 0, `no request after the table's page loaded (page: ${tableRequests.length}, server: ${tableAfter.length})`);
   const memory = peakMemory(browser);

@@ -14,7 +14,7 @@ use soma::data::{Inputs, Targets, npy};
 use wasm_bindgen::prelude::*;
 
 use crate::ingest::from_js_folder;
-use crate::trainer::{js, to_js};
+use crate::trainer::{from_js, input_bytes, js, rgba, to_js};
 
 /// How the page asks data to be prepared: `{val, splitSeed, label}`, each optional, with
 /// native `train`'s defaults (`--val 0.2`, `--split-seed 0`, the label column found by name).
@@ -29,11 +29,7 @@ struct DataOptions {
 
 impl DataOptions {
     fn read(options: JsValue) -> Result<DataOptions, JsError> {
-        if options.is_undefined() || options.is_null() {
-            return Ok(DataOptions::default());
-        }
-        serde_wasm_bindgen::from_value(options)
-            .map_err(|e| JsError::new(&format!("data options: {e}")))
+        from_js(options, "data options")
     }
 
     fn prepare(&self) -> PrepareOptions {
@@ -169,10 +165,6 @@ impl UserData {
                 test,
             })
             .collect();
-        let bytes = |d: &soma::Dataset| match d.inputs() {
-            Inputs::U8(v) => v.len(),
-            Inputs::F32(v) => 4 * v.len(),
-        };
         to_js(&Summary {
             format: self.format,
             name: self.name.clone(),
@@ -185,7 +177,7 @@ impl UserData {
             notes: p.notes.clone(),
             bad: self.bad.clone(),
             ignored: self.ignored,
-            bytes: (bytes(&p.train) + bytes(&p.test)) as f64,
+            bytes: (input_bytes(&p.train) + input_bytes(&p.test)) as f64,
         })
     }
 
@@ -198,22 +190,15 @@ impl UserData {
         else {
             return Uint8Array::new_with_length(0);
         };
-        let (plane, n) = (image.h * image.w, image.len());
-        let mut rgba = Vec::with_capacity(per_class * plane * 4);
-        for i in labels
+        let n = image.len();
+        let out: Vec<u8> = labels
             .iter()
             .enumerate()
             .filter(|(_, l)| **l == class)
-            .map(|(i, _)| i)
             .take(per_class)
-        {
-            let sample = &pixels[i * n..(i + 1) * n];
-            for p in 0..plane {
-                let channel = |c: usize| sample[c.min(image.c - 1) * plane + p];
-                rgba.extend([channel(0), channel(1), channel(2), 255]);
-            }
-        }
-        Uint8Array::from(&rgba[..])
+            .flat_map(|(i, _)| rgba(&pixels[i * n..(i + 1) * n], image))
+            .collect();
+        Uint8Array::from(&out[..])
     }
 }
 

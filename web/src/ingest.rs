@@ -17,7 +17,7 @@ use soma::data::picture::{self, Decoded, Header};
 use wasm_bindgen::prelude::*;
 use web_sys::{File, FileReaderSync};
 
-use crate::trainer::js;
+use crate::trainer::{from_js, js};
 
 /// A folder's findings without its pixels, labels and files (those travel as arrays).
 #[derive(Serialize, Deserialize)]
@@ -134,12 +134,7 @@ pub fn read_pictures(
     options: JsValue,
     progress: Function,
 ) -> Result<JsValue, JsError> {
-    let options: ReadOptions = if options.is_undefined() || options.is_null() {
-        ReadOptions::default()
-    } else {
-        serde_wasm_bindgen::from_value(options)
-            .map_err(|e| JsError::new(&format!("folder options: {e}")))?
-    };
+    let options: ReadOptions = from_js(options, "folder options")?;
     let rels: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
     let total = rels
         .iter()

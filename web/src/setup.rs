@@ -15,7 +15,7 @@ use soma::{Error, Network, Optimizer, Params};
 use wasm_bindgen::prelude::*;
 
 use crate::engine::Engine;
-use crate::trainer::js;
+use crate::trainer::{from_js, js};
 
 /// What the page may change; everything else is the `mnist` example's defaults
 /// ([`Recipe::default`]).
@@ -132,12 +132,7 @@ impl Setup {
     /// saying why) and builds the engine; on WebGPU the browser starts compiling the training
     /// step's pipelines ([`crate::Trainer::create`] awaits them).
     pub async fn open(options: JsValue) -> Result<Setup, JsError> {
-        let options: Options = if options.is_undefined() || options.is_null() {
-            Options::default()
-        } else {
-            serde_wasm_bindgen::from_value(options)
-                .map_err(|e| JsError::new(&format!("Trainer options: {e}")))?
-        };
+        let options: Options = from_js(options, "Trainer options")?;
         let cnn = options.layers().is_some();
         let defaults = if cnn {
             Recipe::cnn()

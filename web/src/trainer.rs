@@ -177,12 +177,46 @@ pub struct Trainer {
     test: Dataset,
     created: Instant,
     first_step_ms: Option<f64>,
-    /// A loaded checkpoint that does not fit the page's data: it predicts, and does not train.
-    predict_only: bool,
+    /// How the page's data was prepared (its maps and classes), which a loaded checkpoint must
+    /// share to train on it.
+    data_model: ModelInfo,
+    /// A loaded checkpoint that does not fit the page's data, with its epochs: it predicts,
+    /// and does not train.
+    predict_only: Option<u64>,
 }
 
 pub(crate) fn js(e: Error) -> JsError {
     JsError::new(&e.to_string())
+}
+
+/// Options the page passes as an object (`undefined` or `null`: the defaults); `what` names
+/// them in the error.
+pub(crate) fn from_js<T: serde::de::DeserializeOwned + Default>(
+    options: JsValue,
+    what: &str,
+) -> Result<T, JsError> {
+    if options.is_undefined() || options.is_null() {
+        return Ok(T::default());
+    }
+    serde_wasm_bindgen::from_value(options).map_err(|e| JsError::new(&format!("{what}: {e}")))
+}
+
+/// The bytes a dataset's inputs take in memory.
+pub(crate) fn input_bytes(d: &Dataset) -> usize {
+    match d.inputs() {
+        soma::Inputs::U8(v) => v.len(),
+        soma::Inputs::F32(v) => 4 * v.len(),
+    }
+}
+
+/// One `C×H×W` picture (planar bytes) as RGBA: grey repeated, a third channel and beyond
+/// dropped, a second channel standing in for blue.
+pub(crate) fn rgba(sample: &[u8], image: Chw) -> impl Iterator<Item = u8> + '_ {
+    let plane = image.h * image.w;
+    (0..plane).flat_map(move |p| {
+        let channel = |c: usize| sample[c.min(image.c - 1) * plane + p];
+        [channel(0), channel(1), channel(2), 255]
+    })
 }
 
 pub(crate) fn to_js(value: &impl Serialize) -> Result<JsValue, JsError> {
@@ -320,11 +354,7 @@ impl Trainer {
         let backend = self.engine.backend();
         let memory =
             soma::memory::Footprint::training(&self.net, &backend.optimizer(), cfg.batch_size, 1);
-        let bytes = |d: &Dataset| match d.inputs() {
-            soma::Inputs::U8(v) => v.len() as u128,
-            soma::Inputs::F32(v) => 4 * v.len() as u128,
-        };
-        let data = bytes(&self.train) + bytes(&self.test);
+        let data = (input_bytes(&self.train) + input_bytes(&self.test)) as u128;
         to_js(&Info {
             backend: backend.details(),
             fallback: self.fallback.clone(),
@@ -341,7 +371,7 @@ impl Trainer {
             classes: self.model.classes.clone(),
             image: self.model.image.map(|c| [c.c, c.h, c.w]),
             digits: self.reads_digits(),
-            predict_only: self.predict_only,
+            predict_only: self.predict_only.is_some(),
             summary: soma::layers::summary(&self.net),
             memory_bytes: (memory.total() + data) as f64,
             memory: format!(
@@ -379,13 +409,13 @@ impl Trainer {
 
     /// Whether every epoch is done (then [`Trainer::step`] does nothing).
     pub fn finished(&self) -> bool {
-        self.predict_only || self.run.is_finished()
+        self.predict_only.is_some() || self.run.is_finished()
     }
 
     /// Trains one tick (`batchesPerTick` batches) and returns its progress; a tick that ends
     /// an epoch also evaluates the test set (`epochEnd`).
     pub async fn step(&mut self) -> Result<JsValue, JsError> {
-        let tick = if self.predict_only {
+        let tick = if self.predict_only.is_some() {
             None
         } else {
             self.run.next_tick()
@@ -495,14 +525,8 @@ impl Trainer {
             .model
             .image
             .expect("picture_sample checked the image shape");
-        let plane = image.h * image.w;
-        let rgba = (0..plane)
-            .flat_map(|p| {
-                let channel = |c: usize| pixels[c.min(image.c - 1) * plane + p];
-                [channel(0), channel(1), channel(2), 255]
-            })
-            .collect();
-        to_js(&Prediction { top, pixels: rgba })
+        let pixels = rgba(&pixels, image).collect();
+        to_js(&Prediction { top, pixels })
     }
 
     /// Reads each row of a CSV file (`name`'s `bytes`) for a table model: its columns found by
@@ -569,7 +593,7 @@ impl Trainer {
             params: self.engine.params().await.map_err(js)?,
             optimizer: self.engine.backend().optimizer(),
             state: self.engine.optim_state().await.map_err(js)?,
-            epoch: self.run.epochs_done(),
+            epoch: self.predict_only.unwrap_or_else(|| self.run.epochs_done()),
             model: Some(self.model.clone()),
         };
         ckpt.to_bytes().map_err(js)
@@ -587,8 +611,8 @@ impl Trainer {
         // Training goes on when the network fits the data the page holds: the same inputs
         // and classes, and (tables and arrays, whose values are stored mapped) the same maps.
         let resumes = ckpt.network.inputs() == self.train.features()
-            && ckpt.network.outputs() == self.model.classes.len()
-            && model.feature_maps == self.model.feature_maps;
+            && ckpt.network.outputs() == self.data_model.classes.len()
+            && model.feature_maps == self.data_model.feature_maps;
         let mut engine = Engine::new(self.gpu.clone(), &ckpt.network, ckpt.params, ckpt.optimizer)
             .map_err(js)?;
         engine.backend().set_optim_state(&ckpt.state).map_err(js)?;
@@ -598,10 +622,10 @@ impl Trainer {
         if !resumes {
             // Another model: it answers pictures or rows; the page's data stays for the next
             // run.
-            self.predict_only = true;
+            self.predict_only = Some(ckpt.epoch);
             return Ok(());
         }
-        self.predict_only = false;
+        self.predict_only = None;
         for d in [&mut self.train, &mut self.test] {
             d.normalize = self.model.normalize;
             if d.is_image() {
@@ -671,13 +695,14 @@ impl Trainer {
             engine,
             recipe,
             net,
+            data_model: model.clone(),
             model,
             run,
             train,
             test,
             created,
             first_step_ms: None,
-            predict_only: false,
+            predict_only: None,
         };
         trainer.start(0).await.map_err(js)?;
         // The data is on the device; the first step needs the pipelines compiled meanwhile.
