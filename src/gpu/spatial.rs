@@ -61,11 +61,7 @@ impl ConvKernel {
         optional_activations()
             .map(ConvKernel::Forward)
             .chain(optional_activations().map(ConvKernel::InputGrad))
-            .chain(
-                [OptimKind::Sgd, OptimKind::Momentum, OptimKind::Adam]
-                    .into_iter()
-                    .map(ConvKernel::Update),
-            )
+            .chain(OptimKind::ALL.into_iter().map(ConvKernel::Update))
     }
 
     /// The pipeline's constants: `MODE`, `ACT` and `OPTIM` (0 where its mode has none).

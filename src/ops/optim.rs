@@ -15,21 +15,6 @@ pub(crate) const WGSL: &str = include_str!("../../shaders/optim.wgsl");
 pub(crate) const STEP_WGSL: &str = include_str!("../../shaders/optim_step.wgsl");
 
 impl Optimizer {
-    /// One optimizer of each kind, in code order (their hyper-parameters do not matter).
-    pub const KINDS: [Optimizer; 3] = [
-        Optimizer::Sgd,
-        Optimizer::Momentum {
-            momentum: 0.0,
-            weight_decay: 0.0,
-        },
-        Optimizer::Adam {
-            beta1: 0.0,
-            beta2: 0.0,
-            eps: 0.0,
-            weight_decay: 0.0,
-        },
-    ];
-
     /// Its kind: what a kernel is specialised for (the hyper-parameters are data).
     pub const fn kind(&self) -> OptimKind {
         match self {
@@ -54,6 +39,18 @@ pub enum OptimKind {
 }
 
 impl OptimKind {
+    /// Every kind, in code order.
+    pub const ALL: [OptimKind; 3] = [OptimKind::Sgd, OptimKind::Momentum, OptimKind::Adam];
+
+    /// Its name, as [`Optimizer::name`] gives it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            OptimKind::Sgd => "sgd",
+            OptimKind::Momentum => "momentum",
+            OptimKind::Adam => "adam",
+        }
+    }
+
     /// The code the kernels switch on (`OPTIM_*` in the prelude).
     pub const fn code(self) -> u32 {
         self as u32
@@ -61,9 +58,9 @@ impl OptimKind {
 }
 
 pub(crate) const SHARED: &[Shared] = &[
-    Shared::U32("OPTIM_SGD", Optimizer::KINDS[0].code()),
-    Shared::U32("OPTIM_MOMENTUM", Optimizer::KINDS[1].code()),
-    Shared::U32("OPTIM_ADAM", Optimizer::KINDS[2].code()),
+    Shared::U32("OPTIM_SGD", OptimKind::Sgd.code()),
+    Shared::U32("OPTIM_MOMENTUM", OptimKind::Momentum.code()),
+    Shared::U32("OPTIM_ADAM", OptimKind::Adam.code()),
 ];
 
 /// `shaders/optim.wgsl`'s `OptimParams`: an optimizer's kind and hyper-parameters.

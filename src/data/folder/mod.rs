@@ -372,9 +372,8 @@ pub fn read_files(
     opts: &FolderOptions,
 ) -> Result<FolderData> {
     let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
-    let plan = plan(root, &paths, &[])?;
     let files = files.iter().map(|(p, b)| (p.as_path(), *b)).collect();
-    read_planned(plan, &Memory { root, files }, opts)
+    read_from(root, &paths, &Memory { root, files }, opts)
 }
 
 /// Reads the pictures at `paths` (relative to `root`) from `source`, by the rules of

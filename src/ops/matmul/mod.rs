@@ -11,9 +11,8 @@ use ndarray::{Array1, ArrayView2, ArrayViewMut2};
 
 use super::Shared;
 use super::activation::ACT_IDENTITY;
-use super::optim::OptimParams;
+use super::optim::{OptimKind, OptimParams};
 use crate::net::Activation;
-use crate::optim::Optimizer;
 
 mod tile;
 
@@ -111,7 +110,7 @@ impl Special {
                 optim: 0,
             }));
         }
-        all.extend(Optimizer::KINDS.iter().map(|o| Special {
+        all.extend(OptimKind::ALL.iter().map(|o| Special {
             epilogue: Epilogue::Optim as u32,
             act: 0,
             optim: o.code(),
@@ -135,7 +134,7 @@ impl std::fmt::Display for Special {
             .iter()
             .find(|a| a.code() == self.act)
             .map_or("identity".to_string(), |a| a.to_string());
-        let optim = Optimizer::KINDS
+        let optim = OptimKind::ALL
             .iter()
             .find(|o| o.code() == self.optim)
             .map_or("?", |o| o.name());
