@@ -116,7 +116,7 @@ fn cpu_matmul(c: &mut Criterion) {
                 g.bench_function(shape_id(&format!("fwd{sfx}"), b, i, o), |bn| {
                     bn.iter(|| {
                         gemm(1.0, x.view(), w.view(), 0.0, z.view_mut(), t);
-                        bias_activation(z.view_mut(), &bias, Some(Activation::Sigmoid));
+                        bias_activation(z.view_mut(), bias.view(), Some(Activation::Sigmoid));
                         black_box(&z);
                     })
                 });

@@ -7,38 +7,9 @@ use crate::data::Dataset;
 use crate::data::Sample;
 use crate::error::{Error, Result};
 use crate::net::Network;
+pub use crate::ops::loss::Stats;
 use crate::optim::{OptimState, Optimizer};
 use crate::params::Params;
-
-/// Loss and accuracy summed over the samples a backend has seen since they were last taken.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Stats {
-    /// Sum over samples of each sample's loss.
-    pub loss_sum: f64,
-    /// Samples predicted correctly (arg-max, or the 0.5 threshold for one sigmoid output).
-    pub correct: u64,
-    /// Samples counted.
-    pub samples: u64,
-}
-
-impl Stats {
-    /// Mean loss per sample (NaN when empty).
-    pub fn mean_loss(&self) -> f64 {
-        self.loss_sum / self.samples as f64
-    }
-
-    /// Fraction predicted correctly (NaN when empty).
-    pub fn accuracy(&self) -> f64 {
-        self.correct as f64 / self.samples as f64
-    }
-
-    /// Adds `other` into `self`.
-    pub fn add(&mut self, other: Stats) {
-        self.loss_sum += other.loss_sum;
-        self.correct += other.correct;
-        self.samples += other.samples;
-    }
-}
 
 /// A place where a network trains: it owns the parameters, the optimizer state and the
 /// training set for the whole run.

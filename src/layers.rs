@@ -13,38 +13,22 @@
 //! | `dense128` | a dense layer of 128 units |
 //! | `relu`, `sigmoid`, `tanh`, `leaky-relu` | the activation of the layer just before it |
 //!
-//! Every convolution and every hidden dense layer needs an activation; the last layer is dense
-//! and has none (its outputs go to the softmax of the loss). The hidden dense layers share one
-//! activation, as they do in a dense stack. E.g. TensorFlow.js's tutorial network is
+//! Each layer has its own activation or none (a layer without one is linear); an activation
+//! follows a convolution or a dense layer, not a pool (it commutes with the maximum: put it
+//! before). The last layer is dense and has none: its outputs go to the loss (the softmax of
+//! cross-entropy, say). E.g. TensorFlow.js's tutorial network is
 //! `conv8k5,relu,pool,conv16k5,relu,pool,dense10` (the `tfjs` preset).
 //!
 //! A wrong list is an error that names the layer (its position and token) and the shapes:
 //! a kernel larger than its input, a pool on an odd size, a convolution after a dense layer,
-//! a missing activation. Nothing is cropped or guessed.
+//! an activation in the wrong place. Nothing is cropped or guessed.
 
 use std::fmt::{self, Write};
 
 use crate::error::{Error, Result};
-use crate::net::{Activation, Feature, Network, Output};
-use crate::ops::conv::{ConvShape, Padding};
-use crate::ops::pool::PoolShape;
+use crate::layer::Layer;
+use crate::net::{Activation, Network, Output};
 use crate::shape::Chw;
-
-/// One token of a layer list.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LayerSpec {
-    Conv {
-        channels: usize,
-        kernel: usize,
-        padding: Padding,
-    },
-    Pool,
-    Flatten,
-    Dense {
-        units: usize,
-    },
-    Activation(Activation),
-}
 
 /// The named networks `--model` takes besides a layer string: `mlp` is the dense default
 /// (not a layer string: it is the recipe's hidden sizes and activation).
@@ -111,240 +95,75 @@ pub fn model_network(
     Ok(net)
 }
 
-/// Parses a layer string (see the module docs) into its tokens.
-pub fn parse(text: &str) -> Result<Vec<LayerSpec>> {
+/// The network `text` describes on `input` images (see the module docs), every shape
+/// inferred. Errors name the layer (1-based position and token) and the shapes that do not
+/// fit.
+pub fn from_string(input: Chw, text: &str, output: Output) -> Result<Network> {
     if text.trim().is_empty() {
         return Err(Error::Network(
             "the layer string is empty: expected e.g. conv8k5,relu,pool,dense10".into(),
         ));
     }
-    text.split(',')
-        .enumerate()
-        .map(|(i, token)| {
-            let token = token.trim();
-            parse_token(token).ok_or_else(|| {
-                Error::Network(format!(
-                    "layer {} `{token}` of `{text}`: expected convCkK[same|valid] (e.g. conv8k5), \
-                     pool, flatten, denseN (e.g. dense128) or an activation ({})",
-                    i + 1,
-                    Activation::ALL.map(|a| a.to_string()).join(", ")
-                ))
-            })
-        })
-        .collect()
-}
-
-fn parse_token(token: &str) -> Option<LayerSpec> {
-    let number = |s: &str| -> Option<usize> {
-        // Digits only: `+5` or ` 5` are not sizes.
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse().ok())
-            .flatten()
+    let fail = |i: usize, token: &str, msg: String| {
+        Error::Network(format!("layer {} `{token}`: {msg}", i + 1))
     };
-    if let Some(rest) = token.strip_prefix("conv") {
-        let (channels, rest) = rest.split_once('k')?;
-        let (kernel, padding) = match rest.strip_suffix("same") {
-            Some(k) => (k, Padding::Same),
-            None => (rest.strip_suffix("valid").unwrap_or(rest), Padding::Valid),
+    crate::net::check_layer_count(text.split(',').count())?;
+    let mut layers = Vec::new();
+    let mut shape = input;
+    let mut flat = false;
+    for (i, token) in text.split(',').enumerate() {
+        let token = token.trim();
+        if token == "flatten" {
+            if flat {
+                return Err(fail(i, token, "the values are already flat".into()));
+            }
+            (flat, shape) = (true, Chw::new(1, 1, shape.len()));
+            continue;
+        }
+        // After a dense layer the values are flat: a spatial layer there is refused as such,
+        // not for the 1×1×n shape it would read (told by reading it on a nominal image).
+        let spatial = |t: &str| {
+            crate::layer::from_token(t, Chw::new(1, 64, 64))
+                .and_then(|l| l.ok())
+                .and_then(|l| l.op().map(|op| op.spatial()))
+                .unwrap_or(false)
         };
-        return Some(LayerSpec::Conv {
-            channels: number(channels)?,
-            kernel: number(kernel)?,
-            padding,
-        });
-    }
-    if let Some(units) = token.strip_prefix("dense") {
-        return Some(LayerSpec::Dense {
-            units: number(units)?,
-        });
-    }
-    match token {
-        "pool" | "maxpool" => Some(LayerSpec::Pool),
-        "flatten" => Some(LayerSpec::Flatten),
-        _ => token.parse().ok().map(LayerSpec::Activation),
-    }
-}
-
-/// Builds the network `specs` describe on `input` images, inferring every shape. Errors name
-/// the layer (1-based position and token) and the shapes that do not fit.
-pub fn build(input: Chw, specs: &[LayerSpec], output: Output) -> Result<Network> {
-    let fail = |i: usize, msg: String| {
-        Error::Network(format!("layer {} `{}`: {msg}", i + 1, token(&specs[i])))
-    };
-    let activation_after = |i: usize| match specs.get(i + 1) {
-        Some(LayerSpec::Activation(a)) => Some(*a),
-        _ => None,
-    };
-    let mut features = Vec::new();
-    let mut spatial = Some(input);
-    let mut dense = vec![input.len()];
-    let mut hidden: Option<Activation> = None;
-    let mut i = 0;
-    while i < specs.len() {
-        let spec = specs[i];
-        let last_dense = !specs[i + 1..]
-            .iter()
-            .any(|s| !matches!(s, LayerSpec::Activation(_)));
-        match spec {
-            LayerSpec::Conv {
-                channels,
-                kernel,
-                padding,
-            } => {
-                let Some(chw) = spatial else {
-                    return Err(fail(
-                        i,
-                        "a convolution after a dense layer or flatten".into(),
-                    ));
-                };
-                let shape = ConvShape::new(chw, channels, kernel, padding)
-                    .map_err(|e| fail(i, e.to_string()))?;
-                let act = activation_after(i).ok_or_else(|| {
-                    fail(
-                        i,
-                        "a convolution needs an activation after it (e.g. relu)".into(),
-                    )
-                })?;
-                features.push(Feature::Conv(shape, act));
-                spatial = Some(shape.output());
-                i += 1;
-            }
-            LayerSpec::Pool => {
-                let Some(chw) = spatial else {
-                    return Err(fail(i, "a max-pool after a dense layer or flatten".into()));
-                };
-                let shape = PoolShape::new(chw).map_err(|e| fail(i, e.to_string()))?;
-                features.push(Feature::Pool(shape));
-                spatial = Some(shape.output());
-            }
-            LayerSpec::Flatten => {
-                let Some(chw) = spatial.take() else {
-                    return Err(fail(i, "the values are already flat".into()));
-                };
-                dense = vec![chw.len()];
-            }
-            LayerSpec::Dense { units } => {
-                if let Some(chw) = spatial.take() {
-                    dense = vec![chw.len()];
-                }
-                if units == 0 {
-                    return Err(fail(i, "a dense layer needs at least 1 unit".into()));
-                }
-                dense.push(units);
-                match (activation_after(i), last_dense) {
-                    (Some(_), true) => {
-                        return Err(fail(
-                            i,
-                            format!(
-                                "the last dense layer is the output ({output}) and takes no \
-                                 activation"
-                            ),
-                        ));
-                    }
-                    (None, false) => {
-                        return Err(fail(
-                            i,
-                            "a hidden dense layer needs an activation after it (e.g. relu)".into(),
-                        ));
-                    }
-                    (Some(a), false) => {
-                        if let Some(h) = hidden.filter(|&h| h != a) {
-                            return Err(fail(
-                                i,
-                                format!(
-                                    "hidden dense layers share one activation: {h} before, {a} \
-                                     here"
-                                ),
-                            ));
-                        }
-                        hidden = Some(a);
-                        i += 1;
-                    }
-                    (None, true) => {}
-                }
-            }
-            LayerSpec::Activation(a) => {
-                return Err(fail(
+        if flat && spatial(token) {
+            return Err(fail(
+                i,
+                token,
+                "a spatial layer after a dense layer or flatten: it reads an image".into(),
+            ));
+        }
+        let layer = crate::layer::from_token(token, shape)
+            .ok_or_else(|| {
+                fail(
                     i,
-                    format!("{a} follows no convolution or hidden dense layer"),
-                ));
-            }
+                    token,
+                    format!(
+                        "expected {}, flatten or an activation ({})",
+                        crate::layer::SYNTAXES.join(", "),
+                        Activation::ALL.map(|a| a.to_string()).join(", ")
+                    ),
+                )
+            })?
+            .map_err(|msg| fail(i, token, msg))?;
+        if let Some(op) = layer.op() {
+            flat |= !op.spatial();
+            shape = op.output();
         }
-        i += 1;
+        layers.push(layer);
     }
-    if !matches!(
-        specs
-            .iter()
-            .rev()
-            .find(|s| !matches!(s, LayerSpec::Activation(_))),
-        Some(LayerSpec::Dense { .. })
-    ) {
-        return Err(Error::Network(format!(
-            "the last layer must be dense, with one unit per class (e.g. dense10); got `{}`",
-            specs.iter().map(token).collect::<Vec<_>>().join(",")
-        )));
-    }
-    let hidden = hidden.unwrap_or_default();
-    if features.is_empty() {
-        return Network::new(&dense, hidden, output);
-    }
-    Network::convolutional(features, &dense, hidden, output)
+    Network::from_layers(input, layers, output)
 }
 
-/// Parses and builds in one step.
-pub fn from_string(input: Chw, text: &str, output: Output) -> Result<Network> {
-    build(input, &parse(text)?, output)
-}
-
-/// The token of one layer, as the layer string writes it.
-pub fn token(spec: &LayerSpec) -> String {
-    match *spec {
-        LayerSpec::Conv {
-            channels,
-            kernel,
-            padding,
-        } => {
-            let pad = if padding == Padding::Same { "same" } else { "" };
-            format!("conv{channels}k{kernel}{pad}")
-        }
-        LayerSpec::Pool => "pool".into(),
-        LayerSpec::Flatten => "flatten".into(),
-        LayerSpec::Dense { units } => format!("dense{units}"),
-        LayerSpec::Activation(a) => a.to_string(),
-    }
-}
-
-/// `net` as a layer list (what [`build`] turns back into the same network on its image).
-pub fn specs(net: &Network) -> Vec<LayerSpec> {
-    let mut out = Vec::new();
-    for f in net.features() {
-        match f {
-            Feature::Conv(s, a) => {
-                out.push(LayerSpec::Conv {
-                    channels: s.output().c,
-                    kernel: s.kernel(),
-                    padding: s.padding(),
-                });
-                out.push(LayerSpec::Activation(*a));
-            }
-            Feature::Pool(_) => out.push(LayerSpec::Pool),
-        }
-    }
-    let layers = net.layers();
-    for l in 0..layers {
-        out.push(LayerSpec::Dense {
-            units: net.layer_shape(l).1,
-        });
-        if l + 1 < layers {
-            out.push(LayerSpec::Activation(net.hidden()));
-        }
-    }
-    out
-}
-
-/// `net`'s layer string (the dense part of a dense stack included).
+/// `net`'s layer string (the dense part of a dense stack included; flatten is implied).
 pub fn layer_string(net: &Network) -> String {
-    specs(net).iter().map(token).collect::<Vec<_>>().join(",")
+    net.layers()
+        .iter()
+        .map(Layer::token)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The summary table: one row per layer with its output shape and parameters, then the total.
@@ -354,31 +173,29 @@ pub fn summary(net: &Network) -> String {
         .image()
         .map_or(net.inputs().to_string(), |i| i.to_string());
     rows.push(["input".into(), input, "0".into()]);
-    for f in net.features() {
-        let row = match f {
-            Feature::Conv(s, a) => [
-                format!("conv2d {k}×{k} {}, {a}", s.padding(), k = s.kernel()),
-                s.output().to_string(),
-                s.parameter_count().to_string(),
-            ],
-            Feature::Pool(s) => ["max-pool 2×2".into(), s.output().to_string(), "0".into()],
+    let mut spatial = net.image().is_some();
+    let last = net.nodes().len() - 1;
+    for (j, node) in net.nodes().iter().enumerate() {
+        let op = node.op();
+        if spatial && !op.spatial() {
+            rows.push(["flatten".into(), op.input().len().to_string(), "0".into()]);
+        }
+        spatial = op.spatial();
+        let act = match node.act {
+            Some(a) => format!(", {a}"),
+            None if j == last => format!(", {}", net.output()),
+            None => String::new(),
         };
-        rows.push(row);
-    }
-    if !net.is_dense() {
-        rows.push(["flatten".into(), net.sizes()[0].to_string(), "0".into()]);
-    }
-    for l in 0..net.layers() {
-        let (i, o) = net.layer_shape(l);
-        let act = if l + 1 < net.layers() {
-            net.hidden().to_string()
-        } else {
-            net.output().to_string()
-        };
+        let out = op.output();
+        let params = op.weights().map_or(0, |w| w.rows * w.cols + w.bias);
         rows.push([
-            format!("dense, {act}"),
-            o.to_string(),
-            (i * o + o).to_string(),
+            format!("{}{act}", op.describe()),
+            if spatial {
+                out.to_string()
+            } else {
+                out.len().to_string()
+            },
+            params.to_string(),
         ]);
     }
     let widths = [0, 1, 2].map(|c| {
@@ -417,15 +234,14 @@ pub fn summary(net: &Network) -> String {
 /// module builds on.
 impl fmt::Display for Network {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if !self.is_dense() {
+        let Some((sizes, hidden)) = self.dense_stack() else {
             return write!(f, "{} ({})", layer_string(self), self.output());
-        }
-        let sizes: Vec<String> = self.sizes().iter().map(|s| s.to_string()).collect();
+        };
+        let sizes: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
         write!(
             f,
-            "{} ({} hidden, {})",
+            "{} ({hidden} hidden, {})",
             sizes.join("-"),
-            self.hidden(),
             self.output()
         )
     }
@@ -446,12 +262,14 @@ mod tests {
         // cnn_torch.py: tfjs has 5,994 parameters and flattens 16·4·4 = 256 values.
         let tfjs = net(preset("tfjs").unwrap()).unwrap();
         assert_eq!(tfjs.parameter_count(), 5_994);
-        assert_eq!(tfjs.sizes(), &[256, 10]);
+        assert_eq!(tfjs.dense_part().0, [256, 10]);
         // lenet: conv 1→32 (832), conv 32→64 (51,264), dense 3136→128 (401,536), 128→10 (1,290).
         let lenet = net(preset("lenet").unwrap()).unwrap();
         assert_eq!(lenet.parameter_count(), 832 + 51_264 + 401_536 + 1_290);
-        assert_eq!(lenet.sizes(), &[3136, 128, 10]);
-        assert_eq!(lenet.hidden(), Activation::Relu);
+        assert_eq!(
+            lenet.dense_part(),
+            (vec![3136, 128, 10], Some(Activation::Relu))
+        );
         assert!(net(preset("cnn").unwrap()).is_ok());
     }
 
@@ -475,6 +293,28 @@ mod tests {
     }
 
     #[test]
+    fn each_layer_has_its_own_activation_or_none() {
+        let mixed = net("dense64,relu,dense32,tanh,dense10").unwrap();
+        let acts: Vec<_> = mixed.nodes().iter().map(|n| n.act).collect();
+        assert_eq!(acts, [Some(Activation::Relu), Some(Activation::Tanh), None]);
+        assert_eq!(mixed.dense_part(), (vec![784, 64, 32, 10], None));
+        assert_eq!(mixed.dense_stack(), None);
+        assert_eq!(
+            mixed.to_string(),
+            "dense64,relu,dense32,tanh,dense10 (softmax-cross-entropy)"
+        );
+        // A layer without an activation is linear.
+        let linear = net("conv8k5,pool,dense16,dense10").unwrap();
+        assert!(linear.nodes().iter().all(|n| n.act.is_none()));
+        assert_eq!(layer_string(&linear), "conv8k5,pool,dense16,dense10");
+        let s = summary(&linear);
+        assert!(
+            s.contains("conv2d 5×5 valid  ") && s.contains("dense, softmax"),
+            "{s}"
+        );
+    }
+
+    #[test]
     fn wrong_lists_name_the_layer_and_the_shapes() {
         let cases = [
             ("conv8k29,relu,dense10", "layer 1 `conv8k29`"),
@@ -485,10 +325,15 @@ mod tests {
             ("conv8k5,relu,pool,pool,pool,pool,dense10", "3×3"),
             ("conv8k4same,relu,dense10", "odd kernel"),
             ("dense10,relu,conv8k3,relu,dense10", "after a dense layer"),
-            ("conv8k5,pool,dense10", "needs an activation"),
-            ("dense64,dense10", "needs an activation"),
+            (
+                "conv8k5,relu,relu,dense10",
+                "follows another activation (relu)",
+            ),
+            (
+                "conv8k5,relu,pool,tanh,dense10",
+                "tanh after a max-pool 2×2: put it before",
+            ),
             ("dense64,relu,dense10,relu", "takes no activation"),
-            ("dense64,relu,dense32,tanh,dense10", "share one activation"),
             ("relu,dense10", "follows no"),
             ("conv8k5,relu", "must be dense"),
             ("conv8k5,relu,pool,", "layer 4 ``"),

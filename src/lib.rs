@@ -35,6 +35,7 @@ pub mod digit;
 pub mod error;
 #[cfg(feature = "gpu")]
 pub mod gpu;
+pub mod layer;
 pub mod layers;
 pub mod memory;
 pub mod model;
@@ -54,5 +55,5 @@ pub use error::{Error, Result};
 pub use model::ModelInfo;
 pub use net::{Activation, Init, Network, Output};
 pub use optim::{OptimState, Optimizer};
-pub use params::{Layer, Params};
+pub use params::{Params, Weights};
 pub use select::BackendKind;

@@ -33,32 +33,19 @@ impl Footprint {
         let f32s = |n: u128| n * 4;
         let params = net.parameter_count_u128();
         let rows = batch_size.max(EVAL_ROWS) as u128;
-        let sizes = net.sizes().iter().map(|&s| s as u128);
-        // Activations of every layer including the input, deltas of every layer but the
-        // input, and one row of targets per sample; a spatial layer's output and delta too
-        // (and a pool's arg-maxes, u32s like the f32s).
-        let features: u128 = net
-            .features()
+        // The input, each layer's output and delta and what it keeps for its backward pass
+        // (a pool's arg-maxes, u32s like the f32s), and one row of targets per sample.
+        let layers: u128 = net
+            .nodes()
             .iter()
-            .map(|f| f.output().len() as u128 * if f.activation().is_some() { 2 } else { 3 })
+            .map(|n| 2 * n.op().output().len() as u128 + n.op().keep_per_row() as u128)
             .sum();
-        // The dense part's input is the last spatial layer's output (counted with the features)
-        // or, for a dense stack, the network's input: sums only, since a CNN's flattened width
-        // may be smaller than its image (`2·Σsizes − inputs` went below zero for `tfjs`).
-        let per_row: u128 = net.inputs() as u128
-            + 2 * sizes.skip(1).sum::<u128>()
-            + net.outputs() as u128
-            + features;
-        // Each thread's two convolution scratch buffers (the largest layer's).
+        let per_row: u128 = net.inputs() as u128 + layers + net.outputs() as u128;
+        // Each thread's two scratch buffers (the largest layer's).
         let scratch: u128 = net
-            .features()
+            .nodes()
             .iter()
-            .map(|f| match f {
-                crate::net::Feature::Conv(s, _) => {
-                    2 * crate::cpu::conv::scratch_len(s, batch_size) as u128
-                }
-                crate::net::Feature::Pool(_) => 0,
-            })
+            .map(|n| 2 * n.op().scratch_len(batch_size) as u128)
             .max()
             .unwrap_or(0);
         let threads = threads.max(1) as u128;
@@ -209,14 +196,14 @@ pub fn check(what: &str, need: Footprint) -> Result<Footprint> {
 }
 
 fn sizes(net: &Network) -> String {
-    if !net.is_dense() {
-        return crate::layers::layer_string(net);
+    match net.dense_stack() {
+        Some((sizes, _)) => sizes
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join("-"),
+        None => crate::layers::layer_string(net),
     }
-    net.sizes()
-        .iter()
-        .map(|s| s.to_string())
-        .collect::<Vec<_>>()
-        .join("-")
 }
 
 #[cfg(test)]

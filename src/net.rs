@@ -1,160 +1,30 @@
-//! The network description: an optional stack of spatial layers (convolutions and max-pools,
-//! [`Feature`]) on an image, then dense layers (sizes, hidden activation), then the output and
-//! loss. The math of each op lives with its kernel in [`crate::ops`]; the user's way to write a
-//! network (presets, the layer string, the summary table) is [`crate::layers`].
+//! The network: an input shape, a list of layers ([`crate::layer`]: convolutions, pools,
+//! dense layers, activations) and the output with its loss. The user's way to write one
+//! (presets, the layer string, the summary table) is [`crate::layers`].
 
 use crate::error::{Error, Result};
-use crate::named_enum;
-use crate::ops::conv::ConvShape;
-use crate::ops::pool::PoolShape;
-use crate::shape::Chw;
+use crate::layer::{Dense, Layer, Node};
+pub use crate::ops::activation::Activation;
+pub use crate::ops::loss::Output;
+pub use crate::params::Init;
+use crate::shape::{Chw, WeightShape, WeightShapes};
 
-/// Activation of the hidden layers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Activation {
-    /// `1 / (1 + e^-z)`; the tutorials' choice and the default.
-    #[default]
-    Sigmoid,
-    /// `tanh(z)`.
-    Tanh,
-    /// `max(z, 0)`.
-    Relu,
-    /// `z` for `z > 0`, else `LEAKY_SLOPE · z` (see [`crate::ops::activation`]).
-    LeakyRelu,
-}
+/// The most entries a layer list may have (activations included): far beyond any network
+/// trained here, and a bound on what a layer string or a checkpoint's `sizes` can make the
+/// network allocate (a list entry and its node take about a hundred bytes).
+pub const MAX_LAYERS: usize = 100_000;
 
-impl Activation {
-    /// All activations, for tests and help texts.
-    pub const ALL: [Activation; 4] = [
-        Activation::Sigmoid,
-        Activation::Tanh,
-        Activation::Relu,
-        Activation::LeakyRelu,
-    ];
-}
-
-/// Output layer and loss, fused as the math allows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Output {
-    /// Softmax outputs with cross-entropy loss (classification). The gradient with respect to
-    /// the logits is `(softmax(z) - y) / B`.
-    #[default]
-    SoftmaxCrossEntropy,
-    /// Sigmoid outputs with mean squared error `mean((a - y)^2)` over batch and outputs (the
-    /// single-neuron and XOR exercises).
-    SigmoidMse,
-    /// Linear outputs (the logits themselves) with mean squared error `mean((z - y)^2)` over
-    /// batch and outputs: regression on real-valued targets.
-    LinearMse,
-}
-
-impl Output {
-    /// Every output kind.
-    pub const ALL: [Output; 3] = [
-        Output::SoftmaxCrossEntropy,
-        Output::SigmoidMse,
-        Output::LinearMse,
-    ];
-
-    /// Whether the outputs are real values rather than classes: no correct count, and the
-    /// metrics are RMSE and R².
-    pub const fn is_regression(self) -> bool {
-        matches!(self, Output::LinearMse)
-    }
-}
-
-/// How the weights are drawn at initialisation. Biases follow PyTorch's `nn.Linear` rule
-/// (uniform ±1/√fan_in) for the default and are zero for Xavier and He.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Init {
-    /// Uniform ±1/√fan_in for weights and biases (PyTorch's `nn.Linear`, used by the peers).
-    #[default]
-    Uniform,
-    /// Glorot/Xavier uniform: ±√(6/(fan_in+fan_out)).
-    Xavier,
-    /// He/Kaiming normal: N(0, 2/fan_in), for the ReLUs.
-    He,
-}
-
-named_enum!(Activation, "activation", [
-    "sigmoid" => Activation::Sigmoid,
-    "tanh" => Activation::Tanh,
-    "relu" => Activation::Relu,
-    "leaky-relu" => Activation::LeakyRelu,
-]);
-named_enum!(Output, "output", [
-    "softmax-cross-entropy" => Output::SoftmaxCrossEntropy,
-    "sigmoid-mse" => Output::SigmoidMse,
-    "linear-mse" => Output::LinearMse,
-]);
-named_enum!(Init, "init", [
-    "uniform" => Init::Uniform,
-    "xavier" => Init::Xavier,
-    "he" => Init::He,
-]);
-
-/// A spatial layer: it maps one sample's C×H×W values to another C×H×W.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Feature {
-    /// A convolution (with bias) followed by its activation.
-    Conv(ConvShape, Activation),
-    /// A 2×2, stride-2 max-pool.
-    Pool(PoolShape),
-}
-
-impl Feature {
-    pub fn input(&self) -> Chw {
-        match self {
-            Feature::Conv(s, _) => s.input(),
-            Feature::Pool(s) => s.input(),
-        }
-    }
-
-    pub fn output(&self) -> Chw {
-        match self {
-            Feature::Conv(s, _) => s.output(),
-            Feature::Pool(s) => s.output(),
-        }
-    }
-
-    /// The activation applied to the output, if any (a pool has none).
-    pub fn activation(&self) -> Option<Activation> {
-        match self {
-            Feature::Conv(_, a) => Some(*a),
-            Feature::Pool(_) => None,
-        }
-    }
-}
-
-/// The shape of one trainable weight tensor and its bias, as stored in [`crate::params::Params`]:
-/// `rows × cols` weights, `bias` biases, and the fan-in / fan-out the initialisers use.
-///
-/// **The orientation rule** (the one place it is stated): a weight tensor is stored as the
-/// matrix its layer's forward product takes, so that no layer transposes its weights to run.
-/// A dense layer computes `x · W` on rows of samples: `rows` = its inputs, `cols` = its outputs
-/// (`[in, out]`, Keras' `Dense` kernel). A convolution computes `W · X̂` over the im2col matrix:
-/// `rows` = its output channels, `cols` = input channels × k × k (`[out, in·k·k]`, PyTorch's
-/// `Conv2d` weight flattened). Checkpoints keep these orientations under their tensor names,
-/// and README's NumPy snippets read them so.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WeightShape {
-    pub rows: usize,
-    pub cols: usize,
-    pub bias: usize,
-    pub fan_in: usize,
-    pub fan_out: usize,
-}
-
-/// A network: optionally spatial layers on an image ([`Network::convolutional`]), then a stack
-/// of dense layers: `sizes[0]` inputs (the flattened output of the spatial layers, if any), then
-/// one layer per following size.
+/// A network: an input shape, its layers in order, then the output and loss. The last layer is
+/// dense with one unit per output; activations sit after the layers they apply to (fused into
+/// them by [`crate::layer::lower`]: [`Network::nodes`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Network {
-    sizes: Vec<usize>,
-    hidden: Activation,
+    /// The image a spatial first layer reads, or a row of values (`1×1×n`) for a dense one.
+    input: Chw,
+    layers: Vec<Layer>,
     output: Output,
-    /// The spatial layers, first first; empty for a dense stack.
-    features: Vec<Feature>,
+    /// `layers` lowered: each op with the activation after it.
+    nodes: Vec<Node>,
 }
 
 /// The most parameters a network may have: 2^53 (exact as an f64, and six times it still fits
@@ -166,7 +36,9 @@ pub const MAX_PARAMETERS: u64 = if usize::BITS < 64 {
 };
 
 impl Network {
-    /// Describes a network; fails on an empty or zero-size layer, or softmax over one output.
+    /// A dense stack: `sizes[0]` inputs, then a dense layer per following size, each hidden
+    /// one followed by `hidden`. Fails on an empty or zero-size layer, or softmax over one
+    /// output.
     pub fn new(sizes: &[usize], hidden: Activation, output: Output) -> Result<Self> {
         if sizes.len() < 2 {
             return Err(Error::Network(format!(
@@ -178,17 +50,87 @@ impl Network {
                 "layer sizes must be positive, got 0 at position {i} of {sizes:?}"
             )));
         }
-        let outputs = *sizes.last().expect("checked non-empty");
-        if output == Output::SoftmaxCrossEntropy && outputs < 2 {
+        check_layer_count(2 * sizes.len() - 3)?;
+        let mut layers = Vec::new();
+        for (l, pair) in sizes.windows(2).enumerate() {
+            if l > 0 {
+                layers.push(Layer::Activation(hidden));
+            }
+            layers.push(Layer::Dense(Dense {
+                inputs: pair[0],
+                units: pair[1],
+            }));
+        }
+        Network::from_layers(Chw::new(1, 1, sizes[0]), layers, output)
+    }
+
+    /// The network of `layers` on `input`, every shape checked: each layer reads what the one
+    /// before gives (a spatial layer an image, not values a dense layer flattened), activations
+    /// follow layers that take them, the last layer is dense and is the output (no activation),
+    /// softmax has two outputs or more, and the parameters fit [`MAX_PARAMETERS`]. Errors name
+    /// the layer (1-based position and token).
+    pub fn from_layers(input: Chw, layers: Vec<Layer>, output: Output) -> Result<Self> {
+        check_layer_count(layers.len())?;
+        let fail = |i: usize, msg: String| {
+            Error::Network(format!("layer {} `{}`: {msg}", i + 1, layers[i].token()))
+        };
+        let nodes = crate::layer::lower(&layers).map_err(|(i, msg)| fail(i, msg))?;
+        let Some(last) = nodes.last().filter(|n| !n.op().spatial()) else {
             return Err(Error::Network(format!(
-                "softmax needs at least 2 outputs, got {outputs} (use sigmoid-mse for one output)"
+                "the last layer must be dense, with one unit per output (e.g. dense10); got `{}`",
+                layers
+                    .iter()
+                    .map(Layer::token)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )));
+        };
+        if last.act.is_some() {
+            return Err(fail(
+                last.position + 1,
+                format!("the last dense layer is the output ({output}) and takes no activation"),
+            ));
+        }
+        let mut shape = input;
+        let mut flat = false;
+        for node in &nodes {
+            let op = node.op();
+            let fits = if op.spatial() {
+                !flat && op.input() == shape
+            } else {
+                op.input().len() == shape.len()
+            };
+            if op.spatial() && flat {
+                return Err(fail(
+                    node.position,
+                    format!("a {} after a dense layer: it reads an image", op.describe()),
+                ));
+            }
+            if !fits {
+                return Err(fail(
+                    node.position,
+                    format!("it reads {} but the layer before gives {shape}", op.input()),
+                ));
+            }
+            flat |= !op.spatial();
+            shape = op.output();
+        }
+        if output == Output::SoftmaxCrossEntropy && shape.len() < 2 {
+            return Err(Error::Network(format!(
+                "softmax needs at least 2 outputs, got {} (use sigmoid-mse for one output)",
+                shape.len()
             )));
         }
+        let spatial = nodes[0].op().spatial();
         let net = Network {
-            sizes: sizes.to_vec(),
-            hidden,
+            input: if spatial {
+                input
+            } else {
+                Chw::new(1, 1, input.len())
+            },
+            layers,
             output,
-            features: Vec::new(),
+            nodes,
         };
         net.check_parameter_count()?;
         Ok(net)
@@ -215,125 +157,51 @@ impl Network {
         }
     }
 
-    /// Spatial layers `features` (each reading the previous one's output), flattened into the
-    /// dense stack `dense` (its first size is the width the features flatten to: checked).
-    /// [`crate::layers`] builds these from a layer list, with errors that name the layer.
-    pub fn convolutional(
-        features: Vec<Feature>,
-        dense: &[usize],
-        hidden: Activation,
-        output: Output,
-    ) -> Result<Self> {
-        let mut net = Network::new(dense, hidden, output)?;
-        for pair in features.windows(2) {
-            if pair[0].output() != pair[1].input() {
-                return Err(Error::Network(format!(
-                    "a spatial layer reads {} but the one before it gives {}",
-                    pair[1].input(),
-                    pair[0].output()
-                )));
-            }
-        }
-        if let Some(last) = features.last()
-            && last.output().len() != dense[0]
-        {
-            return Err(Error::Network(format!(
-                "the spatial layers flatten to {} = {} values, but the dense layers take {}",
-                last.output(),
-                last.output().len(),
-                dense[0]
-            )));
-        }
-        net.features = features;
-        net.check_parameter_count()?;
-        Ok(net)
+    /// The layer list, first first.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
     }
 
-    /// The dense part: its input size (the flattened features, if any), then each layer's size.
-    pub fn sizes(&self) -> &[usize] {
-        &self.sizes
+    /// The layers as the backends run them: each op with the activation after it.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
     }
 
-    /// Number of dense layers (weight matrices of the dense part).
-    pub fn layers(&self) -> usize {
-        self.sizes.len() - 1
-    }
-
-    /// The spatial layers, first first (empty for a dense stack).
-    pub fn features(&self) -> &[Feature] {
-        &self.features
-    }
-
-    /// Whether this is a plain stack of dense layers (what the GPU backend trains today).
-    pub fn is_dense(&self) -> bool {
-        self.features.is_empty()
-    }
-
-    /// The image a convolutional network reads (None for a dense stack).
+    /// The image a network whose first layer is spatial reads (None when it reads values).
     pub fn image(&self) -> Option<Chw> {
-        self.features.first().map(Feature::input)
+        self.nodes[0].op().spatial().then_some(self.input)
     }
 
-    /// Convolutions among the spatial layers: their weights come first in
-    /// [`crate::params::Params`], before the dense layers'.
-    pub fn conv_layers(&self) -> usize {
-        self.features
-            .iter()
-            .filter(|f| matches!(f, Feature::Conv(..)))
-            .count()
+    /// The input's shape (`1×1×n` for values).
+    pub fn input(&self) -> Chw {
+        self.input
     }
 
-    /// Every weight tensor, in the order [`crate::params::Params`] holds them: each
-    /// convolution's `C_out × C_in·k·k` (fan-in C_in·k·k, fan-out C_out·k·k, as PyTorch
-    /// counts them), then each dense layer's `fan_in × fan_out`.
-    /// An iterator, so that a count or a sum over a network claimed by untrusted metadata (a
-    /// million layers in a few MB of text) allocates nothing.
+    /// Every weight tensor, in the order [`crate::params::Params`] holds them (the layers'
+    /// order). An iterator, so that a count or a sum over a network claimed by untrusted
+    /// metadata (a million layers in a few MB of text) allocates nothing.
     pub fn weight_shapes(&self) -> impl Iterator<Item = WeightShape> + '_ {
-        let conv = self.features.iter().filter_map(|f| match f {
-            Feature::Conv(s, _) => {
-                let (rows, cols) = s.weight_dims();
-                let k2 = s.kernel() * s.kernel();
-                Some(WeightShape {
-                    rows,
-                    cols,
-                    bias: rows,
-                    fan_in: cols,
-                    fan_out: rows * k2,
-                })
-            }
-            Feature::Pool(_) => None,
-        });
-        let dense = (0..self.layers()).map(|l| {
-            let (i, o) = self.layer_shape(l);
-            WeightShape {
-                rows: i,
-                cols: o,
-                bias: o,
-                fan_in: i,
-                fan_out: o,
-            }
-        });
-        conv.chain(dense)
+        self.nodes.iter().filter_map(|n| n.op().weights())
     }
 
     /// How many weight tensors [`Network::weight_shapes`] lists.
     pub fn weighted_layers(&self) -> usize {
-        self.conv_layers() + self.layers()
+        self.weight_shapes().count()
     }
 
-    /// Width of the input: the image's C·H·W, or the first dense size.
+    /// Width of the input: C·H·W.
     pub fn inputs(&self) -> usize {
-        self.image().map_or(self.sizes[0], |i| i.len())
+        self.input.len()
     }
 
     /// Width of the output.
     pub fn outputs(&self) -> usize {
-        *self.sizes.last().expect("non-empty by construction")
-    }
-
-    /// Activation of the hidden layers.
-    pub fn hidden(&self) -> Activation {
-        self.hidden
+        self.nodes
+            .last()
+            .expect("non-empty by construction")
+            .op()
+            .output()
+            .len()
     }
 
     /// Output and loss.
@@ -341,9 +209,41 @@ impl Network {
         self.output
     }
 
-    /// `(fan_in, fan_out)` of layer `l`.
-    pub fn layer_shape(&self, l: usize) -> (usize, usize) {
-        (self.sizes[l], self.sizes[l + 1])
+    /// A network of dense layers only (each with its own activation or none) as its sizes:
+    /// what the fused step trains.
+    pub fn dense_sizes(&self) -> Option<Vec<usize>> {
+        self.nodes
+            .iter()
+            .all(|n| matches!(n.layer(), Layer::Dense(_)))
+            .then(|| self.dense_part().0)
+    }
+
+    /// A plain dense stack as its sizes and the activation every hidden layer shares (the
+    /// default for a single layer); `None` for any other network.
+    pub fn dense_stack(&self) -> Option<(Vec<usize>, Activation)> {
+        let (sizes, hidden) = self.dense_part();
+        (sizes.len() == self.nodes.len() + 1).then_some(())?;
+        Some((sizes, hidden?))
+    }
+
+    /// The dense layers at the end: their input width, then each one's units; and the
+    /// activation their hidden layers share (the default for a single layer; `None` if they
+    /// differ or one has none).
+    pub fn dense_part(&self) -> (Vec<usize>, Option<Activation>) {
+        let first = self
+            .nodes
+            .iter()
+            .rposition(|n| n.op().spatial())
+            .map_or(0, |p| p + 1);
+        let dense = &self.nodes[first..];
+        let mut sizes = vec![dense[0].op().input().len()];
+        sizes.extend(dense.iter().map(|n| n.op().output().len()));
+        let hidden = &dense[..dense.len() - 1];
+        let act = match hidden.first() {
+            None => Some(Activation::default()),
+            Some(h) => h.act.filter(|a| hidden.iter().all(|n| n.act == Some(*a))),
+        };
+        (sizes, act)
     }
 
     /// Number of trainable scalars.
@@ -353,31 +253,35 @@ impl Network {
 
     /// Floating-point operations of one training step per sample (multiply-adds count two):
     /// forward, every weight gradient, and the input gradient of every layer but the first.
-    /// Pools and activations are not counted (no multiply-adds).
+    /// Pools and activations are not counted (no multiply-adds). Saturating: a convolution's
+    /// MACs are its weights times its output pixels, which the parameter bound does not cover.
     pub fn train_flops_per_sample(&self) -> u64 {
-        let mut first = true;
-        let mut passes = |mm: u64| {
-            let n: u64 = if first { 2 } else { 3 };
-            first = false;
-            n.saturating_mul(mm)
-        };
-        let conv: u64 = self
-            .features
+        self.nodes
             .iter()
-            .filter_map(|f| match f {
-                // Saturating: a convolution's MACs are its weights times its output pixels,
-                // which the parameter bound does not cover.
-                Feature::Conv(s, _) => Some(passes(s.macs_per_sample().saturating_mul(2))),
-                Feature::Pool(_) => None,
+            .enumerate()
+            .map(|(j, n)| {
+                let passes: u64 = if j == 0 { 2 } else { 3 };
+                passes.saturating_mul(n.op().macs_per_sample().saturating_mul(2))
             })
-            .fold(0u64, u64::saturating_add);
-        let dense: u64 = (0..self.layers())
-            .map(|l| {
-                let (i, o) = self.layer_shape(l);
-                passes(2 * (i * o) as u64)
-            })
-            .fold(0u64, u64::saturating_add);
-        conv.saturating_add(dense)
+            .fold(0u64, u64::saturating_add)
+    }
+}
+
+/// A list of `n` entries must be at most [`MAX_LAYERS`] long.
+pub(crate) fn check_layer_count(n: usize) -> Result<()> {
+    if n > MAX_LAYERS {
+        return Err(Error::TooLarge {
+            what: "the network's layer list (activations included)".into(),
+            needed: n.to_string(),
+            limit: MAX_LAYERS.to_string(),
+        });
+    }
+    Ok(())
+}
+
+impl WeightShapes for Network {
+    fn weight_shapes(&self) -> impl Iterator<Item = WeightShape> + '_ {
+        Network::weight_shapes(self)
     }
 }
 

@@ -217,7 +217,11 @@ pub struct OptimState {
 
 impl OptimState {
     /// Checks that this state fits `optimizer` (number of slots) and `net` (shapes).
-    pub fn check(&self, optimizer: &Optimizer, net: &crate::net::Network) -> Result<()> {
+    pub fn check(
+        &self,
+        optimizer: &Optimizer,
+        net: &impl crate::shape::WeightShapes,
+    ) -> Result<()> {
         if self.slots.len() != optimizer.slots() {
             return Err(Error::shape(
                 format!("{optimizer} optimizer state"),

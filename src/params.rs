@@ -6,11 +6,31 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
 use crate::error::{Error, Result};
-use crate::net::{Init, Network};
+use crate::named_enum;
+use crate::shape::WeightShapes;
+
+/// How the weights are drawn at initialisation. Biases follow PyTorch's `nn.Linear` rule
+/// (uniform ±1/√fan_in) for the default and are zero for Xavier and He.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Init {
+    /// Uniform ±1/√fan_in for weights and biases (PyTorch's `nn.Linear`, used by the peers).
+    #[default]
+    Uniform,
+    /// Glorot/Xavier uniform: ±√(6/(fan_in+fan_out)).
+    Xavier,
+    /// He/Kaiming normal: N(0, 2/fan_in), for the ReLUs.
+    He,
+}
+
+named_enum!(Init, "init", [
+    "uniform" => Init::Uniform,
+    "xavier" => Init::Xavier,
+    "he" => Init::He,
+]);
 
 /// One dense layer: `z = x·w + b` with `w` of shape `fan_in × fan_out`.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Layer {
+pub struct Weights {
     pub w: Array2<f32>,
     pub b: Array1<f32>,
 }
@@ -18,14 +38,14 @@ pub struct Layer {
 /// All trainable parameters of a network, first layer first.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Params {
-    pub layers: Vec<Layer>,
+    pub layers: Vec<Weights>,
 }
 
 impl Params {
     /// Draws parameters for `net` from `seed`. The generator (PCG-64 MCG) and the order of the
     /// draws (layer by layer, `w` row-major then `b`) are fixed, so a seed gives bit-identical
     /// parameters on every run and machine.
-    pub fn init(net: &Network, init: Init, seed: u64) -> Params {
+    pub fn init(net: &impl WeightShapes, init: Init, seed: u64) -> Params {
         let mut rng = Pcg64Mcg::seed_from_u64(seed);
         let layers = net
             .weight_shapes()
@@ -51,7 +71,7 @@ impl Params {
                         (w, vec![0.0; s.bias])
                     }
                 };
-                Layer {
+                Weights {
                     w: Array2::from_shape_vec((s.rows, s.cols), w).expect("sized above"),
                     b: Array1::from(b),
                 }
@@ -61,11 +81,11 @@ impl Params {
     }
 
     /// Zeros shaped like `net` (optimizer state, gradients).
-    pub fn zeros(net: &Network) -> Params {
+    pub fn zeros(net: &impl WeightShapes) -> Params {
         Params {
             layers: net
                 .weight_shapes()
-                .map(|s| Layer {
+                .map(|s| Weights {
                     w: Array2::zeros((s.rows, s.cols)),
                     b: Array1::zeros(s.bias),
                 })
@@ -79,7 +99,7 @@ impl Params {
             layers: self
                 .layers
                 .iter()
-                .map(|l| Layer {
+                .map(|l| Weights {
                     w: Array2::zeros(l.w.raw_dim()),
                     b: Array1::zeros(l.b.raw_dim()),
                 })
@@ -88,13 +108,13 @@ impl Params {
     }
 
     /// Checks that these parameters have the shapes `net` describes.
-    pub fn check_shape(&self, net: &Network, what: &str) -> Result<()> {
+    pub fn check_shape(&self, net: &impl WeightShapes, what: &str) -> Result<()> {
         let mismatch = |expected: String, got: String| Error::Shape {
             what: what.to_string(),
             expected,
             got,
         };
-        let expected = net.weighted_layers();
+        let expected = net.weight_shapes().count();
         if self.layers.len() != expected {
             return Err(mismatch(
                 format!("{expected} layers"),
@@ -149,7 +169,7 @@ fn standard_normal(rng: &mut Pcg64Mcg) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::{Activation, Output};
+    use crate::net::{Activation, Network, Output};
 
     fn net() -> Network {
         Network::new(&[784, 64, 64, 10], Activation::Sigmoid, Output::default()).unwrap()

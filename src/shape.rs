@@ -43,3 +43,30 @@ impl std::fmt::Display for Chw {
         write!(f, "{}×{}×{}", self.c, self.h, self.w)
     }
 }
+
+/// The shape of one trainable weight tensor and its bias, as stored in [`crate::params::Params`]:
+/// `rows × cols` weights, `bias` biases, and the fan-in / fan-out the initialisers use.
+///
+/// **The orientation rule** (the one place it is stated): a weight tensor is stored as the
+/// matrix its layer's forward product takes, so that no layer transposes its weights to run.
+/// A dense layer computes `x · W` on rows of samples: `rows` = its inputs, `cols` = its outputs
+/// (`[in, out]`, Keras' `Dense` kernel). A convolution computes `W · X̂` over the im2col matrix:
+/// `rows` = its output channels, `cols` = input channels × k × k (`[out, in·k·k]`, PyTorch's
+/// `Conv2d` weight flattened). Checkpoints keep these orientations under their tensor names,
+/// and README's NumPy snippets read them so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WeightShape {
+    pub rows: usize,
+    pub cols: usize,
+    pub bias: usize,
+    pub fan_in: usize,
+    pub fan_out: usize,
+}
+
+/// Anything that lists weight tensors (a network): what parameters, gradients and optimizer
+/// state are shaped by.
+pub trait WeightShapes {
+    /// Every weight tensor, in the order [`crate::params::Params`] holds them. An iterator, so
+    /// that a count or a sum over a network claimed by untrusted metadata allocates nothing.
+    fn weight_shapes(&self) -> impl Iterator<Item = WeightShape> + '_;
+}

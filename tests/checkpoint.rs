@@ -348,7 +348,7 @@ fn malformed_metadata_is_an_error_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let cases: &[(&str, &str, &str)] = &[
         ("format", "gguf", "format"),
-        ("version", "6", "version"),
+        ("version", "7", "version"),
         ("sizes", "5,four,3", "sizes"),
         ("sizes", "5", "network"),
         ("sizes", "5,0,3", "network"),
@@ -586,8 +586,9 @@ fn saved_files_read_with_the_plain_safetensors_crate() {
             .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
             .collect()
     };
+    let shapes: Vec<_> = ckpt.network.weight_shapes().collect();
     for (l, layer) in ckpt.params.layers.iter().enumerate() {
-        let (i, o) = ckpt.network.layer_shape(l);
+        let (i, o) = (shapes[l].rows, shapes[l].cols);
         let w: Vec<u32> = layer.w.iter().map(|x| x.to_bits()).collect();
         assert_eq!(
             f32s(&format!("layer{l}.w"), &[i, o]),
@@ -921,4 +922,58 @@ fn malformed_version_4_keys_are_errors_naming_the_key() {
         meta.insert("image".into(), "1,1,5".into());
     });
     assert!(checkpoint_error(load(&path), &path).contains("image"));
+}
+
+/// Layers with activations of their own are written as version 6 (with `input` and `layers`,
+/// a dense stack's too) and come back the same network, model and tensors; networks the older
+/// versions describe keep their versions, so that older builds still read them.
+#[test]
+fn version_6_round_trips_layers_with_their_own_activations() {
+    let dir = tempfile::tempdir().unwrap();
+    let values = soma::shape::Chw::new(1, 1, 12);
+    let image = soma::shape::Chw::new(1, 8, 8);
+    let cases = [
+        (values, "dense8,relu,dense6,tanh,dense3", "1,1,12"),
+        (values, "dense8,dense3", "1,1,12"),
+        (image, "conv2k3,pool,dense5,relu,dense3", "1,8,8"),
+    ];
+    for (input, text, want_input) in cases {
+        let network = soma::layers::from_string(input, text, Output::SoftmaxCrossEntropy).unwrap();
+        let mut ckpt = checkpoint(network, Optimizer::adam(), 9);
+        let path = saved(dir.path(), &ckpt);
+        let meta = metadata(&path);
+        assert_eq!(meta["version"], VERSION_6.to_string(), "{text}");
+        assert_eq!(
+            (meta["input"].as_str(), meta["layers"].as_str()),
+            (want_input, text)
+        );
+        assert_identical(&load(&path).unwrap(), &ckpt);
+        // With a model: per-feature maps (version 4's keys) or an image (version 2's).
+        ckpt.model = Some(if input == image {
+            ModelInfo {
+                image: Some(image),
+                ..ModelInfo::plain(Normalize::UNIT)
+            }
+        } else {
+            ModelInfo {
+                feature_maps: vec![Normalize::UNIT; input.len()],
+                ..ModelInfo::plain(Normalize::IDENTITY)
+            }
+        });
+        let path = saved(dir.path(), &ckpt);
+        assert_eq!(load(&path).unwrap().model, ckpt.model, "{text}");
+    }
+    for (text, version) in [
+        ("dense8,relu,dense6,relu,dense3", "1"),
+        ("conv2k3,relu,pool,dense5,relu,dense3", "3"),
+    ] {
+        let input = if text.starts_with("conv") {
+            image
+        } else {
+            values
+        };
+        let network = soma::layers::from_string(input, text, Output::SoftmaxCrossEntropy).unwrap();
+        let path = saved(dir.path(), &checkpoint(network, Optimizer::Sgd, 1));
+        assert_eq!(metadata(&path)["version"], version, "{text}");
+    }
 }

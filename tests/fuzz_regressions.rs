@@ -249,8 +249,9 @@ fn edited_checkpoint(
 /// named for the last of them, made the reader list every tensor name the claim implies
 /// (6 million strings, a 200 MB list for Adam) and compare each tensor in the file against that
 /// list (quadratic: minutes). Now each name is checked by reading it, and the first missing
-/// tensor ends the read: the largest allocation is the layer sizes themselves, bounded by the
-/// text that names them.
+/// tensor ends the read; and a list longer than `net::MAX_LAYERS` is refused once its sizes are
+/// read, before a network is built: the largest allocation is the layer sizes themselves,
+/// bounded by the text that names them.
 #[test]
 fn checkpoint_claiming_a_million_layers_costs_what_its_bytes_do() {
     const LAYERS: usize = 1_000_000;
@@ -266,9 +267,9 @@ fn checkpoint_claiming_a_million_layers_costs_what_its_bytes_do() {
     let started = std::time::Instant::now();
     let (out, largest) = largest_allocation(|| Checkpoint::from_bytes("layers.st", &bytes));
     let seconds = started.elapsed().as_secs_f64();
-    let err = out.expect_err("tensors are missing").to_string();
+    let err = out.expect_err("too many layers").to_string();
     assert!(
-        err.contains("layers.st") && err.contains("`layer2.w` is missing"),
+        err.contains("layers.st") && err.contains("layer list") && err.contains("100000"),
         "{err}"
     );
     // A layer size is a usize (8 bytes) per at least 2 bytes of text; Vec's growth may double

@@ -17,8 +17,8 @@ use ndarray::{Array1, Array2};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use soma::{
-    Activation, Backend, CpuBackend, Dataset, Inputs, Layer, Network, Normalize, Optimizer, Output,
-    Params, Targets,
+    Activation, Backend, CpuBackend, Dataset, Inputs, Network, Normalize, Optimizer, Output,
+    Params, Targets, Weights,
 };
 
 /// Learning rate of the read-out step: a power of two (exact scaling), large so that the
@@ -205,7 +205,7 @@ fn random_problem(
         let params = Params {
             layers: sizes
                 .windows(2)
-                .map(|io| Layer {
+                .map(|io| Weights {
                     w: Array2::from_shape_fn((io[0], io[1]), |_| rng.random_range(-1.0..1.0f32)),
                     b: Array1::from_shape_fn(io[1], |_| rng.random_range(-0.5..0.5f32)),
                 })
@@ -432,7 +432,7 @@ fn reported_loss_matches_the_f64_oracle() {
 fn the_oracle_itself_matches_hand_computed_values() {
     // One sample, a 2-2 softmax net with all-zero parameters: logits 0, 0, loss ln 2.
     let zero = Params {
-        layers: vec![Layer {
+        layers: vec![Weights {
             w: Array2::zeros((2, 2)),
             b: Array1::zeros(2),
         }],
@@ -895,7 +895,7 @@ fn the_conv_oracle_itself_matches_hand_computed_values() {
 // oracle of the network written from the definitions: convolution with signed coordinates,
 // 2×2 max-pool, flatten, dense, activations, softmax cross-entropy.
 
-use soma::net::Feature;
+use soma::layer::{Dense, Layer};
 
 /// The f64 forward pass of `net` on one sample: the logits, and the smallest distance of any
 /// ReLU pre-activation from 0 or of any pool window's maximum from its runner-up (a kink).
@@ -909,9 +909,9 @@ fn cnn64(net: &Network, p: &[Vec<f64>], x: &[f64]) -> (Vec<f64>, f64) {
         }
         v.iter_mut().for_each(|z| *z = act64(f, *z));
     };
-    for f in net.features() {
-        match f {
-            Feature::Conv(s, f) => {
+    for layer in net.layers() {
+        match layer {
+            Layer::Conv(s) => {
                 let (i, o, k) = (s.input(), s.output(), s.kernel() as isize);
                 let pad = s.pad() as isize;
                 let (w, b) = (&p[2 * next], &p[2 * next + 1]);
@@ -944,28 +944,23 @@ fn cnn64(net: &Network, p: &[Vec<f64>], x: &[f64]) -> (Vec<f64>, f64) {
                         }
                     }
                 }
-                act(&mut y, *f, &mut margin);
                 a = y;
             }
-            Feature::Pool(s) => {
+            Layer::MaxPool(s) => {
                 let i = s.input();
                 let (pooled, gap) = pool64(i.c, i.h, i.w, &a);
                 margin = margin.min(gap);
                 a = pooled;
             }
+            Layer::Dense(Dense { inputs, units }) => {
+                let (w, b) = (&p[2 * next], &p[2 * next + 1]);
+                next += 1;
+                a = (0..*units)
+                    .map(|o| b[o] + (0..*inputs).map(|i| a[i] * w[i * units + o]).sum::<f64>())
+                    .collect();
+            }
+            Layer::Activation(f) => act(&mut a, *f, &mut margin),
         }
-    }
-    for l in 0..net.layers() {
-        let (fan_in, fan_out) = net.layer_shape(l);
-        let (w, b) = (&p[2 * next], &p[2 * next + 1]);
-        next += 1;
-        let mut z: Vec<f64> = (0..fan_out)
-            .map(|o| b[o] + (0..fan_in).map(|i| a[i] * w[i * fan_out + o]).sum::<f64>())
-            .collect();
-        if l + 1 < net.layers() {
-            act(&mut z, net.hidden(), &mut margin);
-        }
-        a = z;
     }
     (a, margin)
 }
@@ -990,7 +985,9 @@ fn cnn_loss64(net: &Network, p: &[Vec<f64>], xs: &[Vec<f64>], labels: &[u32]) ->
 #[test]
 fn whole_cnns_through_the_cpu_backend_match_finite_differences() {
     // C_in 1, 2 and 3; odd sizes, an even kernel, both paddings, a 1×1 kernel, pools after
-    // convolutions and after a pool, a convolution after a pool, every activation.
+    // convolutions and after a pool, a convolution after a pool, every activation; layers
+    // without one (a linear convolution before a pool, a linear hidden dense layer) and hidden
+    // dense layers with different ones.
     let nets = [
         (
             Chw::new(2, 8, 6),
@@ -1000,6 +997,10 @@ fn whole_cnns_through_the_cpu_backend_match_finite_differences() {
         (
             Chw::new(3, 8, 8),
             "conv3k1,leaky-relu,conv2k3same,sigmoid,pool,pool,dense4,tanh,dense3",
+        ),
+        (
+            Chw::new(2, 6, 6),
+            "conv3k3same,pool,conv2k3same,tanh,dense6,relu,dense5,dense4,sigmoid,dense3",
         ),
     ];
     let mut checked = 0;
@@ -1079,7 +1080,7 @@ fn whole_cnns_through_the_cpu_backend_match_finite_differences() {
         );
         checked += k;
     }
-    assert_eq!(checked, 424, "every parameter of the three networks");
+    assert_eq!(checked, 725, "every parameter of the four networks");
 }
 
 /// Each tensor of `params` flat in f64, in `analytic_grad`'s order (w then b per layer).

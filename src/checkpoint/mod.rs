@@ -64,6 +64,12 @@
 //! |-----------|---------------------------------------------------------------------|
 //! | `targets` | `[{"name":"price","scale":0.0123,"shift":-2.51}]`: per output, the target's name and the map `t = y · scale + shift` that standardised it; prediction reports `(t - shift) / scale` |
 //!
+//! **Version 6** is written for a network that versions 1–5 cannot describe, because its
+//! layers have activations of their own (hidden dense layers with different ones, a layer
+//! with none): `input` and `layers` are present for every network (`1,1,n` for values), and
+//! the rest is as in the versions before (the [`ModelInfo`] keys optional, with version 4's and
+//! 5's keys where the model needs them).
+//!
 //! Writes are atomic: the file is written to a temporary sibling, flushed and synced, then
 //! renamed over the target, so a crash or a failed save never leaves a half-written checkpoint
 //! where a good one was. Loads validate everything before building anything, and every problem
@@ -90,7 +96,7 @@ use crate::error::{Error, Result};
 use crate::model::ModelInfo;
 use crate::net::{Activation, Network, Output};
 use crate::optim::{OptimState, Optimizer};
-use crate::params::{Layer, Params};
+use crate::params::{Params, Weights};
 
 mod model_meta;
 mod read;
@@ -120,6 +126,22 @@ pub const VERSION_4: u32 = 4;
 /// The version written for a regression model: version 4's keys plus `targets`, the names and
 /// maps of its real-valued outputs (see the module docs).
 pub const VERSION_5: u32 = 5;
+
+/// The version written for a network the older versions' rules cannot describe: layers with
+/// activations of their own (hidden dense layers with different ones, or none), a convolution
+/// without one. It has `input` and `layers` for every network; the [`ModelInfo`] keys are
+/// optional (present together), with version 4's and 5's when the model needs them.
+pub const VERSION_6: u32 = 6;
+
+/// Whether versions 1 to 5 describe `net`: every layer that takes an activation but the last
+/// has one, and the hidden dense layers share theirs.
+fn legacy_layers(net: &Network) -> bool {
+    let nodes = net.nodes();
+    let all_activated = nodes[..nodes.len() - 1]
+        .iter()
+        .all(|n| n.act.is_some() || !n.op().fuses_activation());
+    all_activated && net.dense_part().1.is_some()
+}
 
 /// The older version, without a [`ModelInfo`]: still read, and written for a checkpoint that
 /// has none.
@@ -297,15 +319,12 @@ pub fn load_into(path: &Path, expected: &Network) -> Result<Checkpoint> {
 
 /// `784-64-64-10 sigmoid softmax-cross-entropy`.
 fn describe(net: &Network) -> String {
-    if !net.is_dense() {
-        return net.to_string();
+    match net.dense_stack() {
+        Some((sizes, hidden)) => {
+            format!("{} {hidden} {}", join_sizes(&sizes, "-"), net.output())
+        }
+        None => net.to_string(),
     }
-    format!(
-        "{} {} {}",
-        join_sizes(net.sizes(), "-"),
-        net.hidden(),
-        net.output()
-    )
 }
 
 fn join_sizes(sizes: &[usize], sep: &str) -> String {

@@ -98,9 +98,8 @@ impl Meta<'_> {
                 format!("metadata describes no valid network: {e}"),
             )
         };
-        let dense = Network::new(&sizes, hidden, output).map_err(invalid)?;
         if !self.map.contains_key("layers") {
-            return Ok(dense);
+            return Network::new(&sizes, hidden, output).map_err(invalid);
         }
         let s = self.get("input")?;
         let dims = s
@@ -122,13 +121,14 @@ impl Meta<'_> {
         };
         let s = self.get("layers")?;
         let net = crate::layers::from_string(input, s, output).map_err(invalid)?;
-        if net.sizes() != dense.sizes() || (net.layers() > 1 && net.hidden() != hidden) {
+        let (dense, shared) = net.dense_part();
+        if dense != sizes || (dense.len() > 2 && shared.is_some_and(|a| a != hidden)) {
             return Err(self.malformed(
                 "sizes",
                 &format!(
                     "the dense part of `layers` ({}, {})",
-                    join_sizes(net.sizes(), ","),
-                    net.hidden()
+                    join_sizes(&dense, ","),
+                    shared.map_or("activations of their own".into(), |a| a.to_string())
                 ),
                 &format!("{s} with sizes {}, {hidden}", join_sizes(&sizes, ",")),
             ));
@@ -241,7 +241,7 @@ pub(super) fn read_params(
             let (i, o) = (s.rows, s.cols);
             let w = read_tensor(path, st, &tensor_name(slot, l, 'w'), &[i, o])?;
             let b = read_tensor(path, st, &tensor_name(slot, l, 'b'), &[s.bias])?;
-            Ok(Layer {
+            Ok(Weights {
                 w: Array2::from_shape_vec((i, o), w).expect("length checked"),
                 b: Array1::from(b),
             })
@@ -310,14 +310,11 @@ pub(super) fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
     }
     let version = meta.get("version")?;
     let version = match version.parse::<u32>() {
-        Ok(v @ (VERSION_1 | VERSION | VERSION_3 | VERSION_4 | VERSION_5)) => v,
+        Ok(v @ (VERSION_1 | VERSION | VERSION_3 | VERSION_4 | VERSION_5 | VERSION_6)) => v,
         _ => {
             return Err(meta.malformed(
                 "version",
-                &format!(
-                    "{VERSION_1}, {VERSION}, {VERSION_3}, {VERSION_4} or {VERSION_5} (the \
-                     versions this build reads)"
-                ),
+                &format!("{VERSION_1} to {VERSION_6} (the versions this build reads)"),
                 version,
             ));
         }
@@ -327,13 +324,17 @@ pub(super) fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
         VERSION | VERSION_4 | VERSION_5 => true,
         _ => meta.map.contains_key("dataset"),
     };
-    let version_4 = version >= VERSION_4;
-    if version == VERSION_3 {
+    // Version 6 has version 4's model keys when its model needs them.
+    let version_4 = match version {
+        VERSION_6 => meta.map.contains_key("source"),
+        v => v >= VERSION_4,
+    };
+    if version == VERSION_3 || version == VERSION_6 {
         meta.get("layers")?;
     } else if !version_4 && meta.map.contains_key("layers") {
         return Err(meta.malformed(
             "version",
-            &format!("{VERSION_3}, {VERSION_4} or {VERSION_5} for a checkpoint with `layers`"),
+            &format!("{VERSION_3} to {VERSION_6} for a checkpoint with `layers`"),
             &version.to_string(),
         ));
     }
@@ -344,7 +345,7 @@ pub(super) fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
         .map_err(|e| bad(path, format!("metadata key `optimizer`: {e}")))?;
     let model = if has_model {
         let mut model = meta.model(version_4)?;
-        if version == VERSION_5 {
+        if version == VERSION_5 || (version == VERSION_6 && meta.map.contains_key("targets")) {
             model.targets = meta.targets()?;
         }
         model

@@ -75,21 +75,24 @@ pub(super) fn encode(path: &Path, ckpt: &Checkpoint) -> Result<Vec<u8>> {
     let tensors = tensors_of(ckpt);
     let mut meta = HashMap::new();
     meta.insert("format".to_string(), FORMAT.to_string());
-    let version = if ckpt.model.as_ref().is_some_and(|m| !m.targets.is_empty()) {
+    let version = if !super::legacy_layers(net) {
+        VERSION_6
+    } else if ckpt.model.as_ref().is_some_and(|m| !m.targets.is_empty()) {
         VERSION_5
     } else if ckpt.model.as_ref().is_some_and(model_meta::needs_version_4) {
         VERSION_4
-    } else if !net.is_dense() {
+    } else if net.image().is_some() {
         VERSION_3
     } else if ckpt.model.is_some() {
         VERSION
     } else {
         VERSION_1
     };
-    if let Some(image) = net.image() {
+    if version == VERSION_6 || net.image().is_some() {
+        let input = net.input();
         meta.insert(
             "input".to_string(),
-            format!("{},{},{}", image.c, image.h, image.w),
+            format!("{},{},{}", input.c, input.h, input.w),
         );
         meta.insert("layers".to_string(), crate::layers::layer_string(net));
     }
@@ -99,8 +102,9 @@ pub(super) fn encode(path: &Path, ckpt: &Checkpoint) -> Result<Vec<u8>> {
             meta.insert(key.to_string(), value);
         }
     }
-    meta.insert("sizes".to_string(), join_sizes(net.sizes(), ","));
-    meta.insert("hidden".to_string(), net.hidden().to_string());
+    let (sizes, hidden) = net.dense_part();
+    meta.insert("sizes".to_string(), join_sizes(&sizes, ","));
+    meta.insert("hidden".to_string(), hidden.unwrap_or_default().to_string());
     meta.insert("output".to_string(), net.output().to_string());
     meta.insert(
         "optimizer".to_string(),

@@ -20,7 +20,7 @@ use multiversion::multiversion;
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
 
 use super::linalg::gemm;
-use crate::net::Activation;
+use crate::ops::activation::Activation;
 use crate::ops::activation::relu;
 use crate::ops::conv::ConvShape;
 
@@ -153,10 +153,10 @@ pub struct Scratch<'a> {
 }
 
 /// Forward pass of `x` (B × C_in·H·W) into `out` (B × C_out·OH·OW): convolution, bias, then
-/// `act`, a group of samples per product. The scratch holds [`scratch_len`] floats each.
+/// `act` (if any), a group of samples per product. The scratch holds [`scratch_len`] floats each.
 pub fn forward(
     s: &ConvShape,
-    act: Activation,
+    act: Option<Activation>,
     x: ArrayView2<f32>,
     w: ArrayView2<f32>,
     b: ArrayView1<f32>,
@@ -185,14 +185,15 @@ pub fn forward(
             for (co, (plane, &bias)) in y.chunks_exact_mut(p).zip(b.iter()).enumerate() {
                 let from = &scratch.wide[co * ld + i * p..co * ld + (i + 1) * p];
                 match act {
-                    Activation::Relu => plane
+                    Some(Activation::Relu) => plane
                         .iter_mut()
                         .zip(from)
                         .for_each(|(v, z)| *v = relu(z + bias)),
-                    _ => plane
+                    Some(act) => plane
                         .iter_mut()
                         .zip(from)
                         .for_each(|(v, z)| *v = act.apply(z + bias)),
+                    None => plane.iter_mut().zip(from).for_each(|(v, z)| *v = z + bias),
                 }
             }
         }
@@ -323,7 +324,7 @@ mod tests {
             let act = Activation::Sigmoid;
             forward(
                 &s,
-                act,
+                Some(act),
                 x.view(),
                 wt.view(),
                 b.view(),

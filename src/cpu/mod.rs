@@ -21,10 +21,10 @@ use crate::backend::{Backend, Stats, check_data, check_predict_inputs, check_tra
 use crate::data::Dataset;
 use crate::data::Sample;
 use crate::error::Result;
-use crate::net::{Activation, Feature, Network, Output};
+use crate::layer::{Backward, Forward, Node, Scratch, WeightsView};
+use crate::net::{Network, Output};
 use crate::ops::activation::sigmoid;
-use crate::ops::matmul::{bias_activation, mul_derivative};
-use crate::ops::reduce::column_sums;
+use crate::ops::matmul::mul_derivative;
 use crate::ops::{gather, loss, optim};
 use crate::optim::{OptimState, Optimizer};
 use crate::params::Params;
@@ -86,21 +86,18 @@ impl Split {
     }
 }
 
-/// Activations, deltas and gradients for batches of up to `rows` samples. Layers are counted
-/// over the whole network: the spatial layers (`F` of them) first, then the dense ones.
+/// Activations, deltas and gradients for batches of up to `rows` samples, layers counted over
+/// the network's nodes (each op with its activation).
 struct Workspace {
     rows: usize,
     /// `acts[0]` is the input batch, `acts[j + 1]` the output of layer `j`.
     acts: Vec<Array2<f32>>,
-    /// `deltas[j]`: gradient of the loss w.r.t. the pre-activation of layer `j` (for a pool, its
-    /// output).
+    /// `deltas[j]`: gradient of the loss w.r.t. layer `j`'s output before its activation.
     deltas: Vec<Array2<f32>>,
-    /// Each pool's arg-maxes (empty for the other layers).
-    argmax: Vec<Array2<u32>>,
-    /// A convolution's scratch (`conv::Scratch`): a group's im2col matrix, and its outputs or
-    /// output gradients.
-    cols: Vec<f32>,
-    wide: Vec<f32>,
+    /// What each layer's forward pass keeps for its backward pass (a pool's arg-maxes).
+    keep: Vec<Array2<u32>>,
+    /// Shared by the layers in turn (a convolution's im2col matrix and outputs).
+    scratch: Scratch,
     grads: Params,
     /// Per-sample target values (one-hot for labels).
     targets: Array2<f32>,
@@ -108,60 +105,40 @@ struct Workspace {
 
 impl Workspace {
     fn new(net: &Network, rows: usize) -> Self {
-        let features = net.features();
-        let widths: Vec<usize> = std::iter::once(net.inputs())
-            .chain(features.iter().map(|f| f.output().len()))
-            .chain(net.sizes()[1..].iter().copied())
-            .collect();
-        let scratch = features
+        let nodes = net.nodes();
+        let outs = || nodes.iter().map(|n| n.op().output().len());
+        let scratch = nodes
             .iter()
-            .map(|f| match f {
-                Feature::Conv(s, _) => conv::scratch_len(s, rows),
-                Feature::Pool(_) => 0,
-            })
+            .map(|n| n.op().scratch_len(rows))
             .max()
             .unwrap_or(0);
         Workspace {
             rows,
-            acts: widths.iter().map(|&n| Array2::zeros((rows, n))).collect(),
-            deltas: widths[1..]
-                .iter()
-                .map(|&n| Array2::zeros((rows, n)))
+            acts: std::iter::once(net.inputs())
+                .chain(outs())
+                .map(|n| Array2::zeros((rows, n)))
                 .collect(),
-            argmax: features
+            deltas: outs().map(|n| Array2::zeros((rows, n))).collect(),
+            keep: nodes
                 .iter()
-                .map(|f| match f {
-                    Feature::Pool(s) => Array2::zeros((rows, s.output().len())),
-                    Feature::Conv(..) => Array2::zeros((0, 0)),
-                })
+                .map(|n| Array2::zeros((rows, n.op().keep_per_row())))
                 .collect(),
-            cols: vec![0.0; scratch],
-            wide: vec![0.0; scratch],
+            scratch: Scratch {
+                cols: vec![0.0; scratch],
+                wide: vec![0.0; scratch],
+            },
             grads: Params::zeros(net),
             targets: Array2::zeros((rows, net.outputs())),
         }
     }
 }
 
-/// The activation at the output of layer `j` (spatial layers first, then dense), if any.
-fn activation_of(net: &Network, j: usize) -> Option<Activation> {
-    let f = net.features().len();
-    if j < f {
-        net.features()[j].activation()
-    } else {
-        // The last dense layer's output goes to the loss, not through `hidden`.
-        (j + 1 < f + net.layers()).then_some(net.hidden())
-    }
-}
-
-/// Which entry of `Params` holds layer `j`'s weights (pools have none).
-fn param_index(net: &Network, j: usize) -> usize {
-    let f = net.features();
-    let convs_before = f[..j.min(f.len())]
-        .iter()
-        .filter(|f| matches!(f, Feature::Conv(..)))
-        .count();
-    convs_before + j.saturating_sub(f.len())
+/// Layer `node`'s weights in `params`, viewed.
+fn weights<'a>(params: &'a Params, node: &Node) -> Option<WeightsView<'a>> {
+    node.tensor.map(|t| WeightsView {
+        w: params.layers[t].w.view(),
+        b: params.layers[t].b.view(),
+    })
 }
 
 /// The ndarray reference backend.
@@ -346,35 +323,23 @@ impl CpuBackend {
     /// Forward pass over the first `b` rows of `work.acts[0]`; leaves every layer's output in
     /// `work.acts` (the last one as probabilities or sigmoids).
     fn forward(net: &Network, params: &Params, work: &mut Workspace, b: usize) {
-        let total = net.features().len() + net.layers();
-        for j in 0..total {
+        for (j, node) in net.nodes().iter().enumerate() {
             let (before, after) = work.acts.split_at_mut(j + 1);
-            let x = before[j].slice(s![..b, ..]);
-            let mut a = after[0].slice_mut(s![..b, ..]);
-            let p = &params.layers.get(param_index(net, j));
-            match net.features().get(j) {
-                Some(Feature::Conv(shape, act)) => {
-                    let p = p.expect("a convolution has weights");
-                    let (w, bias) = (p.w.view(), p.b.view());
-                    let scratch = conv::Scratch {
-                        cols: &mut work.cols,
-                        wide: &mut work.wide,
-                    };
-                    conv::forward(shape, *act, x, w, bias, a, scratch);
-                }
-                Some(Feature::Pool(shape)) => {
-                    let arg = work.argmax[j].slice_mut(s![..b, ..]);
-                    pool::forward(shape, x, a, arg);
-                }
-                None => {
-                    let p = p.expect("a dense layer has weights");
-                    linalg::gemm(1.0, x, p.w.view(), 0.0, a.view_mut(), 1);
-                    bias_activation(a.view_mut(), &p.b, activation_of(net, j));
-                }
-            }
+            node.op().cpu_forward(Forward {
+                x: before[j].slice(s![..b, ..]),
+                out: after[0].slice_mut(s![..b, ..]),
+                weights: weights(params, node),
+                act: node.act,
+                keep: work.keep[j].slice_mut(s![..b, ..]),
+                scratch: &mut work.scratch,
+            });
         }
         if net.output() == Output::SigmoidMse {
-            let out = work.acts[total].slice_mut(s![..b, ..]);
+            let out = work
+                .acts
+                .last_mut()
+                .expect("an output")
+                .slice_mut(s![..b, ..]);
             out.into_iter().for_each(|v| *v = sigmoid(*v));
         }
     }
@@ -383,64 +348,38 @@ impl CpuBackend {
     /// first `b` rows as part of a batch of `batch` rows, and returns their summed loss and
     /// correct count.
     fn output_delta(net: &Network, work: &mut Workspace, b: usize, batch: usize) -> Stats {
-        let total = net.features().len() + net.layers();
+        let last = net.nodes().len();
         loss::output_delta(
             net.output(),
-            work.acts[total].slice_mut(s![..b, ..]),
+            work.acts[last].slice_mut(s![..b, ..]),
             work.targets.slice(s![..b, ..]),
-            work.deltas[total - 1].slice_mut(s![..b, ..]),
+            work.deltas[last - 1].slice_mut(s![..b, ..]),
             batch,
         )
     }
 
-    /// Backprop from the output delta: every layer's weight and bias gradient.
     /// Backprop from the output delta: every layer's weight and bias gradient, last layer
     /// first, each passing the gradient at its input down to the layer before it (through
     /// that layer's activation).
     fn backward(net: &Network, params: &Params, work: &mut Workspace, b: usize) {
-        let total = net.features().len() + net.layers();
-        for j in (0..total).rev() {
-            let x = work.acts[j].slice(s![..b, ..]);
+        let nodes = net.nodes();
+        for (j, node) in nodes.iter().enumerate().rev() {
             let (lower, upper) = work.deltas.split_at_mut(j);
-            let delta = upper[0].slice(s![..b, ..]);
             let mut prev = lower.last_mut().map(|d| d.slice_mut(s![..b, ..]));
-            let pi = param_index(net, j);
-            match net.features().get(j) {
-                Some(Feature::Conv(shape, _)) => {
-                    let g = &mut work.grads.layers[pi];
-                    conv::backward(
-                        shape,
-                        x,
-                        delta,
-                        params.layers[pi].w.view(),
-                        g.w.view_mut(),
-                        g.b.view_mut(),
-                        prev.as_mut().map(|p| p.view_mut()),
-                        conv::Scratch {
-                            cols: &mut work.cols,
-                            wide: &mut work.wide,
-                        },
-                    );
-                }
-                Some(Feature::Pool(_)) => {
-                    if let Some(prev) = prev.as_mut() {
-                        let arg = work.argmax[j].slice(s![..b, ..]);
-                        pool::backward(delta, arg, prev.view_mut());
-                    }
-                }
-                None => {
-                    let g = &mut work.grads.layers[pi];
-                    linalg::gemm(1.0, x.t(), delta, 0.0, g.w.view_mut(), 1);
-                    column_sums(delta, g.b.view_mut());
-                    if let Some(prev) = prev.as_mut() {
-                        let w = params.layers[pi].w.t();
-                        linalg::gemm(1.0, delta, w, 0.0, prev.view_mut(), 1);
-                    }
-                }
-            }
-            if let (Some(prev), Some(act)) =
-                (prev, j.checked_sub(1).and_then(|i| activation_of(net, i)))
-            {
+            let grads = node.tensor.map(|t| {
+                let g = &mut work.grads.layers[t];
+                (g.w.view_mut(), g.b.view_mut())
+            });
+            node.op().cpu_backward(Backward {
+                x: work.acts[j].slice(s![..b, ..]),
+                delta: upper[0].slice(s![..b, ..]),
+                weights: weights(params, node),
+                grads,
+                input_grad: prev.as_mut().map(|p| p.view_mut()),
+                keep: work.keep[j].slice(s![..b, ..]),
+                scratch: &mut work.scratch,
+            });
+            if let (Some(prev), Some(act)) = (prev, j.checked_sub(1).and_then(|i| nodes[i].act)) {
                 mul_derivative(prev, work.acts[j].slice(s![..b, ..]), act);
             }
         }
@@ -518,7 +457,7 @@ impl Backend for CpuBackend {
         let rows = EVAL_CHUNK.min(inputs.nrows()).max(1);
         self.workspaces(1, rows);
         let work = &mut self.work[0];
-        let layers = self.net.features().len() + self.net.layers();
+        let layers = self.net.nodes().len();
         let mut out = Array2::zeros((inputs.nrows(), self.net.outputs()));
         for (x, mut o) in inputs
             .axis_chunks_iter(Axis(0), rows)

@@ -276,7 +276,7 @@ impl CpuBackend {
         let blocks = self.work.len();
         for l in 0..self.params.layers.len() {
             let piece = |rows: Range<usize>, this: &mut Self, bias: bool| {
-                let pick = |layer: &mut crate::params::Layer| {
+                let pick = |layer: &mut crate::params::Weights| {
                     if bias {
                         Rows::of_bias(&mut layer.b)
                     } else {

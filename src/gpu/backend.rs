@@ -181,15 +181,14 @@ impl GpuBackend {
     }
 
     /// Dispatches in one training step. The fused path: 3 (rows, gradients, update). The
-    /// general path: gather, one forward matmul per layer, the loss, one input gradient per
-    /// layer but the first, and one weight(+bias) gradient per layer whose epilogue applies
-    /// the optimizer: `3·layers + 1` (10 for 784-64-64-10). A CNN adds, per spatial layer, its
-    /// forward pass and its input gradient (but the first layer's), per convolution its update,
-    /// and the first dense layer's input gradient (14 in all for `tfjs`).
+    /// general path: the gather, the loss, and what each layer lowers to: its forward pass, its
+    /// input gradient (but the first layer's) and, with weights, their update (the dense
+    /// layer's weight gradient, whose epilogue applies the optimizer). That is `3·layers + 1`
+    /// for a dense stack (10 for 784-64-64-10), 14 for `tfjs`.
     pub fn dispatches_per_step(&self) -> usize {
         match self.step_path() {
             StepPath::Fused => 3,
-            StepPath::General => general_dispatches(&self.net),
+            StepPath::General => general_dispatches(&self.net, &self.optimizer),
         }
     }
 
@@ -204,8 +203,8 @@ impl GpuBackend {
         if self.work.as_ref().is_some_and(|w| w.rows >= rows) {
             return Ok(());
         }
-        let spatial = self.net.features().iter().map(|f| f.input().len());
-        let widths: Vec<usize> = self.net.sizes().iter().copied().chain(spatial).collect();
+        let outs = self.net.nodes().iter().map(|n| n.op().output().len());
+        let widths: Vec<usize> = std::iter::once(self.net.inputs()).chain(outs).collect();
         let fits = |r: usize| {
             widths
                 .iter()

@@ -21,12 +21,13 @@
 use super::backend::GpuBackend;
 use super::context::GpuContext;
 use super::kernels::{Kernel, KernelSpec, Slot};
-use super::program::{Dispatch, Grid, Program, ProgramBuilder, StepPath};
+use super::plan::Grid;
+use super::program::{Dispatch, Program, ProgramBuilder, StepPath};
 use super::resources::{Records, range, usage_out};
 use super::wgsl::kernel_source;
 use crate::error::{Error, Result};
 use crate::net::Network;
-use crate::ops::activation::{self, ACT_IDENTITY};
+use crate::ops::activation::{self, code_of};
 use crate::ops::fused::{
     FusedShape, GRADS_WG, GradsDims, GradsLayer, GradsMode, MAX_FUSED_LAYERS, RowsDims, RowsLayer,
     UPDATE_WG, plan, splits,
@@ -73,11 +74,15 @@ impl FusedKernels {
     }
 
     fn shape(ctx: &GpuContext, net: &Network) -> std::result::Result<FusedShape, String> {
-        if !net.is_dense() {
-            return Err("a network with spatial layers: the fused step is for dense stacks".into());
-        }
+        let Some(sizes) = net.dense_sizes() else {
+            return Err(
+                "a network of other layers than dense ones: the fused step is for dense \
+                        stacks"
+                    .into(),
+            );
+        };
         plan(
-            net.sizes(),
+            &sizes,
             ctx.limits.max_compute_workgroup_storage_size,
             ctx.limits.max_compute_workgroups_per_dimension,
         )
@@ -129,9 +134,9 @@ impl WorkLayout {
             at = start + (rows * n) as u64;
             start as u32
         };
-        let layers = 0..net.layers();
-        let act = layers.clone().map(|l| take(net.layer_shape(l).0)).collect();
-        let delta = layers.map(|l| take(net.layer_shape(l).1)).collect();
+        let nodes = net.nodes();
+        let act = nodes.iter().map(|n| take(n.op().input().len())).collect();
+        let delta = nodes.iter().map(|n| take(n.op().output().len())).collect();
         let loss = take(1);
         let correct = take(1);
         WorkLayout {
@@ -167,7 +172,7 @@ impl ProgramBuilder<'_> {
         let work_buf = ctx.buffer("fused work", work.len * 4, usage_out())?;
         let partials = ctx.buffer("fused gradient partials", partials_len * 4, usage_out())?;
 
-        let layers = net.layers();
+        let layers = net.nodes().len();
         debug_assert!(layers <= MAX_FUSED_LAYERS);
         let mut rows_dims = RowsDims {
             layers: layers as u32,
@@ -194,9 +199,10 @@ impl ProgramBuilder<'_> {
             ..Default::default()
         };
         let (mut act_at, mut begin, mut tbegin) = (0u32, 0u32, 0u32);
-        for l in 0..layers {
-            let (i, o) = net.layer_shape(l);
-            let params = self.layout.starts[self.layout.dense(l)] as u32;
+        for (l, node) in net.nodes().iter().enumerate() {
+            let (i, o) = (node.op().input().len(), node.op().output().len());
+            let tensor = node.tensor.expect("a dense layer has weights");
+            let params = self.layout.starts[tensor] as u32;
             rows_dims.layer[l] = RowsLayer {
                 inputs: i as u32,
                 outputs: o as u32,
@@ -204,11 +210,7 @@ impl ProgramBuilder<'_> {
                 act: act_at,
                 act_work: work.act[l],
                 delta_work: work.delta[l],
-                code: if l + 1 < layers {
-                    net.hidden().code()
-                } else {
-                    ACT_IDENTITY
-                },
+                code: code_of(node.act),
                 _pad: 0,
             };
             grads_dims.layer[l] = GradsLayer {

@@ -8,14 +8,15 @@ use super::context::GpuContext;
 use super::spatial::{CONV_WG, CONV_WGSL, ConvKernel, POOL_WG, POOL_WGSL, PoolKernel};
 use super::wgsl::kernel_source;
 use crate::error::{Error, Result};
-use crate::net::Output;
 use crate::ops::gather::InputKind;
+use crate::ops::loss::Output;
 use crate::ops::loss::TargetKind;
 use crate::ops::matmul::{
-    DIRECT_TILE, DIRECT_WIDE_TILE, DIRECT_WIDEST_TILE, Feed, LARGE_TILE, SMALL_TILE, Special,
-    TILES, Tile,
+    DIRECT_TILE, DIRECT_WIDE_TILE, DIRECT_WIDEST_TILE, Feed, LARGE_TILE, SMALL_TILE, Special, TILES,
 };
 use crate::ops::{activation, gather, loss, matmul, optim, reduce};
+
+pub use super::plan::{KernelId, MatmulKey, grid_1d};
 
 /// How a kernel binds each slot, in binding order.
 ///
@@ -139,15 +140,6 @@ pub fn kernel_specs() -> Vec<KernelSpec> {
         .expect("784-64-64-10 fits the fused step within WebGPU's default limits");
     all.extend(super::fused::fused_specs(&showcase));
     all
-}
-
-/// A matmul pipeline: its tile, form (`Aᵀ·Bᵀ` is none) and specialisation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MatmulKey {
-    pub tile: Tile,
-    pub trans_a: bool,
-    pub trans_b: bool,
-    pub special: Special,
 }
 
 /// The spec of the matmul `key`, named e.g. `matmul_tn_direct (sgd)`.
@@ -318,16 +310,6 @@ impl Built {
             )),
         }
     }
-}
-
-/// A pipeline [`Kernels`] builds the first time it is asked for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KernelId {
-    Matmul(MatmulKey),
-    Gather(InputKind),
-    Loss(Output, TargetKind),
-    Conv(ConvKernel),
-    Pool(PoolKernel),
 }
 
 impl KernelId {
@@ -518,16 +500,4 @@ pub fn compile_wgsl(ctx: &GpuContext, name: &str, source: &str) -> Result<()> {
             cache: None,
         });
     ctx.end_scope(scope, format!("kernel `{name}`"))
-}
-
-/// Workgroups for `n` elements at `wg` per group, folded into 2-D when one dimension's
-/// maximum would be exceeded (the kernels rebuild the linear index from `num_workgroups`).
-pub fn grid_1d(n: u64, wg: u32, max_per_dim: u32) -> (u32, u32) {
-    let groups = n.div_ceil(wg as u64).max(1);
-    let max = max_per_dim.max(1) as u64;
-    if groups <= max {
-        (groups as u32, 1)
-    } else {
-        (max as u32, groups.div_ceil(max) as u32)
-    }
 }

@@ -15,6 +15,7 @@ mod fused;
 pub mod kernels;
 pub mod live;
 pub mod ops;
+pub mod plan;
 pub mod prepared;
 pub mod profile;
 pub(crate) mod program;

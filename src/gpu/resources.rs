@@ -8,7 +8,7 @@ use super::live::DeviceBuffer;
 use super::program::DataShape;
 use crate::data::{Dataset, Inputs, MAX_CHANNEL_MAPS, Normalize, Targets};
 use crate::error::Result;
-use crate::net::{Feature, Network};
+use crate::net::Network;
 use crate::ops::gather::{InputKind, pack_inputs};
 use crate::ops::loss::TargetKind;
 use crate::shape::Chw;
@@ -58,10 +58,15 @@ impl Records {
 
     /// Appends `record` and returns its byte offset and size.
     pub fn push<T: Pod>(&mut self, record: &T) -> (u64, u64) {
+        self.push_bytes(bytemuck::bytes_of(record))
+    }
+
+    /// Appends a record's bytes and returns their offset and size.
+    pub fn push_bytes(&mut self, record: &[u8]) -> (u64, u64) {
         let offset = (self.bytes.len() as u64).next_multiple_of(self.align);
         self.bytes.resize(offset as usize, 0);
-        self.bytes.extend_from_slice(bytemuck::bytes_of(record));
-        (offset, std::mem::size_of::<T>() as u64)
+        self.bytes.extend_from_slice(record);
+        (offset, record.len() as u64)
     }
 
     /// Uploads the records into a new (read-only storage) buffer.
@@ -148,21 +153,18 @@ impl DeviceData {
     }
 }
 
-/// Activations and deltas for batches of up to `rows` samples.
+/// Activations and deltas for batches of up to `rows` samples, layers counted over the
+/// network's nodes.
 pub(crate) struct Workspace {
     pub rows: usize,
-    /// `acts[0]` is the input of the dense layers, `acts[l + 1]` the output of layer `l`.
+    /// `acts[0]` is the gathered input, `acts[j + 1]` the output of layer `j`.
     pub acts: Vec<DeviceBuffer>,
-    /// `deltas[l]`: gradient of the loss w.r.t. layer `l`'s pre-activation.
+    /// `deltas[j]`: gradient of the loss w.r.t. layer `j`'s output before its activation
+    /// (the gradient at the input is never formed).
     pub deltas: Vec<DeviceBuffer>,
-    /// A CNN's spatial stages: `stages[f]` is the input of spatial layer `f` (`stages[0]` the
-    /// gathered images); the last one's output is `acts[0]`. Empty for a dense stack.
-    pub stages: Vec<DeviceBuffer>,
-    /// `stage_deltas[f]`: the gradient at spatial layer `f`'s output (before its activation,
-    /// as `deltas`), `f ≥ 0`; the gradient at the images is never formed.
-    pub stage_deltas: Vec<DeviceBuffer>,
-    /// Each max-pool's arg-maxes (u32, one per output value); `None` for a convolution.
-    pub argmax: Vec<Option<DeviceBuffer>>,
+    /// What each layer keeps from its forward pass for its backward pass (u32, a pool's
+    /// arg-maxes); `None` for a layer that keeps nothing.
+    pub keep: Vec<Option<DeviceBuffer>>,
 }
 
 impl Workspace {
@@ -172,31 +174,32 @@ impl Workspace {
             let what = format!("{what} ({rows} rows x {n} values)");
             ctx.buffer(&what, (rows * n * 4).max(4) as u64, usage_out())
         };
-        let buffers = |what: &str, sizes: &[usize]| {
-            sizes
-                .iter()
-                .enumerate()
-                .map(|(l, &n)| buffer(format!("{what} {l}"), n))
-                .collect::<Result<Vec<_>>>()
-        };
-        let features = net.features();
-        let ins: Vec<usize> = features.iter().map(|f| f.input().len()).collect();
-        let outs: Vec<usize> = features.iter().map(|f| f.output().len()).collect();
-        let argmax = features
+        let nodes = net.nodes();
+        let widths =
+            std::iter::once(net.inputs()).chain(nodes.iter().map(|n| n.op().output().len()));
+        let acts = widths
+            .clone()
+            .enumerate()
+            .map(|(j, n)| buffer(format!("activations {j}"), n))
+            .collect::<Result<Vec<_>>>()?;
+        let deltas = widths
+            .skip(1)
+            .enumerate()
+            .map(|(j, n)| buffer(format!("deltas {j}"), n))
+            .collect::<Result<Vec<_>>>()?;
+        let keep = nodes
             .iter()
             .enumerate()
-            .map(|(f, feature)| match feature {
-                Feature::Pool(s) => buffer(format!("arg-max {f}"), s.output().len()).map(Some),
-                Feature::Conv(..) => Ok(None),
+            .map(|(j, node)| match node.op().keep_per_row() {
+                0 => Ok(None),
+                n => buffer(format!("kept by layer {}", j + 1), n).map(Some),
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Workspace {
             rows,
-            acts: buffers("activations", net.sizes())?,
-            deltas: buffers("deltas", &net.sizes()[1..])?,
-            stages: buffers("spatial input", &ins)?,
-            stage_deltas: buffers("spatial delta", &outs)?,
-            argmax,
+            acts,
+            deltas,
+            keep,
         })
     }
 }

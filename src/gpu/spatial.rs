@@ -13,8 +13,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::net::Activation;
 use crate::ops::Shared;
+use crate::ops::activation::Activation;
 use crate::ops::conv::ConvShape;
 use crate::ops::optim::{OptimKind, OptimParams};
 use crate::ops::pool::PoolShape;

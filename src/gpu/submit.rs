@@ -108,7 +108,7 @@ impl GpuBackend {
             // The most dispatches a step or chunk records: the training step's, or an
             // evaluation chunk's (gather, forward per layer, loss), more than the fused step's.
             Some(_) => STEPS_PER_SUBMIT.min(Profiler::steps_per_submit(
-                self.dispatches_per_step().max(self.net.layers() + 2),
+                self.dispatches_per_step().max(self.net.nodes().len() + 2),
             )),
             None => STEPS_PER_SUBMIT,
         }
@@ -252,7 +252,7 @@ impl GpuBackend {
         let last = self
             .work
             .as_ref()
-            .map(|w| w.acts[self.net.layers()].clone())
+            .map(|w| w.acts[self.net.nodes().len()].clone())
             .ok_or_else(|| Error::gpu("predict", "no workspace"))?;
         self.forward_chunks(&data, Purpose::Predict, |enc, c, n| {
             let bytes = (n as usize * outputs * 4) as u64;

@@ -10,7 +10,44 @@
 //! instead of turning into a 0 somewhere in the middle. The GPU kernels follow the same rule.
 
 use super::Shared;
-use crate::net::Activation;
+use crate::named_enum;
+
+/// An activation function: a layer of its own in a network's list, fused into the layer
+/// before it when lowered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Activation {
+    /// `1 / (1 + e^-z)`; the tutorials' choice and the default.
+    #[default]
+    Sigmoid,
+    /// `tanh(z)`.
+    Tanh,
+    /// `max(z, 0)`.
+    Relu,
+    /// `z` for `z > 0`, else `LEAKY_SLOPE · z` (see [`crate::ops::activation`]).
+    LeakyRelu,
+}
+
+impl Activation {
+    /// All activations, for tests and help texts.
+    pub const ALL: [Activation; 4] = [
+        Activation::Sigmoid,
+        Activation::Tanh,
+        Activation::Relu,
+        Activation::LeakyRelu,
+    ];
+}
+
+named_enum!(Activation, "activation", [
+    "sigmoid" => Activation::Sigmoid,
+    "tanh" => Activation::Tanh,
+    "relu" => Activation::Relu,
+    "leaky-relu" => Activation::LeakyRelu,
+]);
+
+/// The code the kernels take for `act`: [`ACT_IDENTITY`] for none.
+pub fn code_of(act: Option<Activation>) -> u32 {
+    act.map_or(ACT_IDENTITY, |a| a.code())
+}
 
 /// Slope of leaky ReLU for negative inputs (PyTorch's default).
 pub const LEAKY_SLOPE: f32 = 0.01;

@@ -8,8 +8,73 @@ use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Zip};
 
 use super::Shared;
 use super::activation::exp;
-use crate::backend::Stats;
-use crate::net::Output;
+use crate::named_enum;
+
+/// Output layer and loss, fused as the math allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Output {
+    /// Softmax outputs with cross-entropy loss (classification). The gradient with respect to
+    /// the logits is `(softmax(z) - y) / B`.
+    #[default]
+    SoftmaxCrossEntropy,
+    /// Sigmoid outputs with mean squared error `mean((a - y)^2)` over batch and outputs (the
+    /// single-neuron and XOR exercises).
+    SigmoidMse,
+    /// Linear outputs (the logits themselves) with mean squared error `mean((z - y)^2)` over
+    /// batch and outputs: regression on real-valued targets.
+    LinearMse,
+}
+
+impl Output {
+    /// Every output kind.
+    pub const ALL: [Output; 3] = [
+        Output::SoftmaxCrossEntropy,
+        Output::SigmoidMse,
+        Output::LinearMse,
+    ];
+
+    /// Whether the outputs are real values rather than classes: no correct count, and the
+    /// metrics are RMSE and R².
+    pub const fn is_regression(self) -> bool {
+        matches!(self, Output::LinearMse)
+    }
+}
+
+named_enum!(Output, "output", [
+    "softmax-cross-entropy" => Output::SoftmaxCrossEntropy,
+    "sigmoid-mse" => Output::SigmoidMse,
+    "linear-mse" => Output::LinearMse,
+]);
+
+/// Loss and accuracy summed over the samples a backend has seen since they were last taken.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Stats {
+    /// Sum over samples of each sample's loss.
+    pub loss_sum: f64,
+    /// Samples predicted correctly (arg-max, or the 0.5 threshold for one sigmoid output).
+    pub correct: u64,
+    /// Samples counted.
+    pub samples: u64,
+}
+
+impl Stats {
+    /// Mean loss per sample (NaN when empty).
+    pub fn mean_loss(&self) -> f64 {
+        self.loss_sum / self.samples as f64
+    }
+
+    /// Fraction predicted correctly (NaN when empty).
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.samples as f64
+    }
+
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: Stats) {
+        self.loss_sum += other.loss_sum;
+        self.correct += other.correct;
+        self.samples += other.samples;
+    }
+}
 
 pub(crate) const WGSL: &str = include_str!("../../shaders/loss.wgsl");
 

@@ -7,7 +7,7 @@ use ndarray::{ArrayView, ArrayViewMut, Dimension, Ix1, Ix2, Zip};
 
 use super::Shared;
 use crate::optim::{OptimState, Optimizer};
-use crate::params::{Layer, Params};
+use crate::params::{Params, Weights};
 
 /// `optimizer_update` and the records it reads; included by every kernel that updates.
 pub(crate) const WGSL: &str = include_str!("../../shaders/optim.wgsl");
@@ -197,7 +197,7 @@ pub fn apply(
 }
 
 /// The weights of a state slot, or an empty view where the optimizer has no such slot.
-fn w_view<'a>(slot: &'a mut Option<&mut Layer>) -> ArrayViewMut<'a, f32, Ix2> {
+fn w_view<'a>(slot: &'a mut Option<&mut Weights>) -> ArrayViewMut<'a, f32, Ix2> {
     match slot {
         Some(s) => s.w.view_mut(),
         None => ArrayViewMut::from_shape((0, 0), &mut []).expect("an empty shape fits"),
@@ -205,7 +205,7 @@ fn w_view<'a>(slot: &'a mut Option<&mut Layer>) -> ArrayViewMut<'a, f32, Ix2> {
 }
 
 /// The biases of a state slot, or an empty view.
-fn b_view<'a>(slot: &'a mut Option<&mut Layer>) -> ArrayViewMut<'a, f32, Ix1> {
+fn b_view<'a>(slot: &'a mut Option<&mut Weights>) -> ArrayViewMut<'a, f32, Ix1> {
     match slot {
         Some(s) => s.b.view_mut(),
         None => ArrayViewMut::from_shape(0, &mut []).expect("an empty shape fits"),

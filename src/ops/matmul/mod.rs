@@ -7,12 +7,12 @@
 
 use bytemuck::{Pod, Zeroable};
 use multiversion::multiversion;
-use ndarray::{Array1, ArrayView2, ArrayViewMut2};
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
 use super::Shared;
 use super::activation::ACT_IDENTITY;
+use super::activation::Activation;
 use super::optim::{OptimKind, OptimParams};
-use crate::net::Activation;
 
 mod tile;
 
@@ -207,7 +207,7 @@ impl MatmulDims {
 /// slices so that the loops vectorise (the activation is branch-free); the function is compiled
 /// for AVX-512 and AVX2 too and picks the widest the CPU has at run time.
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512dq+avx512vl", "x86_64+avx2+fma"))]
-pub fn bias_activation(mut z: ArrayViewMut2<f32>, b: &Array1<f32>, act: Option<Activation>) {
+pub fn bias_activation(mut z: ArrayViewMut2<f32>, b: ArrayView1<f32>, act: Option<Activation>) {
     let b = b.as_slice().expect("bias vectors are contiguous");
     for mut row in z.rows_mut() {
         let row = row.as_slice_mut().expect("activation rows are contiguous");

@@ -1,42 +1,36 @@
 //! Program building: where each layer's parameters sit in the one parameter buffer
 //! ([`ParamLayout`]), and the dispatches of a training step, an evaluation chunk or a
-//! prediction chunk, each a named [`PlannedDispatch`] bound once into a [`Dispatch`].
-
-mod spatial;
+//! prediction chunk: the gather, each layer's own (lowered by its kind, [`crate::layer`]), the
+//! loss, and backward each layer's again, last first; each a named
+//! [`PlannedDispatch`](super::plan::PlannedDispatch) bound once into a [`Dispatch`].
 
 use ndarray::{Array1, Array2};
 
 use super::context::GpuContext;
-use super::kernels::{Kernel, KernelId, MatmulKey, grid_1d};
+use super::kernels::{Kernel, KernelId};
 use super::live::DeviceBuffer;
+use super::plan::{At, Bind, Grid, Lowering, PlannedDispatch};
 use super::resources::{DeviceData, Records, Workspace, range};
 use crate::data::{MAX_CHANNEL_MAPS, Normalize};
 use crate::error::{Error, Result};
-use crate::gpu::spatial::ConvWork;
-use crate::gpu::spatial::POOL_WG;
 use crate::net::Network;
 use crate::ops::StepRecord;
-use crate::ops::activation::ACT_IDENTITY;
-use crate::ops::gather::{GatherDims, InputKind, WG, gather_threads};
+use crate::ops::gather::{GatherDims, InputKind};
 use crate::ops::loss::{LossDims, TargetKind};
-use crate::ops::matmul::{Epilogue, MatmulDims, RowsDim, Special, Tile, choose_tile};
+use crate::ops::matmul::TileTarget;
 use crate::ops::optim::OptimParams;
 use crate::optim::Optimizer;
-use crate::params::{Layer, Params};
+use crate::params::{Params, Weights};
 use crate::shape::Chw;
-use spatial::Spatial;
-pub(crate) use spatial::general_dispatches;
 
 /// Where each weight tensor's `w` starts (in f32 elements) in the parameter and slot buffers,
-/// in [`Network::weight_shapes`]' order (each convolution's, then each dense layer's); `b`
+/// in [`Network::weight_shapes`]' order (the layers'); `b`
 /// follows `w` directly, so the weight-gradient kernel writes both as one matrix. Starts are
 /// aligned so that each tensor can be bound on its own.
 pub(crate) struct ParamLayout {
     pub starts: Vec<u64>,
     /// Elements of each tensor with its bias.
     lens: Vec<u64>,
-    /// Convolutions before the dense layers: dense layer `l` is tensor `convs + l`.
-    convs: usize,
     /// Elements in the whole buffer (padding included).
     pub total: u64,
 }
@@ -57,14 +51,8 @@ impl ParamLayout {
         ParamLayout {
             starts,
             lens,
-            convs: net.conv_layers(),
             total: at.next_multiple_of(4),
         }
-    }
-
-    /// Tensor index of dense layer `l`.
-    pub(crate) fn dense(&self, l: usize) -> usize {
-        self.convs + l
     }
 
     /// Byte range of tensor `t` (w then b).
@@ -94,7 +82,7 @@ impl ParamLayout {
                 let w = Array2::from_shape_vec((i, o), flat[s..s + i * o].to_vec())
                     .map_err(|e| Error::gpu("unpacking parameters", e))?;
                 let b = Array1::from(flat[s + i * o..s + i * o + shape.bias].to_vec());
-                Ok(Layer { w, b })
+                Ok(Weights { w, b })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Params { layers })
@@ -107,72 +95,6 @@ pub(crate) enum Purpose {
     Train,
     Evaluate,
     Predict,
-}
-
-/// The matmul of form op(A)·op(B) with `tile`, specialised for `dims`.
-fn matmul_kernel(tile: Tile, trans_a: bool, trans_b: bool, dims: &MatmulDims) -> KernelId {
-    KernelId::Matmul(MatmulKey {
-        tile,
-        trans_a,
-        trans_b,
-        special: Special::of(dims),
-    })
-}
-
-/// How a dispatch's workgroup count follows the batch's rows.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Grid {
-    /// One thread per run of `GATHER_RUN` input values of the batch.
-    Gather {
-        features: u32,
-    },
-    Matmul(MatmulDims, Tile),
-    /// The single-workgroup loss kernel.
-    Single,
-    /// One workgroup per row (the fused row kernel), folded into 2-D past the limit.
-    PerRow,
-    /// A fixed grid (the fused gradient kernels, a convolution's update).
-    Fixed(u32, u32),
-    /// `per_row` threads per row of the batch (the max-pool kernels).
-    Values {
-        per_row: u32,
-    },
-    /// A convolution's forward pass or input gradient.
-    Conv(ConvWork),
-}
-
-impl Grid {
-    /// Workgroups for a step of `rows` rows, at most `max` per dimension.
-    fn workgroups(self, rows: u32, max: u32) -> (u32, u32) {
-        match self {
-            Grid::Gather { features } => grid_1d(gather_threads(rows as u64, features), WG, max),
-            Grid::Matmul(dims, tile) => {
-                let m = if dims.rows_dim == RowsDim::M as u32 {
-                    rows
-                } else {
-                    dims.m
-                };
-                dims.grid_for(m, tile)
-            }
-            Grid::Single => (1, 1),
-            Grid::PerRow => grid_1d(rows as u64, 1, max),
-            Grid::Fixed(x, y) => (x, y),
-            Grid::Values { per_row } => grid_1d(rows as u64 * per_row as u64, POOL_WG, max),
-            Grid::Conv(work) => grid_1d(work.groups(rows as usize), 1, max),
-        }
-    }
-}
-
-/// A dispatch before binding: what it binds, by role (the dims record and the step record are
-/// appended), its dims record's place in the records buffer, and its grid.
-struct PlannedDispatch {
-    /// What it computes (`forward 2`, `weight grad + update 1`): the key of its profile total.
-    label: String,
-    kernel: KernelId,
-    binds: Vec<Bind>,
-    /// `(offset, size)` of its dims record.
-    dims: (u64, u64),
-    grid: Grid,
 }
 
 /// A dispatch bound once, recorded every step.
@@ -212,8 +134,8 @@ impl Dispatch {
 /// Which program a training step runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StepPath {
-    /// One dispatch per op: gather, forward per layer, loss, input and weight gradients
-    /// (`GpuBackend::dispatches_per_step` counts them; `3·layers + 1` for a dense stack).
+    /// One dispatch per op: gather, each layer's forward pass, loss, each layer's input
+    /// gradient (but the first's) and update ([`general_dispatches`] counts them).
     General,
     /// Rows, gradients, update: three dispatches (`gpu::fused`).
     Fused,
@@ -281,32 +203,6 @@ pub struct DataShape {
     pub image: Option<Chw>,
 }
 
-/// A buffer a planned dispatch binds, by its role in [`StepBuffers`].
-#[derive(Clone, Copy, Debug)]
-enum Bind {
-    Inputs,
-    Targets,
-    Index,
-    Stats,
-    /// The activations entering layer `l` (`acts[layers]` are the outputs).
-    Acts(usize),
-    /// The deltas at layer `l`'s output.
-    Deltas(usize),
-    /// Dense layer `l`'s `[W; b]` in the parameter buffer.
-    Layer(usize),
-    /// Weight tensor `t` (in [`Network::weight_shapes`]' order): a convolution's `[W; b]`.
-    Tensor(usize),
-    /// The input of spatial layer `f` (`Stage(features)` is the dense layers' input).
-    Stage(usize),
-    /// The gradient at spatial layer `f`'s output.
-    StageDelta(usize),
-    /// Max-pool `f`'s arg-maxes.
-    Argmax(usize),
-    Slots,
-    Scratch,
-    Dummy,
-}
-
 /// Plans programs: each dispatch's kernel, record, grid and the buffers it binds (by role),
 /// with no buffer at hand, so that a step's pipelines can be built before its data arrives
 /// ([`super::GpuBackend::prepare`]).
@@ -339,19 +235,22 @@ impl ProgramBuilder<'_> {
             layout: self.layout,
             data: self.buffers.data.shape(),
         };
-        let (rec, plan) = planner.plan(purpose, rows);
+        let plan = planner.plan(purpose, rows);
+        let mut rec = Records::new(ctx);
+        let offsets: Vec<(u64, u64)> = plan.iter().map(|p| rec.push_bytes(&p.dims)).collect();
         let dims_buf = rec.upload(ctx, "step dims")?;
         let step_bytes = std::mem::size_of::<StepRecord>() as u64;
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let dispatches = plan
             .into_iter()
-            .map(|p| {
+            .zip(offsets)
+            .map(|(p, dims)| {
                 let mut buffers = p
                     .binds
                     .iter()
                     .map(|&b| self.resource(b, &p.label))
                     .collect::<Result<Vec<_>>>()?;
-                buffers.push(range(&dims_buf, p.dims.0, p.dims.1));
+                buffers.push(range(&dims_buf, dims.0, dims.1));
                 buffers.push(range(self.buffers.steps, 0, step_bytes));
                 let kernel = ctx.kernels.get(ctx, p.kernel)?;
                 let bind = kernel.bind(ctx, &kernel.name, &buffers);
@@ -393,20 +292,15 @@ impl ProgramBuilder<'_> {
             Bind::Targets => b.data.targets.as_entire_binding(),
             Bind::Index => b.index.as_entire_binding(),
             Bind::Stats => b.stats.as_entire_binding(),
-            Bind::Acts(l) => at(&b.work.acts, l, missing)?,
-            Bind::Deltas(l) => at(&b.work.deltas, l, missing)?,
-            Bind::Layer(l) => self.resource(Bind::Tensor(self.layout.dense(l)), label)?,
+            Bind::Acts(j) => at(&b.work.acts, j, missing)?,
+            Bind::Deltas(j) => at(&b.work.deltas, j, missing)?,
             Bind::Tensor(t) => {
                 let (off, size) = self.layout.tensor_bytes(t);
                 range(b.params, off, size)
             }
-            // Past the last spatial layer (a dense stack has none) is the dense layers' input.
-            Bind::Stage(f) if f == b.work.stages.len() => at(&b.work.acts, 0, missing)?,
-            Bind::Stage(f) => at(&b.work.stages, f, missing)?,
-            Bind::StageDelta(f) => at(&b.work.stage_deltas, f, missing)?,
-            // A convolution has no arg-maxes: its slot gets the dummy buffer.
-            Bind::Argmax(f) => match b.work.argmax.get(f).ok_or_else(missing)? {
-                Some(a) => a.as_entire_binding(),
+            // A layer that keeps nothing gets the dummy buffer in that slot.
+            Bind::Keep(j) => match b.work.keep.get(j).ok_or_else(missing)? {
+                Some(k) => k.as_entire_binding(),
                 None => b.dummy.as_entire_binding(),
             },
             Bind::Slots => b.slots.as_entire_binding(),
@@ -418,49 +312,33 @@ impl ProgramBuilder<'_> {
 
 impl Planner<'_> {
     /// The dispatches of `purpose` for batches (or chunks) of `rows` rows, for which the tiles
-    /// are chosen, and their dims records.
-    fn plan(&self, purpose: Purpose, rows: usize) -> (Records, Vec<PlannedDispatch>) {
-        let mut rec = Records::new(self.ctx);
-        let mut plan = vec![self.gather(&mut rec)];
-        let rows32 = rows as u32;
-        let spatial = Spatial {
-            net: self.net,
-            layout: self.layout,
-            optimizer: self.optimizer,
-            max_groups: self.ctx.limits.max_compute_workgroups_per_dimension,
-        };
-        plan.extend(spatial.forward(&mut rec));
-        for l in 0..self.net.layers() {
-            plan.push(self.forward(&mut rec, l, rows32));
-        }
-        plan.push(self.loss(&mut rec, purpose));
-        if purpose == Purpose::Train {
-            // Backward, last layer first. Each layer's input gradient is formed before its
-            // weight-gradient kernel, whose epilogue applies the optimizer to W and b in place
-            // (the input gradient needs the weights of before the update).
-            let features = !self.net.is_dense();
-            for l in (0..self.net.layers()).rev() {
-                if l > 0 || features {
-                    plan.push(self.input_grad(&mut rec, l, rows32));
-                }
-                plan.push(self.weight_grad_update(&mut rec, l, rows32));
-            }
-            plan.extend(spatial.backward(&mut rec));
-        }
-        (rec, plan)
+    /// are chosen.
+    fn plan(&self, purpose: Purpose, rows: usize) -> Vec<PlannedDispatch> {
+        let limits = &self.ctx.limits;
+        let mut plan = vec![self.gather()];
+        plan.extend(lower(
+            self.net,
+            self.optimizer,
+            &self.layout.starts,
+            Lowered {
+                rows: rows as u32,
+                tile_target: self.ctx.tile_target(),
+                max_groups: limits.max_compute_workgroups_per_dimension,
+                total: self.layout.total,
+                backward: purpose == Purpose::Train,
+            },
+            self.loss(purpose),
+        ));
+        plan
     }
 
     /// The pipelines the program of `purpose` for `rows` rows runs, in dispatch order (with
     /// repeats).
     pub(crate) fn kernels(&self, purpose: Purpose, rows: usize) -> Vec<KernelId> {
-        self.plan(purpose, rows)
-            .1
-            .iter()
-            .map(|p| p.kernel)
-            .collect()
+        self.plan(purpose, rows).iter().map(|p| p.kernel).collect()
     }
 
-    fn gather(&self, rec: &mut Records) -> PlannedDispatch {
+    fn gather(&self) -> PlannedDispatch {
         let data = &self.data;
         let features = self.net.inputs() as u32;
         let dims = GatherDims {
@@ -470,51 +348,14 @@ impl Planner<'_> {
         PlannedDispatch {
             label: "gather".into(),
             kernel: KernelId::Gather(data.input_kind),
-            binds: vec![Bind::Inputs, Bind::Index, Bind::Stage(0)],
-            dims: rec.push(&dims),
+            binds: vec![Bind::Inputs, Bind::Index, Bind::Acts(0)],
+            dims: bytemuck::bytes_of(&dims).to_vec(),
             grid: Grid::Gather { features },
         }
     }
 
-    /// `a_{l+1} = f(a_l · W + b)` (the logits for the last layer).
-    fn forward(&self, rec: &mut Records, l: usize, rows: u32) -> PlannedDispatch {
-        let net = self.net;
-        let (i, o) = net.layer_shape(l);
-        let act = if l + 1 < net.layers() {
-            net.hidden().code()
-        } else {
-            ACT_IDENTITY
-        };
-        let dims = MatmulDims {
-            n: o as u32,
-            k: i as u32,
-            rows_dim: RowsDim::M as u32,
-            lda: i as u32,
-            ldb: o as u32,
-            ldc: o as u32,
-            epilogue: Epilogue::BiasAct as u32,
-            act,
-            bias_offset: (i * o) as u32,
-            ..Default::default()
-        };
-        let tile = choose_tile(rows, o as u32, i as u32, self.ctx.tile_target());
-        PlannedDispatch {
-            label: format!("forward {}", l + 1),
-            kernel: matmul_kernel(tile, false, false, &dims),
-            binds: vec![
-                Bind::Acts(l),
-                Bind::Layer(l),
-                Bind::Acts(l + 1),
-                Bind::Dummy,
-                Bind::Scratch,
-            ],
-            dims: rec.push(&dims),
-            grid: Grid::Matmul(dims, tile),
-        }
-    }
-
     /// Outputs, loss, correct count and (when there are targets) the output delta.
-    fn loss(&self, rec: &mut Records, purpose: Purpose) -> PlannedDispatch {
+    fn loss(&self, purpose: Purpose) -> PlannedDispatch {
         let net = self.net;
         let target_kind = if purpose == Purpose::Predict {
             TargetKind::None
@@ -529,89 +370,89 @@ impl Planner<'_> {
             image: self.data.image.is_some_and(|i| i.plane() > 0) as u32,
             ..Default::default()
         };
+        let last = net.nodes().len();
         PlannedDispatch {
             label: "loss".into(),
             kernel: KernelId::Loss(net.output(), target_kind),
             binds: vec![
-                Bind::Acts(net.layers()),
-                Bind::Deltas(net.layers() - 1),
+                Bind::Acts(last),
+                Bind::Deltas(last - 1),
                 Bind::Targets,
                 Bind::Index,
                 Bind::Stats,
             ],
-            dims: rec.push(&dims),
+            dims: bytemuck::bytes_of(&dims).to_vec(),
             grid: Grid::Single,
         }
     }
+}
 
-    /// `delta_{l-1} = (delta_l · Wᵀ) ⊙ f'(a_l)`, with `a_l` this layer's input; for the first
-    /// dense layer of a CNN, the gradient at the last spatial layer's output (⊙ its f′, if it
-    /// has an activation).
-    fn input_grad(&self, rec: &mut Records, l: usize, rows: u32) -> PlannedDispatch {
-        let net = self.net;
-        let (i, o) = net.layer_shape(l);
-        let (act, into) = if l > 0 {
-            (net.hidden().code(), Bind::Deltas(l - 1))
-        } else {
-            let last = net.features().len() - 1;
-            let act = net.features()[last].activation();
-            (
-                act.map_or(ACT_IDENTITY, |a| a.code()),
-                Bind::StageDelta(last),
-            )
-        };
-        let dims = MatmulDims {
-            n: i as u32,
-            k: o as u32,
-            rows_dim: RowsDim::M as u32,
-            lda: o as u32,
-            ldb: o as u32,
-            ldc: i as u32,
-            epilogue: Epilogue::MulDerivative as u32,
-            act,
-            ..Default::default()
-        };
-        let tile = choose_tile(rows, i as u32, o as u32, self.ctx.tile_target());
-        PlannedDispatch {
-            label: format!("input grad {l}"),
-            kernel: matmul_kernel(tile, false, true, &dims),
-            binds: vec![
-                Bind::Deltas(l),
-                Bind::Layer(l),
-                into,
-                Bind::Acts(l),
-                Bind::Scratch,
-            ],
-            dims: rec.push(&dims),
-            grid: Grid::Matmul(dims, tile),
+/// What [`lower`] plans for.
+struct Lowered {
+    rows: u32,
+    tile_target: TileTarget,
+    max_groups: u32,
+    /// Elements in the parameter buffer (the optimizer's record needs it).
+    total: u64,
+    /// Whether the program trains (else it stops at the loss).
+    backward: bool,
+}
+
+/// Every layer's forward dispatches, first first, then `loss`, then (when training) every
+/// layer's backward dispatches, last first: each layer's input gradient is formed before its
+/// update, which changes the weights in place.
+fn lower(
+    net: &Network,
+    optimizer: &Optimizer,
+    starts: &[u64],
+    how: Lowered,
+    loss: PlannedDispatch,
+) -> Vec<PlannedDispatch> {
+    let mut to = Lowering {
+        rows: how.rows,
+        tile_target: how.tile_target,
+        max_groups: how.max_groups,
+        optim: OptimParams::new(optimizer, how.total as u32),
+        optim_kind: optimizer.kind(),
+        tensor_starts: starts,
+        plan: Vec::new(),
+    };
+    let nodes = net.nodes();
+    let at = |j: usize| At {
+        j,
+        tensor: nodes[j].tensor,
+        act: nodes[j].act,
+        before: j.checked_sub(1).map(|p| nodes[p].act),
+    };
+    for (j, node) in nodes.iter().enumerate() {
+        node.op().lower_forward(&at(j), &mut to);
+    }
+    to.plan.push(loss);
+    if how.backward {
+        for (j, node) in nodes.iter().enumerate().rev() {
+            node.op().lower_backward(&at(j), &mut to);
         }
     }
+    to.plan
+}
 
-    /// `xᵀ·dz` over the batch is dW (i×o), and the ones-row adds db: the gradient of the
-    /// layer's [W; b] block, handed straight to the optimizer in the epilogue.
-    fn weight_grad_update(&self, rec: &mut Records, l: usize, rows: u32) -> PlannedDispatch {
-        let net = self.net;
-        let (i, o) = net.layer_shape(l);
-        let dims = MatmulDims::weight_update(
-            i as u32,
-            o as u32,
-            None,
-            self.layout.starts[self.layout.dense(l)] as u32,
-            OptimParams::new(self.optimizer, self.layout.total as u32),
-        );
-        let tile = choose_tile(i as u32 + 1, o as u32, rows, self.ctx.tile_target());
-        PlannedDispatch {
-            label: format!("weight grad + update {}", l + 1),
-            kernel: matmul_kernel(tile, true, false, &dims),
-            binds: vec![
-                Bind::Acts(l),
-                Bind::Deltas(l),
-                Bind::Layer(l),
-                Bind::Dummy,
-                Bind::Slots,
-            ],
-            dims: rec.push(&dims),
-            grid: Grid::Matmul(dims, tile),
-        }
-    }
+/// Dispatches of one general training step of `net`: the gather, the loss and what each
+/// layer lowers to (the counts do not depend on the device or the batch).
+pub(crate) fn general_dispatches(net: &Network, optimizer: &Optimizer) -> usize {
+    let starts = vec![0; net.weighted_layers()];
+    let how = Lowered {
+        rows: 1,
+        tile_target: TileTarget::Gpu,
+        max_groups: u16::MAX as u32,
+        total: 0,
+        backward: true,
+    };
+    let loss = PlannedDispatch {
+        label: String::new(),
+        kernel: KernelId::Gather(InputKind::F32),
+        binds: Vec::new(),
+        dims: Vec::new(),
+        grid: Grid::Single,
+    };
+    1 + lower(net, optimizer, &starts, how, loss).len()
 }

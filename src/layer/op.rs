@@ -1,0 +1,102 @@
+//! What every layer kind provides ([`Op`]) and what its CPU passes are handed. Each kind is a
+//! module of [`crate::layer`] implementing `Op`; the backends walk a network's layers through
+//! this trait and never ask which kind a layer is.
+
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
+
+#[cfg(feature = "gpu")]
+use crate::gpu::plan::{At, Lowering};
+use crate::ops::activation::Activation;
+use crate::shape::{Chw, WeightShape};
+
+/// A layer's weights and bias, as its forward product takes them (see [`WeightShape`]).
+#[derive(Clone, Copy)]
+pub struct WeightsView<'a> {
+    pub w: ArrayView2<'a, f32>,
+    pub b: ArrayView1<'a, f32>,
+}
+
+/// Scratch shared by every layer of one CPU workspace, [`Op::scratch_len`] floats each at least
+/// (a convolution's im2col matrix and its wide output).
+#[derive(Default)]
+pub struct Scratch {
+    pub cols: Vec<f32>,
+    pub wide: Vec<f32>,
+}
+
+/// One layer's forward pass over a block of rows on the CPU.
+pub struct Forward<'a> {
+    /// The layer's input, a row per sample.
+    pub x: ArrayView2<'a, f32>,
+    /// Its output (after the fused activation), overwritten.
+    pub out: ArrayViewMut2<'a, f32>,
+    pub weights: Option<WeightsView<'a>>,
+    /// The activation fused into this layer.
+    pub act: Option<Activation>,
+    /// [`Op::keep_per_row`] values per row that the backward pass reads back.
+    pub keep: ArrayViewMut2<'a, u32>,
+    pub scratch: &'a mut Scratch,
+}
+
+/// One layer's backward pass over a block of rows on the CPU.
+pub struct Backward<'a> {
+    /// The input the forward pass read.
+    pub x: ArrayView2<'a, f32>,
+    /// The gradient at the layer's output before its activation.
+    pub delta: ArrayView2<'a, f32>,
+    pub weights: Option<WeightsView<'a>>,
+    /// The weight and bias gradients, overwritten.
+    pub grads: Option<(ArrayViewMut2<'a, f32>, ArrayViewMut1<'a, f32>)>,
+    /// The gradient at the input, overwritten; `None` for the first layer (nothing reads it).
+    /// The caller multiplies it by f′ of the layer before.
+    pub input_grad: Option<ArrayViewMut2<'a, f32>>,
+    pub keep: ArrayView2<'a, u32>,
+    pub scratch: &'a mut Scratch,
+}
+
+/// A layer kind: its shapes, parameters, text, CPU reference and GPU lowering. A layer maps one
+/// sample's values (read as C×H×W by a spatial layer, as a flat row by a dense one) to another.
+pub trait Op: std::fmt::Debug {
+    /// The shape it reads.
+    fn input(&self) -> Chw;
+    /// The shape it writes.
+    fn output(&self) -> Chw;
+    /// Whether it reads an image (its input must not have been flattened by a dense layer).
+    fn spatial(&self) -> bool;
+    /// Whether an activation after it is fused into its kernels (else the layer string
+    /// refuses one there).
+    fn fuses_activation(&self) -> bool {
+        true
+    }
+    /// Its weight tensor, if it has one.
+    fn weights(&self) -> Option<WeightShape> {
+        None
+    }
+    /// Its token in the layer string (`conv8k5same`, `pool`, `dense64`).
+    fn token(&self) -> String;
+    /// Its name in the summary table (`conv2d 5×5 same`).
+    fn describe(&self) -> String;
+    /// Multiply-adds of its forward pass per sample (a training step does about three times
+    /// as many).
+    fn macs_per_sample(&self) -> u64;
+    /// u32 values per sample its forward pass keeps for the backward pass.
+    fn keep_per_row(&self) -> usize {
+        0
+    }
+    /// Floats each of [`Scratch`]'s buffers needs for blocks of `rows` rows.
+    fn scratch_len(&self, _rows: usize) -> usize {
+        0
+    }
+    /// The CPU reference of the forward pass.
+    fn cpu_forward(&self, f: Forward<'_>);
+    /// The CPU reference of the backward pass.
+    fn cpu_backward(&self, b: Backward<'_>);
+    /// Its forward dispatches (the activation fused in).
+    #[cfg(feature = "gpu")]
+    fn lower_forward(&self, at: &At, to: &mut Lowering);
+    /// Its backward dispatches: the input gradient (⊙ f′ of the layer before) unless it is
+    /// the first layer, then any update of its weights (after the input gradient, which reads
+    /// the weights of before the update).
+    #[cfg(feature = "gpu")]
+    fn lower_backward(&self, at: &At, to: &mut Lowering);
+}
