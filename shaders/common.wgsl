@@ -9,7 +9,7 @@ struct Step {
     lr: f32,
     c1: f32,            // Adam bias corrections 1 - beta^t, computed on the host
     c2: f32,
-    _pad0: u32,
+    step: u32,          // the optimizer step being taken, 1-based (dropout's draw)
     _pad1: u32,
     _pad2: u32,
 }

@@ -9,6 +9,9 @@
 //! | `conv8k5`, `conv8k5valid` | 2-D convolution to 8 channels, 5×5 kernel, stride 1, no padding, bias |
 //! | `conv32k5same` | the same with (k-1)/2 zeros around, so the output keeps the input's size |
 //! | `pool` (or `maxpool`) | 2×2 max-pool, stride 2 |
+//! | `avgpool` | 2×2 average pool, stride 2 |
+//! | `gap` | global average pool: each channel's mean, C×H×W → C×1×1 |
+//! | `dropout0.25` | dropout at rate 0.25 in training (kept values scaled by 1/(1 − p)); nothing in evaluation |
 //! | `flatten` | the image to a row of C·H·W values (implied before the first dense layer) |
 //! | `dense128` | a dense layer of 128 units |
 //! | `relu`, `sigmoid`, `tanh`, `leaky-relu` | the activation of the layer just before it |
@@ -120,15 +123,15 @@ pub fn from_string(input: Chw, text: &str, output: Output) -> Result<Network> {
             (flat, shape) = (true, Chw::new(1, 1, shape.len()));
             continue;
         }
-        // After a dense layer the values are flat: a spatial layer there is refused as such,
-        // not for the 1×1×n shape it would read (told by reading it on a nominal image).
-        let spatial = |t: &str| {
+        // After a dense layer the values are flat: a layer that needs an image is refused as
+        // such, not for the 1×1×n shape it would read (told by reading it on a nominal image).
+        let needs_image = |t: &str| {
             crate::layer::from_token(t, Chw::new(1, 64, 64))
                 .and_then(|l| l.ok())
-                .and_then(|l| l.op().map(|op| op.spatial()))
+                .and_then(|l| l.op().map(|op| op.needs_image()))
                 .unwrap_or(false)
         };
-        if flat && spatial(token) {
+        if flat && needs_image(token) {
             return Err(fail(
                 i,
                 token,
@@ -149,7 +152,9 @@ pub fn from_string(input: Chw, text: &str, output: Output) -> Result<Network> {
             })?
             .map_err(|msg| fail(i, token, msg))?;
         if let Some(op) = layer.op() {
-            flat |= !op.spatial();
+            if op.flattens() {
+                flat = true;
+            }
             shape = op.output();
         }
         layers.push(layer);
@@ -177,10 +182,10 @@ pub fn summary(net: &Network) -> String {
     let last = net.nodes().len() - 1;
     for (j, node) in net.nodes().iter().enumerate() {
         let op = node.op();
-        if spatial && !op.spatial() {
+        if spatial && op.flattens() {
             rows.push(["flatten".into(), op.input().len().to_string(), "0".into()]);
         }
-        spatial = op.spatial();
+        spatial &= !op.flattens();
         let act = match node.act {
             Some(a) => format!(", {a}"),
             None if j == last => format!(", {}", net.output()),

@@ -75,7 +75,10 @@ impl Network {
             Error::Network(format!("layer {} `{}`: {msg}", i + 1, layers[i].token()))
         };
         let nodes = crate::layer::lower(&layers).map_err(|(i, msg)| fail(i, msg))?;
-        let Some(last) = nodes.last().filter(|n| !n.op().spatial()) else {
+        let Some(last) = nodes
+            .last()
+            .filter(|n| matches!(n.layer(), Layer::Dense(_)))
+        else {
             return Err(Error::Network(format!(
                 "the last layer must be dense, with one unit per output (e.g. dense10); got `{}`",
                 layers
@@ -95,12 +98,12 @@ impl Network {
         let mut flat = false;
         for node in &nodes {
             let op = node.op();
-            let fits = if op.spatial() {
-                !flat && op.input() == shape
+            let fits = if op.needs_image() {
+                op.input() == shape
             } else {
                 op.input().len() == shape.len()
             };
-            if op.spatial() && flat {
+            if op.needs_image() && flat {
                 return Err(fail(
                     node.position,
                     format!("a {} after a dense layer: it reads an image", op.describe()),
@@ -112,7 +115,7 @@ impl Network {
                     format!("it reads {} but the layer before gives {shape}", op.input()),
                 ));
             }
-            flat |= !op.spatial();
+            flat |= op.flattens();
             shape = op.output();
         }
         if output == Output::SoftmaxCrossEntropy && shape.len() < 2 {
@@ -121,9 +124,8 @@ impl Network {
                 shape.len()
             )));
         }
-        let spatial = nodes[0].op().spatial();
         let net = Network {
-            input: if spatial {
+            input: if reads_image(&nodes) {
                 input
             } else {
                 Chw::new(1, 1, input.len())
@@ -169,7 +171,7 @@ impl Network {
 
     /// The image a network whose first layer is spatial reads (None when it reads values).
     pub fn image(&self) -> Option<Chw> {
-        self.nodes[0].op().spatial().then_some(self.input)
+        reads_image(&self.nodes).then_some(self.input)
     }
 
     /// The input's shape (`1×1×n` for values).
@@ -233,7 +235,7 @@ impl Network {
         let first = self
             .nodes
             .iter()
-            .rposition(|n| n.op().spatial())
+            .rposition(|n| !matches!(n.layer(), Layer::Dense(_)))
             .map_or(0, |p| p + 1);
         let dense = &self.nodes[first..];
         let mut sizes = vec![dense[0].op().input().len()];
@@ -265,6 +267,14 @@ impl Network {
             })
             .fold(0u64, u64::saturating_add)
     }
+}
+
+/// Whether a layer reads the input as an image (before any layer flattens it).
+fn reads_image(nodes: &[Node]) -> bool {
+    nodes
+        .iter()
+        .take_while(|n| !n.op().flattens())
+        .any(|n| n.op().needs_image())
 }
 
 /// A list of `n` entries must be at most [`MAX_LAYERS`] long.

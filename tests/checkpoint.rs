@@ -936,6 +936,13 @@ fn version_6_round_trips_layers_with_their_own_activations() {
         (values, "dense8,relu,dense6,tanh,dense3", "1,1,12"),
         (values, "dense8,dense3", "1,1,12"),
         (image, "conv2k3,pool,dense5,relu,dense3", "1,8,8"),
+        // Layer kinds the older versions do not know, every layer activated.
+        (
+            image,
+            "conv2k3,relu,avgpool,tanh,dense5,relu,dense3",
+            "1,8,8",
+        ),
+        (image, "conv2k3,relu,dropout0.5,dense3", "1,8,8"),
     ];
     for (input, text, want_input) in cases {
         let network = soma::layers::from_string(input, text, Output::SoftmaxCrossEntropy).unwrap();

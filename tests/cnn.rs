@@ -73,6 +73,38 @@ fn a_cnn_learns_and_several_threads_train_it_as_one_does() {
     }
 }
 
+/// Dropout draws each value's mask from its row of the batch, so a thread's block of rows
+/// (which starts past row 0) drops what one thread drops there: several threads train a network
+/// with dropout as one does, to rounding. A block that numbered its rows from 0 would drop other
+/// values and part the runs by the learning rate's order.
+#[test]
+fn dropout_masks_do_not_depend_on_the_threads() {
+    let net = soma::layers::from_string(
+        Chw::new(1, 28, 28),
+        "conv4k5,relu,dropout0.25,pool,dense32,relu,dropout0.5,dense10",
+        Output::SoftmaxCrossEntropy,
+    )
+    .unwrap();
+    let mut data = mnist_like(300, 3);
+    data.image = Some(Chw::new(1, 28, 28));
+    let order: Vec<u32> = (0..300).collect();
+    let run = |threads: usize| {
+        let params = Params::init(&net, Init::Uniform, 4);
+        let mut cpu = CpuBackend::new(&net, params, Optimizer::Sgd)
+            .unwrap()
+            .with_threads(threads)
+            .with_min_block_flops(0);
+        cpu.set_train_data(&data).unwrap();
+        cpu.train_batches(&order, 50, 0.1).unwrap();
+        cpu.params().unwrap()
+    };
+    let one = run(1);
+    for threads in [2, 3] {
+        let diff = one.max_abs_diff(&run(threads));
+        assert!(diff < 1e-5, "{threads} threads: off by {diff}");
+    }
+}
+
 fn cnn_checkpoint(seed: u64) -> Checkpoint {
     let network = tfjs();
     let optimizer = Optimizer::adam();

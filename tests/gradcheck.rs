@@ -899,10 +899,12 @@ use soma::layer::{Dense, Layer};
 
 /// The f64 forward pass of `net` on one sample: the logits, and the smallest distance of any
 /// ReLU pre-activation from 0 or of any pool window's maximum from its runner-up (a kink).
-fn cnn64(net: &Network, p: &[Vec<f64>], x: &[f64]) -> (Vec<f64>, f64) {
+fn cnn64(net: &Network, p: &[Vec<f64>], x: &[f64], row: u32) -> (Vec<f64>, f64) {
     let mut a = x.to_vec();
     let mut margin = f64::INFINITY;
     let mut next = 0;
+    // The node a layer is (activations are fused into the layer before): dropout's seed.
+    let mut node = 0u32;
     let act = |v: &mut Vec<f64>, f: Activation, margin: &mut f64| {
         if matches!(f, Activation::Relu | Activation::LeakyRelu) {
             *margin = v.iter().fold(*margin, |m, z| m.min(z.abs()));
@@ -910,6 +912,7 @@ fn cnn64(net: &Network, p: &[Vec<f64>], x: &[f64]) -> (Vec<f64>, f64) {
         v.iter_mut().for_each(|z| *z = act64(f, *z));
     };
     for layer in net.layers() {
+        node += u32::from(!matches!(layer, Layer::Activation(_)));
         match layer {
             Layer::Conv(s) => {
                 let (i, o, k) = (s.input(), s.output(), s.kernel() as isize);
@@ -952,12 +955,39 @@ fn cnn64(net: &Network, p: &[Vec<f64>], x: &[f64]) -> (Vec<f64>, f64) {
                 margin = margin.min(gap);
                 a = pooled;
             }
+            Layer::AvgPool(pool) => {
+                let (i, o) = (pool.shape.input(), pool.shape.output());
+                let (wh, ww) = pool.shape.window();
+                let mut y = vec![0.0; o.len()];
+                for c in 0..o.c {
+                    for oy in 0..o.h {
+                        for ox in 0..o.w {
+                            let mut sum = 0.0;
+                            for y in wh * oy..wh * (oy + 1) {
+                                for x in ww * ox..ww * (ox + 1) {
+                                    sum += a[(c * i.h + y) * i.w + x];
+                                }
+                            }
+                            y[(c * o.h + oy) * o.w + ox] = sum / (wh * ww) as f64;
+                        }
+                    }
+                }
+                a = y;
+            }
             Layer::Dense(Dense { inputs, units }) => {
                 let (w, b) = (&p[2 * next], &p[2 * next + 1]);
                 next += 1;
                 a = (0..*units)
                     .map(|o| b[o] + (0..*inputs).map(|i| a[i] * w[i * units + o]).sum::<f64>())
                     .collect();
+            }
+            // Training's first step (1), this sample's row of the batch.
+            Layer::Dropout(d) => {
+                let rate = soma::ops::dropout::Rate::new(d.p);
+                for (c, v) in a.iter_mut().enumerate() {
+                    let kept = rate.keeps(node - 1, 1, row, c as u32);
+                    *v = if kept { *v * rate.scale as f64 } else { 0.0 };
+                }
             }
             Layer::Activation(f) => act(&mut a, *f, &mut margin),
         }
@@ -971,8 +1001,9 @@ fn cnn_loss64(net: &Network, p: &[Vec<f64>], xs: &[Vec<f64>], labels: &[u32]) ->
     let total: f64 = xs
         .iter()
         .zip(labels)
-        .map(|(x, &y)| {
-            let (z, m) = cnn64(net, p, x);
+        .enumerate()
+        .map(|(row, (x, &y))| {
+            let (z, m) = cnn64(net, p, x, row as u32);
             margin = margin.min(m);
             let max = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let lse = max + z.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
@@ -1001,6 +1032,17 @@ fn whole_cnns_through_the_cpu_backend_match_finite_differences() {
         (
             Chw::new(2, 6, 6),
             "conv3k3same,pool,conv2k3same,tanh,dense6,relu,dense5,dense4,sigmoid,dense3",
+        ),
+        // Average pools: 2×2 with an activation after it, and global.
+        (
+            Chw::new(2, 8, 8),
+            "conv3k3same,relu,avgpool,tanh,conv4k3,sigmoid,gap,dense3",
+        ),
+        // Dropout on an image and on values, the first step's masks (after the pool: its zeros
+        // in a pool window would be ties, a kink).
+        (
+            Chw::new(2, 6, 6),
+            "conv3k3same,relu,pool,dropout0.3,dense6,tanh,dropout0.5,dense3",
         ),
     ];
     let mut checked = 0;
@@ -1080,7 +1122,7 @@ fn whole_cnns_through_the_cpu_backend_match_finite_differences() {
         );
         checked += k;
     }
-    assert_eq!(checked, 725, "every parameter of the four networks");
+    assert_eq!(checked, 1155, "every parameter of the six networks");
 }
 
 /// Each tensor of `params` flat in f64, in `analytic_grad`'s order (w then b per layer).

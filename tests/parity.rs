@@ -430,6 +430,20 @@ fn cnn_training_runs_agree_for_every_optimizer() {
             0.02,
             18,
         ),
+        // Dropout on an image and on values: the same masks on both backends.
+        (
+            net("conv4k3same,relu,pool,dropout0.25,conv6k3,relu,dense16,relu,dropout0.5,dense10"),
+            Optimizer::momentum(),
+            0.02,
+            19,
+        ),
+        // Average pools: 2×2 with an activation fused after it, and global.
+        (
+            net("conv4k3same,relu,avgpool,sigmoid,conv6k3,leaky-relu,gap,dense10"),
+            Optimizer::adam(),
+            2e-3,
+            14,
+        ),
     ];
     for (net, opt, lr, dispatches) in runs {
         let what = format!("{net} {opt:?}");

@@ -133,14 +133,22 @@ pub const VERSION_5: u32 = 5;
 /// optional (present together), with version 4's and 5's when the model needs them.
 pub const VERSION_6: u32 = 6;
 
-/// Whether versions 1 to 5 describe `net`: every layer that takes an activation but the last
-/// has one, and the hidden dense layers share theirs.
+/// Whether versions 1 to 5 describe `net`: its layers are of the kinds they know (convolution,
+/// max-pool, dense), every one that takes an activation but the last has one, and the hidden
+/// dense layers share theirs.
 fn legacy_layers(net: &Network) -> bool {
+    use crate::layer::Layer;
+    let known = net.layers().iter().all(|l| {
+        matches!(
+            l,
+            Layer::Conv(_) | Layer::MaxPool(_) | Layer::Dense(_) | Layer::Activation(_)
+        )
+    });
     let nodes = net.nodes();
     let all_activated = nodes[..nodes.len() - 1]
         .iter()
         .all(|n| n.act.is_some() || !n.op().fuses_activation());
-    all_activated && net.dense_part().1.is_some()
+    known && all_activated && net.dense_part().1.is_some()
 }
 
 /// The older version, without a [`ModelInfo`]: still read, and written for a checkpoint that

@@ -21,7 +21,7 @@ use crate::backend::{Backend, Stats, check_data, check_predict_inputs, check_tra
 use crate::data::Dataset;
 use crate::data::Sample;
 use crate::error::Result;
-use crate::layer::{Backward, Forward, Node, Scratch, WeightsView};
+use crate::layer::{Backward, Forward, Node, Pass, Scratch, WeightsView};
 use crate::net::{Network, Output};
 use crate::ops::activation::sigmoid;
 use crate::ops::matmul::mul_derivative;
@@ -275,7 +275,7 @@ impl CpuBackend {
         let run = |work: &mut Workspace, part: &[u32]| {
             let b = part.len();
             Self::load_batch(work, data, part);
-            Self::forward(net, params, work, b);
+            Self::forward(net, params, work, b, Pass::Infer);
             Self::output_delta(net, work, b, b)
         };
         let work = &mut self.work[..blocks];
@@ -307,9 +307,13 @@ impl CpuBackend {
             let b = batch.len();
             Self::load_batch(work, data, batch);
             gather::prefetch(data, batches.peek().copied().unwrap_or_default());
-            Self::forward(&self.net, &self.params, work, b);
+            let pass = Pass::Train {
+                step: (self.state.step + 1) as u32,
+                row0: 0,
+            };
+            Self::forward(&self.net, &self.params, work, b, pass);
             self.stats.add(Self::output_delta(&self.net, work, b, b));
-            Self::backward(&self.net, &self.params, work, b);
+            Self::backward(&self.net, &self.params, work, b, pass);
             optim::apply(
                 &self.optimizer,
                 lr,
@@ -322,10 +326,12 @@ impl CpuBackend {
 
     /// Forward pass over the first `b` rows of `work.acts[0]`; leaves every layer's output in
     /// `work.acts` (the last one as probabilities or sigmoids).
-    fn forward(net: &Network, params: &Params, work: &mut Workspace, b: usize) {
+    fn forward(net: &Network, params: &Params, work: &mut Workspace, b: usize, pass: Pass) {
         for (j, node) in net.nodes().iter().enumerate() {
             let (before, after) = work.acts.split_at_mut(j + 1);
             node.op().cpu_forward(Forward {
+                j,
+                pass,
                 x: before[j].slice(s![..b, ..]),
                 out: after[0].slice_mut(s![..b, ..]),
                 weights: weights(params, node),
@@ -361,7 +367,7 @@ impl CpuBackend {
     /// Backprop from the output delta: every layer's weight and bias gradient, last layer
     /// first, each passing the gradient at its input down to the layer before it (through
     /// that layer's activation).
-    fn backward(net: &Network, params: &Params, work: &mut Workspace, b: usize) {
+    fn backward(net: &Network, params: &Params, work: &mut Workspace, b: usize, pass: Pass) {
         let nodes = net.nodes();
         for (j, node) in nodes.iter().enumerate().rev() {
             let (lower, upper) = work.deltas.split_at_mut(j);
@@ -371,6 +377,8 @@ impl CpuBackend {
                 (g.w.view_mut(), g.b.view_mut())
             });
             node.op().cpu_backward(Backward {
+                j,
+                pass,
                 x: work.acts[j].slice(s![..b, ..]),
                 delta: upper[0].slice(s![..b, ..]),
                 weights: weights(params, node),
@@ -465,7 +473,7 @@ impl Backend for CpuBackend {
         {
             let b = x.nrows();
             work.acts[0].slice_mut(s![..b, ..]).assign(&x);
-            Self::forward(&self.net, &self.params, work, b);
+            Self::forward(&self.net, &self.params, work, b, Pass::Infer);
             if self.net.output() == Output::SoftmaxCrossEntropy {
                 for mut row in work.acts[layers].slice_mut(s![..b, ..]).rows_mut() {
                     let zeros = Array1::zeros(row.len());

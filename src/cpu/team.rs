@@ -23,6 +23,7 @@ use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 use super::{CpuBackend, Workspace};
 use crate::backend::Stats;
 use crate::data::Dataset;
+use crate::layer::Pass;
 use crate::ops::{gather, optim};
 use crate::params::Params;
 
@@ -179,9 +180,11 @@ impl Shared<'_> {
 }
 
 /// Thread `t`'s block of `rows` split into `blocks`.
-fn block(rows: &[u32], t: usize, blocks: usize) -> &[u32] {
+/// Block `t` of `blocks` of `rows`, and where it starts in them.
+fn block(rows: &[u32], t: usize, blocks: usize) -> (usize, &[u32]) {
     let n = rows.len().div_ceil(blocks);
-    &rows[(t * n).min(rows.len())..((t + 1) * n).min(rows.len())]
+    let start = (t * n).min(rows.len());
+    (start, &rows[start..((t + 1) * n).min(rows.len())])
 }
 
 /// The `s`-th batch of `batch_size` rows of `order`; empty past the end.
@@ -215,17 +218,21 @@ impl CpuBackend {
                 let batch = batch_or_empty(order, s, batch_size);
                 let blocks = split.blocks(batch.len());
                 if t < blocks {
-                    let part = block(batch, t, blocks);
-                    let next = block(batch_or_empty(order, s + 1, batch_size), t, blocks);
+                    let (row0, part) = block(batch, t, blocks);
+                    let (_, next) = block(batch_or_empty(order, s + 1, batch_size), t, blocks);
                     // SAFETY: phase 1: this thread alone uses workspace `t` (t < blocks ≤ the
                     // workspaces made for the call); the parameters are only read.
                     let (work, params) = unsafe { (&mut *shared.workspace(t), &*shared.params()) };
                     let b = part.len();
                     Self::load_batch(work, shared.data, part);
                     gather::prefetch(shared.data, next);
-                    Self::forward(net, params, work, b);
+                    let pass = Pass::Train {
+                        step: (first_step + s as u64 + 1) as u32,
+                        row0: row0 as u32,
+                    };
+                    Self::forward(net, params, work, b, pass);
                     stats.add(Self::output_delta(net, work, b, batch.len()));
-                    Self::backward(net, params, work, b);
+                    Self::backward(net, params, work, b, pass);
                 }
                 barrier.wait();
                 let step = first_step + s as u64 + 1;

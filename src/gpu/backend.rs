@@ -415,7 +415,8 @@ impl Backend for GpuBackend {
                             lr,
                             c1,
                             c2,
-                            _pad: [0; 3],
+                            step: self.step as u32,
+                            _pad: [0; 2],
                         }
                     })
                     .collect();

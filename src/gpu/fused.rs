@@ -27,7 +27,7 @@ use super::resources::{Records, range, usage_out};
 use super::wgsl::kernel_source;
 use crate::error::{Error, Result};
 use crate::net::Network;
-use crate::ops::activation::{self, code_of};
+use crate::ops::activation::{self, Activation};
 use crate::ops::fused::{
     FusedShape, GRADS_WG, GradsDims, GradsLayer, GradsMode, MAX_FUSED_LAYERS, RowsDims, RowsLayer,
     UPDATE_WG, plan, splits,
@@ -210,7 +210,7 @@ impl ProgramBuilder<'_> {
                 act: act_at,
                 act_work: work.act[l],
                 delta_work: work.delta[l],
-                code: code_of(node.act),
+                code: Activation::code_of(node.act),
                 _pad: 0,
             };
             grads_dims.layer[l] = GradsLayer {

@@ -5,7 +5,10 @@
 use std::sync::Mutex;
 
 use super::context::GpuContext;
-use super::spatial::{CONV_WG, CONV_WGSL, ConvKernel, POOL_WG, POOL_WGSL, PoolKernel};
+use super::dropout::{DROPOUT_WG, DropoutKernel};
+use super::spatial::{
+    AVGPOOL_WGSL, AvgPoolKernel, CONV_WG, CONV_WGSL, ConvKernel, POOL_WG, POOL_WGSL, PoolKernel,
+};
 use super::wgsl::kernel_source;
 use crate::error::{Error, Result};
 use crate::ops::gather::InputKind;
@@ -224,11 +227,13 @@ fn gather_spec(kind: InputKind) -> KernelSpec {
     )
 }
 
-/// Every convolution and pool pipeline.
+/// Every convolution and pool pipeline (max and average).
 fn spatial_specs() -> Vec<KernelSpec> {
     ConvKernel::all()
         .map(conv_spec)
         .chain(PoolKernel::all().map(pool_spec))
+        .chain(AvgPoolKernel::all().map(avgpool_spec))
+        .chain(DropoutKernel::all().map(dropout_spec))
         .collect()
 }
 
@@ -259,6 +264,38 @@ fn pool_spec(key: PoolKernel) -> KernelSpec {
         &[Read, Write, Write, Read, Uniform, Step],
         &[
             ("WG", POOL_WG as f64),
+            ("MODE", mode as u32 as f64),
+            ("ACT", act as f64),
+        ],
+    )
+}
+
+/// An average-pool pipeline (`shaders/avgpool.wgsl` with the key's constants).
+fn avgpool_spec(key: AvgPoolKernel) -> KernelSpec {
+    use Slot::*;
+    let (mode, act) = key.constants();
+    KernelSpec::new(
+        format!("avg-pool {mode:?} (act {act})"),
+        kernel_source(&[activation::WGSL, AVGPOOL_WGSL]),
+        &[Read, Write, Read, Uniform, Step],
+        &[
+            ("WG", POOL_WG as f64),
+            ("MODE", mode as u32 as f64),
+            ("ACT", act as f64),
+        ],
+    )
+}
+
+/// A dropout pipeline (`shaders/dropout.wgsl` with the key's constants).
+fn dropout_spec(key: DropoutKernel) -> KernelSpec {
+    use Slot::*;
+    let (mode, act) = key.constants();
+    KernelSpec::new(
+        format!("dropout {mode:?} (act {act})"),
+        kernel_source(&[activation::WGSL, crate::ops::dropout::WGSL]),
+        &[Read, Write, Read, Uniform, Step],
+        &[
+            ("WG", DROPOUT_WG as f64),
             ("MODE", mode as u32 as f64),
             ("ACT", act as f64),
         ],
@@ -321,6 +358,8 @@ impl KernelId {
             KernelId::Loss(output, target) => loss_spec(output, target),
             KernelId::Conv(k) => conv_spec(k),
             KernelId::Pool(k) => pool_spec(k),
+            KernelId::AvgPool(k) => avgpool_spec(k),
+            KernelId::Dropout(k) => dropout_spec(k),
         })
     }
 }

@@ -11,6 +11,7 @@
 pub mod backend;
 pub mod context;
 pub mod counters;
+pub(crate) mod dropout;
 mod fused;
 pub mod kernels;
 pub mod live;

@@ -6,7 +6,8 @@
 
 use bytemuck::Pod;
 
-use super::spatial::{ConvKernel, ConvWork, POOL_WG, PoolKernel};
+use super::dropout::{DROPOUT_WG, DropoutKernel};
+use super::spatial::{AvgPoolKernel, ConvKernel, ConvWork, POOL_WG, PoolKernel};
 use crate::ops::activation::Activation;
 use crate::ops::gather::{InputKind, WG, gather_threads};
 use crate::ops::loss::{Output, TargetKind};
@@ -30,6 +31,8 @@ pub enum KernelId {
     Loss(Output, TargetKind),
     Conv(ConvKernel),
     Pool(PoolKernel),
+    AvgPool(AvgPoolKernel),
+    Dropout(DropoutKernel),
 }
 
 /// Workgroups for `n` elements at `wg` per group, folded into 2-D when one dimension's
@@ -64,6 +67,10 @@ pub enum Grid {
     },
     /// A convolution's forward pass or input gradient.
     Conv(ConvWork),
+    /// A thread per value of rows of `per_row` values (dropout).
+    PerValue {
+        per_row: u32,
+    },
 }
 
 impl Grid {
@@ -84,6 +91,7 @@ impl Grid {
             Grid::Fixed(x, y) => (x, y),
             Grid::Values { per_row } => grid_1d(rows as u64 * per_row as u64, POOL_WG, max),
             Grid::Conv(work) => grid_1d(work.groups(rows as usize), 1, max),
+            Grid::PerValue { per_row } => grid_1d(rows as u64 * per_row as u64, DROPOUT_WG, max),
         }
     }
 }
@@ -156,6 +164,8 @@ pub struct Lowering<'a> {
     pub optim_kind: OptimKind,
     /// Where each weight tensor starts in the parameter buffer (f32 elements).
     pub tensor_starts: &'a [u64],
+    /// Whether the program trains (dropout drops only then).
+    pub training: bool,
     pub plan: Vec<PlannedDispatch>,
 }
 

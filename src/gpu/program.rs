@@ -415,6 +415,7 @@ fn lower(
         optim: OptimParams::new(optimizer, how.total as u32),
         optim_kind: optimizer.kind(),
         tensor_starts: starts,
+        training: how.backward,
         plan: Vec::new(),
     };
     let nodes = net.nodes();

@@ -15,6 +15,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::ops::Shared;
 use crate::ops::activation::Activation;
+use crate::ops::avgpool::AvgPoolShape;
 use crate::ops::conv::ConvShape;
 use crate::ops::optim::{OptimKind, OptimParams};
 use crate::ops::pool::PoolShape;
@@ -39,7 +40,7 @@ pub enum ConvMode {
 }
 
 /// Every activation a kernel is specialised for, and none (the identity).
-fn optional_activations() -> impl Iterator<Item = Option<Activation>> {
+pub(crate) fn optional_activations() -> impl Iterator<Item = Option<Activation>> {
     Activation::ALL.into_iter().map(Some).chain([None])
 }
 
@@ -261,5 +262,82 @@ impl PoolShape {
     /// over `rows` samples.
     pub fn groups(&self, rows: usize) -> u64 {
         ((rows * self.output().len()) as u64).div_ceil(POOL_WG as u64)
+    }
+}
+
+/// `shaders/avgpool.wgsl`: the average pool's forward pass (+ activation) and backward pass.
+pub(crate) const AVGPOOL_WGSL: &str = include_str!("../../shaders/avgpool.wgsl");
+
+/// What an average-pool pipeline computes (its `MODE` constant).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AvgPoolMode {
+    /// Each window's mean, then the activation, a thread per output value.
+    Forward = 0,
+    /// The output gradient spread over the window (times the layer before's f′), a thread per
+    /// input value.
+    Backward = 1,
+}
+
+pub(crate) const AVGPOOL_SHARED: &[Shared] = &[
+    Shared::U32("AVGPOOL_FORWARD", AvgPoolMode::Forward as u32),
+    Shared::U32("AVGPOOL_BACKWARD", AvgPoolMode::Backward as u32),
+];
+
+/// An average-pool pipeline (its threads per workgroup are [`POOL_WG`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AvgPoolKernel {
+    /// The means, then this activation (`None`: none).
+    Forward(Option<Activation>),
+    /// The spread gradient times the derivative of the layer before's activation (`None`: it
+    /// has none).
+    Backward(Option<Activation>),
+}
+
+impl AvgPoolKernel {
+    /// Every average-pool pipeline there is.
+    pub fn all() -> impl Iterator<Item = AvgPoolKernel> {
+        optional_activations()
+            .map(AvgPoolKernel::Forward)
+            .chain(optional_activations().map(AvgPoolKernel::Backward))
+    }
+
+    /// The pipeline's constants: `MODE` and `ACT`.
+    pub fn constants(self) -> (AvgPoolMode, u32) {
+        match self {
+            AvgPoolKernel::Forward(a) => (AvgPoolMode::Forward, Activation::code_of(a)),
+            AvgPoolKernel::Backward(a) => (AvgPoolMode::Backward, Activation::code_of(a)),
+        }
+    }
+}
+
+/// `shaders/avgpool.wgsl`'s `Dims`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct AvgPoolDims {
+    /// The input's channels, height and width.
+    pub c: u32,
+    pub h: u32,
+    pub w: u32,
+    /// The window's height and width.
+    pub wh: u32,
+    pub ww: u32,
+    pub rows: u32,
+    pub rows_from_step: u32,
+    pub _pad: u32,
+}
+
+impl AvgPoolDims {
+    /// The record of `s` for `rows` rows (0 with `rows_from_step`).
+    pub fn new(s: &AvgPoolShape, rows: u32) -> AvgPoolDims {
+        let (i, (wh, ww)) = (s.input(), s.window());
+        AvgPoolDims {
+            c: i.c as u32,
+            h: i.h as u32,
+            w: i.w as u32,
+            wh: wh as u32,
+            ww: ww as u32,
+            rows,
+            ..Default::default()
+        }
     }
 }

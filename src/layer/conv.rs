@@ -48,7 +48,7 @@ impl Op for ConvShape {
         ConvShape::output(self)
     }
 
-    fn spatial(&self) -> bool {
+    fn needs_image(&self) -> bool {
         true
     }
 

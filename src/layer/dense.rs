@@ -7,6 +7,8 @@ use super::op::{Backward, Forward, Op};
 use crate::cpu::linalg::gemm;
 #[cfg(feature = "gpu")]
 use crate::gpu::plan::{At, Bind, Grid, Lowering, matmul_kernel};
+#[cfg(feature = "gpu")]
+use crate::ops::activation::Activation;
 use crate::ops::matmul::bias_activation;
 #[cfg(feature = "gpu")]
 use crate::ops::matmul::{Epilogue, MatmulDims, RowsDim};
@@ -57,8 +59,12 @@ impl Op for Dense {
         Chw::new(1, 1, self.units)
     }
 
-    fn spatial(&self) -> bool {
+    fn needs_image(&self) -> bool {
         false
+    }
+
+    fn flattens(&self) -> bool {
+        true
     }
 
     fn weights(&self) -> Option<WeightShape> {
@@ -109,7 +115,7 @@ impl Op for Dense {
             ldb: o as u32,
             ldc: o as u32,
             epilogue: Epilogue::BiasAct as u32,
-            act: crate::ops::activation::code_of(at.act),
+            act: Activation::code_of(at.act),
             bias_offset: (i * o) as u32,
             ..self.rows_dims(o, i)
         };
@@ -142,7 +148,7 @@ impl Op for Dense {
                 ldb: o as u32,
                 ldc: i as u32,
                 epilogue: Epilogue::MulDerivative as u32,
-                act: crate::ops::activation::code_of(before),
+                act: Activation::code_of(before),
                 ..self.rows_dims(i, o)
             };
             let tile = to.tile(to.rows, i as u32, o as u32);

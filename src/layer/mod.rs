@@ -7,13 +7,17 @@
 //! its op cases, and its line in each of the two registrations below: a [`Layer`] variant
 //! with its arm in [`Layer::op`], and its reader in [`from_token`].
 
+pub mod avgpool;
 pub mod conv;
 pub mod dense;
+pub mod dropout;
 pub mod op;
 pub mod pool;
 
+pub use avgpool::AvgPool;
 pub use dense::Dense;
-pub use op::{Backward, Forward, Op, Scratch, WeightsView};
+pub use dropout::Dropout;
+pub use op::{Backward, Forward, Op, Pass, Scratch, WeightsView};
 
 use crate::ops::activation::Activation;
 use crate::ops::conv::ConvShape;
@@ -26,6 +30,8 @@ pub enum Layer {
     Conv(ConvShape),
     MaxPool(PoolShape),
     Dense(Dense),
+    AvgPool(AvgPool),
+    Dropout(Dropout),
     /// An activation of the layer before it (fused into that layer when lowered).
     Activation(Activation),
 }
@@ -37,6 +43,8 @@ impl Layer {
             Layer::Conv(l) => Some(l),
             Layer::MaxPool(l) => Some(l),
             Layer::Dense(l) => Some(l),
+            Layer::AvgPool(l) => Some(l),
+            Layer::Dropout(l) => Some(l),
             Layer::Activation(_) => None,
         }
     }
@@ -52,17 +60,25 @@ impl Layer {
 }
 
 /// Every layer token's syntax, for error messages.
-pub const SYNTAXES: [&str; 3] = [conv::SYNTAX, pool::SYNTAX, dense::SYNTAX];
+pub const SYNTAXES: [&str; 5] = [
+    conv::SYNTAX,
+    pool::SYNTAX,
+    avgpool::SYNTAX,
+    dense::SYNTAX,
+    dropout::SYNTAX,
+];
 
 type Reader = fn(&str, Chw) -> Option<Result<Layer, String>>;
 
 /// The layer `token` names on an `input`-shaped input (`None` when no kind reads it), or why it
 /// does not fit.
 pub fn from_token(token: &str, input: Chw) -> Option<Result<Layer, String>> {
-    const READERS: [Reader; 4] = [
+    const READERS: [Reader; 6] = [
         |t, i| conv::from_token(t, i).map(|r| r.map(Layer::Conv)),
         |t, i| pool::from_token(t, i).map(|r| r.map(Layer::MaxPool)),
         |t, i| dense::from_token(t, i).map(|r| r.map(Layer::Dense)),
+        |t, i| avgpool::from_token(t, i).map(|r| r.map(Layer::AvgPool)),
+        |t, i| dropout::from_token(t, i).map(|r| r.map(Layer::Dropout)),
         |t, _| t.parse().ok().map(|a| Ok(Layer::Activation(a))),
     ];
     READERS.iter().find_map(|read| read(token, input))

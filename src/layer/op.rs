@@ -24,8 +24,21 @@ pub struct Scratch {
     pub wide: Vec<f32>,
 }
 
+/// What a forward pass is part of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    /// A training step: the optimizer step being taken (1-based, wrapping past 2³²) and the
+    /// batch row of the block's first row (dropout's draw).
+    Train { step: u32, row0: u32 },
+    /// Evaluation or prediction.
+    Infer,
+}
+
 /// One layer's forward pass over a block of rows on the CPU.
 pub struct Forward<'a> {
+    /// The layer's place in the network's nodes (dropout's seed).
+    pub j: usize,
+    pub pass: Pass,
     /// The layer's input, a row per sample.
     pub x: ArrayView2<'a, f32>,
     /// Its output (after the fused activation), overwritten.
@@ -38,8 +51,12 @@ pub struct Forward<'a> {
     pub scratch: &'a mut Scratch,
 }
 
-/// One layer's backward pass over a block of rows on the CPU.
+/// One layer's backward pass over a block of rows on the CPU (always in training).
 pub struct Backward<'a> {
+    /// The layer's place in the network's nodes.
+    pub j: usize,
+    /// The training step's pass, as its forward pass had it.
+    pub pass: Pass,
     /// The input the forward pass read.
     pub x: ArrayView2<'a, f32>,
     /// The gradient at the layer's output before its activation.
@@ -61,8 +78,12 @@ pub trait Op: std::fmt::Debug {
     fn input(&self) -> Chw;
     /// The shape it writes.
     fn output(&self) -> Chw;
-    /// Whether it reads an image (its input must not have been flattened by a dense layer).
-    fn spatial(&self) -> bool;
+    /// Whether it reads an image: its input must not have been flattened by a layer before.
+    fn needs_image(&self) -> bool;
+    /// Whether its output is a row of values, no longer an image (a dense layer's).
+    fn flattens(&self) -> bool {
+        false
+    }
     /// Whether an activation after it is fused into its kernels (else the layer string
     /// refuses one there).
     fn fuses_activation(&self) -> bool {

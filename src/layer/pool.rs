@@ -40,7 +40,7 @@ impl Op for PoolShape {
         PoolShape::output(self)
     }
 
-    fn spatial(&self) -> bool {
+    fn needs_image(&self) -> bool {
         true
     }
 

@@ -44,11 +44,6 @@ named_enum!(Activation, "activation", [
     "leaky-relu" => Activation::LeakyRelu,
 ]);
 
-/// The code the kernels take for `act`: [`ACT_IDENTITY`] for none.
-pub fn code_of(act: Option<Activation>) -> u32 {
-    act.map_or(ACT_IDENTITY, |a| a.code())
-}
-
 /// Slope of leaky ReLU for negative inputs (PyTorch's default).
 pub const LEAKY_SLOPE: f32 = 0.01;
 

@@ -2,7 +2,7 @@
 //! (public, so that tests call it), the `#[repr(C)]` record its kernel reads, the WGSL it
 //! includes, and the codes it shares with WGSL. The shared codes are defined here in Rust once
 //! and emitted into every shader as a generated prelude (`gpu::wgsl::prelude`), never mirrored
-//! by hand. The convolution and the pool are math and shapes only: their kernels' records,
+//! by hand. The convolution and the pools are math and shapes only: their kernels' records,
 //! blocks and work splits are `gpu::spatial`'s.
 //!
 //! | op | CPU reference | WGSL |
@@ -16,9 +16,13 @@
 //! | fused step (rows; gradients + update) | [`fused`] (the ops above in sequence) | `fused_rows.wgsl`, `fused_grads.wgsl` |
 //! | conv2d (forward, input / weight / bias gradients) | [`conv`] (`conv2d`, `conv2d_input_grad`, `conv2d_param_grads`) | `conv.wgsl` |
 //! | max-pool 2×2 (forward + arg-max, backward) | [`pool`] (`max_pool`, `max_pool_backward`) | `pool.wgsl` |
+//! | dropout (training mask + scale, evaluation, backward) | [`dropout`] (`forward`, `backward`, `infer`; the mask: `Rate::keeps`) | `dropout.wgsl` |
+//! | average pool (2×2 or global; forward, backward) | [`avgpool`] (`avg_pool`, `avg_pool_backward`) | `avgpool.wgsl` |
 
 pub mod activation;
+pub mod avgpool;
 pub mod conv;
+pub mod dropout;
 pub mod fused;
 pub mod gather;
 pub mod loss;
@@ -38,7 +42,9 @@ pub struct StepRecord {
     pub lr: f32,
     pub c1: f32,
     pub c2: f32,
-    pub _pad: [u32; 3],
+    /// The optimizer step being taken, 1-based, wrapping past 2³² (dropout's draw).
+    pub step: u32,
+    pub _pad: [u32; 2],
 }
 
 /// A constant that Rust and WGSL share.

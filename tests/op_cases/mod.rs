@@ -14,11 +14,13 @@ use rand_pcg::Pcg64Mcg;
 use soma::data::Sample;
 use soma::gpu::GpuOps;
 use soma::gpu::ops::{MatmulSpec, OpTargets, Readout, UpdateSpec};
+use soma::ops::avgpool::{AvgPoolShape, avg_pool, avg_pool_backward};
 use soma::ops::conv::{ConvShape, Padding};
+use soma::ops::dropout::{Draw, Rate};
 use soma::ops::gather::gather_inputs;
 use soma::ops::matmul::TILES;
 use soma::ops::pool::PoolShape;
-use soma::ops::{conv, loss, optim, pool, reduce};
+use soma::ops::{conv, dropout, loss, optim, pool, reduce};
 use soma::shape::Chw;
 use soma::{Activation, Dataset, Inputs, Normalize, Optimizer, Output, Targets};
 
@@ -50,6 +52,8 @@ macro_rules! every_op_case {
         $run!(conv_input_gradient_matches_cpu_times_each_derivative);
         $run!(conv_update_gives_cpu_gradients_to_every_optimizer);
         $run!(max_pool_matches_cpu_with_ties_and_routes_gradients_back);
+        $run!(avg_pool_matches_cpu_with_every_activation_and_spreads_gradients);
+        $run!(dropout_draws_the_cpu_masks_exactly);
         $run!(nan_goes_through_pool_and_every_activation_as_on_the_cpu);
         $run!(grids_fold_past_65535_workgroups);
     };
@@ -975,6 +979,123 @@ pub async fn max_pool_matches_cpu_with_ties_and_routes_gradients_back(ops: &impl
                 .unwrap();
             let want = &dx * &a.mapv(|a| act.derivative_from_output(a));
             assert_all_close(&format!("{s}, B={batch}, ⊙{act}′"), &got, &want, ULPS_ABS);
+        }
+    }
+}
+
+/// Average pools, 2×2 and global (windows of 1 to 784 values), forward with every activation
+/// and none, backward plain and ⊙ every f′. A window's mean is a sum of n values of magnitude
+/// ≤ 1 in any order, then one product: its error is at most n·u ≈ n·6e-8, plus an activation's
+/// few ulps.
+pub async fn avg_pool_matches_cpu_with_every_activation_and_spreads_gradients(ops: &impl Ops) {
+    let mut rng = Pcg64Mcg::seed_from_u64(25);
+    let shapes = [
+        (1, AvgPoolShape::new(Chw::new(1, 2, 2), 2, 2).unwrap()),
+        (3, AvgPoolShape::new(Chw::new(3, 6, 4), 2, 2).unwrap()),
+        (65, AvgPoolShape::new(Chw::new(8, 24, 24), 2, 2).unwrap()),
+        (5, AvgPoolShape::global(Chw::new(7, 7, 9)).unwrap()),
+        (9, AvgPoolShape::global(Chw::new(3, 28, 28)).unwrap()),
+        (4, AvgPoolShape::global(Chw::new(13, 1, 1)).unwrap()),
+    ];
+    for (batch, s) in shapes {
+        let (wh, ww) = s.window();
+        let tol = (wh * ww) as f64 * 6e-8 + ULPS_ABS;
+        let (o, len) = (s.output().len(), s.input().len());
+        let x = random(&mut rng, batch, len, 1.0);
+        let mut y = Array2::zeros((batch, o));
+        avg_pool(&s, x.view(), y.view_mut()).unwrap();
+        let acts = Activation::ALL.map(Some);
+        for act in acts.into_iter().chain([None]) {
+            let got = ops
+                .run(ops.gpu().avg_pool(&s, x.view(), act))
+                .await
+                .unwrap();
+            let want = y.mapv(|v| act.map_or(v, |a| a.apply(v)));
+            assert_all_close(&format!("{s}, B={batch}, {act:?}"), &got, &want, tol);
+        }
+
+        let dy = random(&mut rng, batch, o, 1.0);
+        let mut dx = Array2::zeros((batch, len));
+        avg_pool_backward(&s, dy.view(), dx.view_mut()).unwrap();
+        let got = ops
+            .run(ops.gpu().avg_pool_backward(&s, dy.view(), None))
+            .await
+            .unwrap();
+        assert_all_close(&format!("{s}, B={batch}: gradients"), &got, &dx, ULPS_ABS);
+        let z = random(&mut rng, batch, len, 3.0);
+        for act in Activation::ALL {
+            let a = z.mapv(|z| act.apply(z));
+            let got = ops
+                .run(
+                    ops.gpu()
+                        .avg_pool_backward(&s, dy.view(), Some((a.view(), act))),
+                )
+                .await
+                .unwrap();
+            let want = &dx * &a.mapv(|a| act.derivative_from_output(a));
+            assert_all_close(&format!("{s}, B={batch}, ⊙{act}′"), &got, &want, ULPS_ABS);
+        }
+    }
+}
+
+/// Dropout: the GPU draws the CPU's masks bit for bit (the same values kept, each scaled by
+/// one product: exact), for rates from 0 to 0.9, steps up to 2³² − 1, several seeds and a block
+/// that starts past row 0 (as a CPU thread's block does); evaluation passes the values through;
+/// the backward pass goes through the same mask, ⊙ every f′ (an activation's few ulps).
+pub async fn dropout_draws_the_cpu_masks_exactly(ops: &impl Ops) {
+    let mut rng = Pcg64Mcg::seed_from_u64(26);
+    let cases = [
+        (1, 1, 0.5, 0, 1, 0),
+        (7, 13, 0.25, 3, 12_345, 0),
+        (65, 300, 0.1, 9, u32::MAX, 0),
+        (5, 33, 0.9, 2, 7, 40),
+        (3, 8, 0.0, 1, 2, 0),
+    ];
+    for (rows, n, p, seed, step, row0) in cases {
+        let (rate, draw) = (Rate::new(p), Draw { seed, step, row0 });
+        let what = format!("p {p}, {rows}×{n}, seed {seed}, step {step}, from row {row0}");
+        let x = random(&mut rng, rows, n, 1.0);
+        let mut y = Array2::zeros((rows, n));
+        dropout::forward(rate, draw, x.view(), y.view_mut());
+        let got = ops
+            .run(ops.gpu().dropout(rate, Some(draw), x.view(), None))
+            .await
+            .unwrap();
+        assert_eq!(got, y, "{what}: training");
+        for act in Activation::ALL {
+            let got = ops
+                .run(ops.gpu().dropout(rate, Some(draw), x.view(), Some(act)))
+                .await
+                .unwrap();
+            let want = y.mapv(|v| act.apply(v));
+            assert_all_close(&format!("{what}, then {act}"), &got, &want, ULPS_ABS);
+        }
+        let got = ops
+            .run(ops.gpu().dropout(rate, None, x.view(), None))
+            .await
+            .unwrap();
+        assert_eq!(got, x, "{what}: evaluation");
+
+        let dy = random(&mut rng, rows, n, 1.0);
+        let mut dx = Array2::zeros((rows, n));
+        dropout::backward(rate, draw, dy.view(), dx.view_mut());
+        let got = ops
+            .run(ops.gpu().dropout_backward(rate, draw, dy.view(), None))
+            .await
+            .unwrap();
+        assert_eq!(got, dx, "{what}: backward");
+        let z = random(&mut rng, rows, n, 3.0);
+        for act in Activation::ALL {
+            let a = z.mapv(|z| act.apply(z));
+            let got = ops
+                .run(
+                    ops.gpu()
+                        .dropout_backward(rate, draw, dy.view(), Some((a.view(), act))),
+                )
+                .await
+                .unwrap();
+            let want = &dx * &a.mapv(|a| act.derivative_from_output(a));
+            assert_all_close(&format!("{what}: backward ⊙{act}′"), &got, &want, ULPS_ABS);
         }
     }
 }

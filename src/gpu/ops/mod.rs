@@ -5,6 +5,7 @@
 //! waiting is not allowed; `into_prepared()` keeps the kernel to dispatch many times (the
 //! benches). None of this is used inside the training step loop (see [`super::backend`]).
 
+mod dropout;
 mod matmul;
 mod spatial;
 

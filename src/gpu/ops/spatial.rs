@@ -1,6 +1,6 @@
-//! The convolution and max-pool ops of [`GpuOps`], one kernel each as a training step runs
-//! them: the forward pass with its activation, the input gradient times the layer before's f′,
-//! a convolution's update (gradients handed to the optimizer in place), and the pool's two
+//! The convolution and pool ops of [`GpuOps`], one kernel each as a training step runs them:
+//! the forward pass with its activation, the input gradient times the layer before's f′, a
+//! convolution's update (gradients handed to the optimizer in place), and the pools' two
 //! passes.
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
@@ -10,9 +10,12 @@ use crate::error::{Error, Result};
 use crate::gpu::kernels::{KernelId, grid_1d};
 use crate::gpu::prepared::{PreparedOp, Readout, matrix};
 use crate::gpu::resources::{upload, usage_out};
-use crate::gpu::spatial::{ConvDims, ConvKernel, PoolDims, PoolKernel};
+use crate::gpu::spatial::{
+    AvgPoolDims, AvgPoolKernel, ConvDims, ConvKernel, POOL_WG, PoolDims, PoolKernel,
+};
 use crate::net::Activation;
 use crate::ops::StepRecord;
+use crate::ops::avgpool::AvgPoolShape;
 use crate::ops::conv::ConvShape;
 use crate::ops::optim::OptimParams;
 use crate::ops::pool::PoolShape;
@@ -288,6 +291,54 @@ impl GpuOps {
         self.prepare_spatial(kernel, buffers, &dims, s.groups(rows), None)
     }
 
+    /// Average pooling of `x` (B × C·H·W), then `act` (None: the plain means).
+    /// Prepared: `run()` it, or `run_async().await` in a browser.
+    pub fn avg_pool(
+        &self,
+        s: &AvgPoolShape,
+        x: ArrayView2<f32>,
+        act: Option<Activation>,
+    ) -> Result<Readout<'_, Array2<f32>>> {
+        let rows = x.nrows();
+        check_dim("avg-pool input row", s.input().len(), x.ncols())?;
+        let out = rows * s.output().len();
+        let buffers = vec![
+            self.input("avg-pool x", &contiguous(x))?,
+            self.ctx.buffer("avg-pool y", bytes(out), usage_out())?,
+            self.input("avg-pool aux", &[0.0])?,
+        ];
+        let kernel = KernelId::AvgPool(AvgPoolKernel::Forward(act));
+        let dims = AvgPoolDims::new(s, rows as u32);
+        let groups = (out as u64).div_ceil(POOL_WG as u64);
+        let op = self.prepare_spatial(kernel, buffers, &dims, groups, None)?;
+        Ok(Readout::matrix(op, 1, rows, s.output().len()))
+    }
+
+    /// The average pool's backward pass: each output's gradient `dy` spread evenly over its
+    /// window, times `f′(a)` when `deriv` is `Some((a, f))` (`a` shaped like the pool's input).
+    /// Prepared: `run()` it, or `run_async().await` in a browser.
+    pub fn avg_pool_backward(
+        &self,
+        s: &AvgPoolShape,
+        dy: ArrayView2<f32>,
+        deriv: Derivative<'_>,
+    ) -> Result<Readout<'_, Array2<f32>>> {
+        let rows = dy.nrows();
+        check_dim("avg-pool output gradient row", s.output().len(), dy.ncols())?;
+        let (aux, act) = derivative(rows, s.input().len(), deriv)?;
+        let out = rows * s.input().len();
+        let buffers = vec![
+            self.input("avg-pool dy", &contiguous(dy))?,
+            self.ctx.buffer("avg-pool dx", bytes(out), usage_out())?,
+            self.input("avg-pool aux", &aux)?,
+        ];
+        let kernel = KernelId::AvgPool(AvgPoolKernel::Backward(act));
+        let dims = AvgPoolDims::new(s, rows as u32);
+        let groups = (out as u64).div_ceil(POOL_WG as u64);
+        let op = self.prepare_spatial(kernel, buffers, &dims, groups, None)?;
+        Ok(Readout::matrix(op, 1, rows, s.input().len()))
+    }
+
     /// Binds a spatial kernel of `groups` workgroups.
     fn prepare_spatial<T: bytemuck::Pod>(
         &self,
@@ -322,7 +373,7 @@ fn conv_params(s: &ConvShape, w: ArrayView2<f32>, b: ArrayView1<f32>) -> Result<
 }
 
 /// The aux buffer and activation code of a derivative epilogue (none: one value, identity).
-fn derivative(
+pub(super) fn derivative(
     rows: usize,
     cols: usize,
     deriv: Derivative<'_>,
