@@ -12,6 +12,7 @@
 //! | `avgpool` | 2×2 average pool, stride 2 |
 //! | `gap` | global average pool: each channel's mean, C×H×W → C×1×1 |
 //! | `dropout0.25` | dropout at rate 0.25 in training (kept values scaled by 1/(1 − p)); nothing in evaluation |
+//! | `bn` | batch normalisation: per channel on an image, per feature on values; the batch's statistics in training, running ones (momentum 0.1, ε 1e-5) in evaluation |
 //! | `flatten` | the image to a row of C·H·W values (implied before the first dense layer) |
 //! | `dense128` | a dense layer of 128 units |
 //! | `relu`, `sigmoid`, `tanh`, `leaky-relu` | the activation of the layer just before it |
@@ -35,7 +36,7 @@ use crate::shape::Chw;
 
 /// The named networks `--model` takes besides a layer string: `mlp` is the dense default
 /// (not a layer string: it is the recipe's hidden sizes and activation).
-pub const PRESETS: [(&str, &str); 3] = [
+pub const PRESETS: [(&str, &str); 4] = [
     // soma's recommended CNN for MNIST: two same-padded 5×5 convolutions and a small dense
     // layer; it reaches 99.3 % in 10 epochs at a quarter of `lenet`'s FLOPs.
     (
@@ -48,6 +49,11 @@ pub const PRESETS: [(&str, &str); 3] = [
     (
         "lenet",
         "conv32k5same,relu,pool,conv64k5same,relu,pool,dense128,relu,dense10",
+    ),
+    // Convolution, batch norm, ReLU blocks and dropout before the head: for Fashion-MNIST.
+    (
+        "cnn-bn",
+        "conv32k3same,bn,relu,pool,conv64k3same,bn,relu,pool,dense128,bn,relu,dropout0.5,dense10",
     ),
 ];
 
@@ -120,11 +126,11 @@ pub fn from_string(input: Chw, text: &str, output: Output) -> Result<Network> {
             if flat {
                 return Err(fail(i, token, "the values are already flat".into()));
             }
-            (flat, shape) = (true, Chw::new(1, 1, shape.len()));
+            (flat, shape) = (true, Chw::new(shape.len(), 1, 1));
             continue;
         }
         // After a dense layer the values are flat: a layer that needs an image is refused as
-        // such, not for the 1×1×n shape it would read (told by reading it on a nominal image).
+        // such, not for the n×1×1 shape it would read (told by reading it on a nominal image).
         let needs_image = |t: &str| {
             crate::layer::from_token(t, Chw::new(1, 64, 64))
                 .and_then(|l| l.ok())

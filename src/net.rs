@@ -19,7 +19,7 @@ pub const MAX_LAYERS: usize = 100_000;
 /// them by [`crate::layer::lower`]: [`Network::nodes`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Network {
-    /// The image a spatial first layer reads, or a row of values (`1×1×n`) for a dense one.
+    /// The image a spatial first layer reads, or a row of n values (`n×1×1`: n channels of one value) for a dense one.
     input: Chw,
     layers: Vec<Layer>,
     output: Output,
@@ -61,7 +61,7 @@ impl Network {
                 units: pair[1],
             }));
         }
-        Network::from_layers(Chw::new(1, 1, sizes[0]), layers, output)
+        Network::from_layers(Chw::new(sizes[0], 1, 1), layers, output)
     }
 
     /// The network of `layers` on `input`, every shape checked: each layer reads what the one
@@ -128,7 +128,7 @@ impl Network {
             input: if reads_image(&nodes) {
                 input
             } else {
-                Chw::new(1, 1, input.len())
+                Chw::new(input.len(), 1, 1)
             },
             layers,
             output,
@@ -174,16 +174,18 @@ impl Network {
         reads_image(&self.nodes).then_some(self.input)
     }
 
-    /// The input's shape (`1×1×n` for values).
+    /// The input's shape (`n×1×1` for values).
     pub fn input(&self) -> Chw {
         self.input
     }
 
     /// Every weight tensor, in the order [`crate::params::Params`] holds them (the layers'
-    /// order). An iterator, so that a count or a sum over a network claimed by untrusted
+    /// order; a layer's statistics after its weights). An iterator, so that a count or a sum over a network claimed by untrusted
     /// metadata (a million layers in a few MB of text) allocates nothing.
     pub fn weight_shapes(&self) -> impl Iterator<Item = WeightShape> + '_ {
-        self.nodes.iter().filter_map(|n| n.op().weights())
+        self.nodes
+            .iter()
+            .flat_map(|n| n.op().weights().into_iter().chain(n.op().statistics()))
     }
 
     /// How many weight tensors [`Network::weight_shapes`] lists.

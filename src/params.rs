@@ -7,7 +7,7 @@ use rand_pcg::Pcg64Mcg;
 
 use crate::error::{Error, Result};
 use crate::named_enum;
-use crate::shape::WeightShapes;
+use crate::shape::{TensorRole, WeightShapes};
 
 /// How the weights are drawn at initialisation. Biases follow PyTorch's `nn.Linear` rule
 /// (uniform ±1/√fan_in) for the default and are zero for Xavier and He.
@@ -42,8 +42,9 @@ pub struct Params {
 }
 
 impl Params {
-    /// Draws parameters for `net` from `seed`. The generator (PCG-64 MCG) and the order of the
-    /// draws (layer by layer, `w` row-major then `b`) are fixed, so a seed gives bit-identical
+    /// Draws parameters for `net` from `seed` (a tensor filled by its role draws nothing). The
+    /// generator (PCG-64 MCG) and the order of the draws (layer by layer, `w` row-major then
+    /// `b`) are fixed, so a seed gives bit-identical
     /// parameters on every run and machine.
     pub fn init(net: &impl WeightShapes, init: Init, seed: u64) -> Params {
         let mut rng = Pcg64Mcg::seed_from_u64(seed);
@@ -51,19 +52,21 @@ impl Params {
             .weight_shapes()
             .map(|s| {
                 let (fan_in, fan_out, n) = (s.fan_in, s.fan_out, s.rows * s.cols);
-                let (w, b): (Vec<f32>, Vec<f32>) = match init {
-                    Init::Uniform => {
+                let (w, b): (Vec<f32>, Vec<f32>) = match (s.role, init) {
+                    (TensorRole::TrainedFromOnes, _) => (vec![1.0; n], vec![0.0; s.bias]),
+                    (TensorRole::RunningAverage, _) => (vec![0.0; n], vec![1.0; s.bias]),
+                    (_, Init::Uniform) => {
                         let bound = 1.0 / (fan_in as f64).sqrt();
                         (
                             uniform(&mut rng, n, bound),
                             uniform(&mut rng, s.bias, bound),
                         )
                     }
-                    Init::Xavier => {
+                    (_, Init::Xavier) => {
                         let bound = (6.0 / (fan_in + fan_out) as f64).sqrt();
                         (uniform(&mut rng, n, bound), vec![0.0; s.bias])
                     }
-                    Init::He => {
+                    (_, Init::He) => {
                         let std = (2.0 / fan_in as f64).sqrt();
                         let w = (0..n)
                             .map(|_| (standard_normal(&mut rng) * std) as f32)

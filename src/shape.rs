@@ -61,6 +61,35 @@ pub struct WeightShape {
     pub bias: usize,
     pub fan_in: usize,
     pub fan_out: usize,
+    pub role: TensorRole,
+}
+
+/// How a tensor starts and changes in training.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TensorRole {
+    /// Drawn by the initialiser, trained by the optimizer.
+    #[default]
+    Trained,
+    /// Trained, starting from `w = 1`, `b = 0` (batch norm's scale and shift).
+    TrainedFromOnes,
+    /// Not trained: a running average of what each training step measures (its gradient's
+    /// place holds the step's value: see `ops::optim::apply`), starting from `w = 0`, `b = 1`
+    /// (batch norm's running mean and variance).
+    RunningAverage,
+}
+
+impl WeightShape {
+    /// A trained `rows × cols` tensor with `bias` biases and the fans the initialisers use.
+    pub const fn trained(rows: usize, cols: usize, bias: usize, fans: (usize, usize)) -> Self {
+        WeightShape {
+            rows,
+            cols,
+            bias,
+            fan_in: fans.0,
+            fan_out: fans.1,
+            role: TensorRole::Trained,
+        }
+    }
 }
 
 /// Anything that lists weight tensors (a network): what parameters, gradients and optimizer

@@ -930,11 +930,11 @@ fn malformed_version_4_keys_are_errors_naming_the_key() {
 #[test]
 fn version_6_round_trips_layers_with_their_own_activations() {
     let dir = tempfile::tempdir().unwrap();
-    let values = soma::shape::Chw::new(1, 1, 12);
+    let values = soma::shape::Chw::new(12, 1, 1);
     let image = soma::shape::Chw::new(1, 8, 8);
     let cases = [
-        (values, "dense8,relu,dense6,tanh,dense3", "1,1,12"),
-        (values, "dense8,dense3", "1,1,12"),
+        (values, "dense8,relu,dense6,tanh,dense3", "12,1,1"),
+        (values, "dense8,dense3", "12,1,1"),
         (image, "conv2k3,pool,dense5,relu,dense3", "1,8,8"),
         // Layer kinds the older versions do not know, every layer activated.
         (

@@ -73,35 +73,47 @@ fn a_cnn_learns_and_several_threads_train_it_as_one_does() {
     }
 }
 
-/// Dropout draws each value's mask from its row of the batch, so a thread's block of rows
-/// (which starts past row 0) drops what one thread drops there: several threads train a network
-/// with dropout as one does, to rounding. A block that numbered its rows from 0 would drop other
-/// values and part the runs by the learning rate's order.
+/// Layers that see the whole batch train alike on any number of threads, to rounding:
+/// - dropout draws each value's mask from its row of the batch, so a thread's block of rows
+///   (which starts past row 0) drops what one thread drops there (numbered from 0, it would
+///   drop other values and part the runs by the learning rate's order);
+/// - batch norm adds its blocks' moments and gradient sums before using them, so each block
+///   normalises with the batch's statistics (a block's own would part the runs at once), and
+///   the running statistics are the batch's (three threads on batches of 50 and a last one of
+///   12 leave a thread without rows now and then, which still takes its part in the sums).
 #[test]
-fn dropout_masks_do_not_depend_on_the_threads() {
-    let net = soma::layers::from_string(
-        Chw::new(1, 28, 28),
-        "conv4k5,relu,dropout0.25,pool,dense32,relu,dropout0.5,dense10",
-        Output::SoftmaxCrossEntropy,
-    )
-    .unwrap();
-    let mut data = mnist_like(300, 3);
+fn layers_that_see_the_batch_do_not_depend_on_the_threads() {
+    let mut data = mnist_like(312, 3);
     data.image = Some(Chw::new(1, 28, 28));
-    let order: Vec<u32> = (0..300).collect();
-    let run = |threads: usize| {
-        let params = Params::init(&net, Init::Uniform, 4);
-        let mut cpu = CpuBackend::new(&net, params, Optimizer::Sgd)
-            .unwrap()
-            .with_threads(threads)
-            .with_min_block_flops(0);
-        cpu.set_train_data(&data).unwrap();
-        cpu.train_batches(&order, 50, 0.1).unwrap();
-        cpu.params().unwrap()
-    };
-    let one = run(1);
-    for threads in [2, 3] {
-        let diff = one.max_abs_diff(&run(threads));
-        assert!(diff < 1e-5, "{threads} threads: off by {diff}");
+    let order: Vec<u32> = (0..312).collect();
+    for text in [
+        "conv4k5,relu,dropout0.25,pool,dense32,relu,dropout0.5,dense10",
+        "conv4k5,bn,tanh,pool,dense32,bn,tanh,dense10",
+    ] {
+        let net = soma::layers::from_string(Chw::new(1, 28, 28), text, Output::SoftmaxCrossEntropy)
+            .unwrap();
+        let run = |threads: usize| {
+            let params = Params::init(&net, Init::Uniform, 4);
+            let mut cpu = CpuBackend::new(&net, params, Optimizer::Sgd)
+                .unwrap()
+                .with_threads(threads)
+                .with_min_block_flops(0);
+            cpu.set_train_data(&data).unwrap();
+            cpu.train_batches(&order, 50, 0.1).unwrap();
+            let stats = cpu.evaluate(&data).unwrap();
+            (cpu.params().unwrap(), stats)
+        };
+        let (one, stats) = run(1);
+        for threads in [2, 3] {
+            let (many, many_stats) = run(threads);
+            let diff = one.max_abs_diff(&many);
+            assert!(diff < 1e-5, "{text}: {threads} threads: off by {diff}");
+            let loss = (stats.mean_loss() - many_stats.mean_loss()).abs();
+            assert!(
+                loss < 1e-5,
+                "{text}: {threads} threads: evaluation off by {loss}"
+            );
+        }
     }
 }
 
@@ -160,6 +172,62 @@ fn a_cnn_checkpoint_is_format_3_with_its_layers_and_round_trips() {
         err.contains("conv8k5") && err.contains("784-64-64-10"),
         "{err}"
     );
+}
+
+/// A batch norm's running statistics are trained into its second tensor, saved with the
+/// weights (format 6) and loaded back: the loaded model evaluates as the trained one did, and
+/// it does not evaluate as a fresh set of statistics would.
+#[test]
+fn batch_norm_statistics_go_into_the_checkpoint_and_back() {
+    let net = soma::layers::from_string(
+        Chw::new(1, 28, 28),
+        "conv4k5,bn,relu,pool,dense16,bn,relu,dense10",
+        Output::SoftmaxCrossEntropy,
+    )
+    .unwrap();
+    let mut data = mnist_like(400, 5);
+    data.image = Some(Chw::new(1, 28, 28));
+    let optimizer = Optimizer::adam();
+    let mut cpu = CpuBackend::new(&net, Params::init(&net, Init::Uniform, 6), optimizer).unwrap();
+    cpu.set_train_data(&data).unwrap();
+    cpu.train_batches(&(0..400).collect::<Vec<u32>>(), 32, 1e-3)
+        .unwrap();
+    let trained = cpu.evaluate(&data).unwrap();
+    let params = cpu.params().unwrap();
+    // Tensors: conv, bn (γ, β), bn (running mean, variance), dense, bn, bn statistics, dense.
+    let running = &params.layers[2];
+    assert!(
+        running.w.iter().any(|&m| m != 0.0),
+        "the running mean moved"
+    );
+    assert!(
+        running.b.iter().any(|&v| v != 1.0),
+        "the running variance moved"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bn.safetensors");
+    let state = cpu.optim_state().unwrap();
+    let ckpt = Checkpoint {
+        network: net.clone(),
+        params,
+        optimizer,
+        state,
+        epoch: 1,
+        model: None,
+    };
+    save(&path, &ckpt).unwrap();
+    assert_eq!(metadata(&path)["version"], "6");
+    let back = load(&path).unwrap();
+    assert_eq!(back.params, ckpt.params);
+    let mut again = CpuBackend::new(&back.network, back.params.clone(), optimizer).unwrap();
+    assert_eq!(again.evaluate(&data).unwrap(), trained);
+    let mut fresh = back.params.clone();
+    let init = Params::init(&net, Init::Uniform, 6);
+    for t in [2, 5] {
+        fresh.layers[t] = init.layers[t].clone();
+    }
+    let mut fresh = CpuBackend::new(&net, fresh, optimizer).unwrap();
+    assert_ne!(fresh.evaluate(&data).unwrap(), trained);
 }
 
 #[test]

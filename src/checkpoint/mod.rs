@@ -66,7 +66,7 @@
 //!
 //! **Version 6** is written for a network that versions 1–5 cannot describe, because its
 //! layers have activations of their own (hidden dense layers with different ones, a layer
-//! with none): `input` and `layers` are present for every network (`1,1,n` for values), and
+//! with none): `input` and `layers` are present for every network (`n,1,1` for values), and
 //! the rest is as in the versions before (the [`ModelInfo`] keys optional, with version 4's and
 //! 5's keys where the model needs them).
 //!

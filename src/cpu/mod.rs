@@ -21,13 +21,14 @@ use crate::backend::{Backend, Stats, check_data, check_predict_inputs, check_tra
 use crate::data::Dataset;
 use crate::data::Sample;
 use crate::error::Result;
-use crate::layer::{Backward, Forward, Node, Pass, Scratch, WeightsView};
+use crate::layer::{Backward, Forward, Pass, Scratch, WeightsView};
 use crate::net::{Network, Output};
 use crate::ops::activation::sigmoid;
 use crate::ops::matmul::mul_derivative;
 use crate::ops::{gather, loss, optim};
 use crate::optim::{OptimState, Optimizer};
 use crate::params::Params;
+use crate::shape::TensorRole;
 
 /// Rows per chunk when evaluating or predicting: bounds memory, not results.
 const EVAL_CHUNK: usize = 1024;
@@ -94,8 +95,12 @@ struct Workspace {
     acts: Vec<Array2<f32>>,
     /// `deltas[j]`: gradient of the loss w.r.t. layer `j`'s output before its activation.
     deltas: Vec<Array2<f32>>,
-    /// What each layer's forward pass keeps for its backward pass (a pool's arg-maxes).
+    /// What each layer's forward pass keeps for its backward pass: per row (a pool's
+    /// arg-maxes), and per batch (batch norm's statistics).
     keep: Vec<Array2<u32>>,
+    batch: Vec<Vec<f32>>,
+    /// Each layer's sums over the row blocks (batch norm's moments and gradient sums).
+    sums: Vec<Vec<f64>>,
     /// Shared by the layers in turn (a convolution's im2col matrix and outputs).
     scratch: Scratch,
     grads: Params,
@@ -123,6 +128,14 @@ impl Workspace {
                 .iter()
                 .map(|n| Array2::zeros((rows, n.op().keep_per_row())))
                 .collect(),
+            batch: nodes
+                .iter()
+                .map(|n| vec![0.0; n.op().batch_state()])
+                .collect(),
+            sums: nodes
+                .iter()
+                .map(|n| vec![0.0; n.op().reduce_len()])
+                .collect(),
             scratch: Scratch {
                 cols: vec![0.0; scratch],
                 wide: vec![0.0; scratch],
@@ -133,17 +146,25 @@ impl Workspace {
     }
 }
 
-/// Layer `node`'s weights in `params`, viewed.
-fn weights<'a>(params: &'a Params, node: &Node) -> Option<WeightsView<'a>> {
-    node.tensor.map(|t| WeightsView {
+/// Tensor `t` of `params`, viewed.
+fn view(params: &Params, t: Option<usize>) -> Option<WeightsView<'_>> {
+    t.map(|t| WeightsView {
         w: params.layers[t].w.view(),
         b: params.layers[t].b.view(),
     })
 }
 
+/// For one row block: adds up values over the batch's blocks (see `layer::Forward::reduce`).
+type Reduce<'a> = &'a mut dyn FnMut(&mut [f64]);
+
+/// The sum over one block: the values as they are.
+fn alone(_: &mut [f64]) {}
+
 /// The ndarray reference backend.
 pub struct CpuBackend {
     net: Network,
+    /// Each tensor's role (how a step changes it).
+    roles: Vec<TensorRole>,
     params: Params,
     optimizer: Optimizer,
     state: OptimState,
@@ -169,6 +190,7 @@ impl CpuBackend {
         let state = OptimState::new(&optimizer, &params);
         Ok(CpuBackend {
             net: net.clone(),
+            roles: net.weight_shapes().map(|w| w.role).collect(),
             params,
             optimizer,
             state,
@@ -275,7 +297,7 @@ impl CpuBackend {
         let run = |work: &mut Workspace, part: &[u32]| {
             let b = part.len();
             Self::load_batch(work, data, part);
-            Self::forward(net, params, work, b, Pass::Infer);
+            Self::forward(net, params, work, (b, Pass::Infer, b), &mut alone);
             Self::output_delta(net, work, b, b)
         };
         let work = &mut self.work[..blocks];
@@ -311,12 +333,13 @@ impl CpuBackend {
                 step: (self.state.step + 1) as u32,
                 row0: 0,
             };
-            Self::forward(&self.net, &self.params, work, b, pass);
+            Self::forward(&self.net, &self.params, work, (b, pass, b), &mut alone);
             self.stats.add(Self::output_delta(&self.net, work, b, b));
-            Self::backward(&self.net, &self.params, work, b, pass);
+            Self::backward(&self.net, &self.params, work, (b, pass, b), &mut alone);
             optim::apply(
                 &self.optimizer,
                 lr,
+                &self.roles,
                 &mut self.params,
                 &work.grads,
                 &mut self.state,
@@ -326,17 +349,36 @@ impl CpuBackend {
 
     /// Forward pass over the first `b` rows of `work.acts[0]`; leaves every layer's output in
     /// `work.acts` (the last one as probabilities or sigmoids).
-    fn forward(net: &Network, params: &Params, work: &mut Workspace, b: usize, pass: Pass) {
+    fn forward(
+        net: &Network,
+        params: &Params,
+        work: &mut Workspace,
+        (b, pass, batch_rows): (usize, Pass, usize),
+        reduce: Reduce,
+    ) {
         for (j, node) in net.nodes().iter().enumerate() {
             let (before, after) = work.acts.split_at_mut(j + 1);
+            let measured = match (pass, node.statistics) {
+                (Pass::Train { .. }, Some(t)) => {
+                    let g = &mut work.grads.layers[t];
+                    Some((g.w.view_mut(), g.b.view_mut()))
+                }
+                _ => None,
+            };
             node.op().cpu_forward(Forward {
                 j,
                 pass,
                 x: before[j].slice(s![..b, ..]),
                 out: after[0].slice_mut(s![..b, ..]),
-                weights: weights(params, node),
+                weights: view(params, node.tensor),
+                statistics: view(params, node.statistics),
+                measured,
                 act: node.act,
                 keep: work.keep[j].slice_mut(s![..b, ..]),
+                batch: &mut work.batch[j],
+                sums: &mut work.sums[j],
+                batch_rows,
+                reduce: &mut *reduce,
                 scratch: &mut work.scratch,
             });
         }
@@ -367,7 +409,13 @@ impl CpuBackend {
     /// Backprop from the output delta: every layer's weight and bias gradient, last layer
     /// first, each passing the gradient at its input down to the layer before it (through
     /// that layer's activation).
-    fn backward(net: &Network, params: &Params, work: &mut Workspace, b: usize, pass: Pass) {
+    fn backward(
+        net: &Network,
+        params: &Params,
+        work: &mut Workspace,
+        (b, pass, batch_rows): (usize, Pass, usize),
+        reduce: Reduce,
+    ) {
         let nodes = net.nodes();
         for (j, node) in nodes.iter().enumerate().rev() {
             let (lower, upper) = work.deltas.split_at_mut(j);
@@ -381,10 +429,14 @@ impl CpuBackend {
                 pass,
                 x: work.acts[j].slice(s![..b, ..]),
                 delta: upper[0].slice(s![..b, ..]),
-                weights: weights(params, node),
+                weights: view(params, node.tensor),
                 grads,
                 input_grad: prev.as_mut().map(|p| p.view_mut()),
                 keep: work.keep[j].slice(s![..b, ..]),
+                batch: &work.batch[j],
+                sums: &mut work.sums[j],
+                reduce: &mut *reduce,
+                batch_rows,
                 scratch: &mut work.scratch,
             });
             if let (Some(prev), Some(act)) = (prev, j.checked_sub(1).and_then(|i| nodes[i].act)) {
@@ -473,7 +525,13 @@ impl Backend for CpuBackend {
         {
             let b = x.nrows();
             work.acts[0].slice_mut(s![..b, ..]).assign(&x);
-            Self::forward(&self.net, &self.params, work, b, Pass::Infer);
+            Self::forward(
+                &self.net,
+                &self.params,
+                work,
+                (b, Pass::Infer, b),
+                &mut alone,
+            );
             if self.net.output() == Output::SoftmaxCrossEntropy {
                 for mut row in work.acts[layers].slice_mut(s![..b, ..]).rows_mut() {
                     let zeros = Array1::zeros(row.len());

@@ -26,6 +26,7 @@ use crate::data::Dataset;
 use crate::layer::Pass;
 use crate::ops::{gather, optim};
 use crate::params::Params;
+use crate::shape::TensorRole;
 
 /// Spins this many rounds at a barrier before yielding the core between checks: long enough to
 /// cover a step's imbalance between threads (microseconds), short enough not to starve other
@@ -144,9 +145,48 @@ impl Rows {
 /// gradients (block 0's receives the sum) and in each optimizer state slot.
 struct Piece {
     rows: Range<usize>,
+    /// How its tensor changes in a step.
+    role: TensorRole,
     param: Rows,
     grads: Vec<Rows>,
     slots: Vec<Rows>,
+}
+
+/// Sums values over the team's row blocks in the middle of a pass (batch norm's statistics):
+/// each thread writes its part (zeros from a thread without a block), all wait, each adds
+/// every part in thread order (so every block gets the same sums), and all wait again before
+/// the parts are written anew.
+struct Reducer<'b> {
+    parts: Vec<std::cell::UnsafeCell<Vec<f64>>>,
+    barrier: &'b SpinBarrier,
+}
+
+// SAFETY: between two waits thread `t` writes only part `t`; after the first every thread
+// only reads the parts, and the second keeps the next writes after every read.
+unsafe impl Sync for Reducer<'_> {}
+
+impl Reducer<'_> {
+    /// Thread `t`'s sum of `v` over the blocks, in place.
+    fn sum(&self, t: usize, v: &mut [f64]) {
+        // SAFETY: see the `Sync` impl.
+        unsafe { (&mut *self.parts[t].get())[..v.len()].copy_from_slice(v) };
+        self.barrier.wait();
+        v.fill(0.0);
+        for part in &self.parts {
+            // SAFETY: see the `Sync` impl.
+            let part = unsafe { &*part.get() };
+            v.iter_mut().zip(part).for_each(|(s, p)| *s += p);
+        }
+        self.barrier.wait();
+    }
+
+    /// Thread `t`'s part in a sum of `len` values when it holds no rows.
+    fn idle(&self, t: usize, len: usize) {
+        // SAFETY: see the `Sync` impl.
+        unsafe { (&mut *self.parts[t].get())[..len].fill(0.0) };
+        self.barrier.wait();
+        self.barrier.wait();
+    }
 }
 
 /// What the threads share. The raw pointers reach the heap data of the backend's arrays,
@@ -210,6 +250,22 @@ impl CpuBackend {
         };
         let (net, optimizer) = (&self.net, self.optimizer);
         let barrier = SpinBarrier::new(threads);
+        // The sums the layers take in each step, in the order they take them: forward first to
+        // last, backward last to first.
+        let lens: Vec<usize> = net.nodes().iter().map(|n| n.op().reduce_len()).collect();
+        let sums: Vec<usize> = lens
+            .iter()
+            .chain(lens.iter().rev())
+            .copied()
+            .filter(|&n| n > 0)
+            .collect();
+        let widest = sums.iter().copied().max().unwrap_or(0);
+        let reducer = Reducer {
+            parts: (0..threads)
+                .map(|_| std::cell::UnsafeCell::new(vec![0.0; widest]))
+                .collect(),
+            barrier: &barrier,
+        };
         let steps = order.len().div_ceil(batch_size);
         let team = |t: usize| {
             let _poison = PoisonOnPanic(&barrier);
@@ -230,9 +286,15 @@ impl CpuBackend {
                         step: (first_step + s as u64 + 1) as u32,
                         row0: row0 as u32,
                     };
-                    Self::forward(net, params, work, b, pass);
+                    let mut reduce = |v: &mut [f64]| reducer.sum(t, v);
+                    Self::forward(net, params, work, (b, pass, batch.len()), &mut reduce);
                     stats.add(Self::output_delta(net, work, b, batch.len()));
-                    Self::backward(net, params, work, b, pass);
+                    Self::backward(net, params, work, (b, pass, batch.len()), &mut reduce);
+                } else {
+                    // No rows for this thread in this batch, but its part in every sum.
+                    for &len in &sums {
+                        reducer.idle(t, len);
+                    }
                 }
                 barrier.wait();
                 let step = first_step + s as u64 + 1;
@@ -247,15 +309,14 @@ impl CpuBackend {
                         }
                         let (p, g) = (piece.param.view_mut(rows), g.view());
                         // The slots' views in an array, not a Vec: a step allocates nothing.
+                        let (o, role, at) = (&optimizer, piece.role, (lr, step));
                         match piece.slots.as_slice() {
-                            [] => optim::update(&optimizer, lr, step, p, g, &mut []),
-                            [a] => {
-                                optim::update(&optimizer, lr, step, p, g, &mut [a.view_mut(rows)])
-                            }
-                            [a, b] => optim::update(
-                                &optimizer,
-                                lr,
-                                step,
+                            [] => optim::step(o, role, at, p, g, &mut []),
+                            [a] => optim::step(o, role, at, p, g, &mut [a.view_mut(rows)]),
+                            [a, b] => optim::step(
+                                o,
+                                role,
+                                at,
                                 p,
                                 g,
                                 &mut [a.view_mut(rows), b.view_mut(rows)],
@@ -292,6 +353,7 @@ impl CpuBackend {
                 };
                 Piece {
                     rows,
+                    role: this.roles[l],
                     param: pick(&mut this.params.layers[l]),
                     grads: (0..blocks)
                         .map(|k| pick(&mut this.work[k].grads.layers[l]))

@@ -4,6 +4,7 @@
 
 use std::sync::Mutex;
 
+use super::batchnorm::{BN_WG, BnKernel, COMMON_WGSL as BN_COMMON_WGSL};
 use super::context::GpuContext;
 use super::dropout::{DROPOUT_WG, DropoutKernel};
 use super::spatial::{
@@ -234,6 +235,7 @@ fn spatial_specs() -> Vec<KernelSpec> {
         .chain(PoolKernel::all().map(pool_spec))
         .chain(AvgPoolKernel::all().map(avgpool_spec))
         .chain(DropoutKernel::all().map(dropout_spec))
+        .chain(BnKernel::all().map(batchnorm_spec))
         .collect()
 }
 
@@ -302,6 +304,31 @@ fn dropout_spec(key: DropoutKernel) -> KernelSpec {
     )
 }
 
+/// A batch-norm pipeline (`shaders/batchnorm.wgsl` with the key's constants).
+fn batchnorm_spec(key: BnKernel) -> KernelSpec {
+    use Slot::*;
+    let (mode, act, optim_kind) = key.constants();
+    KernelSpec::new(
+        format!("batch norm {mode:?} (act {act}, optim {optim_kind})"),
+        kernel_source(&[activation::WGSL, optim::WGSL, BN_COMMON_WGSL, key.wgsl()]),
+        match key {
+            BnKernel::Stats | BnKernel::Normalize(_) | BnKernel::NormalizeRunning(_) => {
+                &[Read, Write, Write, Write, Uniform, Step]
+            }
+            BnKernel::GradSums | BnKernel::InputGrad(_) => {
+                &[Read, Write, Read, Read, Write, Uniform, Step]
+            }
+            BnKernel::Update(_) => &[Write, Read, Write, Uniform, Step],
+        },
+        &[
+            ("WG", BN_WG as f64),
+            ("MODE", mode as u32 as f64),
+            ("ACT", act as f64),
+            ("OPTIM", optim_kind as f64),
+        ],
+    )
+}
+
 /// The three matmul forms: name, `TRANS_A`, `TRANS_B`.
 const FORMS: [(&str, bool, bool); 3] = [
     ("nn", false, false),
@@ -360,6 +387,7 @@ impl KernelId {
             KernelId::Pool(k) => pool_spec(k),
             KernelId::AvgPool(k) => avgpool_spec(k),
             KernelId::Dropout(k) => dropout_spec(k),
+            KernelId::BatchNorm(k) => batchnorm_spec(k),
         })
     }
 }

@@ -9,6 +9,7 @@
 //! be compiled in parallel there (`web_compile`).
 
 pub mod backend;
+pub(crate) mod batchnorm;
 pub mod context;
 pub mod counters;
 pub(crate) mod dropout;

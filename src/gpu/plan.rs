@@ -6,7 +6,8 @@
 
 use bytemuck::Pod;
 
-use super::dropout::{DROPOUT_WG, DropoutKernel};
+use super::batchnorm::BnKernel;
+use super::dropout::DropoutKernel;
 use super::spatial::{AvgPoolKernel, ConvKernel, ConvWork, POOL_WG, PoolKernel};
 use crate::ops::activation::Activation;
 use crate::ops::gather::{InputKind, WG, gather_threads};
@@ -33,6 +34,7 @@ pub enum KernelId {
     Pool(PoolKernel),
     AvgPool(AvgPoolKernel),
     Dropout(DropoutKernel),
+    BatchNorm(BnKernel),
 }
 
 /// Workgroups for `n` elements at `wg` per group, folded into 2-D when one dimension's
@@ -67,9 +69,11 @@ pub enum Grid {
     },
     /// A convolution's forward pass or input gradient.
     Conv(ConvWork),
-    /// A thread per value of rows of `per_row` values (dropout).
+    /// A thread per value of rows of `per_row` values, `wg` threads per workgroup (dropout,
+    /// batch norm's normalisation and input gradient).
     PerValue {
         per_row: u32,
+        wg: u32,
     },
 }
 
@@ -91,7 +95,7 @@ impl Grid {
             Grid::Fixed(x, y) => (x, y),
             Grid::Values { per_row } => grid_1d(rows as u64 * per_row as u64, POOL_WG, max),
             Grid::Conv(work) => grid_1d(work.groups(rows as usize), 1, max),
-            Grid::PerValue { per_row } => grid_1d(rows as u64 * per_row as u64, DROPOUT_WG, max),
+            Grid::PerValue { per_row, wg } => grid_1d(rows as u64 * per_row as u64, wg, max),
         }
     }
 }
@@ -114,6 +118,8 @@ pub enum Bind {
     Keep(usize),
     /// Weight tensor `t` (in [`crate::shape::WeightShapes`]' order): its `[W; b]`.
     Tensor(usize),
+    /// Tensors `t` and `t + 1` together (a layer's weights and statistics), from `t`'s start.
+    TensorPair(usize),
     Slots,
     Scratch,
     Dummy,
@@ -138,6 +144,8 @@ pub struct At {
     pub j: usize,
     /// Its weight tensor, if it has one.
     pub tensor: Option<usize>,
+    /// Its statistics tensor, if it has one.
+    pub statistics: Option<usize>,
     /// The activation fused into it.
     pub act: Option<Activation>,
     /// The activation of the layer before it, whose f′ its input gradient is multiplied by;
@@ -146,6 +154,11 @@ pub struct At {
 }
 
 impl At {
+    /// Its statistics tensor, if it has one.
+    pub fn statistics_tensor(&self) -> Option<usize> {
+        self.statistics
+    }
+
     /// The label of this layer's dispatch `what` (`dense 3 forward`).
     pub fn label(&self, kind: &str, what: &str) -> String {
         format!("{kind} {} {what}", self.j + 1)
@@ -162,7 +175,8 @@ pub struct Lowering<'a> {
     /// The optimizer's record, for the kernels whose epilogue updates a tensor in place.
     pub optim: OptimParams,
     pub optim_kind: OptimKind,
-    /// Where each weight tensor starts in the parameter buffer (f32 elements).
+    /// Where each weight tensor starts in the parameter buffer and in the slot buffer (f32
+    /// elements).
     pub tensor_starts: &'a [u64],
     /// Whether the program trains (dropout drops only then).
     pub training: bool,

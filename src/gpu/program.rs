@@ -298,6 +298,12 @@ impl ProgramBuilder<'_> {
                 let (off, size) = self.layout.tensor_bytes(t);
                 range(b.params, off, size)
             }
+            Bind::TensorPair(t) if t + 1 < self.layout.starts.len() => {
+                let ((off, _), (next, size)) =
+                    (self.layout.tensor_bytes(t), self.layout.tensor_bytes(t + 1));
+                range(b.params, off, next + size - off)
+            }
+            Bind::TensorPair(_) => return Err(missing()),
             // A layer that keeps nothing gets the dummy buffer in that slot.
             Bind::Keep(j) => match b.work.keep.get(j).ok_or_else(missing)? {
                 Some(k) => k.as_entire_binding(),
@@ -422,6 +428,7 @@ fn lower(
     let at = |j: usize| At {
         j,
         tensor: nodes[j].tensor,
+        statistics: nodes[j].statistics,
         act: nodes[j].act,
         before: j.checked_sub(1).map(|p| nodes[p].act),
     };

@@ -162,8 +162,8 @@ pub(crate) struct Workspace {
     /// `deltas[j]`: gradient of the loss w.r.t. layer `j`'s output before its activation
     /// (the gradient at the input is never formed).
     pub deltas: Vec<DeviceBuffer>,
-    /// What each layer keeps from its forward pass for its backward pass (u32, a pool's
-    /// arg-maxes); `None` for a layer that keeps nothing.
+    /// What each layer keeps from its forward pass for its backward pass (a pool's u32
+    /// arg-maxes, batch norm's statistics); `None` for a layer that keeps nothing.
     pub keep: Vec<Option<DeviceBuffer>>,
 }
 
@@ -187,12 +187,17 @@ impl Workspace {
             .enumerate()
             .map(|(j, n)| buffer(format!("deltas {j}"), n))
             .collect::<Result<Vec<_>>>()?;
+        // Per row (a pool's arg-maxes) and per batch (batch norm's statistics).
         let keep = nodes
             .iter()
             .enumerate()
-            .map(|(j, node)| match node.op().keep_per_row() {
-                0 => Ok(None),
-                n => buffer(format!("kept by layer {}", j + 1), n).map(Some),
+            .map(|(j, node)| {
+                let n = rows * node.op().keep_per_row() + node.op().batch_state();
+                let what = format!("kept by layer {} ({n} values)", j + 1);
+                match n {
+                    0 => Ok(None),
+                    n => ctx.buffer(&what, n as u64 * 4, usage_out()).map(Some),
+                }
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Workspace {

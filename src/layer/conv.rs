@@ -55,13 +55,8 @@ impl Op for ConvShape {
     /// `C_out × C_in·k·k` (fan-in C_in·k·k, fan-out C_out·k·k, as PyTorch counts them).
     fn weights(&self) -> Option<WeightShape> {
         let (rows, cols) = self.weight_dims();
-        Some(WeightShape {
-            rows,
-            cols,
-            bias: rows,
-            fan_in: cols,
-            fan_out: rows * self.kernel() * self.kernel(),
-        })
+        let fan_out = rows * self.kernel() * self.kernel();
+        Some(WeightShape::trained(rows, cols, rows, (cols, fan_out)))
     }
 
     fn token(&self) -> String {

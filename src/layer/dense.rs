@@ -52,11 +52,11 @@ impl Dense {
 
 impl Op for Dense {
     fn input(&self) -> Chw {
-        Chw::new(1, 1, self.inputs)
+        Chw::new(self.inputs, 1, 1)
     }
 
     fn output(&self) -> Chw {
-        Chw::new(1, 1, self.units)
+        Chw::new(self.units, 1, 1)
     }
 
     fn needs_image(&self) -> bool {
@@ -68,13 +68,8 @@ impl Op for Dense {
     }
 
     fn weights(&self) -> Option<WeightShape> {
-        Some(WeightShape {
-            rows: self.inputs,
-            cols: self.units,
-            bias: self.units,
-            fan_in: self.inputs,
-            fan_out: self.units,
-        })
+        let (i, o) = (self.inputs, self.units);
+        Some(WeightShape::trained(i, o, o, (i, o)))
     }
 
     fn token(&self) -> String {

@@ -5,7 +5,7 @@
 
 use super::op::{Backward, Forward, Op, Pass};
 #[cfg(feature = "gpu")]
-use crate::gpu::dropout::{DropoutDims, DropoutKernel};
+use crate::gpu::dropout::{DROPOUT_WG, DropoutDims, DropoutKernel};
 #[cfg(feature = "gpu")]
 use crate::gpu::plan::{At, Bind, Grid, KernelId, Lowering};
 use crate::ops::dropout::{self, Draw, Rate};
@@ -126,7 +126,10 @@ impl Op for Dropout {
                 rows_from_step: 1,
                 ..DropoutDims::new(n, self.rate(), at.j as u32, 0)
             },
-            Grid::PerValue { per_row: n as u32 },
+            Grid::PerValue {
+                per_row: n as u32,
+                wg: DROPOUT_WG,
+            },
         );
     }
 
@@ -143,7 +146,10 @@ impl Op for Dropout {
                 rows_from_step: 1,
                 ..DropoutDims::new(n, self.rate(), at.j as u32, 0)
             },
-            Grid::PerValue { per_row: n as u32 },
+            Grid::PerValue {
+                per_row: n as u32,
+                wg: DROPOUT_WG,
+            },
         );
     }
 }

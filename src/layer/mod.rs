@@ -8,6 +8,7 @@
 //! with its arm in [`Layer::op`], and its reader in [`from_token`].
 
 pub mod avgpool;
+pub mod batchnorm;
 pub mod conv;
 pub mod dense;
 pub mod dropout;
@@ -15,6 +16,7 @@ pub mod op;
 pub mod pool;
 
 pub use avgpool::AvgPool;
+pub use batchnorm::BatchNorm;
 pub use dense::Dense;
 pub use dropout::Dropout;
 pub use op::{Backward, Forward, Op, Pass, Scratch, WeightsView};
@@ -32,6 +34,7 @@ pub enum Layer {
     Dense(Dense),
     AvgPool(AvgPool),
     Dropout(Dropout),
+    BatchNorm(BatchNorm),
     /// An activation of the layer before it (fused into that layer when lowered).
     Activation(Activation),
 }
@@ -45,6 +48,7 @@ impl Layer {
             Layer::Dense(l) => Some(l),
             Layer::AvgPool(l) => Some(l),
             Layer::Dropout(l) => Some(l),
+            Layer::BatchNorm(l) => Some(l),
             Layer::Activation(_) => None,
         }
     }
@@ -60,12 +64,13 @@ impl Layer {
 }
 
 /// Every layer token's syntax, for error messages.
-pub const SYNTAXES: [&str; 5] = [
+pub const SYNTAXES: [&str; 6] = [
     conv::SYNTAX,
     pool::SYNTAX,
     avgpool::SYNTAX,
     dense::SYNTAX,
     dropout::SYNTAX,
+    batchnorm::SYNTAX,
 ];
 
 type Reader = fn(&str, Chw) -> Option<Result<Layer, String>>;
@@ -73,12 +78,13 @@ type Reader = fn(&str, Chw) -> Option<Result<Layer, String>>;
 /// The layer `token` names on an `input`-shaped input (`None` when no kind reads it), or why it
 /// does not fit.
 pub fn from_token(token: &str, input: Chw) -> Option<Result<Layer, String>> {
-    const READERS: [Reader; 6] = [
+    const READERS: [Reader; 7] = [
         |t, i| conv::from_token(t, i).map(|r| r.map(Layer::Conv)),
         |t, i| pool::from_token(t, i).map(|r| r.map(Layer::MaxPool)),
         |t, i| dense::from_token(t, i).map(|r| r.map(Layer::Dense)),
         |t, i| avgpool::from_token(t, i).map(|r| r.map(Layer::AvgPool)),
         |t, i| dropout::from_token(t, i).map(|r| r.map(Layer::Dropout)),
+        |t, i| batchnorm::from_token(t, i).map(|r| r.map(Layer::BatchNorm)),
         |t, _| t.parse().ok().map(|a| Ok(Layer::Activation(a))),
     ];
     READERS.iter().find_map(|read| read(token, input))
@@ -99,6 +105,8 @@ pub struct Node {
     layer: Layer,
     pub act: Option<Activation>,
     pub tensor: Option<usize>,
+    /// Its statistics tensor's index, if it has one (right after its weights).
+    pub statistics: Option<usize>,
     /// Its place in the layer list (0-based), for messages.
     pub position: usize,
 }
@@ -122,14 +130,17 @@ pub fn lower(layers: &[Layer]) -> Result<Vec<Node>, (usize, String)> {
     for (i, layer) in layers.iter().enumerate() {
         match (layer, layer.op()) {
             (_, Some(op)) => {
-                let tensor = op.weights().map(|_| {
-                    tensors += 1;
-                    tensors - 1
-                });
+                let mut next = |has: bool| {
+                    tensors += usize::from(has);
+                    has.then_some(tensors - 1)
+                };
+                let tensor = next(op.weights().is_some());
+                let statistics = next(op.statistics().is_some());
                 nodes.push(Node {
                     layer: *layer,
                     act: None,
                     tensor,
+                    statistics,
                     position: i,
                 });
             }

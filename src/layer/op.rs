@@ -44,10 +44,25 @@ pub struct Forward<'a> {
     /// Its output (after the fused activation), overwritten.
     pub out: ArrayViewMut2<'a, f32>,
     pub weights: Option<WeightsView<'a>>,
+    /// Its statistics tensor ([`Op::statistics`]), as they stand.
+    pub statistics: Option<WeightsView<'a>>,
+    /// In training, where the step's measured statistics go (the statistics tensor's
+    /// gradient: see `ops::optim::step`); the block holding the batch's first row writes them,
+    /// every other block zeros, since the blocks' gradients are added.
+    pub measured: Option<(ArrayViewMut2<'a, f32>, ArrayViewMut1<'a, f32>)>,
     /// The activation fused into this layer.
     pub act: Option<Activation>,
     /// [`Op::keep_per_row`] values per row that the backward pass reads back.
     pub keep: ArrayViewMut2<'a, u32>,
+    /// [`Op::batch_state`] values for the batch that the backward pass reads back.
+    pub batch: &'a mut [f32],
+    /// [`Op::reduce_len`] values to sum over the blocks in.
+    pub sums: &'a mut [f64],
+    /// The rows of the whole batch (a block may hold fewer).
+    pub batch_rows: usize,
+    /// Adds up values over the batch's row blocks, in place: every block passes its own
+    /// [`Op::reduce_len`] values and gets the sums (with one block, they are left as they are).
+    pub reduce: &'a mut dyn FnMut(&mut [f64]),
     pub scratch: &'a mut Scratch,
 }
 
@@ -68,6 +83,14 @@ pub struct Backward<'a> {
     /// The caller multiplies it by f′ of the layer before.
     pub input_grad: Option<ArrayViewMut2<'a, f32>>,
     pub keep: ArrayView2<'a, u32>,
+    /// What the forward pass kept for the batch.
+    pub batch: &'a [f32],
+    /// [`Op::reduce_len`] values to sum over the blocks in.
+    pub sums: &'a mut [f64],
+    /// As [`Forward::reduce`].
+    pub reduce: &'a mut dyn FnMut(&mut [f64]),
+    /// The rows of the whole batch (a block may hold fewer).
+    pub batch_rows: usize,
     pub scratch: &'a mut Scratch,
 }
 
@@ -93,6 +116,11 @@ pub trait Op: std::fmt::Debug {
     fn weights(&self) -> Option<WeightShape> {
         None
     }
+    /// A second tensor of statistics, right after its weights (batch norm's running mean
+    /// and variance): saved and loaded with them, not trained.
+    fn statistics(&self) -> Option<WeightShape> {
+        None
+    }
     /// Its token in the layer string (`conv8k5same`, `pool`, `dense64`).
     fn token(&self) -> String;
     /// Its name in the summary table (`conv2d 5×5 same`).
@@ -102,6 +130,16 @@ pub trait Op: std::fmt::Debug {
     fn macs_per_sample(&self) -> u64;
     /// u32 values per sample its forward pass keeps for the backward pass.
     fn keep_per_row(&self) -> usize {
+        0
+    }
+    /// f32 values per batch its forward pass keeps for the backward pass (on the CPU and the
+    /// GPU: batch norm's statistics).
+    fn batch_state(&self) -> usize {
+        0
+    }
+    /// Values of each sum over the batch's row blocks its passes take in training (one in the
+    /// forward pass, one in the backward pass: [`Forward::reduce`]); 0 for none.
+    fn reduce_len(&self) -> usize {
         0
     }
     /// Floats each of [`Scratch`]'s buffers needs for blocks of `rows` rows.

@@ -17,10 +17,12 @@
 //! | conv2d (forward, input / weight / bias gradients) | [`conv`] (`conv2d`, `conv2d_input_grad`, `conv2d_param_grads`) | `conv.wgsl` |
 //! | max-pool 2×2 (forward + arg-max, backward) | [`pool`] (`max_pool`, `max_pool_backward`) | `pool.wgsl` |
 //! | dropout (training mask + scale, evaluation, backward) | [`dropout`] (`forward`, `backward`, `infer`; the mask: `Rate::keeps`) | `dropout.wgsl` |
+//! | batch norm (batch statistics, normalise, gradient sums, input gradient) | [`batchnorm`] (`add_moments`, `batch_statistics`, `normalize`, `add_grad_sums`, `input_grad`) | `batchnorm.wgsl` |
 //! | average pool (2×2 or global; forward, backward) | [`avgpool`] (`avg_pool`, `avg_pool_backward`) | `avgpool.wgsl` |
 
 pub mod activation;
 pub mod avgpool;
+pub mod batchnorm;
 pub mod conv;
 pub mod dropout;
 pub mod fused;

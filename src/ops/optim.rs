@@ -8,6 +8,7 @@ use ndarray::{ArrayView, ArrayViewMut, Dimension, Ix1, Ix2, Zip};
 use super::Shared;
 use crate::optim::{OptimState, Optimizer};
 use crate::params::{Params, Weights};
+use crate::shape::TensorRole;
 
 /// `optimizer_update` and the records it reads; included by every kernel that updates.
 pub(crate) const WGSL: &str = include_str!("../../shaders/optim.wgsl");
@@ -159,10 +160,34 @@ pub fn update<D: Dimension>(
     }
 }
 
-/// Applies one step of `optimizer` to every tensor of `params`, advancing `state.step`.
+/// One step of a tensor of `role`: [`update`] for a trained one; for statistics, a running
+/// average of the value the step measured, which the forward pass left in the gradient's place
+/// (`p ← (1 − m)·p + m·g`, `m` = [`super::batchnorm::MOMENTUM`]; no slots, no decay).
+pub fn step<D: Dimension>(
+    optimizer: &Optimizer,
+    role: TensorRole,
+    (lr, t): (f32, u64),
+    p: ArrayViewMut<f32, D>,
+    g: ArrayView<f32, D>,
+    state: &mut [ArrayViewMut<f32, D>],
+) {
+    match role {
+        TensorRole::RunningAverage => {
+            let m = super::batchnorm::MOMENTUM;
+            Zip::from(p)
+                .and(&g)
+                .for_each(|p, &g| *p = (1.0 - m) * *p + m * g);
+        }
+        TensorRole::Trained | TensorRole::TrainedFromOnes => update(optimizer, lr, t, p, g, state),
+    }
+}
+
+/// Applies one step to every tensor of `params` (each by its role in `roles`, see [`step`]),
+/// advancing `state.step`.
 pub fn apply(
     optimizer: &Optimizer,
     lr: f32,
+    roles: &[TensorRole],
     params: &mut Params,
     grads: &Params,
     state: &mut OptimState,
@@ -170,29 +195,18 @@ pub fn apply(
     state.step += 1;
     let t = state.step;
     for (l, (layer, grad)) in params.layers.iter_mut().zip(&grads.layers).enumerate() {
+        let role = roles[l];
         // At most two state tensors: their views go in a fixed array, not a Vec, so that a
         // step allocates nothing; `update` reads only the first `slots()` of them.
         let mut slots = state.slots.iter_mut().map(|s| &mut s.layers[l]);
         let (mut s0, mut s1) = (slots.next(), slots.next());
         let n = optimizer.slots();
         let mut ws = [w_view(&mut s0), w_view(&mut s1)];
-        update(
-            optimizer,
-            lr,
-            t,
-            layer.w.view_mut(),
-            grad.w.view(),
-            &mut ws[..n],
-        );
+        let (w, gw) = (layer.w.view_mut(), grad.w.view());
+        step(optimizer, role, (lr, t), w, gw, &mut ws[..n]);
         let mut bs = [b_view(&mut s0), b_view(&mut s1)];
-        update(
-            optimizer,
-            lr,
-            t,
-            layer.b.view_mut(),
-            grad.b.view(),
-            &mut bs[..n],
-        );
+        let (b, gb) = (layer.b.view_mut(), grad.b.view());
+        step(optimizer, role, (lr, t), b, gb, &mut bs[..n]);
     }
 }
 

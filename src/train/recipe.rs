@@ -152,7 +152,7 @@ impl Recipe {
                 "--model {model} is convolutional, but the data are vectors of {features} \
                  values (not pictures): use mlp or a layer string of dense layers"
             ))),
-            None => layers::model_network(model, Chw::new(1, 1, features), outputs, output, dense),
+            None => layers::model_network(model, Chw::new(features, 1, 1), outputs, output, dense),
         }
     }
 

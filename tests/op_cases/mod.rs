@@ -15,6 +15,7 @@ use soma::data::Sample;
 use soma::gpu::GpuOps;
 use soma::gpu::ops::{MatmulSpec, OpTargets, Readout, UpdateSpec};
 use soma::ops::avgpool::{AvgPoolShape, avg_pool, avg_pool_backward};
+use soma::ops::batchnorm::{self as bn, BnShape};
 use soma::ops::conv::{ConvShape, Padding};
 use soma::ops::dropout::{Draw, Rate};
 use soma::ops::gather::gather_inputs;
@@ -54,6 +55,7 @@ macro_rules! every_op_case {
         $run!(max_pool_matches_cpu_with_ties_and_routes_gradients_back);
         $run!(avg_pool_matches_cpu_with_every_activation_and_spreads_gradients);
         $run!(dropout_draws_the_cpu_masks_exactly);
+        $run!(batch_norm_kernels_match_cpu);
         $run!(nan_goes_through_pool_and_every_activation_as_on_the_cpu);
         $run!(grids_fold_past_65535_workgroups);
     };
@@ -1096,6 +1098,247 @@ pub async fn dropout_draws_the_cpu_masks_exactly(ops: &impl Ops) {
                 .unwrap();
             let want = &dx * &a.mapv(|a| act.derivative_from_output(a));
             assert_all_close(&format!("{what}: backward ⊙{act}′"), &got, &want, ULPS_ABS);
+        }
+    }
+}
+
+/// Batch norm's five kernels against `ops::batchnorm` (its sums in f64), per channel after a
+/// convolution and per feature (a plane of 1), including a batch of one row (σ² = 0) and channel
+/// counts that fill no workgroup. Bounds: a workgroup's tree sum of N f32 terms is off by at
+/// most log₂N·u·Σ|terms| (u ≈ 6e-8, N ≤ 2¹²), so sums are held to 2e-6·Σ|terms| and means and
+/// 1/σ to 1e-5 (relative, from values of size ≤ 1); elementwise kernels to a few ulps, and the
+/// update to the optimizer cases' bound.
+pub async fn batch_norm_kernels_match_cpu(ops: &impl Ops) {
+    let mut rng = Pcg64Mcg::seed_from_u64(27);
+    let shapes = [
+        (1, 1, 1),
+        (1, 3, 4),
+        (7, 3, 5),
+        (65, 8, 36),
+        (33, 16, 1),
+        (4, 13, 49),
+    ];
+    for (rows, channels, plane) in shapes {
+        let s = BnShape { channels, plane };
+        let what = format!("{channels} channels of {plane}, {rows} rows");
+        let n = rows * plane;
+        let x = random(&mut rng, rows, s.len(), 1.0);
+        let (gamma, beta) = (
+            random(&mut rng, 1, channels, 1.0),
+            random(&mut rng, 1, channels, 1.0),
+        );
+        let (gamma, beta) = (gamma.row(0).to_owned(), beta.row(0).to_owned());
+        let run_mean = Array1::from_shape_fn(channels, |_| rng.random::<f32>() - 0.5);
+        let run_var = Array1::from_shape_fn(channels, |_| rng.random::<f32>() + 0.5);
+        let running = (run_mean.view(), run_var.view());
+
+        // Statistics.
+        let mut sums = vec![0.0f64; 2 * channels];
+        bn::add_moments(s, x.view(), &mut sums);
+        let (mut mean, mut inv, mut unbiased) = (
+            vec![0.0; channels],
+            vec![0.0; channels],
+            vec![0.0; channels],
+        );
+        bn::batch_statistics(s, &sums, n, &mut mean, &mut inv, &mut unbiased);
+        let (gm, ginv, grm, grv) = ops
+            .run(ops.gpu().batch_norm_stats(s, x.view(), running))
+            .await
+            .unwrap();
+        let row = |v: &[f32]| Array2::from_shape_vec((1, v.len()), v.to_vec()).unwrap();
+        let m = bn::MOMENTUM;
+        let want_rm: Vec<f32> = run_mean
+            .iter()
+            .zip(&mean)
+            .map(|(r, v)| (1.0 - m) * r + m * v)
+            .collect();
+        let want_rv: Vec<f32> = run_var
+            .iter()
+            .zip(&unbiased)
+            .map(|(r, v)| (1.0 - m) * r + m * v)
+            .collect();
+        for (name, got, want) in [
+            ("mean", &gm, &mean),
+            ("1/σ", &ginv, &inv),
+            ("running mean", &grm, &want_rm),
+            ("running variance", &grv, &want_rv),
+        ] {
+            let got = got.view().insert_axis(ndarray::Axis(0)).to_owned();
+            assert_all_close(&format!("{what}: {name}"), &got, &row(want), 1e-5);
+        }
+
+        // Normalisation, with the batch's statistics and with the running ones.
+        let (mean_a, inv_a) = (Array1::from(mean.clone()), Array1::from(inv.clone()));
+        let mut y = Array2::zeros((rows, s.len()));
+        bn::normalize(
+            s,
+            x.view(),
+            &mean,
+            &inv,
+            gamma.view(),
+            beta.view(),
+            y.view_mut(),
+        );
+        let mut run_inv = vec![0.0; channels];
+        bn::running_inv_std(run_var.view(), &mut run_inv);
+        let mut y_run = Array2::zeros((rows, s.len()));
+        let rm = run_mean.to_vec();
+        bn::normalize(
+            s,
+            x.view(),
+            &rm,
+            &run_inv,
+            gamma.view(),
+            beta.view(),
+            y_run.view_mut(),
+        );
+        for act in Activation::ALL.map(Some).into_iter().chain([None]) {
+            let f = |v: f32| act.map_or(v, |a| a.apply(v));
+            let batch = Some((mean_a.view(), inv_a.view()));
+            let gb = (gamma.view(), beta.view());
+            let got = ops
+                .run(
+                    ops.gpu()
+                        .batch_norm_normalize(s, x.view(), batch, gb, running, act),
+                )
+                .await
+                .unwrap();
+            assert_all_close(
+                &format!("{what}: normalised, {act:?}"),
+                &got,
+                &y.mapv(f),
+                1e-5,
+            );
+            let got = ops
+                .run(
+                    ops.gpu()
+                        .batch_norm_normalize(s, x.view(), None, gb, running, act),
+                )
+                .await
+                .unwrap();
+            let want = y_run.mapv(f);
+            assert_all_close(&format!("{what}: running, {act:?}"), &got, &want, 1e-5);
+        }
+
+        // Gradient sums.
+        let dy = random(&mut rng, rows, s.len(), 1.0);
+        let mut gsums = vec![0.0f64; 2 * channels];
+        bn::add_grad_sums(s, x.view(), dy.view(), &mean, &inv, &mut gsums);
+        let (sdy, sdyx) = ops
+            .run(ops.gpu().batch_norm_grad_sums(
+                s,
+                x.view(),
+                dy.view(),
+                (mean_a.view(), inv_a.view()),
+            ))
+            .await
+            .unwrap();
+        for c in 0..channels {
+            let terms: f64 = (0..rows)
+                .flat_map(|r| (0..plane).map(move |i| (r, c * plane + i)))
+                .map(|(r, i)| {
+                    dy[[r, i]].abs() as f64
+                        * (1.0 + (x[[r, i]] - mean[c]).abs() as f64 * inv[c] as f64)
+                })
+                .sum();
+            let tol = 2e-6 * terms + 1e-7;
+            assert!((sdy[c] as f64 - gsums[c]).abs() <= tol, "{what}: Σdy[{c}]");
+            assert!(
+                (sdyx[c] as f64 - gsums[channels + c]).abs() <= tol,
+                "{what}: Σdy·x̂[{c}]"
+            );
+        }
+
+        // Input gradient, ⊙ f′ of the layer before (taken from x, the layer before's output).
+        let a = x.mapv(|v| v.abs());
+        for before in Activation::ALL.map(Some).into_iter().chain([None]) {
+            let mut dx = Array2::zeros((rows, s.len()));
+            bn::input_grad(
+                s,
+                a.view(),
+                dy.view(),
+                &mean,
+                &inv,
+                gamma.view(),
+                &gsums,
+                n,
+                dx.view_mut(),
+            );
+            if let Some(f) = before {
+                dx.zip_mut_with(&a, |d, &a| *d *= f.derivative_from_output(a));
+            }
+            let sums_f32 = (
+                Array1::from_iter((0..channels).map(|c| gsums[c] as f32)),
+                Array1::from_iter((0..channels).map(|c| gsums[channels + c] as f32)),
+            );
+            let got = ops
+                .run(ops.gpu().batch_norm_input_grad(
+                    s,
+                    (a.view(), dy.view()),
+                    (mean_a.view(), inv_a.view()),
+                    (sums_f32.0.view(), sums_f32.1.view()),
+                    gamma.view(),
+                    before,
+                ))
+                .await
+                .unwrap();
+            assert_all_close(
+                &format!("{what}: input gradient ⊙{before:?}′"),
+                &got,
+                &dx,
+                1e-5,
+            );
+        }
+
+        // The update of γ and β by every optimizer.
+        for opt in [
+            Optimizer::Sgd,
+            Optimizer::momentum(),
+            Optimizer::adam().with_weight_decay(1e-3),
+        ] {
+            let (sdy, sdyx) = (
+                Array1::from_iter((0..channels).map(|c| gsums[c] as f32)),
+                Array1::from_iter((0..channels).map(|c| gsums[channels + c] as f32)),
+            );
+            let state: Vec<Array1<f32>> = (0..opt.slots())
+                .map(|_| Array1::from_shape_fn(2 * channels, |_| rng.random::<f32>() * 0.1))
+                .collect();
+            let mut p: Array1<f32> = gamma.iter().chain(beta.iter()).copied().collect();
+            let g: Array1<f32> = sdyx.iter().chain(sdy.iter()).copied().collect();
+            let mut cpu_state = state.clone();
+            let mut views: Vec<_> = cpu_state.iter_mut().map(|s| s.view_mut()).collect();
+            optim::update(&opt, 0.05, 3, p.view_mut(), g.view(), &mut views);
+            let views: Vec<_> = state.iter().map(|s| s.view()).collect();
+            let spec = soma::gpu::ops::UpdateSpec {
+                optimizer: &opt,
+                lr: 0.05,
+                t: 3,
+                tile: None,
+            };
+            let (gp, gs) = ops
+                .run(ops.gpu().batch_norm_update(
+                    s,
+                    (gamma.view(), beta.view()),
+                    (sdy.view(), sdyx.view()),
+                    &views,
+                    spec,
+                ))
+                .await
+                .unwrap();
+            let diff = gp
+                .iter()
+                .zip(&p)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(diff <= OPTIM_ABS, "{what}: {opt:?}: γ, β differ by {diff}");
+            for (a, b) in gs.iter().zip(&cpu_state) {
+                let d = a
+                    .iter()
+                    .zip(b)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f32::max);
+                assert!(d <= OPTIM_ABS, "{what}: {opt:?}: state differs by {d}");
+            }
         }
     }
 }

@@ -5,6 +5,7 @@
 //! waiting is not allowed; `into_prepared()` keeps the kernel to dispatch many times (the
 //! benches). None of this is used inside the training step loop (see [`super::backend`]).
 
+mod batchnorm;
 mod dropout;
 mod matmul;
 mod spatial;
@@ -31,7 +32,7 @@ use crate::ops::reduce::{COLSUM_WG, ColsumDims};
 use crate::optim::Optimizer;
 use crate::shape::Chw;
 pub use matmul::{MatmulSpec, UpdateSpec};
-pub use spatial::{ConvUpdated, Derivative, Pooled};
+pub use spatial::{Derivative, Pooled, Updated};
 
 /// What the loss kernel returns.
 #[derive(Clone, Debug)]

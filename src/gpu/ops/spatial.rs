@@ -32,8 +32,9 @@ pub type Derivative<'a> = Option<(ArrayView2<'a, f32>, Activation)>;
 /// [`GpuOps::max_pool`]'s result: the maxima and, for each, its index in the sample's row.
 pub type Pooled = (Array2<f32>, Array2<u32>);
 
-/// What [`GpuOps::conv2d_update`] returns: the parameters and each optimizer slot, flat.
-pub type ConvUpdated = (Array1<f32>, Vec<Array1<f32>>);
+/// What an update op returns (`conv2d_update`, `batch_norm_update`): the parameters and each
+/// optimizer slot, flat.
+pub type Updated = (Array1<f32>, Vec<Array1<f32>>);
 
 impl GpuOps {
     /// `act(conv(x, w) + b)` (`act` None: the plain sum) for `x` B × C_in·H·W.
@@ -139,7 +140,7 @@ impl GpuOps {
         params: ArrayView1<f32>,
         slots: &[ArrayView1<f32>],
         spec: UpdateSpec<'_>,
-    ) -> Result<Readout<'_, ConvUpdated>> {
+    ) -> Result<Readout<'_, Updated>> {
         let op = self.prepare_conv2d_update(s, x, dy, params, slots, spec)?;
         let (n, count) = (params.len(), slots.len());
         let stride = SLOT_GAP + n;
