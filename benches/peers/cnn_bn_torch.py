@@ -4,7 +4,8 @@
 conv 32 3x3 (same) -> BatchNorm2d -> relu -> maxpool 2 -> conv 64 3x3 (same) -> BatchNorm2d -> relu
 -> maxpool 2 -> flatten (64*7*7) -> dense 128 -> BatchNorm1d -> relu -> dropout 0.5 -> dense 10:
 `conv32k3same,bn,relu,pool,conv64k3same,bn,relu,pool,dense128,bn,relu,dropout0.5,dense10`.
-Softmax + cross-entropy (mean over the batch), Adam at --lr. Written like the shared peers'
+Softmax + cross-entropy (mean over the batch); --optimizer sgd|adam (default sgd, as soma's
+`bench`) at --lr. Written like the shared peers'
 `cnn_torch.py` (whose `peer_common` it uses: flags, threads, IDX loading, permutations, the result
 line): pixels x/255, NCHW float32 in memory, one permutation per epoch, no DataLoader, PyTorch's
 default initialisation under torch.manual_seed(--seed); only the training loop is timed. --data
@@ -17,6 +18,12 @@ sys.path.insert(0, os.environ.get(
     "PEERS", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "peers")))
 
 import peer_common as pc  # noqa: E402
+
+optimizer = "sgd"
+if "--optimizer" in sys.argv:
+    i = sys.argv.index("--optimizer")
+    optimizer = sys.argv[i + 1]
+    del sys.argv[i:i + 2]
 
 args = pc.parse_args("torch")  # sets OMP/MKL threads before torch is imported
 
@@ -58,7 +65,9 @@ def main():
     init = {k: v.clone() for k, v in model.state_dict().items()}
     n_params = sum(p.numel() for p in model.parameters())
     loss_fn = nn.CrossEntropyLoss()
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    make_opt = {"sgd": lambda: torch.optim.SGD(model.parameters(), lr=args.lr),
+                "adam": lambda: torch.optim.Adam(model.parameters(), lr=args.lr)}[optimizer]
+    opt = make_opt()
 
     def step(xb, yb):
         opt.zero_grad(set_to_none=True)
@@ -73,7 +82,7 @@ def main():
         if bs > 1:
             step(xtr[:bs], ytr[:bs])
     model.load_state_dict(init)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    opt = make_opt()
 
     shuffler = pc.Shuffler(args.seed, n)
     epoch_seconds, losses, accs = [], [], []
@@ -96,7 +105,7 @@ def main():
                f"train_loss {loss:.4f}  test_acc {acc:.4f}")
 
     pc.emit("torch-cnn-bn", torch.__version__, args, epoch_seconds, n, accs[-1], losses[-1],
-            {"parameters": n_params, "train_loss_per_epoch": losses,
+            {"optimizer": optimizer, "parameters": n_params, "train_loss_per_epoch": losses,
              "test_accuracy_per_epoch": accs, "torch_num_threads": torch.get_num_threads(),
              "numpy_version": np.__version__})
 

@@ -52,6 +52,24 @@ impl Dropout {
     fn rate(&self) -> Rate {
         Rate::new(self.p)
     }
+
+    /// Its kernels' record in a program: rows from the step record, seeded by its place.
+    #[cfg(feature = "gpu")]
+    fn dims(&self, at: &At) -> DropoutDims {
+        DropoutDims {
+            rows_from_step: 1,
+            ..DropoutDims::new(self.shape.len(), self.rate(), at.j as u32, 0)
+        }
+    }
+
+    /// A thread per value.
+    #[cfg(feature = "gpu")]
+    fn grid(&self) -> Grid {
+        Grid::PerValue {
+            per_row: self.shape.len() as u32,
+            wg: DROPOUT_WG,
+        }
+    }
 }
 
 impl Op for Dropout {
@@ -117,19 +135,12 @@ impl Op for Dropout {
         } else {
             DropoutKernel::Infer(at.act)
         };
-        let n = self.shape.len();
         to.push(
             at.label("dropout", "forward"),
             KernelId::Dropout(kernel),
             vec![Bind::Acts(at.j), Bind::Acts(at.j + 1), Bind::Dummy],
-            &DropoutDims {
-                rows_from_step: 1,
-                ..DropoutDims::new(n, self.rate(), at.j as u32, 0)
-            },
-            Grid::PerValue {
-                per_row: n as u32,
-                wg: DROPOUT_WG,
-            },
+            &self.dims(at),
+            self.grid(),
         );
     }
 
@@ -137,19 +148,12 @@ impl Op for Dropout {
     #[cfg(feature = "gpu")]
     fn lower_backward(&self, at: &At, to: &mut Lowering) {
         let Some(before) = at.before else { return };
-        let n = self.shape.len();
         to.push(
             at.label("dropout", "grad"),
             KernelId::Dropout(DropoutKernel::Backward(before)),
             vec![Bind::Deltas(at.j), Bind::Deltas(at.j - 1), Bind::Acts(at.j)],
-            &DropoutDims {
-                rows_from_step: 1,
-                ..DropoutDims::new(n, self.rate(), at.j as u32, 0)
-            },
-            Grid::PerValue {
-                per_row: n as u32,
-                wg: DROPOUT_WG,
-            },
+            &self.dims(at),
+            self.grid(),
         );
     }
 }

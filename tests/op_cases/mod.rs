@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use soma::data::Sample;
 use soma::gpu::GpuOps;
-use soma::gpu::ops::{MatmulSpec, OpTargets, Readout, UpdateSpec};
+use soma::gpu::ops::{Derivative, MatmulSpec, OpTargets, Readout, UpdateSpec};
 use soma::ops::avgpool::{AvgPoolShape, avg_pool, avg_pool_backward};
 use soma::ops::batchnorm::{self as bn, BnShape};
 use soma::ops::conv::{ConvShape, Padding};
@@ -970,18 +970,9 @@ pub async fn max_pool_matches_cpu_with_ties_and_routes_gradients_back(ops: &impl
             .unwrap();
         assert_eq!(got, dx, "{s}, B={batch}: gradients");
         let z = random(&mut rng, batch, len, 3.0);
-        for act in Activation::ALL {
-            let a = z.mapv(|z| act.apply(z));
-            let got = ops
-                .run(
-                    ops.gpu()
-                        .max_pool_backward(&s, dy.view(), at.view(), Some((a.view(), act))),
-                )
-                .await
-                .unwrap();
-            let want = &dx * &a.mapv(|a| act.derivative_from_output(a));
-            assert_all_close(&format!("{s}, B={batch}, ⊙{act}′"), &got, &want, ULPS_ABS);
-        }
+        let what = format!("{s}, B={batch}");
+        let gpu = |d: Derivative<'_>| ops.gpu().max_pool_backward(&s, dy.view(), at.view(), d);
+        times_every_derivative(ops, &what, &z, &dx, gpu).await;
     }
 }
 
@@ -1025,18 +1016,9 @@ pub async fn avg_pool_matches_cpu_with_every_activation_and_spreads_gradients(op
             .unwrap();
         assert_all_close(&format!("{s}, B={batch}: gradients"), &got, &dx, ULPS_ABS);
         let z = random(&mut rng, batch, len, 3.0);
-        for act in Activation::ALL {
-            let a = z.mapv(|z| act.apply(z));
-            let got = ops
-                .run(
-                    ops.gpu()
-                        .avg_pool_backward(&s, dy.view(), Some((a.view(), act))),
-                )
-                .await
-                .unwrap();
-            let want = &dx * &a.mapv(|a| act.derivative_from_output(a));
-            assert_all_close(&format!("{s}, B={batch}, ⊙{act}′"), &got, &want, ULPS_ABS);
-        }
+        let what = format!("{s}, B={batch}");
+        let gpu = |d: Derivative<'_>| ops.gpu().avg_pool_backward(&s, dy.view(), d);
+        times_every_derivative(ops, &what, &z, &dx, gpu).await;
     }
 }
 
@@ -1087,18 +1069,9 @@ pub async fn dropout_draws_the_cpu_masks_exactly(ops: &impl Ops) {
             .unwrap();
         assert_eq!(got, dx, "{what}: backward");
         let z = random(&mut rng, rows, n, 3.0);
-        for act in Activation::ALL {
-            let a = z.mapv(|z| act.apply(z));
-            let got = ops
-                .run(
-                    ops.gpu()
-                        .dropout_backward(rate, draw, dy.view(), Some((a.view(), act))),
-                )
-                .await
-                .unwrap();
-            let want = &dx * &a.mapv(|a| act.derivative_from_output(a));
-            assert_all_close(&format!("{what}: backward ⊙{act}′"), &got, &want, ULPS_ABS);
-        }
+        let what = format!("{what}: backward");
+        let gpu = |d: Derivative<'_>| ops.gpu().dropout_backward(rate, draw, dy.view(), d);
+        times_every_derivative(ops, &what, &z, &dx, gpu).await;
     }
 }
 
@@ -1340,6 +1313,23 @@ pub async fn batch_norm_kernels_match_cpu(ops: &impl Ops) {
                 assert!(d <= OPTIM_ABS, "{what}: {opt:?}: state differs by {d}");
             }
         }
+    }
+}
+
+/// A backward op `gpu` times each activation's f′ at `f(z)` against the plain gradient `dx`
+/// times the same f′ (an activation's few ulps).
+async fn times_every_derivative<'a, O: Ops>(
+    ops: &'a O,
+    what: &str,
+    z: &Array2<f32>,
+    dx: &Array2<f32>,
+    gpu: impl Fn(Derivative<'_>) -> soma::Result<Readout<'a, Array2<f32>>>,
+) {
+    for act in Activation::ALL {
+        let a = z.mapv(|z| act.apply(z));
+        let got = ops.run(gpu(Some((a.view(), act)))).await.unwrap();
+        let want = dx * &a.mapv(|a| act.derivative_from_output(a));
+        assert_all_close(&format!("{what}, ⊙{act}′"), &got, &want, ULPS_ABS);
     }
 }
 

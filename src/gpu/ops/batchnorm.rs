@@ -178,13 +178,7 @@ impl GpuOps {
             self.input("batch norm keep", &keep)?,
             upload(&self.ctx, "batch norm slots", &slot_data, usage_out())?,
         ];
-        let (c1, c2) = optimizer.bias_corrections(spec.t);
-        let step = StepRecord {
-            lr: spec.lr,
-            c1,
-            c2,
-            ..Default::default()
-        };
+        let step = spec.step_record();
         let opt = OptimParams::new(optimizer, stride as u32);
         let op = self.bn_op(
             BnKernel::Update(optimizer.kind()),

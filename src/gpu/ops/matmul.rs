@@ -45,6 +45,20 @@ pub struct UpdateSpec<'a> {
     pub tile: Option<Tile>,
 }
 
+impl UpdateSpec<'_> {
+    /// The step record an update kernel reads: the learning rate and Adam's bias corrections
+    /// at step `t`.
+    pub(super) fn step_record(&self) -> StepRecord {
+        let (c1, c2) = self.optimizer.bias_corrections(self.t);
+        StepRecord {
+            lr: self.lr,
+            c1,
+            c2,
+            ..Default::default()
+        }
+    }
+}
+
 /// What [`GpuOps::weight_update`] returns: the updated `[W; b]` and optimizer state.
 pub(in crate::gpu) type UpdateReadout<'a> = Readout<'a, (Array2<f32>, Vec<Array2<f32>>)>;
 
@@ -324,13 +338,7 @@ impl GpuOps {
             self.input("weight update aux", &[0.0])?,
             upload(ctx, "weight update slots", &slot_data, usage_out())?,
         ];
-        let (c1, c2) = optimizer.bias_corrections(spec.t);
-        let step = StepRecord {
-            lr: spec.lr,
-            c1,
-            c2,
-            ..Default::default()
-        };
+        let step = spec.step_record();
         self.prepare_matmul_buffers(dims, (true, false), spec.tile, buffers, Some(step))
     }
 }

@@ -200,13 +200,7 @@ impl GpuOps {
             opt: OptimParams::new(optimizer, stride as u32),
             ..ConvDims::new(s, rows as u32)
         };
-        let (c1, c2) = optimizer.bias_corrections(spec.t);
-        let step = StepRecord {
-            lr: spec.lr,
-            c1,
-            c2,
-            ..Default::default()
-        };
+        let step = spec.step_record();
         let kernel = KernelId::Conv(ConvKernel::Update(optimizer.kind()));
         self.prepare_spatial(kernel, buffers, &dims, s.update_groups() as u64, Some(step))
     }
