@@ -14,7 +14,7 @@ py="${PY:-/tmp/peers-venv/bin/python}"
 threads="${THREADS:-2}"
 export MNIST_DIR="${MNIST_DIR:-$root/../shared/data/mnist}"
 mkdir -p "$out"
-for rep in 1 2; do
+for rep in $(seq "${REPS:-2}"); do
     "$root/target/release/examples/bench" --model cnn-bn --backends cpu --batch-sizes 64,256 \
         --threads "$threads" --epochs 2 --warmup 1 --eval-repeats 1 --limit 12000 \
         --lr 0.05 --offline --json "$out/cnn-bn-soma-$rep.json" >"$out/cnn-bn-soma-$rep.txt" 2>/dev/null

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """soma's `cnn-bn` preset in PyTorch (eager), the yardstick for the batch-norm and dropout layers.
 
-conv 32 3x3 (same) -> BatchNorm2d -> relu -> maxpool 2 -> conv 64 3x3 (same) -> BatchNorm2d -> relu
--> maxpool 2 -> flatten (64*7*7) -> dense 128 -> BatchNorm1d -> relu -> dropout 0.5 -> dense 10:
-`conv32k3same,bn,relu,pool,conv64k3same,bn,relu,pool,dense128,bn,relu,dropout0.5,dense10`.
+conv 32 3x3 (same) -> BatchNorm2d -> relu -> conv 32 3x3 (same) -> BatchNorm2d -> relu -> maxpool 2
+-> conv 64 3x3 (same) -> BatchNorm2d -> relu -> maxpool 2 -> flatten (64*7*7) -> dense 128
+-> BatchNorm1d -> relu -> dropout 0.25 -> dense 10: `conv32k3same,bn,relu,conv32k3same,bn,relu,pool,
+conv64k3same,bn,relu,pool,dense128,bn,relu,dropout0.25,dense10`.
 Softmax + cross-entropy (mean over the batch); --optimizer sgd|adam (default sgd, as soma's
 `bench`) at --lr. Written like the shared peers'
 `cnn_torch.py` (whose `peer_common` it uses: flags, threads, IDX loading, permutations, the result
@@ -34,9 +35,10 @@ from torch import nn  # noqa: E402
 
 def build():
     return nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2, 2),
+        nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2, 2),
         nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2, 2),
-        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.BatchNorm1d(128), nn.ReLU(), nn.Dropout(0.5),
+        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.BatchNorm1d(128), nn.ReLU(), nn.Dropout(0.25),
         nn.Linear(128, 10),
     )
 

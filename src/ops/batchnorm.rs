@@ -43,19 +43,32 @@ impl BnShape {
         self.len() == 0
     }
 
-    /// Each value of `row` with its channel.
-    fn channel_of(&self, i: usize) -> usize {
-        i / self.plane
+    /// A row's channels: each channel's plane of values, in order.
+    fn planes<'a>(&self, row: &'a [f32]) -> std::slice::ChunksExact<'a, f32> {
+        row.chunks_exact(self.plane)
     }
+}
+
+/// A row of a batch as a slice (the batches are standard-layout matrices).
+fn slice<'a>(row: ndarray::ArrayView1<'a, f32>) -> &'a [f32] {
+    row.to_slice().expect("contiguous rows")
+}
+
+/// `(Σv, Σv²)` of a plane, in f64.
+fn moments(plane: &[f32]) -> (f64, f64) {
+    plane.iter().fold((0.0, 0.0), |(s, q), &v| {
+        let v = v as f64;
+        (s + v, q + v * v)
+    })
 }
 
 /// Adds a block's `Σx` (into `sums[c]`) and `Σx²` (into `sums[channels + c]`).
 pub fn add_moments(s: BnShape, x: ArrayView2<f32>, sums: &mut [f64]) {
     for row in x.rows() {
-        for (i, &v) in row.iter().enumerate() {
-            let c = s.channel_of(i);
-            sums[c] += v as f64;
-            sums[s.channels + c] += v as f64 * v as f64;
+        for (c, plane) in s.planes(slice(row)).enumerate() {
+            let (sum, squares) = moments(plane);
+            sums[c] += sum;
+            sums[s.channels + c] += squares;
         }
     }
 }
@@ -95,9 +108,14 @@ pub fn normalize(
     mut y: ArrayViewMut2<f32>,
 ) {
     for (x, mut y) in x.rows().into_iter().zip(y.rows_mut()) {
-        for (i, (&x, y)) in x.iter().zip(y.iter_mut()).enumerate() {
-            let c = s.channel_of(i);
-            *y = gamma[c] * ((x - mean[c]) * inv_std[c]) + beta[c];
+        let y = y.as_slice_mut().expect("contiguous rows");
+        for (c, (x, y)) in s
+            .planes(slice(x))
+            .zip(y.chunks_exact_mut(s.plane))
+            .enumerate()
+        {
+            let (m, k, b) = (mean[c], gamma[c] * inv_std[c], beta[c]);
+            y.iter_mut().zip(x).for_each(|(y, &x)| *y = k * (x - m) + b);
         }
     }
 }
@@ -119,11 +137,13 @@ pub fn add_grad_sums(
     sums: &mut [f64],
 ) {
     for (x, dy) in x.rows().into_iter().zip(dy.rows()) {
-        for (i, (&x, &g)) in x.iter().zip(dy.iter()).enumerate() {
-            let c = s.channel_of(i);
-            let xhat = (x - mean[c]) * inv_std[c];
-            sums[c] += g as f64;
-            sums[s.channels + c] += g as f64 * xhat as f64;
+        for (c, (x, g)) in s.planes(slice(x)).zip(s.planes(slice(dy))).enumerate() {
+            let (m, k) = (mean[c], inv_std[c]);
+            let (sum, dot) = x.iter().zip(g).fold((0.0, 0.0), |(s, d), (&x, &g)| {
+                (s + g as f64, d + g as f64 * ((x - m) * k) as f64)
+            });
+            sums[c] += sum;
+            sums[s.channels + c] += dot;
         }
     }
 }
@@ -144,11 +164,15 @@ pub fn input_grad(
 ) {
     let n = n as f64;
     for ((x, dy), mut dx) in x.rows().into_iter().zip(dy.rows()).zip(dx.rows_mut()) {
-        for (i, ((&x, &g), d)) in x.iter().zip(dy.iter()).zip(dx.iter_mut()).enumerate() {
-            let c = s.channel_of(i);
-            let xhat = (x - mean[c]) * inv_std[c];
+        let dx = dx.as_slice_mut().expect("contiguous rows");
+        let planes = s.planes(slice(x)).zip(s.planes(slice(dy)));
+        for (c, ((x, g), d)) in planes.zip(dx.chunks_exact_mut(s.plane)).enumerate() {
+            let (m, k) = (mean[c], inv_std[c]);
             let (sum_dy, sum_dyx) = ((sums[c] / n) as f32, (sums[s.channels + c] / n) as f32);
-            *d = gamma[c] * inv_std[c] * (g - sum_dy - xhat * sum_dyx);
+            let scale = gamma[c] * k;
+            for ((d, &x), &g) in d.iter_mut().zip(x).zip(g) {
+                *d = scale * (g - sum_dy - (x - m) * k * sum_dyx);
+            }
         }
     }
 }
