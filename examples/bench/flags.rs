@@ -28,7 +28,8 @@ pub struct Args {
     /// exists; name gpu to measure a software adapter such as lavapipe).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub backends: Vec<BackendArg>,
-    /// The network: mlp (784-64-64-10, sigmoid), a preset (cnn, tfjs, lenet) or a layer string.
+    /// The network: mlp (784-64-64-10, sigmoid), a preset (cnn, tfjs, lenet, cnn-bn) or a layer
+    /// string.
     #[arg(long, default_value = "mlp")]
     pub model: String,
     /// Batch sizes, comma separated.

@@ -51,7 +51,7 @@ pub struct RunFlags {
     #[arg(long, value_enum)]
     pub schedule: Option<ScheduleArg>,
     /// The network: mlp (the dense stack of --hidden and --activation), a preset (cnn, tfjs,
-    /// lenet; its last layer has one unit per class) or a layer string such as
+    /// lenet, cnn-bn; its last layer has one unit per class) or a layer string such as
     /// conv8k5,relu,pool,conv16k5,relu,pool,dense10 (see the README).
     #[arg(long)]
     pub model: Option<String>,

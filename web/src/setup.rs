@@ -36,7 +36,7 @@ pub(crate) struct Options {
     pub optimizer: Option<String>,
     /// Random shifts of up to this many pixels (0: none).
     pub augment: Option<u8>,
-    /// `mlp` (the default), a preset (`cnn`, `tfjs`, `lenet`) or a layer string, as the
+    /// `mlp` (the default), a preset (`cnn`, `tfjs`, `lenet`, `cnn-bn`) or a layer string, as the
     /// `mnist` example's `--model`; a CNN trains with [`Recipe::cnn`]'s defaults. For the
     /// user's data the default is `train`'s ([`Recipe::for_data`]).
     pub model: Option<String>,
