@@ -132,7 +132,7 @@ pub fn lower(layers: &[Layer]) -> Result<Vec<Node>, (usize, String)> {
             (_, Some(op)) => {
                 let mut next = |has: bool| {
                     tensors += usize::from(has);
-                    has.then_some(tensors - 1)
+                    has.then(|| tensors - 1)
                 };
                 let tensor = next(op.weights().is_some());
                 let statistics = next(op.statistics().is_some());
