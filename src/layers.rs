@@ -51,7 +51,7 @@ pub const PRESETS: [(&str, &str); 4] = [
         "conv32k5same,relu,pool,conv64k5same,relu,pool,dense128,relu,dense10",
     ),
     // Convolution, batch norm, ReLU blocks (two convolutions at full size) and dropout before
-    // the head: 93 % on Fashion-MNIST in 15 epochs (BENCHMARKS.md).
+    // the head, for Fashion-MNIST (its accuracy: BENCHMARKS.md).
     (
         "cnn-bn",
         "conv32k3same,bn,relu,conv32k3same,bn,relu,pool,conv64k3same,bn,relu,pool,\

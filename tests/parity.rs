@@ -446,8 +446,8 @@ fn cnn_training_runs_agree_for_every_optimizer() {
         // Momentum, not Adam: the gradient of a bias right before a batch norm is exactly 0,
         // computed as rounding noise, which Adam would turn into steps of lr either way. Tanh,
         // not ReLU: normalised pre-activations crowd round 0, and with ReLUs a kink falls the
-        // other way on one backend within 40 steps (measured: 4e-7 at step 20, 2.6e-4 at 40,
-        // 1.3e-2 at 100), where with tanh the runs drift smoothly (6e-5 at step 100).
+        // other way on one backend within the 100 steps, where with tanh the runs drift
+        // smoothly (BENCHMARKS.md, "The new layers").
         (
             net("conv4k3same,bn,tanh,pool,conv6k3,bn,tanh,dense16,bn,tanh,dropout0.5,dense10"),
             Optimizer::momentum(),
